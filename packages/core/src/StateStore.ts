@@ -1,0 +1,83 @@
+/**
+ * Where policies keep their state: breaker windows, token buckets, retry
+ * budgets, key health.
+ *
+ * A policy's state is plain JSON data and every change is one atomic
+ * `modify` with a pure function, so the same policy code runs on the
+ * embedded in-memory store (one process, no set-up) and on a shared store
+ * (Redis: compare-and-set of the encoded state) that lets N replicas open one
+ * breaker together. A shared store degrades to local state on trouble; it
+ * never fails a call, so `modify` has no error channel.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/**
+ * A typed slot in the store. `id` is namespaced by policy kind
+ * (`"breaker/openai-gpt4o"`); `initial` builds the state of a slot never
+ * written. State must be JSON data (numbers, strings, booleans, arrays,
+ * plain objects) and is never mutated: `modify` returns a new value.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StateKey<S> {
+  readonly id: string
+  readonly initial: () => S
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const key = <S>(id: string, initial: () => S): StateKey<S> => ({ id, initial })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** Atomically replaces the state with `f`'s second result and returns its first. */
+  readonly modify: <S, A>(key: StateKey<S>, f: (state: S) => readonly [A, S]) => Effect.Effect<A>
+  readonly get: <S>(key: StateKey<S>) => Effect.Effect<S>
+  readonly set: <S>(key: StateKey<S>, state: S) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class StateStore extends Context.Tag("@resilient-ai/core/StateStore")<StateStore, Service>() {}
+
+/**
+ * An in-memory store. `modify` runs `f` synchronously, so within one process
+ * it is atomic without locks.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (): Service => {
+  const slots = new Map<string, unknown>()
+  const read = <S>(k: StateKey<S>): S => (slots.has(k.id) ? (slots.get(k.id) as S) : k.initial())
+  return {
+    modify: (k, f) =>
+      Effect.sync(() => {
+        const [a, next] = f(read(k))
+        slots.set(k.id, next)
+        return a
+      }),
+    get: (k) => Effect.sync(() => read(k)),
+    set: (k, state) => Effect.sync(() => void slots.set(k.id, state))
+  }
+}
+
+/**
+ * The embedded default: state lives in this process.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<StateStore> = Layer.sync(StateStore, makeMemory)

@@ -1,0 +1,5 @@
+/**
+ * @since 0.1.0
+ */
+export * as Errors from "./Errors.js"
+export * as StateStore from "./StateStore.js"
