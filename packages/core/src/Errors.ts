@@ -246,7 +246,7 @@ export class StreamInterruptedError extends Schema.TaggedError<StreamInterrupted
  * @category errors
  */
 export class BudgetExhaustedError extends Schema.TaggedError<BudgetExhaustedError>()("BudgetExhaustedError", {
-  budget: Schema.Literal("attempts", "deadline", "cost", "retries"),
+  budget: Schema.Literal("attempts", "deadline", "cost"),
   limit: Schema.Number,
   ...Origin
 }) {

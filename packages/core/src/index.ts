@@ -3,3 +3,4 @@
  */
 export * as Errors from "./Errors.js"
 export * as StateStore from "./StateStore.js"
+export * as Deadline from "./Deadline.js"
