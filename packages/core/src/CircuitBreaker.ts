@@ -139,7 +139,7 @@ export interface Status {
  * @since 0.1.0
  * @category models
  */
-export interface CircuitBreaker {
+export interface Service {
   readonly name: string
   /** Runs `self` if the breaker admits it, and records its outcome. */
   readonly execute: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R>
@@ -164,9 +164,7 @@ export interface CircuitBreaker {
  * @since 0.1.0
  * @category tags
  */
-export class CircuitBreakerService
-  extends Context.Tag("@resilient-ai/core/CircuitBreaker")<CircuitBreakerService, CircuitBreaker>()
-{}
+export class CircuitBreaker extends Context.Tag("@resilient-ai/core/CircuitBreaker")<CircuitBreaker, Service>() {}
 
 const TriggerSchema = Schema.Union(
   Schema.Struct({ kind: Schema.Literal("consecutive"), failures: PositiveInt }),
@@ -255,7 +253,7 @@ const callsCounter = Metric.counter("resilient_ai_breaker_calls_total", {
  */
 export const make = (
   options: Options
-): Effect.Effect<CircuitBreaker, InvalidConfigError, StateStore.StateStore> =>
+): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
   Effect.gen(function*() {
     const component = `CircuitBreaker "${options.name}"`
     const o = yield* decodeOptions(component, OptionsSchema, options)
@@ -303,7 +301,7 @@ const makeWith = (
   store: StateStore.Service,
   pubsub: PubSub.PubSub<Transition>,
   verdicts: { readonly countUpstreamRateLimit: boolean; readonly classify: Options["classify"] }
-): CircuitBreaker => {
+): Service => {
   const key = StateStore.key(`breaker/${name}`, () => machine.initial(config))
   const gauge = stateGauge.pipe(Metric.tagged("breaker", name))
   const counted = (outcome: string) => callsCounter.pipe(Metric.tagged("breaker", name), Metric.tagged("outcome", outcome))
@@ -423,6 +421,6 @@ const makeWith = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<CircuitBreakerService, InvalidConfigError, StateStore.StateStore> =>
-  Layer.effect(CircuitBreakerService, make(options))
+export const layer = (options: Options): Layer.Layer<CircuitBreaker, InvalidConfigError, StateStore.StateStore> =>
+  Layer.effect(CircuitBreaker, make(options))
 

@@ -20,14 +20,14 @@ const run = <R>(effect: Effect.Effect<void, unknown, R | StateStore.StateStore>)
 const make = (options: Omit<CircuitBreaker.Options, "name"> & { readonly name?: string }) =>
   CircuitBreaker.make({ name: "openai", ...options })
 
-const succeed = (b: CircuitBreaker.CircuitBreaker) => Effect.either(b.execute(Effect.succeed("ok")))
-const failWith = (b: CircuitBreaker.CircuitBreaker, error: unknown = down) =>
+const succeed = (b: CircuitBreaker.Service) => Effect.either(b.execute(Effect.succeed("ok")))
+const failWith = (b: CircuitBreaker.Service, error: unknown = down) =>
   Effect.either(b.execute(Effect.fail(error)))
 const times = <A, E, R>(n: number, effect: Effect.Effect<A, E, R>) => Effect.replicateEffect(effect, n, { discard: true })
-const stateOf = (b: CircuitBreaker.CircuitBreaker) => Effect.map(b.status, (s) => s.state)
+const stateOf = (b: CircuitBreaker.Service) => Effect.map(b.status, (s) => s.state)
 
 /** A call that takes `millis` of virtual time, then ends with `outcome`. */
-const timed = (b: CircuitBreaker.CircuitBreaker, millis: number, outcome: "ok" | "fail") =>
+const timed = (b: CircuitBreaker.Service, millis: number, outcome: "ok" | "fail") =>
   Effect.gen(function*() {
     const fiber = yield* Effect.fork(
       Effect.either(b.execute(Effect.delay(outcome === "ok" ? Effect.void : Effect.fail(down), Duration.millis(millis))))

@@ -13,7 +13,10 @@ import { InvalidConfigError } from "../Errors.js"
 export const Millis: Schema.Schema<number, unknown> = Schema.transformOrFail(Schema.Unknown, Schema.Number, {
   strict: true,
   decode: (input, _, ast) =>
-    Option.match(Duration.decodeUnknown(input), {
+    // Duration.decode clamps a negative number of milliseconds to zero; a typo must not pass silently.
+    typeof input === "number" && !(input >= 0)
+      ? ParseResult.fail(new ParseResult.Type(ast, input, "expected a finite, non-negative duration"))
+      : Option.match(Duration.decodeUnknown(input), {
       onNone: () =>
         ParseResult.fail(new ParseResult.Type(ast, input, `expected a duration such as "30 seconds" or a number of milliseconds`)),
       onSome: (d) =>

@@ -1,0 +1,250 @@
+/**
+ * Retry with exponential backoff, jitter, Retry-After, a deadline and a
+ * retry budget (SEMANTICS.md rules 13–17).
+ *
+ * - `maxRetries` counts retries after the first attempt: a call makes at most
+ *   `maxRetries + 1` attempts.
+ * - The n-th retry sleeps `baseDelay · factor^(n−1)`, jittered, and never
+ *   more than `maxDelay` (see {@link backoffDelay}). Each computed delay makes
+ *   exactly one draw from effect's `Random` service (none for `"none"`).
+ * - A `RateLimitError` with a `retryAfter` replaces that delay exactly: no
+ *   jitter, no `maxDelay`, no draw. Above `maxRetryAfter` the retry gives up
+ *   at once with that error, which keeps its `retryAfter` for the caller.
+ * - Any sleep (backoff or Retry-After) that would end at or after the
+ *   request's deadline (`Deadline.currentDeadline`) gives up at once.
+ * - Only tags that {@link Errors.isRetryable} marks are retried; `retryOn` can
+ *   only narrow that set. `CircuitOpenError` is never retried.
+ * - With a {@link RetryBudget.Service}, the first attempt is recorded and every
+ *   retry must be admitted by the budget, else the retry gives up at once.
+ *
+ * Giving up always fails with the last error, so the error type of the
+ * retried effect is unchanged. Defects and interruption are never retried.
+ * Time comes only from `Clock` and randomness only from `Random`, so
+ * `TestClock` and `Effect.withRandom(Random.fixed([...]))` make it exact.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Errors from "./Errors.js"
+import { decodeOptions } from "./internal/config.js"
+import * as internal from "./internal/retry.js"
+import type * as RetryBudget from "./RetryBudget.js"
+
+/**
+ * Multiplies the backoff by a factor drawn uniformly from `[min, max]` (the
+ * seed's `0.5`–`1.5`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Proportional {
+  readonly kind: "proportional"
+  readonly min: number
+  readonly max: number
+}
+
+/**
+ * How the exponential delay `d = min(maxDelay, baseDelay · factor^(n−1))` of
+ * the n-th retry is randomised, for a draw `r` in `[0, 1)`:
+ *
+ * - `"none"`: `d`, no draw;
+ * - `"full"` (default, AWS's recommendation): `r · d`;
+ * - `"equal"`: `d/2 + r · d/2`;
+ * - `{ kind: "proportional", min, max }`: `d · (min + r · (max − min))`;
+ * - `"decorrelated"` (AWS): `baseDelay + r · (3 · previous − baseDelay)`, where
+ *   `previous` is the last computed backoff (`baseDelay` at first); `factor`
+ *   plays no part.
+ *
+ * Every result is then capped at `maxDelay` again, so `maxDelay` is a hard
+ * ceiling on every computed sleep.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Jitter = "none" | "full" | "equal" | "decorrelated" | Proportional
+
+/**
+ * The backoff part of the options, decoded: times in milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Backoff {
+  readonly baseDelay: number
+  readonly factor: number
+  readonly maxDelay: number
+  readonly jitter: Jitter
+}
+
+/**
+ * A retry decided, reported before its sleep: the `retry`-th retry (1-based),
+ * why it waits `delayMs`, and the error that caused it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryEvent {
+  readonly _tag: "Retry"
+  readonly retry: number
+  readonly delayMs: number
+  readonly reason: "backoff" | "retry-after"
+  readonly error: Errors.RetryableError
+}
+
+/**
+ * The retry stopped and the call fails with `error`, after `retries` retries.
+ * `delayMs` is the sleep that was refused, when one was computed.
+ *
+ * - `not-retryable`: the tag is not retryable, or `retryOn` refused it;
+ * - `max-retries`: `maxRetries` retries were made;
+ * - `retry-after-too-long`: the error's `retryAfter` is above `maxRetryAfter`;
+ * - `deadline`: the sleep would end at or after the request's deadline;
+ * - `budget`: the retry budget refused.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GiveUpEvent {
+  readonly _tag: "GiveUp"
+  readonly reason: "not-retryable" | "max-retries" | "retry-after-too-long" | "deadline" | "budget"
+  readonly retries: number
+  readonly error: unknown
+  readonly delayMs?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Names the policy in logs and config errors. */
+  readonly name?: string | undefined
+  /** Retries after the first attempt. Default 3 (so at most 4 attempts). */
+  readonly maxRetries?: number | undefined
+  /** Delay before the first retry, before jitter. Default 500 ms. */
+  readonly baseDelay?: Duration.DurationInput | undefined
+  /** Growth of the delay per retry, 1 or more. Default 2. */
+  readonly factor?: number | undefined
+  /** Hard ceiling on every computed (not Retry-After) sleep. Default 30 seconds. */
+  readonly maxDelay?: Duration.DurationInput | undefined
+  /** Default `"full"`. */
+  readonly jitter?: Jitter | undefined
+  /** A Retry-After above this gives up at once instead of waiting. Default 60 seconds. */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
+  /** Records first attempts and must admit every retry. */
+  readonly budget?: RetryBudget.Service | undefined
+  /**
+   * Narrows which retryable errors are retried. It is asked only about errors
+   * {@link Errors.isRetryable} accepts, so it can never widen the set: a
+   * non-retryable tag (auth, bad request, circuit open, ...) is not retried
+   * whatever it returns.
+   */
+  readonly retryOn?: ((error: Errors.RetryableError) => boolean) | undefined
+  /** Observes each retry before its sleep (for attempt events and metrics). */
+  readonly onRetry?: ((event: RetryEvent) => Effect.Effect<void>) | undefined
+  /** Observes the decision to stop retrying. */
+  readonly onGiveUp?: ((event: GiveUpEvent) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /**
+   * Runs `effect`, retrying its failures by the policy. When the policy gives
+   * up, fails with the last error.
+   */
+  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Retry extends Context.Tag("@resilient-ai/core/Retry")<Retry, Service>() {}
+
+/**
+ * The backoff of the default options: 500 ms base, factor 2, 30 s cap, full jitter.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultBackoff: Backoff = { baseDelay: 500, factor: 2, maxDelay: 30_000, jitter: "full" }
+
+/**
+ * The computed delay in milliseconds of the `retry`-th retry (1-based) for a
+ * random `draw` in `[0, 1)`; `previous` is the last computed delay, used by
+ * decorrelated jitter only (default `baseDelay`). Pure: for tests and
+ * benchmarks. The result is always in `[0, maxDelay]`.
+ *
+ * @since 0.1.0
+ * @category backoff
+ */
+export const backoffDelay: (backoff: Backoff, retry: number, draw: number, previous?: number) => number =
+  internal.backoffDelay
+
+/**
+ * {@link backoffDelay} with the draw taken from effect's `Random` service:
+ * exactly one draw, or none for `"none"`.
+ *
+ * @since 0.1.0
+ * @category backoff
+ */
+export const nextBackoffDelay: (backoff: Backoff, retry: number, previous?: number) => Effect.Effect<number> =
+  internal.nextBackoffDelay
+
+/**
+ * Builds a retry policy. Bad options fail with `InvalidConfigError` naming
+ * the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, Errors.InvalidConfigError> => {
+  const { budget, name, onGiveUp, onRetry, retryOn, ...data } = options
+  const component = name === undefined ? "Retry" : `Retry "${name}"`
+  return Effect.map(decodeOptions(component, internal.OptionsSchema, data), (decoded): Service => {
+    const schedule = internal.makeSchedule({
+      name,
+      maxRetries: decoded.maxRetries,
+      maxRetryAfter: decoded.maxRetryAfter,
+      backoff: {
+        baseDelay: decoded.baseDelay,
+        factor: decoded.factor,
+        maxDelay: decoded.maxDelay,
+        jitter: decoded.jitter
+      },
+      budget,
+      retryOn,
+      onRetry,
+      onGiveUp
+    })
+    return {
+      execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+        budget === undefined
+          ? Effect.retry(effect, schedule)
+          : Effect.zipRight(budget.recordAttempt, Effect.retry(effect, schedule))
+    }
+  })
+}
+
+/**
+ * A layer with one retry policy, for the single-instance case.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Retry, Errors.InvalidConfigError> =>
+  Layer.effect(Retry, make(options))
+
+/**
+ * Proportional jitter: the backoff times a factor drawn from `[min, max]`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const proportional = (min: number, max: number): Proportional => ({ kind: "proportional", min, max })

@@ -1,0 +1,543 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Random from "effect/Random"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
+import * as Deadline from "../src/Deadline.js"
+import * as Errors from "../src/Errors.js"
+import * as Retry from "../src/Retry.js"
+import * as RetryBudget from "../src/RetryBudget.js"
+import * as StateStore from "../src/StateStore.js"
+
+const connection = new Errors.ConnectionError({ detail: "ECONNRESET" })
+const unavailable = new Errors.ProviderUnavailableError({ status: 503 })
+const rateLimited = (retryAfterMs: number) =>
+  new Errors.RateLimitError({ source: "upstream", retryAfter: Duration.millis(retryAfterMs) })
+
+/** A call that fails with `errors[i]` on its i-th attempt and succeeds with "ok" after them. */
+const scripted = <E>(errors: ReadonlyArray<E>) =>
+  Effect.map(Ref.make(0), (attempts) => ({
+    attempts,
+    call: Effect.flatMap(Ref.getAndUpdate(attempts, (n) => n + 1), (n): Effect.Effect<string, E> => {
+      const error = errors[n]
+      return error === undefined ? Effect.succeed("ok") : Effect.fail(error)
+    })
+  }))
+
+/** A call that always fails with `error`. */
+const failing = <E>(error: E) =>
+  Effect.map(Ref.make(0), (attempts) => ({
+    attempts,
+    call: Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.fail(error))
+  }))
+
+/**
+ * Asserts, on the TestClock, that attempt i+2 starts exactly `delays[i]` ms
+ * after attempt i+1: one millisecond earlier it has not started.
+ */
+const expectSleeps = (attempts: Ref.Ref<number>, delays: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    yield* TestClock.adjust(0)
+    expect(yield* Ref.get(attempts)).toBe(1)
+    for (const [i, delay] of delays.entries()) {
+      if (delay >= 1) {
+        yield* TestClock.adjust(delay - 1)
+        expect(yield* Ref.get(attempts)).toBe(i + 1)
+        yield* TestClock.adjust(1)
+      } else {
+        yield* TestClock.adjust(delay)
+      }
+      expect(yield* Ref.get(attempts)).toBe(i + 2)
+    }
+  })
+
+/** Collects the retry events of a policy. */
+const recorder = Effect.map(Ref.make<ReadonlyArray<Retry.RetryEvent | Retry.GiveUpEvent>>([]), (events) => ({
+  events,
+  onRetry: (e: Retry.RetryEvent) => Ref.update(events, (es) => [...es, e]),
+  onGiveUp: (e: Retry.GiveUpEvent) => Ref.update(events, (es) => [...es, e])
+}))
+
+const delaysOf = (events: ReadonlyArray<Retry.RetryEvent | Retry.GiveUpEvent>) =>
+  events.flatMap((e) => (e._tag === "Retry" ? [e.delayMs] : []))
+
+/**
+ * Runs an always-failing call with `options`, advancing the TestClock far
+ * enough, and returns the computed sleeps.
+ */
+const sleepsOf = (options: Retry.Options) =>
+  Effect.gen(function*() {
+    const { events, onRetry } = yield* recorder
+    const retry = yield* Retry.make({ ...options, onRetry })
+    const { call } = yield* failing(connection)
+    const fiber = yield* Effect.fork(retry.execute(call))
+    yield* TestClock.adjust("1 day")
+    yield* Fiber.await(fiber)
+    return delaysOf(yield* Ref.get(events))
+  })
+
+/** How many draws were made from a `Random.fixed(sequence)` so far: the next value tells. */
+const sequence = () => Random.fixed([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09])
+const drawsMade = Effect.map(Random.next, (next) => Math.round(next * 100) - 1)
+
+describe("Retry", () => {
+  describe("maxRetries (rule 13)", () => {
+    it.effect("makes exactly maxRetries + 1 attempts, then fails with the last error", () =>
+      Effect.gen(function*() {
+        for (const maxRetries of [0, 1, 3, 5]) {
+          const retry = yield* Retry.make({ maxRetries, baseDelay: 0 })
+          const { attempts, call } = yield* scripted([connection, connection, connection, connection, connection, unavailable])
+          const error = yield* Effect.flip(retry.execute(call))
+          expect(yield* Ref.get(attempts)).toBe(maxRetries + 1)
+          expect(error).toBe(maxRetries === 5 ? unavailable : connection)
+        }
+      }))
+
+    it.effect("the default is 3 retries (4 attempts)", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0 })
+        const { attempts, call } = yield* failing(connection)
+        yield* Effect.flip(retry.execute(call))
+        expect(yield* Ref.get(attempts)).toBe(4)
+      }))
+
+    it.effect("returns the value of the first successful attempt", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0 })
+        const { attempts, call } = yield* scripted([connection, unavailable])
+        expect(yield* retry.execute(call)).toBe("ok")
+        expect(yield* Ref.get(attempts)).toBe(3)
+      }))
+  })
+
+  describe("retryable tags only (rule 16)", () => {
+    const nonRetryable: ReadonlyArray<unknown> = [
+      new Errors.AuthError({ status: 401 }),
+      new Errors.BadRequestError({ status: 422 }),
+      new Errors.CircuitOpenError({ breaker: "openai", state: "open" }),
+      new Errors.BulkheadFullError({ bulkhead: "openai", reason: "queue-full", maxConcurrent: 1, maxQueue: 0 }),
+      new Errors.QuotaExhaustedError({}),
+      new Errors.StreamInterruptedError({ chunksReceived: 2 }),
+      new Errors.BudgetExhaustedError({ budget: "attempts", limit: 3 }),
+      new Error("not of the taxonomy"),
+      "a string"
+    ]
+
+    it.effect("non-retryable errors (AuthError, BadRequestError, CircuitOpenError, ...) fail after 1 attempt", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0, retryOn: () => true })
+        for (const error of nonRetryable) {
+          const { attempts, call } = yield* failing(error)
+          expect(yield* Effect.flip(retry.execute(call))).toBe(error)
+          expect(yield* Ref.get(attempts)).toBe(1)
+        }
+      }))
+
+    it.effect("every retryable tag is retried", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0, maxRetries: 1 })
+        const retryable: ReadonlyArray<Errors.RetryableError> = [
+          new Errors.RateLimitError({ source: "local" }),
+          new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(1) }),
+          unavailable,
+          connection,
+          new Errors.MalformedResponseError({})
+        ]
+        for (const error of retryable) {
+          const { attempts, call } = yield* failing(error)
+          yield* Effect.flip(retry.execute(call))
+          expect(yield* Ref.get(attempts)).toBe(2)
+        }
+      }))
+
+    it.effect("retryOn narrows the retryable set", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0, retryOn: (e) => e._tag !== "TimeoutError" })
+        const timeout = yield* failing(new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(1) }))
+        yield* Effect.flip(retry.execute(timeout.call))
+        expect(yield* Ref.get(timeout.attempts)).toBe(1)
+        const conn = yield* failing(connection)
+        yield* Effect.flip(retry.execute(conn.call))
+        expect(yield* Ref.get(conn.attempts)).toBe(4)
+      }))
+
+    it.effect("defects and interruptions are not retried", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ baseDelay: 0 })
+        const attempts = yield* Ref.make(0)
+        const exit = yield* Effect.exit(retry.execute(Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.die("boom"))))
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(yield* Ref.get(attempts)).toBe(1)
+      }))
+  })
+
+  describe("backoff and jitter (rule 14)", () => {
+    it.effect("jitter none sleeps 500, 1000, 2000 ms exactly (the attempt starts neither 1 ms early nor late)", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        const { attempts, call } = yield* failing(connection)
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [500, 1000, 2000])
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(connection)
+        expect(yield* Ref.get(attempts)).toBe(4)
+      }))
+
+    it.effect("full jitter (the default) is draw x delay with a pinned Random", () =>
+      Effect.gen(function*() {
+        const { attempts, call } = yield* failing(connection)
+        const retry = yield* Retry.make({})
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [125, 500, 1500])
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(connection)
+      }).pipe(Effect.withRandom(Random.fixed([0.25, 0.5, 0.75]))))
+
+    it.effect("equal jitter is delay/2 + draw x delay/2", () =>
+      Effect.gen(function*() {
+        expect(yield* sleepsOf({ jitter: "equal" })).toEqual([250, 750, 1900])
+      }).pipe(Effect.withRandom(Random.fixed([0, 0.5, 0.9]))))
+
+    it.effect("proportional jitter (0.5-1.5) multiplies the delay by min + draw x (max - min)", () =>
+      Effect.gen(function*() {
+        expect(yield* sleepsOf({ jitter: Retry.proportional(0.5, 1.5) })).toEqual([250, 1000, 2800])
+      }).pipe(Effect.withRandom(Random.fixed([0, 0.5, 0.9]))))
+
+    it.effect("decorrelated jitter draws from [base, 3 x previous]", () =>
+      Effect.gen(function*() {
+        // 500 + .5 * (1500 - 500) = 1000; 500 + .5 * (3000 - 500) = 1750; 500 + .5 * (5250 - 500) = 2875
+        expect(yield* sleepsOf({ jitter: "decorrelated" })).toEqual([1000, 1750, 2875])
+      }).pipe(Effect.withRandom(Random.fixed([0.5]))))
+
+    it.effect("maxDelay is a hard ceiling on every computed sleep, in every jitter mode", () =>
+      Effect.gen(function*() {
+        expect(yield* sleepsOf({ jitter: "none", maxRetries: 6, maxDelay: "3 seconds" })).toEqual([
+          500,
+          1000,
+          2000,
+          3000,
+          3000,
+          3000
+        ])
+        // draw 1: proportional would give 1.5x, equal and full 1x, decorrelated 3x
+        const top = Effect.withRandom(Random.fixed([1]))
+        expect(yield* top(sleepsOf({ jitter: Retry.proportional(0.5, 1.5), baseDelay: 1000, maxDelay: 1200 }))).toEqual([
+          1200,
+          1200,
+          1200
+        ])
+        expect(yield* top(sleepsOf({ jitter: "decorrelated", baseDelay: 1000, maxDelay: 2500 }))).toEqual([
+          2500,
+          2500,
+          2500
+        ])
+        expect(yield* top(sleepsOf({ jitter: "full", maxRetries: 8, maxDelay: "4 seconds" }))).toEqual([
+          500,
+          1000,
+          2000,
+          4000,
+          4000,
+          4000,
+          4000,
+          4000
+        ])
+      }))
+
+    it.effect("full jitter keeps its spread once the exponential passes maxDelay (draw x maxDelay, AWS)", () =>
+      Effect.gen(function*() {
+        expect(yield* sleepsOf({ jitter: "full", maxRetries: 6, maxDelay: "1 second" })).toEqual([
+          250,
+          500,
+          500,
+          500,
+          500,
+          500
+        ])
+      }).pipe(Effect.withRandom(Random.fixed([0.5]))))
+
+    it.effect("exactly one Random draw per computed delay, none for jitter none", () =>
+      Effect.gen(function*() {
+        for (const jitter of ["full", "equal", "decorrelated", Retry.proportional(0.5, 1.5)] as const) {
+          const draws = yield* Effect.gen(function*() {
+            yield* sleepsOf({ jitter })
+            return yield* drawsMade
+          }).pipe(Effect.withRandom(sequence()))
+          expect(draws).toBe(3)
+        }
+        const none = yield* Effect.gen(function*() {
+          yield* sleepsOf({ jitter: "none" })
+          return yield* drawsMade
+        }).pipe(Effect.withRandom(sequence()))
+        expect(none).toBe(0)
+      }))
+
+    it.effect("with a seeded Random, 30 retries stay inside each mode's bounds and under the cap", () =>
+      Effect.gen(function*() {
+        const maxDelay = 10_000
+        for (const seed of [1, "resilient"]) {
+          const run = (jitter: Retry.Jitter) =>
+            sleepsOf({ jitter, maxRetries: 30, maxDelay }).pipe(Effect.withRandom(Random.make(seed)))
+          const ceilings = Array.from({ length: 30 }, (_, i) => Math.min(maxDelay, 500 * 2 ** i))
+
+          const full = yield* run("full")
+          full.forEach((d, i) => {
+            expect(d).toBeGreaterThanOrEqual(0)
+            expect(d).toBeLessThanOrEqual(ceilings[i] ?? 0)
+          })
+
+          const equal = yield* run("equal")
+          equal.forEach((d, i) => {
+            expect(d).toBeGreaterThanOrEqual((ceilings[i] ?? 0) / 2)
+            expect(d).toBeLessThanOrEqual(ceilings[i] ?? 0)
+          })
+
+          const proportional = yield* run(Retry.proportional(0.5, 1.5))
+          proportional.forEach((d, i) => {
+            expect(d).toBeGreaterThanOrEqual((ceilings[i] ?? 0) * 0.5)
+            expect(d).toBeLessThanOrEqual(Math.min(maxDelay, (ceilings[i] ?? 0) * 1.5))
+          })
+
+          const decorrelated = yield* run("decorrelated")
+          decorrelated.forEach((d, i) => {
+            const previous = i === 0 ? 500 : decorrelated[i - 1] ?? 0
+            expect(d).toBeGreaterThanOrEqual(500)
+            expect(d).toBeLessThanOrEqual(Math.min(maxDelay, 3 * previous))
+          })
+
+          for (const sleeps of [full, equal, proportional, decorrelated]) {
+            expect(sleeps).toHaveLength(30)
+            expect(Math.max(...sleeps)).toBeLessThanOrEqual(maxDelay)
+            // jitter really spreads: not every sleep is the same
+            expect(new Set(sleeps.slice(10)).size).toBeGreaterThan(1)
+          }
+        }
+      }))
+
+    it("backoffDelay is the pure n-th delay", () => {
+      const b = (jitter: Retry.Jitter): Retry.Backoff => ({ ...Retry.defaultBackoff, jitter })
+      expect([1, 2, 3, 4].map((n) => Retry.backoffDelay(b("none"), n, 0.7))).toEqual([500, 1000, 2000, 4000])
+      expect(Retry.backoffDelay(b("full"), 3, 0.5)).toBe(1000)
+      expect(Retry.backoffDelay(b("equal"), 3, 0.5)).toBe(1500)
+      expect(Retry.backoffDelay(b(Retry.proportional(0.5, 1.5)), 3, 0.5)).toBe(2000)
+      expect(Retry.backoffDelay(b("decorrelated"), 3, 0.5, 1000)).toBe(1750)
+      expect(Retry.backoffDelay(b("none"), 1_000, 0)).toBe(30_000)
+      expect(Retry.backoffDelay({ ...b("none"), baseDelay: 0 }, 10_000, 0)).toBe(0)
+      expect(Retry.backoffDelay({ ...b("full"), factor: 3, baseDelay: 100 }, 3, 1)).toBe(900)
+    })
+
+    it.effect("nextBackoffDelay draws once from Random (none for jitter none)", () =>
+      Effect.gen(function*() {
+        expect(yield* Retry.nextBackoffDelay(Retry.defaultBackoff, 2)).toBe(10)
+        expect(yield* drawsMade).toBe(1)
+        expect(yield* Retry.nextBackoffDelay({ ...Retry.defaultBackoff, jitter: "none" }, 2)).toBe(1000)
+        expect(yield* drawsMade).toBe(2) // only the previous drawsMade draw
+      }).pipe(Effect.withRandom(sequence())))
+  })
+
+  describe("Retry-After (rule 15)", () => {
+    it.effect("a Retry-After of 7 s replaces the backoff exactly, above maxDelay, without a Random draw", () =>
+      Effect.gen(function*() {
+        const { events, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
+        const { attempts, call } = yield* scripted([rateLimited(7_000), connection])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        // 7000 exactly; then retry 2 = full jitter of 1000 with the FIRST draw (0.5) => 500.
+        // Had the Retry-After drawn, retry 2 would have used 0.9 => 900.
+        yield* expectSleeps(attempts, [7_000, 500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
+          { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
+        ])
+        expect(yield* Random.next).toBe(0.9)
+      }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9]))))
+
+    it.effect("a local RateLimitError's retryAfter is used the same way", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        const local = new Errors.RateLimitError({ source: "local", retryAfter: Duration.millis(1_234) })
+        const { attempts, call } = yield* scripted([local])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [1_234])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+
+    it.effect("a RateLimitError without retryAfter gets the computed backoff", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        const { attempts, call } = yield* scripted([new Errors.RateLimitError({ source: "upstream" })])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+
+    it.effect("retryAfter above maxRetryAfter gives up at once, keeping the error's retryAfter", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ onGiveUp })
+        const tooLong = rateLimited(60_001) // default maxRetryAfter is 60 s
+        const { attempts, call } = yield* failing(tooLong)
+        const error = yield* Effect.flip(retry.execute(call))
+        expect(error).toBe(tooLong)
+        expect(error.retryAfter).toEqual(Duration.millis(60_001))
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "GiveUp", reason: "retry-after-too-long", retries: 0, delayMs: 60_001 }
+        ])
+      }))
+
+    it.effect("retryAfter equal to maxRetryAfter is still waited for", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ maxRetryAfter: "10 seconds" })
+        const { attempts, call } = yield* scripted([rateLimited(10_000)])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [10_000])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+  })
+
+  describe("deadline (rule 15)", () => {
+    it.effect("a backoff that would end at or after the deadline gives up at once with the last error", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", onGiveUp })
+        const { attempts, call } = yield* scripted([connection, unavailable])
+        // retry 1 ends at 500 < 1000: made; retry 2 would end at 500 + 1000 >= 1000: refused
+        const fiber = yield* Effect.fork(Deadline.within(1_000)(retry.execute(call)))
+        yield* expectSleeps(attempts, [500])
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(unavailable)
+        expect(yield* Clock.currentTimeMillis).toBe(500)
+        expect(yield* Ref.get(attempts)).toBe(2)
+        expect(yield* Ref.get(events)).toMatchObject([{ _tag: "GiveUp", reason: "deadline", retries: 1, delayMs: 1_000 }])
+      }))
+
+    it.effect("a sleep ending exactly at the deadline gives up; one ending 1 ms before is made", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", maxRetries: 1 })
+        const exact = yield* failing(connection)
+        yield* Effect.flip(Deadline.within(500)(retry.execute(exact.call)))
+        expect(yield* Ref.get(exact.attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+
+        const before = yield* failing(connection)
+        const fiber = yield* Effect.fork(Deadline.within(501)(retry.execute(before.call)))
+        yield* expectSleeps(before.attempts, [500])
+        yield* Effect.flip(Fiber.join(fiber))
+      }))
+
+    it.effect("a Retry-After that would cross the deadline gives up at once, keeping its retryAfter", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({})
+        const limited = rateLimited(2_000)
+        const { attempts, call } = yield* failing(limited)
+        const error = yield* Effect.flip(Deadline.within(1_500)(retry.execute(call)))
+        expect(error).toBe(limited)
+        expect(error.retryAfter).toEqual(Duration.seconds(2))
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+      }))
+  })
+
+  describe("retry budget (rule 17)", () => {
+    it.effect("records the first attempt and fails fast with the last error once the budget refuses", () =>
+      Effect.gen(function*() {
+        const budget = yield* RetryBudget.make({ name: "openai", minRetriesPerSecond: 0 })
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ baseDelay: 0, budget, onGiveUp })
+
+        // 1 first attempt: 0.2 * 1 rounds down to 0 retries
+        const first = yield* failing(connection)
+        expect(yield* Effect.flip(retry.execute(first.call))).toBe(connection)
+        expect(yield* Ref.get(first.attempts)).toBe(1)
+        expect(yield* budget.status).toEqual({ attempts: 1, retries: 0, allowed: 0 })
+        expect(yield* Ref.get(events)).toMatchObject([{ _tag: "GiveUp", reason: "budget", retries: 0 }])
+
+        // 4 more first attempts elsewhere, then this call's own: 6 attempts admit 1 retry
+        yield* Effect.repeatN(budget.recordAttempt, 3)
+        const second = yield* failing(unavailable)
+        expect(yield* Effect.flip(retry.execute(second.call))).toBe(unavailable)
+        expect(yield* Ref.get(second.attempts)).toBe(2)
+        expect(yield* budget.status).toEqual({ attempts: 6, retries: 1, allowed: 1 })
+      }).pipe(Effect.provide(StateStore.layerMemory)))
+
+    it.effect("a call that gives up for another reason spends no budget", () =>
+      Effect.gen(function*() {
+        const budget = yield* RetryBudget.make({ name: "b" })
+        const retry = yield* Retry.make({ budget })
+        yield* Effect.flip(retry.execute(Effect.fail(new Errors.AuthError({}))))
+        yield* Effect.flip(retry.execute(Effect.fail(rateLimited(120_000))))
+        expect(yield* budget.status).toEqual({ attempts: 2, retries: 0, allowed: 10 })
+      }).pipe(Effect.provide(StateStore.layerMemory)))
+  })
+
+  describe("observation", () => {
+    it.effect("onRetry sees every retry with its number, delay, reason and error; onGiveUp the stop", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", maxRetries: 2, onRetry, onGiveUp })
+        const { call } = yield* scripted([connection, rateLimited(100), unavailable])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* TestClock.adjust("1 minute")
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(unavailable)
+        expect(yield* Ref.get(events)).toEqual([
+          { _tag: "Retry", retry: 1, delayMs: 500, reason: "backoff", error: connection },
+          { _tag: "Retry", retry: 2, delayMs: 100, reason: "retry-after", error: rateLimited(100) },
+          { _tag: "GiveUp", reason: "max-retries", retries: 2, error: unavailable }
+        ])
+      }))
+
+    it.effect("concurrent executions keep separate retry counts", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", maxRetries: 2 })
+        const a = yield* failing(connection)
+        const b = yield* failing(connection)
+        const fa = yield* Effect.fork(retry.execute(a.call))
+        yield* TestClock.adjust(500)
+        const fb = yield* Effect.fork(retry.execute(b.call))
+        yield* TestClock.adjust("1 minute")
+        yield* Effect.flip(Fiber.join(fa))
+        yield* Effect.flip(Fiber.join(fb))
+        expect([yield* Ref.get(a.attempts), yield* Ref.get(b.attempts)]).toEqual([3, 3])
+      }))
+  })
+
+  describe("config", () => {
+    it.effect("bad options fail with InvalidConfigError naming the field", () =>
+      Effect.gen(function*() {
+        const cases: ReadonlyArray<readonly [Retry.Options, string]> = [
+          [{ maxRetries: -1 }, "maxRetries"],
+          [{ maxRetries: 1.5 }, "maxRetries"],
+          [{ factor: 0.5 }, "factor"],
+          [{ factor: Number.NaN }, "factor"],
+          // @ts-expect-error options read from JSON can hold anything
+          [{ maxDelay: "soon" }, "maxDelay"],
+          [{ maxRetryAfter: Duration.infinity }, "maxRetryAfter"],
+          [{ jitter: Retry.proportional(1.5, 0.5) }, "jitter"],
+          [{ jitter: Retry.proportional(-1, 0.5) }, "jitter.min"]
+        ]
+        for (const [options, path] of cases) {
+          const error = yield* Effect.flip(Retry.make({ ...options, name: "gpt" }))
+          expect(error._tag).toBe("InvalidConfigError")
+          expect(error.path).toBe(path)
+          expect(error.component).toBe(`Retry "gpt"`)
+        }
+        // @ts-expect-error an unknown option is a config error, not silently ignored
+        const unknown = yield* Effect.flip(Retry.make({ attempts: 3 }))
+        expect(unknown.path).toBe("attempts")
+        // @ts-expect-error an unknown jitter mode
+        const mode = yield* Effect.flip(Retry.make({ jitter: "random" }))
+        expect(mode.path).toBe("jitter")
+      }))
+
+    it.effect("layer provides the Retry tag", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.Retry
+        const { attempts, call } = yield* failing(connection)
+        yield* Effect.flip(retry.execute(call))
+        expect(yield* Ref.get(attempts)).toBe(2)
+      }).pipe(Effect.provide(Retry.layer({ maxRetries: 1, baseDelay: 0 }))))
+  })
+})
