@@ -1,0 +1,438 @@
+/**
+ * A client-side rate limiter for one deployment (or one key): discrete token
+ * buckets for requests and for tokens, weighted costs, FIFO reservations, a
+ * bounded wait with an exact `retryAfter`, correction from the real usage,
+ * and a pause when the upstream answers 429 (SEMANTICS.md rule 21).
+ *
+ * Why not effect's own limiters:
+ * - `effect/RateLimiter` (3.22) is a semaphore refilled by a background fiber
+ *   (it needs a `Scope`): `token-bucket` puts back one permit every
+ *   `ceil(interval / limit)` ms, `fixed-window` refills all permits `interval`
+ *   after the first take of a window, so neither is aligned to the limiter's
+ *   creation. A call always waits (`semaphore.take`): there is no reject, no
+ *   bounded wait and so no `retryAfter`. Its cost (`withCost`) is one number
+ *   for one limiter; two limiters composed take one after the other, so the
+ *   first is debited while the call waits for the second, and a cost above
+ *   `limit` waits forever. Nothing corrects a cost after the call, nothing
+ *   pauses it, and its state is in-process semaphores that cannot live in a
+ *   shared `StateStore`.
+ * - `@effect/experimental/RateLimiter` (not a dependency here) keeps its
+ *   counters in a store (memory or Redis) and can `delay` or `fail` a call,
+ *   but a delay is unbounded (no `maxWait`), a call consumes from one limit at
+ *   a time (no atomic requests + tokens pair), its errors share one tag with a
+ *   `reason`, and there is no correction from usage and no pause.
+ *
+ * Here a call takes both buckets in one atomic `StateStore.modify` with a
+ * pure function of (state, now); time comes from `Clock` only, so `TestClock`
+ * drives it and no fiber runs in the background.
+ *
+ * `requestsPerMinute: N` (and `tokensPerMinute`) is a bucket of capacity N
+ * refilled with N every minute counted from the limiter's creation: the limit
+ * as providers state it, in whole numbers. It admits a burst of N right
+ * before a minute boundary and N more right after; where that matters, give
+ * `buckets` with a smaller capacity and a shorter interval (for example
+ * capacity N/6 refilled with N/6 every 10 seconds).
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Deadline from "./Deadline.js"
+import { InvalidConfigError, RateLimitError } from "./Errors.js"
+import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import * as TokenBucket from "./internal/tokenBucket.js"
+import * as StateStore from "./StateStore.js"
+
+/**
+ * One bucket: `capacity` tokens at most, `refillAmount` more (default:
+ * `capacity`) every `refillInterval`, counted from the limiter's creation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BucketOptions {
+  readonly capacity: number
+  readonly refillAmount?: number
+  readonly refillInterval: Duration.DurationInput
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Names the state (`rate-limiter/<name>`): limiters of one name share their buckets. */
+  readonly name: string
+  /** A requests bucket of capacity N, refilled with N every minute. */
+  readonly requestsPerMinute?: number
+  /** A tokens bucket of capacity N, refilled with N every minute. */
+  readonly tokensPerMinute?: number
+  /** The general form, instead of the per-minute shorthands. */
+  readonly buckets?: {
+    readonly requests?: BucketOptions
+    readonly tokens?: BucketOptions
+  }
+  /** How long a call may wait for its grant; 0 (the default) rejects at once. */
+  readonly maxWait?: Duration.DurationInput
+  /** Copied into the `RateLimitError`s, for logs. */
+  readonly provider?: string
+  readonly deployment?: string
+}
+
+/**
+ * What one call costs: a request (always 1 in the requests bucket) and its
+ * estimated `tokens` (default 0) in the tokens bucket.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Cost {
+  readonly tokens?: number
+  /** Overrides the limiter's `maxWait` for this call. */
+  readonly maxWait?: Duration.DurationInput
+}
+
+/**
+ * A cost for {@link Service.execute}, with `usage` reading the tokens really
+ * used from the result (e.g. `(r) => r.usage.totalTokens`) to correct the
+ * estimate; `undefined` keeps the estimate.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecuteCost<A> extends Cost {
+  readonly usage?: (a: A) => number | undefined
+}
+
+/**
+ * A granted call.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Permit {
+  /** Milliseconds the call waited for its grant. */
+  readonly waited: number
+  /** The tokens the call declared. */
+  readonly tokens: number
+  /**
+   * Sets the tokens the call really used; the difference from what was
+   * charged so far is debited (the balance may go negative, holding back
+   * later calls) or refunded (up to capacity). A later `settle` replaces an
+   * earlier one. Ignores a negative or non-finite count.
+   */
+  readonly settle: (actualTokens: number) => Effect.Effect<void>
+}
+
+/**
+ * One bucket now. `available` is negative while calls hold reservations
+ * ahead of the refills.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BucketStatus {
+  readonly available: number
+  readonly capacity: number
+  /** Epoch ms of the next refill. */
+  readonly nextRefillAt: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  readonly requests?: BucketStatus
+  readonly tokens?: BucketStatus
+  /** Epoch ms until which nothing is granted, when paused. */
+  readonly pausedUntil: Option.Option<number>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly name: string
+  /**
+   * Takes `cost` from every bucket at once, waiting up to `maxWait` (and never
+   * past the request's `Deadline`) in FIFO order. Fails with a local
+   * `RateLimitError` whose `retryAfter` is the exact time until the cost would
+   * be granted, having reserved nothing. An interrupted waiter gives its
+   * reservation back.
+   */
+  readonly acquire: (cost?: Cost) => Effect.Effect<Permit, RateLimitError>
+  /** `acquire`, then `effect`, then the correction from `cost.usage` when it succeeded. */
+  readonly execute: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    cost?: ExecuteCost<A>
+  ) => Effect.Effect<A, E | RateLimitError, R>
+  /** Grants nothing for `duration` from now (an upstream 429's Retry-After). Never shortens a pause. */
+  readonly pause: (duration: Duration.DurationInput) => Effect.Effect<void>
+  readonly status: Effect.Effect<Status>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class RateLimiter extends Context.Tag("@resilient-ai/core/RateLimiter")<RateLimiter, Service>() {}
+
+const component = "RateLimiter"
+const minute = 60_000
+
+const BucketSchema = Schema.Struct({
+  capacity: PositiveInt,
+  refillAmount: Schema.optional(PositiveInt),
+  refillInterval: PositiveMillis
+})
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty name" })),
+  requestsPerMinute: Schema.optional(PositiveInt),
+  tokensPerMinute: Schema.optional(PositiveInt),
+  buckets: Schema.optional(Schema.Struct({
+    requests: Schema.optional(BucketSchema),
+    tokens: Schema.optional(BucketSchema)
+  })),
+  maxWait: Schema.optional(Millis),
+  provider: Schema.optional(Schema.String),
+  deployment: Schema.optional(Schema.String)
+})
+
+const bucketOf = (
+  name: "requests" | "tokens",
+  perMinute: number | undefined,
+  general: Schema.Schema.Type<typeof BucketSchema> | undefined
+): Effect.Effect<TokenBucket.Bucket | undefined, InvalidConfigError> => {
+  if (perMinute !== undefined && general !== undefined) {
+    return Effect.fail(
+      new InvalidConfigError({
+        component,
+        path: `buckets.${name}`,
+        detail: `give either ${name}PerMinute or buckets.${name}, not both`
+      })
+    )
+  }
+  if (perMinute !== undefined) {
+    return Effect.succeed({ name, capacity: perMinute, refillAmount: perMinute, refillInterval: minute })
+  }
+  if (general !== undefined) {
+    return Effect.succeed({
+      name,
+      capacity: general.capacity,
+      refillAmount: general.refillAmount ?? general.capacity,
+      refillInterval: general.refillInterval
+    })
+  }
+  return Effect.succeed(undefined)
+}
+
+const bucketStatus = (b: TokenBucket.Bucket, state: TokenBucket.State, i: number): BucketStatus => ({
+  available: state.balances[i] ?? 0,
+  capacity: b.capacity,
+  nextRefillAt: state.origin + ((state.refills[i] ?? 0) + 1) * b.refillInterval
+})
+
+/**
+ * Builds a limiter whose buckets live in the `StateStore` under
+ * `rate-limiter/<name>`. The buckets are created now (their refills are
+ * aligned to this moment) unless the store already holds them for the same
+ * configuration, which are then shared (another process, a rebuilt layer).
+ * State built for other buckets is replaced: give limiters with different
+ * buckets different names.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
+  Effect.gen(function*() {
+    const decoded = yield* decodeOptions(component, OptionsSchema, options)
+    const requestsBucket = yield* bucketOf("requests", decoded.requestsPerMinute, decoded.buckets?.requests)
+    const tokensBucket = yield* bucketOf("tokens", decoded.tokensPerMinute, decoded.buckets?.tokens)
+    if (requestsBucket === undefined && tokensBucket === undefined) {
+      return yield* Effect.fail(
+        new InvalidConfigError({
+          component,
+          path: "requestsPerMinute",
+          detail: "a limiter needs a bucket: give requestsPerMinute, tokensPerMinute or buckets"
+        })
+      )
+    }
+    const buckets = [requestsBucket, tokensBucket].filter((b): b is TokenBucket.Bucket => b !== undefined)
+    const config = TokenBucket.makeConfig(buckets)
+    const requestsIndex = requestsBucket === undefined ? -1 : 0
+    const tokensIndex = tokensBucket === undefined ? -1 : buckets.length - 1
+    const name = decoded.name
+    const defaultMaxWait = decoded.maxWait ?? 0
+    const { deployment, provider } = decoded
+    const store = yield* StateStore.StateStore
+    const key = StateStore.key<TokenBucket.State | null>(`rate-limiter/${name}`, () => null)
+
+    const created = yield* Clock.currentTimeMillis
+    yield* store.modify(key, (s) => [undefined, TokenBucket.current(config, s, created)] as const)
+
+    const costsOf: (tokens: number) => ReadonlyArray<number> = requestsIndex < 0
+      ? (tokens) => [tokens]
+      : tokensIndex < 0
+      ? () => [1]
+      : (tokens) => [1, tokens]
+
+    const rejected = (retryAfter: number, bucket: number): RateLimitError =>
+      new RateLimitError({
+        source: "local",
+        retryAfter: Duration.millis(retryAfter),
+        provider,
+        deployment,
+        detail: bucket < 0
+          ? `limiter "${name}" is paused`
+          : `limiter "${name}": the ${buckets[bucket]?.name} bucket is short`
+      })
+
+    const oversizedError = (bucket: number, cost: number): RateLimitError => {
+      const b = buckets[bucket]
+      return new RateLimitError({
+        source: "local",
+        provider,
+        deployment,
+        detail: `limiter "${name}": a cost of ${cost} exceeds the ${b?.name} bucket's capacity of ${b?.capacity}` +
+          " and can never be granted"
+      })
+    }
+
+    const release = (costs: ReadonlyArray<number>): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => store.modify(key, TokenBucket.release(config, costs, now)))
+
+    // After the reserved wait, a pause that arrived meanwhile still holds the grant back.
+    const sleepUntilGranted = (
+      wait: number,
+      latestGrant: number,
+      deadline: number
+    ): Effect.Effect<void, RateLimitError> =>
+      Effect.zipRight(
+        Effect.sleep(Duration.millis(wait)),
+        Effect.flatMap(store.get(key), (state) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            const pausedUntil = TokenBucket.pausedUntil(config, state)
+            if (pausedUntil <= now) return Effect.void
+            if (pausedUntil > latestGrant || pausedUntil >= deadline) {
+              return Effect.fail(rejected(pausedUntil - now, -1))
+            }
+            return sleepUntilGranted(pausedUntil - now, latestGrant, deadline)
+          }))
+      )
+
+    const makePermit = (tokens: number, waited: number): Permit => {
+      let charged = tokens
+      return {
+        waited,
+        tokens,
+        settle: (actual) =>
+          tokensIndex < 0 || !(actual >= 0 && actual < Infinity)
+            ? Effect.void
+            : Effect.suspend(() => {
+              const delta = actual - charged
+              charged = actual
+              return delta === 0
+                ? Effect.void
+                : Effect.flatMap(
+                  Clock.currentTimeMillis,
+                  (now) => store.modify(key, TokenBucket.correct(config, tokensIndex, delta, now))
+                )
+            })
+      }
+    }
+
+    const acquire = (cost?: Cost): Effect.Effect<Permit, RateLimitError> => {
+      const tokens = cost?.tokens ?? 0
+      if (!(tokens >= 0 && tokens < Infinity)) {
+        return Effect.dieMessage(`RateLimiter "${name}": tokens must be a finite number of zero or more, got ${tokens}`)
+      }
+      const costs = costsOf(tokens)
+      const over = TokenBucket.oversized(config, costs)
+      if (over >= 0) return Effect.fail(oversizedError(over, costs[over] ?? 0))
+      const maxWait = cost?.maxWait === undefined ? defaultMaxWait : Duration.toMillis(cost.maxWait)
+      // The hot path reads the clock and the deadline without extra effects.
+      return Effect.clockWith((clock) =>
+        Effect.withFiberRuntime<Permit, RateLimitError>((fiber) => {
+          const d = fiber.getFiberRef(Deadline.currentDeadline)
+          const deadline = Option.isSome(d) ? d.value : Infinity
+          const now = clock.unsafeCurrentTimeMillis()
+          const reserve = store.modify(key, TokenBucket.reserve(config, costs, now, maxWait, deadline))
+          // With maxWait 0 a grant never waits, so no reservation can be left behind: no mask needed.
+          if (maxWait === 0) {
+            return Effect.flatMap(reserve, (decision) =>
+              decision._tag === "Rejected"
+                ? Effect.fail(rejected(decision.retryAfter, decision.bucket))
+                : Effect.succeed(makePermit(tokens, 0)))
+          }
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(reserve, (decision): Effect.Effect<Permit, RateLimitError> => {
+              if (decision._tag === "Rejected") return Effect.fail(rejected(decision.retryAfter, decision.bucket))
+              const permit = makePermit(tokens, decision.wait)
+              if (decision.wait === 0) return Effect.succeed(permit)
+              return Effect.as(
+                Effect.onError(
+                  restore(sleepUntilGranted(decision.wait, now + maxWait, deadline)),
+                  () => release(costs)
+                ),
+                permit
+              )
+            })
+          )
+        })
+      )
+    }
+
+    const execute = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      cost?: ExecuteCost<A>
+    ): Effect.Effect<A, E | RateLimitError, R> => {
+      const usage = cost?.usage
+      return Effect.flatMap(
+        acquire(cost),
+        usage === undefined ? () => effect : (permit) =>
+          Effect.tap(effect, (a) => {
+            const actual = usage(a)
+            return actual === undefined ? Effect.void : permit.settle(actual)
+          })
+      )
+    }
+
+    const pause = (duration: Duration.DurationInput): Effect.Effect<void> => {
+      const millis = Duration.toMillis(duration)
+      if (!(millis > 0 && millis < Infinity)) return Effect.void
+      return Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => Effect.asVoid(store.modify(key, TokenBucket.pause(config, now + millis, now)))
+      )
+    }
+
+    const status: Effect.Effect<Status> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.map(store.get(key), (stored): Status => {
+        const state = TokenBucket.current(config, stored, now)
+        const pausedUntil = state.pausedUntil > now ? Option.some(state.pausedUntil) : Option.none()
+        const requests = requestsBucket === undefined ? undefined : bucketStatus(requestsBucket, state, requestsIndex)
+        const tokens = tokensBucket === undefined ? undefined : bucketStatus(tokensBucket, state, tokensIndex)
+        return {
+          pausedUntil,
+          ...(requests === undefined ? {} : { requests }),
+          ...(tokens === undefined ? {} : { tokens })
+        }
+      }))
+
+    return { name, acquire, execute, pause, status } satisfies Service
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<RateLimiter, InvalidConfigError, StateStore.StateStore> =>
+  Layer.effect(RateLimiter, make(options))

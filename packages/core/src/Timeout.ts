@@ -1,0 +1,89 @@
+/**
+ * Timeouts for one attempt and for a whole request (SEMANTICS.md rule 19).
+ *
+ * Both are effect's `Effect.timeoutFail`, which races the effect against a
+ * `Clock` sleep: when the sleep wins, the effect is interrupted (an HTTP
+ * request's `AbortSignal` fires) and awaited before the `TimeoutError` is
+ * returned, so its finalizers have run, and a value it produced after the
+ * deadline (say, from an uninterruptible region) is dropped. With
+ * `disconnect: true` the effect runs behind `Effect.disconnect`: the error
+ * comes at the deadline exactly and the loser finishes its interruption in
+ * the background.
+ *
+ * `total` also sets the request's `Deadline`, so inner policies (retry, key
+ * pool, rate limiter) can see how much time is left and give up at once
+ * instead of sleeping past it.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Deadline from "./Deadline.js"
+import { TimeoutError } from "./Errors.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Copied into the `TimeoutError`, for logs. */
+  readonly provider?: string
+  readonly deployment?: string
+  /**
+   * Fail at the deadline exactly and let the timed-out effect finish its
+   * interruption in the background, instead of waiting for it. Default false.
+   */
+  readonly disconnect?: boolean
+}
+
+/**
+ * A timeout as a function from effect to effect.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Timeout = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R>
+
+const timed = (phase: "attempt" | "total", timeout: Duration.Duration, options: Options | undefined) => {
+  const { deployment, provider } = options ?? {}
+  const settings = {
+    duration: timeout,
+    onTimeout: () => new TimeoutError({ phase, timeout, provider, deployment })
+  }
+  return options?.disconnect === true
+    ? <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> =>
+      Effect.timeoutFail(Effect.disconnect(self), settings)
+    : <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> => Effect.timeoutFail(self, settings)
+}
+
+/**
+ * Fails with `TimeoutError { phase: "attempt" }` when one attempt takes
+ * longer than `duration`. The attempt is interrupted, and awaited unless
+ * `disconnect` is set. An infinite duration adds nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const attempt = (duration: Duration.DurationInput, options?: Options): Timeout => {
+  const timeout = Duration.decode(duration)
+  if (!Duration.isFinite(timeout)) return (self) => self
+  return timed("attempt", timeout, options)
+}
+
+/**
+ * The deadline of the whole request: fails with `TimeoutError { phase:
+ * "total" }` after `duration`, and runs the effect under `Deadline.at(now +
+ * duration)` (or an enclosing earlier deadline) so the policies inside can
+ * read `Deadline.remaining`. An infinite duration adds nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const total = (duration: Duration.DurationInput, options?: Options): Timeout => {
+  const timeout = Duration.decode(duration)
+  if (!Duration.isFinite(timeout)) return (self) => self
+  const millis = Duration.toMillis(timeout)
+  const run = timed("total", timeout, options)
+  return (self) => Effect.flatMap(Clock.currentTimeMillis, (now) => run(Deadline.at(now + millis)(self)))
+}
