@@ -1,0 +1,242 @@
+/**
+ * The policies of one provider deployment, composed in the decided order
+ * (SEMANTICS.md rule 18), outermost first:
+ *
+ * ```
+ * total timeout → retry (with budget) → circuit breaker → rate limiter → bulkhead → attempt timeout → call
+ * ```
+ *
+ * So the breaker sees every attempt (it measures the provider, not the
+ * user's request), a circuit-open error is never retried against the same
+ * breaker, and a retry's sleep holds no bulkhead permit or limiter grant.
+ * The key pool slots in between the breaker and the limiter.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Bulkhead from "./Bulkhead.js"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import type { BulkheadFullError, CircuitOpenError, TimeoutError } from "./Errors.js"
+import { InvalidConfigError, RateLimitError } from "./Errors.js"
+import * as RateLimiter from "./RateLimiter.js"
+import * as Retry from "./Retry.js"
+import * as RetryBudget from "./RetryBudget.js"
+import type * as StateStore from "./StateStore.js"
+import * as Timeout from "./Timeout.js"
+
+/**
+ * Each policy is on with its defaults unless set to `false`, except the
+ * rate limiter, the bulkhead and the timeouts, which need numbers only the
+ * user knows (the provider's limits, the model's speed) and are off unless set.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  /** Names every policy of the deployment: breaker, limiter, bulkhead and budget state. */
+  readonly deployment: string
+  readonly provider?: string
+  /** The whole call, retries included: sets the request's `Deadline`. */
+  readonly totalTimeout?: Duration.DurationInput
+  /** One attempt; the call is interrupted when it fires. */
+  readonly attemptTimeout?: Duration.DurationInput
+  readonly retry?: Omit<Retry.Options, "name" | "budget"> | false
+  /** Default: retries add at most 20 % to the first attempts of a 10 s window. */
+  readonly retryBudget?: Omit<RetryBudget.Options, "name"> | false
+  /** Default: open after 5 consecutive failures for 30 s, one trial. */
+  readonly circuitBreaker?: Omit<CircuitBreaker.Options, "name"> | false
+  readonly rateLimiter?: Omit<RateLimiter.Options, "name" | "deployment" | "provider">
+  readonly bulkhead?: Omit<Bulkhead.Options, "name">
+  /** An upstream 429 with Retry-After pauses this deployment's limiter until then. Default true. */
+  readonly pauseLimiterOnRateLimit?: boolean
+}
+
+/**
+ * What the call is told about the attempt it serves.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Attempt {
+  readonly deployment: string
+  /** 1 for the first attempt, 2 for the first retry, ... */
+  readonly attempt: number
+}
+
+/**
+ * Per call: its estimated tokens for the limiter, and how to read the
+ * tokens really used from the answer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions<A> {
+  readonly tokens?: number
+  readonly usage?: (a: A) => number | undefined
+}
+
+/**
+ * The errors the policies themselves add to a call's error channel.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PolicyError = CircuitOpenError | BulkheadFullError | RateLimitError | TimeoutError
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  readonly deployment: string
+  readonly circuitBreaker: CircuitBreaker.Status | undefined
+  readonly bulkhead: Bulkhead.Status | undefined
+  readonly rateLimiter: RateLimiter.Status | undefined
+  readonly retryBudget: RetryBudget.Status | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly deployment: string
+  readonly execute: <A, E, R>(
+    call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+    options?: CallOptions<A>
+  ) => Effect.Effect<A, E | PolicyError, R>
+  readonly circuitBreaker: CircuitBreaker.Service | undefined
+  readonly bulkhead: Bulkhead.Service | undefined
+  readonly rateLimiter: RateLimiter.Service | undefined
+  readonly retryBudget: RetryBudget.Service | undefined
+  readonly status: Effect.Effect<Status>
+}
+
+const optional = <A, B, E, R>(
+  value: A | false | undefined,
+  build: (a: A) => Effect.Effect<B, E, R>
+): Effect.Effect<B | undefined, E, R> => (value === undefined || value === false ? Effect.succeed(undefined) : build(value))
+
+type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
+const identity: Wrap = (self) => self
+
+/**
+ * Builds the policies of one deployment.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
+  Effect.gen(function*() {
+    const name = options.deployment
+    const origin = {
+      deployment: name,
+      ...(options.provider === undefined ? {} : { provider: options.provider })
+    }
+    const circuitBreaker = yield* optional(options.circuitBreaker ?? {}, (o) => CircuitBreaker.make({ ...o, name }))
+    const retryBudget = yield* optional(options.retryBudget ?? {}, (o) => RetryBudget.make({ ...o, name }))
+    const retry = yield* optional(
+      options.retry ?? {},
+      (o) => Retry.make({ ...o, name, ...(retryBudget === undefined ? {} : { budget: retryBudget }) })
+    )
+    const rateLimiter = yield* optional(options.rateLimiter, (o) => RateLimiter.make({ ...o, name, ...origin }))
+    const bulkhead = yield* optional(options.bulkhead, (o) => Bulkhead.make({ ...o, name }))
+    const attemptTimeout = options.attemptTimeout === undefined ? identity : Timeout.attempt(options.attemptTimeout, origin)
+    const totalTimeout = options.totalTimeout === undefined ? identity : Timeout.total(options.totalTimeout, origin)
+    const pauseOnRateLimit = options.pauseLimiterOnRateLimit ?? true
+
+    const limited = <A, E, R>(self: Effect.Effect<A, E, R>, call: CallOptions<A>): Effect.Effect<A, E | PolicyError, R> => {
+      if (rateLimiter === undefined) return self
+      const guarded = rateLimiter.execute(self, call)
+      if (!pauseOnRateLimit) return guarded
+      return Effect.tapError(guarded, (error) =>
+        error instanceof RateLimitError && error.source === "upstream" && error.retryAfter !== undefined
+          ? rateLimiter.pause(error.retryAfter)
+          : Effect.void)
+    }
+
+    const execute = <A, E, R>(
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A> = {}
+    ): Effect.Effect<A, E | PolicyError, R> =>
+      Effect.suspend(() => {
+        let attempts = 0
+        const oneAttempt = Effect.suspend(() => {
+          attempts += 1
+          const inner: Effect.Effect<A, E | PolicyError, R> = attemptTimeout(call({ deployment: name, attempt: attempts }))
+          const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
+          const admitted = limited(bounded, callOptions)
+          return circuitBreaker === undefined ? admitted : circuitBreaker.execute(admitted)
+        })
+        return totalTimeout(retry === undefined ? oneAttempt : retry.execute(oneAttempt))
+      })
+
+    const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
+      service === undefined ? Effect.succeed(undefined) : service.status
+
+    return {
+      deployment: name,
+      execute,
+      circuitBreaker,
+      bulkhead,
+      rateLimiter,
+      retryBudget,
+      status: Effect.all({
+        deployment: Effect.succeed(name),
+        circuitBreaker: statusOf(circuitBreaker),
+        bulkhead: statusOf(bulkhead),
+        rateLimiter: statusOf(rateLimiter),
+        retryBudget: statusOf(retryBudget)
+      })
+    }
+  })
+
+/**
+ * The policies of every deployment, by name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Registry {
+  readonly get: (deployment: string) => Option.Option<Service>
+  readonly all: ReadonlyArray<Service>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Policies extends Context.Tag("@resilient-ai/core/Policies")<Policies, Registry>() {}
+
+/**
+ * Builds the policies of several deployments. Two deployments of one name
+ * would share state silently, so they are a config error.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  deployments: ReadonlyArray<Options>
+): Layer.Layer<Policies, InvalidConfigError, StateStore.StateStore> =>
+  Layer.effect(
+    Policies,
+    Effect.gen(function*() {
+      const byName = new Map<string, Service>()
+      for (const [index, options] of deployments.entries()) {
+        if (byName.has(options.deployment)) {
+          return yield* new InvalidConfigError({
+            component: "Policies",
+            path: `${index}.deployment`,
+            detail: `deployment "${options.deployment}" is defined twice`
+          })
+        }
+        byName.set(options.deployment, yield* make(options))
+      }
+      const all = [...byName.values()]
+      return { get: (deployment) => Option.fromNullable(byName.get(deployment)), all }
+    })
+  )

@@ -1,0 +1,191 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as Deadline from "../src/Deadline.js"
+import * as Errors from "../src/Errors.js"
+import * as Policy from "../src/Policy.js"
+import * as StateStore from "../src/StateStore.js"
+
+const down = new Errors.ProviderUnavailableError({ status: 503 })
+const run = <A, E>(effect: Effect.Effect<A, E, StateStore.StateStore>) => Effect.provide(effect, StateStore.layerMemory)
+const noJitter = { jitter: "none", baseDelay: "100 millis" } as const
+
+describe("Policy: the order of rule 18", () => {
+  it.effect("the breaker sees every attempt: one request whose 3 attempts fail opens a 3-failure breaker", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: { ...noJitter, maxRetries: 2 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 3 } }
+      })
+      let calls = 0
+      const fiber = yield* Effect.fork(Effect.either(policy.execute(() => Effect.suspend(() => { calls++; return Effect.fail(down) }))))
+      yield* TestClock.adjust("1 seconds")
+      expect(yield* Fiber.join(fiber)).toEqual(Either.left(down))
+      expect(calls).toBe(3)
+      expect((yield* policy.status).circuitBreaker?.state).toBe("open")
+    })))
+
+  it.effect("a circuit-open error is not retried against the same breaker", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: { ...noJitter, maxRetries: 5 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      let calls = 0
+      const call = () => Effect.suspend(() => { calls++; return Effect.fail(down) })
+      const first = yield* Effect.fork(Effect.either(policy.execute(call)))
+      yield* TestClock.adjust("10 seconds")
+      const result = yield* Fiber.join(first)
+      // The first attempt opened the breaker; the retry met CircuitOpenError and stopped at once.
+      expect(Either.isLeft(result) && result.left._tag).toBe("CircuitOpenError")
+      expect(calls).toBe(1)
+    })))
+
+  it.effect("a retry's sleep holds no bulkhead permit", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: { jitter: "none", baseDelay: "5 seconds", maxRetries: 1 },
+        bulkhead: { maxConcurrent: 1 },
+        circuitBreaker: false
+      })
+      let failed = false
+      const flaky = policy.execute(() => Effect.suspend(() => (failed ? Effect.succeed("a") : ((failed = true), Effect.fail(down)))))
+      const a = yield* Effect.fork(flaky)
+      yield* TestClock.adjust("1 seconds") // a is sleeping before its retry
+      const b = yield* policy.execute(() => Effect.succeed("b"))
+      expect(b).toBe("b")
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Fiber.join(a)).toBe("a")
+    })))
+
+  it.effect("the attempt timeout interrupts one attempt and counts as a breaker failure; the retry makes another", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        attemptTimeout: "2 seconds",
+        retry: { ...noJitter, maxRetries: 1 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 5 } }
+      })
+      const attempts: Array<number> = []
+      let interrupted = 0
+      const fiber = yield* Effect.fork(
+        policy.execute(({ attempt }) => {
+          attempts.push(attempt)
+          return attempt === 1
+            ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => { interrupted++ }))
+            : Effect.succeed("second")
+        })
+      )
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Fiber.join(fiber)).toBe("second")
+      expect(attempts).toEqual([1, 2])
+      expect(interrupted).toBe(1)
+      expect((yield* policy.status).circuitBreaker?.consecutiveFailures).toBe(0) // the success reset it
+    })))
+
+  it.effect("the total timeout bounds all attempts and sets the deadline the retry respects", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        totalTimeout: "3 seconds",
+        retry: { jitter: "none", baseDelay: "2 seconds", maxRetries: 5 },
+        circuitBreaker: false
+      })
+      let calls = 0
+      const seen: Array<Option.Option<number>> = []
+      const fiber = yield* Effect.fork(Effect.either(policy.execute(() =>
+        Effect.flatMap(Deadline.remaining, (left) => {
+          calls++
+          seen.push(left)
+          return Effect.fail(down)
+        })
+      )))
+      yield* TestClock.adjust("10 seconds")
+      // t=0 attempt, t=2 s retry; the next sleep (4 s) would cross the deadline: give up with the last error.
+      expect(yield* Fiber.join(fiber)).toEqual(Either.left(down))
+      expect(calls).toBe(2)
+      expect(seen).toEqual([Option.some(3000), Option.some(1000)])
+    })))
+
+  it.effect("a local rate-limit rejection is not recorded by the breaker", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: false,
+        rateLimiter: { requestsPerMinute: 1 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      yield* policy.execute(() => Effect.succeed("ok"))
+      const refused = yield* Effect.either(policy.execute(() => Effect.succeed("ok")))
+      expect(Either.isLeft(refused) && refused.left).toMatchObject({ _tag: "RateLimitError", source: "local" })
+      expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
+    })))
+
+  it.effect("an upstream 429 with Retry-After pauses the deployment's limiter until then", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: false,
+        rateLimiter: { requestsPerMinute: 100 },
+        circuitBreaker: false
+      })
+      yield* Effect.either(policy.execute(() =>
+        Effect.fail(new Errors.RateLimitError({ source: "upstream", retryAfter: Duration.seconds(7) }))
+      ))
+      const paused = yield* Effect.either(policy.execute(() => Effect.succeed("ok")))
+      expect(Either.isLeft(paused) && paused.left).toMatchObject({ _tag: "RateLimitError", source: "local" })
+      yield* TestClock.adjust("7 seconds")
+      expect(yield* policy.execute(() => Effect.succeed("ok"))).toBe("ok")
+    })))
+
+  it.effect("a bulkhead rejection fails fast and is neither retried nor recorded", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: { ...noJitter, maxRetries: 3 },
+        bulkhead: { maxConcurrent: 1 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      const holder = yield* Effect.fork(policy.execute(() => Effect.never))
+      yield* Effect.yieldNow()
+      const refused = yield* Effect.either(policy.execute(() => Effect.succeed("ok")))
+      expect(Either.isLeft(refused) && refused.left._tag).toBe("BulkheadFullError")
+      expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
+      yield* Fiber.interrupt(holder)
+    })))
+})
+
+describe("Policy: registry", () => {
+  it.effect("Policies.layer builds one policy per deployment, by name", () =>
+    Effect.gen(function*() {
+      const registry = yield* Policy.Policies
+      expect(registry.all.map((p) => p.deployment)).toEqual(["a", "b"])
+      expect(Option.map(registry.get("b"), (p) => p.deployment)).toEqual(Option.some("b"))
+      expect(Option.isNone(registry.get("c"))).toBe(true)
+    }).pipe(Effect.provide(Policy.layer([{ deployment: "a" }, { deployment: "b" }]).pipe(Layer.provide(StateStore.layerMemory)))))
+
+  it.effect("a deployment defined twice is a config error naming it", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Layer.build(Policy.layer([{ deployment: "a" }, { deployment: "a" }])).pipe(Effect.scoped, Effect.provide(StateStore.layerMemory))
+      )
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "1.deployment" } })
+    }))
+
+  it.effect("a bad option of one policy names the deployment's policy and field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(run(Policy.make({ deployment: "a", bulkhead: { maxConcurrent: 0 } })))
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({
+        error: { _tag: "InvalidConfigError", path: "maxConcurrent" }
+      })
+    }))
+})
