@@ -141,7 +141,7 @@ describe("Retry", () => {
       Effect.gen(function*() {
         const retry = yield* Retry.make({ baseDelay: 0, maxRetries: 1 })
         const retryable: ReadonlyArray<Errors.RetryableError> = [
-          new Errors.RateLimitError({ source: "local" }),
+          new Errors.RateLimitError({ source: "upstream" }),
           new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(1) }),
           unavailable,
           connection,
@@ -371,6 +371,15 @@ describe("Retry", () => {
         const fiber = yield* Effect.fork(retry.execute(call))
         yield* expectSleeps(attempts, [500])
         expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+
+    it.effect("a local RateLimitError without retryAfter (a cost the limiter can never grant) is not retried", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        const never = new Errors.RateLimitError({ source: "local", detail: "cost above capacity" })
+        const { attempts, call } = yield* failing(never)
+        expect(yield* Effect.exit(retry.execute(call))).toEqual(Exit.fail(never))
+        expect(yield* Ref.get(attempts)).toBe(1)
       }))
 
     it.effect("retryAfter above maxRetryAfter gives up at once, keeping the error's retryAfter", () =>
