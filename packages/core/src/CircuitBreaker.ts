@@ -100,6 +100,8 @@ export interface Options {
   readonly countUpstreamRateLimit?: boolean
   /** Overrides the verdict for an error; `undefined` keeps the default of the error table. */
   readonly classify?: (error: unknown) => BreakerVerdict | undefined
+  /** Called with every state change, in order, before the call that caused it goes on. */
+  readonly onTransition?: (transition: Transition) => Effect.Effect<void>
 }
 
 /**
@@ -194,7 +196,8 @@ const OptionsSchema = Schema.Struct({
   maxHalfOpenDuration: Schema.optionalWith(PositiveMillis, { default: () => 60_000 }),
   slowCallDuration: Schema.optional(Millis),
   countUpstreamRateLimit: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  classify: Schema.optional(Schema.declare(Predicate.isFunction))
+  classify: Schema.optional(Schema.declare(Predicate.isFunction)),
+  onTransition: Schema.optional(Schema.declare(Predicate.isFunction))
 })
 
 const SAMPLED_OPENINGS = 64
@@ -292,7 +295,7 @@ export const make = (
     return makeWith(o.name, config, store, pubsub, {
       countUpstreamRateLimit: o.countUpstreamRateLimit,
       classify: options.classify
-    })
+    }, options.onTransition)
   })
 
 const makeWith = (
@@ -300,7 +303,8 @@ const makeWith = (
   config: machine.Config,
   store: StateStore.Service,
   pubsub: PubSub.PubSub<Transition>,
-  verdicts: { readonly countUpstreamRateLimit: boolean; readonly classify: Options["classify"] }
+  verdicts: { readonly countUpstreamRateLimit: boolean; readonly classify: Options["classify"] },
+  onTransition: Options["onTransition"]
 ): Service => {
   const key = StateStore.key(`breaker/${name}`, () => machine.initial(config))
   const gauge = stateGauge.pipe(Metric.tagged("breaker", name))
@@ -315,10 +319,9 @@ const makeWith = (
   const publish = (transitions: ReadonlyArray<machine.Transition>): Effect.Effect<void> => {
     const last = transitions[transitions.length - 1]
     if (last === undefined) return Effect.void
-    return Effect.zipRight(
-      PubSub.publishAll(pubsub, transitions.map((t) => ({ breaker: name, ...t }))),
-      Metric.set(gauge, stateCode[last.to])
-    )
+    const named = transitions.map((t): Transition => ({ breaker: name, ...t }))
+    const published = Effect.zipRight(PubSub.publishAll(pubsub, named), Metric.set(gauge, stateCode[last.to]))
+    return onTransition === undefined ? published : Effect.zipRight(published, Effect.forEach(named, onTransition, { discard: true }))
   }
 
   const step = <A>(f: (s: machine.BreakerState, now: number) => machine.Step<A>): Effect.Effect<A> =>

@@ -13,15 +13,21 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Bulkhead from "./Bulkhead.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
-import type { BulkheadFullError, CircuitOpenError, TimeoutError } from "./Errors.js"
-import { InvalidConfigError, RateLimitError } from "./Errors.js"
+import * as AttemptEvents from "./AttemptEvents.js"
+import * as Deadline from "./Deadline.js"
+import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError } from "./Errors.js"
+import { InvalidConfigError, isResilienceError, RateLimitError, TimeoutError } from "./Errors.js"
+import * as RequestBudget from "./RequestBudget.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -68,8 +74,8 @@ export interface Attempt {
 }
 
 /**
- * Per call: its estimated tokens for the limiter, and how to read the
- * tokens really used from the answer.
+ * Per call: its estimated tokens for the limiter and money for the request's
+ * budget, and how to read the real ones from the answer.
  *
  * @since 0.1.0
  * @category models
@@ -77,6 +83,10 @@ export interface Attempt {
 export interface CallOptions<A> {
   readonly tokens?: number
   readonly usage?: (a: A) => number | undefined
+  /** Estimated cost of one attempt, drawn from the request's `RequestBudget`. */
+  readonly estimatedCostUsd?: number
+  /** The real cost of an answered attempt, to correct the estimate. */
+  readonly costUsd?: (a: A) => number | undefined
 }
 
 /**
@@ -85,7 +95,7 @@ export interface CallOptions<A> {
  * @since 0.1.0
  * @category models
  */
-export type PolicyError = CircuitOpenError | BulkheadFullError | RateLimitError | TimeoutError
+export type PolicyError = CircuitOpenError | BulkheadFullError | RateLimitError | TimeoutError | BudgetExhaustedError
 
 /**
  * @since 0.1.0
@@ -137,17 +147,121 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       deployment: name,
       ...(options.provider === undefined ? {} : { provider: options.provider })
     }
-    const circuitBreaker = yield* optional(options.circuitBreaker ?? {}, (o) => CircuitBreaker.make({ ...o, name }))
+    const events = Option.getOrUndefined(yield* Effect.serviceOption(AttemptEvents.AttemptEvents))
+    const emit = (event: AttemptEvents.AttemptEvent): Effect.Effect<void> =>
+      events === undefined ? Effect.void : events.publish(event)
+
+    const breakerOptions = options.circuitBreaker ?? {}
+    const circuitBreaker = yield* optional(breakerOptions, (o) =>
+      CircuitBreaker.make({
+        ...o,
+        name,
+        ...(events === undefined && o.onTransition === undefined ? {} : {
+          onTransition: (t: CircuitBreaker.Transition) =>
+            Effect.zipRight(
+              o.onTransition === undefined ? Effect.void : o.onTransition(t),
+              emit({ _tag: "BreakerTransition", at: t.at, breaker: t.breaker, from: t.from, to: t.to, reason: t.reason })
+            )
+        })
+      }))
     const retryBudget = yield* optional(options.retryBudget ?? {}, (o) => RetryBudget.make({ ...o, name }))
-    const retry = yield* optional(
-      options.retry ?? {},
-      (o) => Retry.make({ ...o, name, ...(retryBudget === undefined ? {} : { budget: retryBudget }) })
-    )
+    const retry = yield* optional(options.retry ?? {}, (o) =>
+      Retry.make({
+        ...o,
+        name,
+        ...(retryBudget === undefined ? {} : { budget: retryBudget }),
+        ...(events === undefined ? {} : {
+          onRetry: (e: Retry.RetryEvent) =>
+            Effect.zipRight(
+              o.onRetry === undefined ? Effect.void : o.onRetry(e),
+              Effect.flatMap(Clock.currentTimeMillis, (at) =>
+                emit({
+                  _tag: "RetryScheduled",
+                  at,
+                  deployment: name,
+                  retry: e.retry,
+                  delayMs: e.delayMs,
+                  reason: e.reason,
+                  errorTag: e.error._tag
+                }))
+            ),
+          onGiveUp: (e: Retry.GiveUpEvent) =>
+            Effect.zipRight(
+              o.onGiveUp === undefined ? Effect.void : o.onGiveUp(e),
+              Effect.flatMap(Clock.currentTimeMillis, (at) =>
+                emit({ _tag: "RetryStopped", at, deployment: name, reason: e.reason, retries: e.retries }))
+            )
+        })
+      }))
     const rateLimiter = yield* optional(options.rateLimiter, (o) => RateLimiter.make({ ...o, name, ...origin }))
     const bulkhead = yield* optional(options.bulkhead, (o) => Bulkhead.make({ ...o, name }))
-    const attemptTimeout = options.attemptTimeout === undefined ? identity : Timeout.attempt(options.attemptTimeout, origin)
+    const attemptMillis = options.attemptTimeout === undefined
+      ? undefined
+      : Duration.toMillis(Duration.decode(options.attemptTimeout))
     const totalTimeout = options.totalTimeout === undefined ? identity : Timeout.total(options.totalTimeout, origin)
     const pauseOnRateLimit = options.pauseLimiterOnRateLimit ?? true
+
+    /**
+     * The attempt timeout, shortened to the request's deadline when that
+     * comes first: a request past its deadline stops its attempt with a
+     * `TimeoutError` a fallback step can take over.
+     */
+    const timed = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> =>
+      Effect.flatMap(Deadline.remaining, (left) => {
+        const deadline = Option.getOrUndefined(left)
+        if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
+          return attemptMillis === undefined ? self : Timeout.attempt(attemptMillis, origin)(self)
+        }
+        return Effect.timeoutFail(self, {
+          duration: Duration.millis(deadline),
+          onTimeout: () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...origin })
+        })
+      })
+
+    const outcomeOf = <A, E>(exit: Exit.Exit<A, E>): string => {
+      if (Exit.isSuccess(exit)) return "success"
+      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+      const failure = Cause.failureOption(exit.cause)
+      return Option.isSome(failure) && isResilienceError(failure.value) ? failure.value._tag : "defect"
+    }
+
+    /** The call itself, as one attempt: budget, deadline, events, cost. */
+    const attemptOnce = <A, E, R>(
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      attempt: number
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      const charged = Effect.zipRight(
+        RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+        timed(call({ deployment: name, attempt }))
+      )
+      const costed = callOptions.costUsd === undefined
+        ? charged
+        : Effect.tap(charged, (a) => {
+          const actual = callOptions.costUsd?.(a)
+          return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
+        })
+      const noted = Effect.tapError(costed, (e) =>
+        isResilienceError(e) && e._tag !== "BudgetExhaustedError"
+          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName: undefined })
+          : Effect.void)
+      if (events === undefined) return noted
+      return Effect.flatMap(Clock.currentTimeMillis, (start) =>
+        Effect.zipRight(
+          emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName: undefined }),
+          Effect.onExit(noted, (exit) =>
+            Effect.flatMap(Clock.currentTimeMillis, (end) =>
+              emit({
+                _tag: "AttemptEnded",
+                at: end,
+                deployment: name,
+                attempt,
+                keyName: undefined,
+                durationMs: end - start,
+                outcome: outcomeOf(exit)
+              })))
+        ))
+    }
 
     const limited = <A, E, R>(self: Effect.Effect<A, E, R>, call: CallOptions<A>): Effect.Effect<A, E | PolicyError, R> => {
       if (rateLimiter === undefined) return self
@@ -167,7 +281,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         let attempts = 0
         const oneAttempt = Effect.suspend(() => {
           attempts += 1
-          const inner: Effect.Effect<A, E | PolicyError, R> = attemptTimeout(call({ deployment: name, attempt: attempts }))
+          const inner = attemptOnce(call, callOptions, attempts)
           const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
           const admitted = limited(bounded, callOptions)
           return circuitBreaker === undefined ? admitted : circuitBreaker.execute(admitted)

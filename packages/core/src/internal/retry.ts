@@ -140,7 +140,7 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
   return Schedule.makeWithState<State, unknown, Decision>(initial, (now, error, state) =>
     Effect.gen(function*() {
       // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
-      const neverGranted = Errors.isRetryable(error) && error._tag === "RateLimitError" && error.source === "local" &&
+      const neverGranted = error instanceof Errors.RateLimitError && error.source === "local" &&
         error.retryAfter === undefined
       if (!Errors.isRetryable(error) || neverGranted || (policy.retryOn !== undefined && !policy.retryOn(error))) {
         return yield* giveUp(state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })

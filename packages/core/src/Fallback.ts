@@ -1,0 +1,343 @@
+/**
+ * A type-checked fallback chain.
+ *
+ * A chain starts with a primary step; each further step names the errors it
+ * takes over from the steps before it (by tag, or with a type guard such as
+ * `Errors.isFallbackable`). The chain's error type is exactly the union of
+ * the errors no step handles, so a chain that ends in a static reply has
+ * error type `never`, and forgetting a case is a compile error where the
+ * result is used.
+ *
+ * Why not effect's `ExecutionPlan`: a plan re-runs one effect with another
+ * Layer per step, which fits a program written against one provider service
+ * (the @effect/ai bridge uses it). A chain here mixes different kinds of
+ * steps (another deployment, a cache read, a static reply) that each produce
+ * the answer differently; its error type shrinks with every step (a plan
+ * keeps the effect's error type whole); and it reports who answered.
+ *
+ * `run` tracks the chain as one logical request (`RequestBudget`): every
+ * attempt of every step draws from one budget, and the answer says how many
+ * attempts were made, what they cost and which errors they met.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Option from "effect/Option"
+import type { Pipeable } from "effect/Pipeable"
+import { pipeArguments } from "effect/Pipeable"
+import * as AttemptEvents from "./AttemptEvents.js"
+import type { FallbackableError } from "./Errors.js"
+import { isFallbackable } from "./Errors.js"
+import * as RequestBudget from "./RequestBudget.js"
+
+/**
+ * Who answered.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Source = "primary" | "backup-key" | "fallback-provider" | "cache" | "stale-cache" | "static"
+
+/**
+ * What one step produced.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StepAnswer<A> {
+  readonly value: A
+  readonly step: string
+  readonly source: Source
+  readonly deployment: string | undefined
+  /** For a cached answer: milliseconds since it was stored. */
+  readonly ageMs: number | undefined
+}
+
+/**
+ * A step that failed and the step that took over from it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FallbackTaken {
+  readonly from: string
+  readonly to: string
+  readonly tag: string
+}
+
+/**
+ * The chain's answer and how it came about.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Answer<A> extends StepAnswer<A> {
+  /** Calls that reached a provider, across retries, keys, fallbacks and hedges. */
+  readonly attempts: number
+  readonly costUsd: number
+  /** Errors of failed attempts, by tag, deployment and key name. */
+  readonly errors: ReadonlyArray<RequestBudget.MetError>
+  readonly fallbacks: ReadonlyArray<FallbackTaken>
+  readonly latencyMs: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Chain<A, E, R> extends Pipeable {
+  readonly steps: ReadonlyArray<string>
+  /** Runs the steps; `taken` collects the fallbacks of this run. */
+  readonly attempt: (taken: Array<FallbackTaken>) => Effect.Effect<StepAnswer<A>, E, R>
+}
+
+const make = <A, E, R>(
+  steps: ReadonlyArray<string>,
+  attempt: (taken: Array<FallbackTaken>) => Effect.Effect<StepAnswer<A>, E, R>
+): Chain<A, E, R> => ({
+  steps,
+  attempt,
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+})
+
+/**
+ * Describes a step: its name, who answers when it does, and the deployment
+ * it calls, if any.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StepOptions {
+  readonly name: string
+  readonly source?: Source
+  readonly deployment?: string
+}
+
+const answerOf = <A>(options: StepOptions, fallbackSource: Source) => (value: A): StepAnswer<A> => ({
+  value,
+  step: options.name,
+  source: options.source ?? fallbackSource,
+  deployment: options.deployment,
+  ageMs: undefined
+})
+
+/**
+ * The first step.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const primary = <A, E, R>(options: StepOptions, effect: Effect.Effect<A, E, R>): Chain<A, E, R> =>
+  make([options.name], () => Effect.map(effect, answerOf<A>(options, "primary")))
+
+/**
+ * A first step that reports its own answer (for a step that knows it used a
+ * backup key, or served from a cache).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const primaryAnswer = <A, E, R>(name: string, effect: Effect.Effect<StepAnswer<A>, E, R>): Chain<A, E, R> =>
+  make([name], () => effect)
+
+const tagOf = (e: unknown): string =>
+  typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" ? e._tag : "UnknownError"
+
+const stepAfter = <A, E, R, EH extends E, A2, E2, R2>(
+  self: Chain<A, E, R>,
+  handles: (e: E) => e is EH,
+  name: string,
+  next: (e: EH) => Effect.Effect<StepAnswer<A2>, E2, R2>
+): Chain<A | A2, Exclude<E, EH> | E2, R | R2> =>
+  make([...self.steps, name], (taken) =>
+    Effect.catchIf(
+      self.attempt(taken),
+      handles,
+      (e) =>
+        Effect.suspend(() => {
+          const from = taken.length === 0 ? (self.steps[0] ?? "primary") : (taken[taken.length - 1]?.to ?? "primary")
+          const fallback = { from, to: name, tag: tagOf(e) }
+          taken.push(fallback)
+          return Effect.zipRight(
+            Effect.flatMap(Clock.currentTimeMillis, (at) =>
+              AttemptEvents.emit({ _tag: "FallbackTaken", at, from, to: name, errorTag: fallback.tag })),
+            next(e)
+          )
+        })
+    ) as Effect.Effect<StepAnswer<A | A2>, Exclude<E, EH> | E2, R | R2>)
+
+type TagOf<E> = E extends { readonly _tag: infer T extends string } ? T : never
+
+/**
+ * On any of the named tags, run `effect` (which may read the error).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const orElse: {
+  <E, const Tags extends ReadonlyArray<TagOf<E>>, A2, E2, R2>(
+    options: StepOptions & { readonly on: Tags },
+    effect: (error: Extract<E, { readonly _tag: Tags[number] }>) => Effect.Effect<A2, E2, R2>
+  ): <A, R>(
+    self: Chain<A, E, R>
+  ) => Chain<A | A2, Exclude<E, { readonly _tag: Tags[number] }> | E2, R | R2>
+  <A, E, R, const Tags extends ReadonlyArray<TagOf<E>>, A2, E2, R2>(
+    self: Chain<A, E, R>,
+    options: StepOptions & { readonly on: Tags },
+    effect: (error: Extract<E, { readonly _tag: Tags[number] }>) => Effect.Effect<A2, E2, R2>
+  ): Chain<A | A2, Exclude<E, { readonly _tag: Tags[number] }> | E2, R | R2>
+} = dual(3, <A, E, R, const Tags extends ReadonlyArray<TagOf<E>>, A2, E2, R2>(
+  self: Chain<A, E, R>,
+  options: StepOptions & { readonly on: Tags },
+  effect: (error: Extract<E, { readonly _tag: Tags[number] }>) => Effect.Effect<A2, E2, R2>
+): Chain<A | A2, Exclude<E, { readonly _tag: Tags[number] }> | E2, R | R2> => {
+  const tags = new Set<string>(options.on)
+  const handles = (e: E): e is Extract<E, { readonly _tag: Tags[number] }> => tags.has(tagOf(e))
+  return stepAfter(self, handles, options.name, (e) => Effect.map(effect(e), answerOf<A2>(options, "fallback-provider"))) as Chain<
+    A | A2,
+    Exclude<E, { readonly _tag: Tags[number] }> | E2,
+    R | R2
+  >
+})
+
+/**
+ * On any error that `Errors.isFallbackable` accepts, run `effect`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const orElseFallbackable: {
+  <E, A2, E2, R2>(
+    options: StepOptions,
+    effect: (error: Extract<E, FallbackableError>) => Effect.Effect<A2, E2, R2>
+  ): <A, R>(self: Chain<A, E, R>) => Chain<A | A2, Exclude<E, FallbackableError> | E2, R | R2>
+  <A, E, R, A2, E2, R2>(
+    self: Chain<A, E, R>,
+    options: StepOptions,
+    effect: (error: Extract<E, FallbackableError>) => Effect.Effect<A2, E2, R2>
+  ): Chain<A | A2, Exclude<E, FallbackableError> | E2, R | R2>
+} = dual(3, <A, E, R, A2, E2, R2>(
+  self: Chain<A, E, R>,
+  options: StepOptions,
+  effect: (error: Extract<E, FallbackableError>) => Effect.Effect<A2, E2, R2>
+): Chain<A | A2, Exclude<E, FallbackableError> | E2, R | R2> =>
+  stepAfter(
+    self,
+    (e: E): e is Extract<E, FallbackableError> => isFallbackable(e),
+    options.name,
+    (e) => Effect.map(effect(e), answerOf<A2>(options, "fallback-provider"))
+  ) as Chain<A | A2, Exclude<E, FallbackableError> | E2, R | R2>)
+
+/**
+ * On any error a type guard accepts, run a step that reports its own answer
+ * (a cache that knows whether it served a stale entry, say). The guard's
+ * narrowed type is what the chain stops carrying.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const orElseWhen: {
+  <E, EH extends E, A2, E2, R2>(
+    name: string,
+    handles: (e: E) => e is EH,
+    effect: (error: EH) => Effect.Effect<StepAnswer<A2>, E2, R2>
+  ): <A, R>(self: Chain<A, E, R>) => Chain<A | A2, Exclude<E, EH> | E2, R | R2>
+  <A, E, R, EH extends E, A2, E2, R2>(
+    self: Chain<A, E, R>,
+    name: string,
+    handles: (e: E) => e is EH,
+    effect: (error: EH) => Effect.Effect<StepAnswer<A2>, E2, R2>
+  ): Chain<A | A2, Exclude<E, EH> | E2, R | R2>
+} = dual(4, <A, E, R, EH extends E, A2, E2, R2>(
+  self: Chain<A, E, R>,
+  name: string,
+  handles: (e: E) => e is EH,
+  effect: (error: EH) => Effect.Effect<StepAnswer<A2>, E2, R2>
+): Chain<A | A2, Exclude<E, EH> | E2, R | R2> => stepAfter(self, handles, name, effect))
+
+/**
+ * A cached answer for the request, when every step before failed with a
+ * fallbackable error or spent the request's budget: `lookup` returns the
+ * entry and its age, or none. A miss keeps the error of the step before.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const orCache: {
+  <E, A2, R2>(
+    name: string,
+    lookup: Effect.Effect<Option.Option<{ readonly value: A2; readonly ageMs: number; readonly stale: boolean }>, never, R2>
+  ): <A, R>(self: Chain<A, E, R>) => Chain<A | A2, E, R | R2>
+  <A, E, R, A2, R2>(
+    self: Chain<A, E, R>,
+    name: string,
+    lookup: Effect.Effect<Option.Option<{ readonly value: A2; readonly ageMs: number; readonly stale: boolean }>, never, R2>
+  ): Chain<A | A2, E, R | R2>
+} = dual(3, <A, E, R, A2, R2>(
+  self: Chain<A, E, R>,
+  name: string,
+  lookup: Effect.Effect<Option.Option<{ readonly value: A2; readonly ageMs: number; readonly stale: boolean }>, never, R2>
+): Chain<A | A2, E, R | R2> =>
+  stepAfter(
+    self,
+    (e: E): e is E => isFallbackable(e) || tagOf(e) === "BudgetExhaustedError",
+    name,
+    (e) =>
+      Effect.flatMap(lookup, (hit): Effect.Effect<StepAnswer<A2>, E> =>
+        Option.isNone(hit)
+          ? Effect.fail(e)
+          : Effect.succeed({
+            value: hit.value.value,
+            step: name,
+            source: hit.value.stale ? "stale-cache" : "cache",
+            deployment: undefined,
+            ageMs: hit.value.ageMs
+          }))
+  ))
+
+/**
+ * The last step: a reply built from the error, so the chain cannot fail.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const orStatic: {
+  <E, A2>(name: string, reply: (error: E) => A2): <A, R>(self: Chain<A, E, R>) => Chain<A | A2, never, R>
+  <A, E, R, A2>(self: Chain<A, E, R>, name: string, reply: (error: E) => A2): Chain<A | A2, never, R>
+} = dual(3, <A, E, R, A2>(self: Chain<A, E, R>, name: string, reply: (error: E) => A2): Chain<A | A2, never, R> =>
+  stepAfter(
+    self,
+    (_: E): _ is E => true,
+    name,
+    (e) => Effect.succeed({ value: reply(e), step: name, source: "static", deployment: undefined, ageMs: undefined })
+  ) as Chain<A | A2, never, R>)
+
+/**
+ * Runs the chain as one logical request under `limits` and reports who
+ * answered.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = <A, E, R>(
+  self: Chain<A, E, R>,
+  limits: RequestBudget.Limits = {}
+): Effect.Effect<Answer<A>, E, R> =>
+  Effect.flatMap(Clock.currentTimeMillis, (start) => {
+    const taken: Array<FallbackTaken> = []
+    const answered = Effect.flatMap(self.attempt(taken), (answer) =>
+      Effect.flatMap(RequestBudget.spent, (spent) =>
+        Effect.map(Clock.currentTimeMillis, (end): Answer<A> => ({
+          ...answer,
+          attempts: Option.isSome(spent) ? spent.value.attempts : 0,
+          costUsd: Option.isSome(spent) ? spent.value.costUsd : 0,
+          errors: Option.isSome(spent) ? spent.value.errors : [],
+          fallbacks: taken,
+          latencyMs: end - start
+        }))))
+    return RequestBudget.track(limits)(answered)
+  })

@@ -1,0 +1,184 @@
+/**
+ * One budget per logical request, drawn from by every layer.
+ *
+ * Peers count retries per layer, so a request can make retries × keys ×
+ * fallbacks × hedges calls and its user pays for the product. Here a request
+ * carries one ledger: every attempt that is about to reach a provider (a
+ * first try, a retry, another key, a fallback deployment, a hedge) spends one
+ * attempt and its estimated cost from it, and is refused with
+ * `BudgetExhaustedError` once the request's attempts, deadline or money are
+ * spent. `BudgetExhaustedError` is neither retryable nor fallbackable, so the
+ * whole chain stops instead of multiplying calls.
+ *
+ * The ledger also keeps what the request met on the way (attempts made,
+ * money spent, the errors of failed attempts by tag), which the fallback
+ * chain reports with its answer.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Option from "effect/Option"
+import { BudgetExhaustedError } from "./Errors.js"
+import * as Deadline from "./Deadline.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limits {
+  /** Calls that may reach a provider, across retries, keys, fallbacks and hedges. */
+  readonly maxAttempts?: number
+  /**
+   * Wall-clock time for the whole request. It sets the `Deadline`: every
+   * attempt made through a `Policy` is cut at it (a `TimeoutError`, which a
+   * fallback step can take over), retries do not sleep past it, and no
+   * attempt starts after it.
+   */
+  readonly deadline?: Duration.DurationInput
+  /** Estimated money (USD) the request may spend. */
+  readonly maxCostUsd?: number
+}
+
+/**
+ * A failed attempt, by name and tag only: nothing secret, nothing large.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MetError {
+  readonly tag: string
+  readonly deployment: string | undefined
+  readonly keyName: string | undefined
+}
+
+/**
+ * What a request has spent so far.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Spent {
+  readonly attempts: number
+  readonly costUsd: number
+  readonly errors: ReadonlyArray<MetError>
+}
+
+/**
+ * The mutable ledger of one request. It is shared by the fibers of that
+ * request (hedges run concurrently), and JavaScript runs each `spend`
+ * atomically, so no lock is needed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ledger {
+  readonly limits: Limits
+  readonly deadlineAt: number | undefined
+  attempts: number
+  costUsd: number
+  readonly errors: Array<MetError>
+}
+
+/**
+ * The ledger of the current request, if one is tracked.
+ *
+ * @since 0.1.0
+ * @category fiber refs
+ */
+export const currentLedger: FiberRef.FiberRef<Option.Option<Ledger>> = FiberRef.unsafeMake<Option.Option<Ledger>>(
+  Option.none()
+)
+
+/**
+ * Runs `self` as one logical request with `limits`. A request already
+ * tracked keeps its ledger: nested calls draw from the outer budget.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const track = (limits: Limits = {}) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(FiberRef.get(currentLedger), (existing) => {
+    if (Option.isSome(existing)) return self
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const deadlineMillis = limits.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(limits.deadline))
+      const ledger: Ledger = {
+        limits,
+        deadlineAt: deadlineMillis === undefined ? undefined : now + deadlineMillis,
+        attempts: 0,
+        costUsd: 0,
+        errors: []
+      }
+      const tracked = Effect.locally(self, currentLedger, Option.some(ledger))
+      return ledger.deadlineAt === undefined ? tracked : Deadline.at(ledger.deadlineAt)(tracked)
+    })
+  })
+
+/**
+ * Spends one attempt and its estimated cost, or fails with
+ * `BudgetExhaustedError` naming the budget that ran out. Outside a tracked
+ * request it always succeeds.
+ *
+ * @since 0.1.0
+ * @category spending
+ */
+export const spendAttempt = (
+  charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined }
+): Effect.Effect<void, BudgetExhaustedError> =>
+  Effect.flatMap(FiberRef.get(currentLedger), (maybe) => {
+    if (Option.isNone(maybe)) return Effect.void
+    const ledger = maybe.value
+    const { maxAttempts, maxCostUsd } = ledger.limits
+    const refuse = (budget: "attempts" | "deadline" | "cost", limit: number) =>
+      Effect.fail(new BudgetExhaustedError({ budget, limit, deployment: charge.deployment }))
+    if (maxAttempts !== undefined && ledger.attempts + 1 > maxAttempts) return refuse("attempts", maxAttempts)
+    const cost = charge.estimatedCostUsd ?? 0
+    if (maxCostUsd !== undefined && ledger.costUsd + cost > maxCostUsd) return refuse("cost", maxCostUsd)
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
+      ledger.attempts += 1
+      ledger.costUsd += cost
+      return Effect.void
+    })
+  })
+
+/**
+ * Corrects the money spent once the real cost is known (from the answer's
+ * usage): adds `actualUsd − estimatedUsd`.
+ *
+ * @since 0.1.0
+ * @category spending
+ */
+export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effect<void> =>
+  Effect.flatMap(FiberRef.get(currentLedger), (maybe) =>
+    Effect.sync(() => {
+      if (Option.isSome(maybe) && Number.isFinite(actualUsd) && actualUsd >= 0) {
+        maybe.value.costUsd += actualUsd - estimatedUsd
+      }
+    }))
+
+/**
+ * Notes a failed attempt's tag in the ledger.
+ *
+ * @since 0.1.0
+ * @category spending
+ */
+export const noteError = (error: MetError): Effect.Effect<void> =>
+  Effect.flatMap(FiberRef.get(currentLedger), (maybe) =>
+    Effect.sync(() => {
+      if (Option.isSome(maybe)) maybe.value.errors.push(error)
+    }))
+
+/**
+ * What the current request has spent, if it is tracked.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const spent: Effect.Effect<Option.Option<Spent>> = Effect.map(
+  FiberRef.get(currentLedger),
+  Option.map((l) => ({ attempts: l.attempts, costUsd: l.costUsd, errors: [...l.errors] }))
+)
