@@ -16,7 +16,6 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -31,6 +30,7 @@ import * as Chunk from "effect/Chunk"
 import { type BreakerVerdict, breakerVerdict, CircuitOpenError, InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/breakerState.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import * as metrics from "./internal/metrics.js"
 import * as StateStore from "./StateStore.js"
 
 /**
@@ -240,14 +240,6 @@ const stateCode: Record<State, number> = {
   disabled: 5
 }
 
-const stateGauge = Metric.gauge("resilient_ai_breaker_state", {
-  description: "0 closed, 1 open, 2 half-open, 3 forced-open, 4 forced-closed, 5 disabled"
-})
-const callsCounter = Metric.counter("resilient_ai_breaker_calls_total", {
-  description: "calls seen by a circuit breaker, by outcome (success, failure, ignored, not-permitted)",
-  incremental: true
-})
-
 /**
  * Builds a breaker whose state lives in the `StateStore`.
  *
@@ -307,9 +299,18 @@ const makeWith = (
   onTransition: Options["onTransition"]
 ): Service => {
   const key = StateStore.key(`breaker/${name}`, () => machine.initial(config))
-  const gauge = stateGauge.pipe(Metric.tagged("breaker", name))
-  const counted = (outcome: string) => callsCounter.pipe(Metric.tagged("breaker", name), Metric.tagged("outcome", outcome))
-  const calls = {
+  const gauge = metrics.gauge(
+    "resilient_ai_breaker_state",
+    "0 closed, 1 open, 2 half-open, 3 forced-open, 4 forced-closed, 5 disabled",
+    { breaker: name }
+  )
+  const counted = (outcome: string) =>
+    metrics.counter(
+      "resilient_ai_breaker_calls_total",
+      "calls seen by a circuit breaker, by outcome (success, failure, ignored, not-permitted)",
+      { breaker: name, outcome }
+    )
+  const calls: Record<machine.Outcome | "notPermitted", Metric.Metric.Counter<number>> = {
     success: counted("success"),
     failure: counted("failure"),
     ignored: counted("ignored"),
@@ -319,21 +320,27 @@ const makeWith = (
   const publish = (transitions: ReadonlyArray<machine.Transition>): Effect.Effect<void> => {
     const last = transitions[transitions.length - 1]
     if (last === undefined) return Effect.void
+    gauge.unsafeUpdate(stateCode[last.to], [])
     const named = transitions.map((t): Transition => ({ breaker: name, ...t }))
-    const published = Effect.zipRight(PubSub.publishAll(pubsub, named), Metric.set(gauge, stateCode[last.to]))
-    return onTransition === undefined ? published : Effect.zipRight(published, Effect.forEach(named, onTransition, { discard: true }))
+    const published = PubSub.publishAll(pubsub, named)
+    return onTransition === undefined
+      ? published
+      : Effect.zipRight(published, Effect.forEach(named, onTransition, { discard: true }))
   }
 
+  /** One atomic step of the machine at `now`; publishes the transitions it made, if any. */
+  const stepAt = <A>(now: number, f: (s: machine.BreakerState, now: number) => machine.Step<A>): Effect.Effect<A> =>
+    Effect.flatMap(
+      store.modify(key, (s) => {
+        const result = f(s, now)
+        return [result, result.state] as const
+      }),
+      (result) =>
+        result.transitions.length === 0 ? Effect.succeed(result.result) : Effect.as(publish(result.transitions), result.result)
+    )
+
   const step = <A>(f: (s: machine.BreakerState, now: number) => machine.Step<A>): Effect.Effect<A> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.flatMap(
-        store.modify(key, (s) => {
-          const result = f(s, now)
-          return [result, result.state] as const
-        }),
-        (result) =>
-          result.transitions.length === 0 ? Effect.succeed(result.result) : Effect.as(publish(result.transitions), result.result)
-      ))
+    Effect.clockWith((clock) => stepAt(clock.unsafeCurrentTimeMillis(), f))
 
   const verdictOf = (error: unknown): BreakerVerdict => {
     const custom = verdicts.classify?.(error)
@@ -346,43 +353,51 @@ const makeWith = (
     return breakerVerdict(error)
   }
 
-  const outcomeOf = <A, E>(exit: Exit.Exit<A, E>): machine.Outcome => {
-    if (Exit.isSuccess(exit)) return "success"
+  const outcomeOf = <E>(cause: Cause.Cause<E>): machine.Outcome => {
     // Rule 1: interruption from outside says nothing about the provider.
-    if (Cause.isInterruptedOnly(exit.cause)) return "ignored"
-    const failure = Cause.failureOption(exit.cause)
+    if (Cause.isInterruptedOnly(cause)) return "ignored"
+    const failure = Cause.failureOption(cause)
     return Option.isSome(failure) ? verdictOf(failure.value) : "failure"
   }
 
-  const record = (admission: { readonly generation: number; readonly trial: boolean }, outcome: machine.Outcome, start: number) =>
-    Effect.zipRight(
-      step((s, now) => machine.record(config, s, admission, outcome, now - start, now)),
-      Metric.increment(outcome === "success" ? calls.success : outcome === "failure" ? calls.failure : calls.ignored)
-    )
+  const record = (
+    admission: { readonly generation: number; readonly trial: boolean },
+    outcome: machine.Outcome,
+    start: number,
+    clock: Clock.Clock
+  ): Effect.Effect<void> => {
+    calls[outcome].unsafeUpdate(1, [])
+    const now = clock.unsafeCurrentTimeMillis()
+    return stepAt(now, (s) => machine.record(config, s, admission, outcome, now - start, now))
+  }
 
+  // The hot path: one read of the clock and one store step on the way in, one of each on the way out.
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Clock.currentTimeMillis, (start) =>
-        Effect.flatMap(
-          step((s) => machine.admit(config, s, start)),
+    Effect.clockWith((clock) =>
+      Effect.uninterruptibleMask((restore) => {
+        const start = clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(
+          stepAt(start, (s) => machine.admit(config, s, start)),
           (admission): Effect.Effect<A, E | CircuitOpenError, R> => {
             if (admission._tag === "rejected") {
-              return Effect.zipRight(
-                Metric.increment(calls.notPermitted),
-                Effect.fail(
-                  new CircuitOpenError({
-                    breaker: name,
-                    deployment: name,
-                    state: admission.rejection.state,
-                    ...(admission.rejection.retryAt === undefined ? {} : { retryAt: admission.rejection.retryAt })
-                  })
-                )
+              calls.notPermitted.unsafeUpdate(1, [])
+              return Effect.fail(
+                new CircuitOpenError({
+                  breaker: name,
+                  deployment: name,
+                  state: admission.rejection.state,
+                  ...(admission.rejection.retryAt === undefined ? {} : { retryAt: admission.rejection.retryAt })
+                })
               )
             }
             if (!admission.recorded) return restore(self)
-            return restore(self).pipe(Effect.onExit((exit) => record(admission, outcomeOf(exit), start)))
+            return Effect.matchCauseEffect(restore(self), {
+              onFailure: (cause) => Effect.zipRight(record(admission, outcomeOf(cause), start, clock), Effect.failCause(cause)),
+              onSuccess: (a) => Effect.as(record(admission, "success", start, clock), a)
+            })
           }
-        ))
+        )
+      })
     )
 
   const status = step((s, now) => {

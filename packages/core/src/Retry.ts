@@ -28,6 +28,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 import * as internal from "./internal/retry.js"
@@ -223,11 +224,22 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       onRetry,
       onGiveUp
     })
+    // The schedule's driver (its state and clock) is only built after a first
+    // failure: a call that succeeds at once pays for nothing but `catchAll`.
+    const retryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>, first: E): Effect.Effect<A, E, R> =>
+      Effect.flatMap(Schedule.driver(schedule), (driver) => {
+        const next = (error: E): Effect.Effect<A, E, R> =>
+          Effect.matchEffect(driver.next(error), {
+            onFailure: () => Effect.fail(error),
+            onSuccess: () => Effect.catchAll(effect, next)
+          })
+        return next(first)
+      })
     return {
-      execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-        budget === undefined
-          ? Effect.retry(effect, schedule)
-          : Effect.zipRight(budget.recordAttempt, Effect.retry(effect, schedule))
+      execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+        const retried = Effect.catchAll(effect, (first) => retryAfter(effect, first))
+        return budget === undefined ? retried : Effect.zipRight(budget.recordAttempt, retried)
+      }
     }
   })
 }

@@ -1,0 +1,475 @@
+/**
+ * A cache of LLM responses, the outermost policy (ARCHITECTURE.md): identical
+ * requests get a fresh answer from the cache, share one upstream call while
+ * it is in flight (single-flight), and, when the upstream call fails with a
+ * fallbackable error, may get an expired answer instead (stale-if-error).
+ *
+ * Rules:
+ * - The key is the hex SHA-256 of the canonical JSON (object keys sorted) of
+ *   the request fields that change the answer ({@link defaultFields}, or
+ *   `fields`), or a custom `key(request)`. It is the same in every process,
+ *   so a shared store can serve N replicas. Fields not listed (`user`,
+ *   `stream`, `metadata`, ...) do not change it.
+ * - An entry is fresh while `now < storedAt + timeToLive` (a hit at
+ *   `ttl - 1` ms, a miss at `ttl`). The in-memory store holds at most
+ *   `maxEntries` and evicts the least recently used: a read counts as a use.
+ * - Only successes are stored; a failure is never cached, so the next call
+ *   computes again.
+ * - Stale-if-error: when the computation fails with an error for which
+ *   `serveStaleOn` holds (default `Errors.isFallbackable`), an expired entry
+ *   answers with `source: "stale"` while `now < expiresAt + maxStale`. Other
+ *   errors, defects and interruptions are never masked.
+ * - Single-flight: concurrent `get`s of one key share one computation, run
+ *   in its own fiber (in the cache's scope, with the context and fiber refs of
+ *   the caller that started it, e.g. its deadline). A waiter that is
+ *   interrupted leaves; the others keep waiting. When the last waiter leaves,
+ *   the computation is interrupted (nobody wants the answer any more, and an
+ *   LLM call costs money), so it does not fill the cache. Closing the cache's
+ *   scope interrupts every computation in flight. Single-flight is per
+ *   process, even on a shared store.
+ *
+ * Why not effect's `Cache` (effect/Cache, internal/cache.ts)? It has TTL,
+ * capacity and shared in-flight lookups, but: its lookup function is fixed at
+ * construction, while here each call brings its own computation (its own
+ * provider chain and context); it stores failures as an `Exit` for the TTL
+ * unless `timeToLive` is a function of the `Exit`; it removes an expired entry
+ * on access, so it has nothing to serve stale; its lookup runs in the first
+ * caller's fiber, so interrupting that caller interrupts every waiter; its
+ * keys use per-process `Equal`/`Hash`, and its state has no seam for a shared
+ * store; its eviction is LRU-ish by access order. What we keep from it is the
+ * shape: a pending `Deferred` per key that later callers await.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { InvalidConfigError, isFallbackable } from "./Errors.js"
+import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import * as CacheKey from "./internal/responseCacheKey.js"
+import { Lru } from "./internal/responseCacheLru.js"
+
+/**
+ * The request fields that make up the default key: what changes the answer
+ * of an OpenAI chat / responses request, an Anthropic messages request or an
+ * embeddings request. Not in it: `user`, `stream`, `stream_options`,
+ * `metadata`, `store`, `service_tier`, `safety_identifier`,
+ * `prompt_cache_key`, `prompt_cache_retention`, `moderation`.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const defaultFields: ReadonlyArray<string> = CacheKey.defaultFields
+
+/**
+ * The stable key of `request` under `fields` (default {@link defaultFields}):
+ * the hex SHA-256 of the canonical JSON of those fields, object keys sorted.
+ * A request that is not a plain object, or has none of the fields, is hashed
+ * whole.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const hashRequest = (request: unknown, fields: ReadonlyArray<string> = defaultFields): string =>
+  CacheKey.keyOf(request, fields)
+
+/**
+ * A stored answer. Times are epoch milliseconds on the effect `Clock`. The
+ * entry is plain data apart from `value`: a store that encodes entries (Redis)
+ * does so with {@link entrySchema} over a `Schema` of the value.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Entry<A> {
+  readonly value: A
+  readonly storedAt: number
+  /** Fresh while `now < expiresAt`. */
+  readonly expiresAt: number
+  /** May answer stale while `now < staleUntil`; the store may forget the entry after. */
+  readonly staleUntil: number
+}
+
+/**
+ * The schema of an {@link Entry}, for a store that keeps entries as JSON.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const entrySchema = <A, I, R>(value: Schema.Schema<A, I, R>): Schema.Schema<
+  Entry<A>,
+  { readonly value: I; readonly storedAt: number; readonly expiresAt: number; readonly staleUntil: number },
+  R
+> => Schema.Struct({ value, storedAt: Schema.Number, expiresAt: Schema.Number, staleUntil: Schema.Number })
+
+/**
+ * Where entries live. The in-memory LRU ({@link makeMemoryStore}) is the
+ * default; a shared store (Redis, with {@link entrySchema} to encode values
+ * and `staleUntil` as the key's expiry) slots in here. Like the policies'
+ * `StateStore`, a store has no error channel: a shared store degrades to a
+ * miss on trouble, it never fails a request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Store<A> {
+  /** Reads an entry; counts as a use for eviction. */
+  readonly get: (key: string) => Effect.Effect<Option.Option<Entry<A>>>
+  readonly set: (key: string, entry: Entry<A>) => Effect.Effect<void>
+  readonly delete: (key: string) => Effect.Effect<void>
+  readonly clear: Effect.Effect<void>
+  readonly size: Effect.Effect<number>
+}
+
+/**
+ * An in-memory store of at most `maxEntries` entries that evicts the least
+ * recently used (a read or a write is a use).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemoryStore = <A>(maxEntries: number): Store<A> => {
+  const lru = new Lru<Entry<A>>(maxEntries)
+  return {
+    get: (key) => Effect.sync(() => Option.fromNullable(lru.get(key))),
+    set: (key, entry) => Effect.sync(() => void lru.set(key, entry)),
+    delete: (key) => Effect.sync(() => void lru.delete(key)),
+    clear: Effect.sync(() => lru.clear()),
+    size: Effect.sync(() => lru.size)
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options<Req, Res> {
+  /** Names the cache in metrics and status. Default `"response-cache"`. */
+  readonly name?: string
+  /** The request fields that make up the key. Default {@link defaultFields}. Not with `key`. */
+  readonly fields?: ReadonlyArray<string>
+  /** A custom key instead of the hash of `fields`; used as is. */
+  readonly key?: (request: Req) => string
+  /** How long an entry is fresh. Default 1 hour. */
+  readonly timeToLive?: Duration.DurationInput
+  /** Capacity of the in-memory store (LRU eviction). Default 10 000. Not with `store`. */
+  readonly maxEntries?: number
+  /** How long after expiry an entry may still answer when the computation failed. Default 24 hours; 0 turns stale-if-error off. */
+  readonly maxStale?: Duration.DurationInput
+  /** Which errors may be answered with a stale entry. Default `Errors.isFallbackable`. */
+  readonly serveStaleOn?: (error: unknown) => boolean
+  /** Whether a computed response is stored (e.g. not a truncated one). Default: every success. */
+  readonly cacheable?: (response: Res) => boolean
+  /** Where entries live. Default {@link makeMemoryStore} of `maxEntries`. */
+  readonly store?: Store<Res>
+}
+
+/**
+ * An answer and where it came from. `ageMs` is the milliseconds since the
+ * answer was stored (0 for `"computed"`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Cached<A> {
+  readonly value: A
+  readonly source: "computed" | "hit" | "stale"
+  readonly ageMs: number
+  readonly key: string
+}
+
+/**
+ * Counters since the cache was made (this process only, even on a shared store).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  readonly name: string
+  /** Entries in the store, fresh or not. */
+  readonly entries: number
+  /** Lookups answered by a fresh entry. */
+  readonly hits: number
+  /** Lookups with no fresh entry (each `get` miss computes or joins a computation). */
+  readonly misses: number
+  /** Answers served from an expired entry. */
+  readonly staleServed: number
+  /** Misses that joined a computation already in flight instead of starting one. */
+  readonly coalesced: number
+  /** Computations in flight now. */
+  readonly inFlight: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service<in Req, in out Res> {
+  readonly name: string
+  /** The key of `request`. */
+  readonly keyOf: (request: Req) => string
+  /**
+   * A fresh entry if there is one; else `compute` (shared with identical
+   * requests in flight), stored on success. When it fails with an error
+   * `serveStaleOn` accepts, an expired entry within `maxStale` answers
+   * instead; otherwise the error is the caller's. Identical requests are
+   * assumed to bring the same computation: a caller that joins a flight gets
+   * the answer (or error) of the computation that started it.
+   */
+  readonly get: <E, R>(request: Req, compute: Effect.Effect<Res, E, R>) => Effect.Effect<Cached<Res>, E, R>
+  /** A fresh entry, without computing. */
+  readonly lookup: (request: Req) => Effect.Effect<Option.Option<Cached<Res>>>
+  /** A fresh or stale (within `maxStale` of expiry) entry, for a fallback step that serves the cache. */
+  readonly lookupStale: (request: Req) => Effect.Effect<Option.Option<Cached<Res>>>
+  /** Stores `response` as the fresh answer to `request`. */
+  readonly set: (request: Req, response: Res) => Effect.Effect<void>
+  readonly invalidate: (request: Req) => Effect.Effect<void>
+  readonly invalidateAll: Effect.Effect<void>
+  readonly status: Effect.Effect<Status>
+}
+
+const component = "ResponseCache"
+
+const fn = Schema.declare(Predicate.isFunction, { message: () => "expected a function" })
+const storeSchema = Schema.declare(
+  (u: unknown): u is object =>
+    Predicate.hasProperty(u, "get") && Predicate.isFunction(u.get) &&
+    Predicate.hasProperty(u, "set") && Predicate.isFunction(u.set) &&
+    Predicate.hasProperty(u, "delete") && Predicate.isFunction(u.delete),
+  { message: () => "expected a store with get, set, delete, clear and size" }
+)
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty name" })), {
+    default: () => "response-cache"
+  }),
+  fields: Schema.optional(
+    Schema.Array(Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty field name" }))).pipe(
+      Schema.minItems(1, { message: () => "expected at least one field" })
+    )
+  ),
+  key: Schema.optional(fn),
+  timeToLive: Schema.optionalWith(PositiveMillis, { default: () => 3_600_000 }),
+  maxEntries: Schema.optional(PositiveInt),
+  maxStale: Schema.optionalWith(Millis, { default: () => 86_400_000 }),
+  serveStaleOn: Schema.optional(fn),
+  cacheable: Schema.optional(fn),
+  store: Schema.optional(storeSchema)
+})
+
+const lookups = Metric.counter("resilient_ai_cache_lookups_total", {
+  description: "response cache lookups, by outcome (hit, miss, stale)",
+  incremental: true
+})
+
+interface Flight<Res> {
+  readonly deferred: Deferred.Deferred<Res, unknown>
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  waiters: number
+  done: boolean
+}
+
+/**
+ * Makes a cache. Computations in flight run in the scope and are interrupted
+ * when it closes. Fails with `InvalidConfigError` naming the bad field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <Req, Res>(
+  options: Options<Req, Res> = {}
+): Effect.Effect<Service<Req, Res>, InvalidConfigError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const o = yield* decodeOptions(component, OptionsSchema, options)
+    if (options.key !== undefined && options.fields !== undefined) {
+      return yield* new InvalidConfigError({ component, path: "key", detail: "give either key or fields, not both" })
+    }
+    if (options.store !== undefined && options.maxEntries !== undefined) {
+      return yield* new InvalidConfigError({
+        component,
+        path: "maxEntries",
+        detail: "maxEntries sizes the in-memory store; a custom store bounds itself"
+      })
+    }
+    const scope = yield* Effect.scope
+    const ttl = o.timeToLive
+    const maxStale = o.maxStale
+    const fields = o.fields ?? defaultFields
+    const customKey = options.key
+    const keyOf = (request: Req): string =>
+      customKey === undefined ? CacheKey.keyOf(request, fields) : customKey(request)
+    const serveStaleOn = options.serveStaleOn ?? isFallbackable
+    const cacheable = options.cacheable
+    const store: Store<Res> = options.store ?? makeMemoryStore<Res>(o.maxEntries ?? 10_000)
+    const name = o.name
+
+    const inflight = new Map<string, Flight<Res>>()
+    const counts = { hits: 0, misses: 0, staleServed: 0, coalesced: 0 }
+    const counter = (outcome: "hit" | "miss" | "stale") =>
+      lookups.pipe(Metric.tagged("cache", name), Metric.tagged("outcome", outcome))
+    const metrics = { hit: counter("hit"), miss: counter("miss"), stale: counter("stale") }
+    const count = (outcome: "hit" | "miss" | "stale"): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.sync(() => {
+          if (outcome === "hit") counts.hits++
+          else if (outcome === "miss") counts.misses++
+          else counts.staleServed++
+        }),
+        Metric.increment(metrics[outcome])
+      )
+
+    const answer = (key: string, entry: Entry<Res>, now: number): Cached<Res> => ({
+      value: entry.value,
+      source: now < entry.expiresAt ? "hit" : "stale",
+      ageMs: now - entry.storedAt,
+      key
+    })
+
+    /** The entry of `key` if it may still answer (fresh, or stale when `stale`); a dead one is deleted. */
+    const read = (key: string, stale: boolean): Effect.Effect<Option.Option<Cached<Res>>> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(store.get(key), (found) => {
+          if (Option.isNone(found)) return Effect.succeed(Option.none())
+          const entry = found.value
+          const alive = now < entry.staleUntil
+          if (now < entry.expiresAt || (stale && alive)) return Effect.succeed(Option.some(answer(key, entry, now)))
+          return alive ? Effect.succeed(Option.none()) : Effect.as(store.delete(key), Option.none())
+        }))
+
+    const put = (key: string, value: Res): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        store.set(key, { value, storedAt: now, expiresAt: now + ttl, staleUntil: now + ttl + maxStale }))
+
+    // Runs in the flight's own fiber: stores a success, then wakes the waiters.
+    const finish = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<void> =>
+      Effect.zipRight(
+        Exit.isSuccess(exit) && (cacheable === undefined || cacheable(exit.value)) ? put(key, exit.value) : Effect.void,
+        Effect.suspend(() => {
+          flight.done = true
+          if (inflight.get(key) === flight) inflight.delete(key)
+          return Deferred.done(flight.deferred, exit)
+        })
+      )
+
+    const leave = (key: string, flight: Flight<Res>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        flight.waiters--
+        if (flight.waiters > 0 || flight.done) return Effect.void
+        // Every waiter left: nobody wants the answer; stop paying for it.
+        if (inflight.get(key) === flight) inflight.delete(key)
+        return flight.fiber === undefined ? Effect.void : Fiber.interrupt(flight.fiber)
+      })
+
+    const join = <E, R>(key: string, compute: Effect.Effect<Res, E, R>): Effect.Effect<Res, E, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const existing = inflight.get(key)
+          let flight: Flight<Res>
+          let start: Effect.Effect<void, never, R> = Effect.void
+          if (existing === undefined) {
+            const created: Flight<Res> = {
+              deferred: Deferred.unsafeMake<Res, unknown>(FiberId.none),
+              fiber: undefined,
+              waiters: 0,
+              done: false
+            }
+            flight = created
+            inflight.set(key, created)
+            // The fork inherits this uninterruptible region: make the computation itself interruptible.
+            start = Effect.map(
+              Effect.forkIn(Effect.onExit(Effect.interruptible(compute), (exit) => finish(key, created, exit)), scope),
+              (fiber) => {
+                created.fiber = fiber
+              }
+            )
+          } else {
+            flight = existing
+            counts.coalesced++
+          }
+          flight.waiters++
+          const joined = flight
+          return Effect.zipRight(
+            start,
+            Effect.onInterrupt(
+              restore(Deferred.await(joined.deferred) as Effect.Effect<Res, E>),
+              () => leave(key, joined)
+            )
+          )
+        })
+      )
+
+    const get = <E, R>(request: Req, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
+      Effect.suspend(() => {
+        const key = keyOf(request)
+        return Effect.flatMap(read(key, false), (fresh): Effect.Effect<Cached<Res>, E, R> => {
+          if (Option.isSome(fresh)) return Effect.as(count("hit"), fresh.value)
+          return Effect.zipRight(
+            count("miss"),
+            Effect.matchCauseEffect(join(key, compute), {
+              onSuccess: (value) => Effect.succeed<Cached<Res>>({ value, source: "computed", ageMs: 0, key }),
+              onFailure: (cause) => {
+                const failure = Cause.failureOption(cause)
+                if (Option.isNone(failure) || !serveStaleOn(failure.value)) return Effect.failCause(cause)
+                return Effect.flatMap(read(key, true), (stale) =>
+                  Option.isSome(stale)
+                    ? Effect.as(count(stale.value.source === "stale" ? "stale" : "hit"), stale.value)
+                    : Effect.failCause(cause))
+              }
+            })
+          )
+        })
+      })
+
+    const lookupWith = (stale: boolean) => (request: Req): Effect.Effect<Option.Option<Cached<Res>>> =>
+      Effect.suspend(() =>
+        Effect.tap(read(keyOf(request), stale), (found) =>
+          count(Option.isNone(found) ? "miss" : found.value.source === "stale" ? "stale" : "hit"))
+      )
+
+    const status: Effect.Effect<Status> = Effect.map(store.size, (entries) => ({
+      name,
+      entries,
+      hits: counts.hits,
+      misses: counts.misses,
+      staleServed: counts.staleServed,
+      coalesced: counts.coalesced,
+      inFlight: inflight.size
+    }))
+
+    return {
+      name,
+      keyOf,
+      get,
+      lookup: lookupWith(false),
+      lookupStale: lookupWith(true),
+      set: (request, response) => Effect.suspend(() => put(keyOf(request), response)),
+      invalidate: (request) => Effect.suspend(() => store.delete(keyOf(request))),
+      invalidateAll: store.clear,
+      status
+    } satisfies Service<Req, Res>
+  })
+
+/**
+ * A layer with the cache of `options` under `tag`. The cache is generic in
+ * its request and response, so the tag belongs to the package that knows
+ * them (e.g. `class ChatCache extends Context.Tag("@resilient-ai/llm/ChatCache")<ChatCache, ResponseCache.Service<ChatRequest, ChatResponse>>() {}`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, Req, Res>(
+  tag: Context.Tag<I, Service<Req, Res>>,
+  options: Options<Req, Res> = {}
+): Layer.Layer<I, InvalidConfigError> => Layer.scoped(tag, make(options))
