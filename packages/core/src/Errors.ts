@@ -461,7 +461,7 @@ export type FallbackableError =
  * @since 0.1.0
  * @category guards
  */
-export const isRetryable = <E>(e: E): e is Extract<E, RetryableError> =>
+export const isRetryable = <E>(e: E): e is E & RetryableError =>
   isResilienceError(e) && policyOf[e._tag].retryable
 
 /**
@@ -470,7 +470,7 @@ export const isRetryable = <E>(e: E): e is Extract<E, RetryableError> =>
  * @since 0.1.0
  * @category guards
  */
-export const isFallbackable = <E>(e: E): e is Extract<E, FallbackableError> =>
+export const isFallbackable = <E>(e: E): e is E & FallbackableError =>
   isResilienceError(e) && policyOf[e._tag].fallbackable
 
 /**

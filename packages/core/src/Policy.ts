@@ -9,7 +9,9 @@
  * So the breaker sees every attempt (it measures the provider, not the
  * user's request), a circuit-open error is never retried against the same
  * breaker, and a retry's sleep holds no bulkhead permit or limiter grant.
- * The key pool slots in between the breaker and the limiter.
+ * With a key pool, each attempt takes a healthy key between the breaker and
+ * the limiter; a retry tries the keys not yet tried first, and the limiter is
+ * per key (providers limit requests and tokens per key).
  *
  * @since 0.1.0
  */
@@ -25,9 +27,10 @@ import * as Bulkhead from "./Bulkhead.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as AttemptEvents from "./AttemptEvents.js"
 import * as Deadline from "./Deadline.js"
-import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError } from "./Errors.js"
+import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAvailableError } from "./Errors.js"
 import { InvalidConfigError, isResilienceError, RateLimitError, TimeoutError } from "./Errors.js"
 import * as RequestBudget from "./RequestBudget.js"
+import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -55,9 +58,12 @@ export interface Options {
   readonly retryBudget?: Omit<RetryBudget.Options, "name"> | false
   /** Default: open after 5 consecutive failures for 30 s, one trial. */
   readonly circuitBreaker?: Omit<CircuitBreaker.Options, "name"> | false
+  /** The keys of the deployment; a pool may be shared by deployments of one account. */
+  readonly keyPool?: KeyPool.Service
+  /** Requests and tokens per minute; per key when there is a key pool, else for the deployment. */
   readonly rateLimiter?: Omit<RateLimiter.Options, "name" | "deployment" | "provider">
   readonly bulkhead?: Omit<Bulkhead.Options, "name">
-  /** An upstream 429 with Retry-After pauses this deployment's limiter until then. Default true. */
+  /** An upstream 429 with Retry-After pauses the limiter of its key (or deployment) until then. Default true. */
   readonly pauseLimiterOnRateLimit?: boolean
 }
 
@@ -71,6 +77,8 @@ export interface Attempt {
   readonly deployment: string
   /** 1 for the first attempt, 2 for the first retry, ... */
   readonly attempt: number
+  /** The key to send, when the deployment has a key pool. */
+  readonly key: KeyPool.PickedKey | undefined
 }
 
 /**
@@ -87,6 +95,25 @@ export interface CallOptions<A> {
   readonly estimatedCostUsd?: number
   /** The real cost of an answered attempt, to correct the estimate. */
   readonly costUsd?: (a: A) => number | undefined
+  /** A session or prompt-prefix hash: pins the call to one healthy key (the provider's prompt cache). */
+  readonly affinity?: string
+}
+
+/**
+ * An answer and how the deployment produced it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Detailed<A> {
+  readonly value: A
+  readonly deployment: string
+  /** The key that answered, if the deployment has a key pool. */
+  readonly keyName: string | undefined
+  /** True when another key than the first one tried answered. */
+  readonly backupKey: boolean
+  /** Attempts this call made on this deployment. */
+  readonly attempts: number
 }
 
 /**
@@ -95,7 +122,13 @@ export interface CallOptions<A> {
  * @since 0.1.0
  * @category models
  */
-export type PolicyError = CircuitOpenError | BulkheadFullError | RateLimitError | TimeoutError | BudgetExhaustedError
+export type PolicyError =
+  | CircuitOpenError
+  | BulkheadFullError
+  | RateLimitError
+  | TimeoutError
+  | BudgetExhaustedError
+  | NoKeyAvailableError
 
 /**
  * @since 0.1.0
@@ -106,6 +139,9 @@ export interface Status {
   readonly circuitBreaker: CircuitBreaker.Status | undefined
   readonly bulkhead: Bulkhead.Status | undefined
   readonly rateLimiter: RateLimiter.Status | undefined
+  /** Per key name, when the limiter is per key. */
+  readonly keyRateLimiters: Readonly<Record<string, RateLimiter.Status>> | undefined
+  readonly keyPool: KeyPool.Status | undefined
   readonly retryBudget: RetryBudget.Status | undefined
 }
 
@@ -119,6 +155,12 @@ export interface Service {
     call: (attempt: Attempt) => Effect.Effect<A, E, R>,
     options?: CallOptions<A>
   ) => Effect.Effect<A, E | PolicyError, R>
+  /** `execute`, telling which key answered and after how many attempts. */
+  readonly executeDetailed: <A, E, R>(
+    call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+    options?: CallOptions<A>
+  ) => Effect.Effect<Detailed<A>, E | PolicyError, R>
+  readonly keyPool: KeyPool.Service | undefined
   readonly circuitBreaker: CircuitBreaker.Service | undefined
   readonly bulkhead: Bulkhead.Service | undefined
   readonly rateLimiter: RateLimiter.Service | undefined
@@ -165,10 +207,15 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         })
       }))
     const retryBudget = yield* optional(options.retryBudget ?? {}, (o) => RetryBudget.make({ ...o, name }))
+    const keyPool = options.keyPool
     const retry = yield* optional(options.retry ?? {}, (o) =>
       Retry.make({
         ...o,
         name,
+        ...(keyPool === undefined || o.honorRetryAfter !== undefined ? {} : {
+          // The Retry-After of a 429 belongs to the key that got it: with another healthy key, retry there now.
+          honorRetryAfter: () => Effect.map(keyPool.status, (s) => s.healthy === 0)
+        }),
         ...(retryBudget === undefined ? {} : { budget: retryBudget }),
         ...(events === undefined ? {} : {
           onRetry: (e: Retry.RetryEvent) =>
@@ -193,7 +240,19 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
             )
         })
       }))
-    const rateLimiter = yield* optional(options.rateLimiter, (o) => RateLimiter.make({ ...o, name, ...origin }))
+    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
+    const rateLimiter = keyPool === undefined
+      ? yield* optional(options.rateLimiter, (o) => RateLimiter.make({ ...o, name, ...origin }))
+      : undefined
+    const keyRateLimiters = keyPool === undefined || options.rateLimiter === undefined
+      ? undefined
+      : new Map(
+        yield* Effect.forEach(keyNames, (keyName) =>
+          Effect.map(
+            RateLimiter.make({ ...options.rateLimiter, name: `${name}/${keyName}`, ...origin }),
+            (limiter) => [keyName, limiter] as const
+          ))
+      )
     const bulkhead = yield* optional(options.bulkhead, (o) => Bulkhead.make({ ...o, name }))
     const attemptMillis = options.attemptTimeout === undefined
       ? undefined
@@ -229,11 +288,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const attemptOnce = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A>,
-      attempt: number
+      attempt: number,
+      key: KeyPool.PickedKey | undefined
     ): Effect.Effect<A, E | PolicyError, R> => {
+      const keyName = key?.name
       const charged = Effect.zipRight(
         RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-        timed(call({ deployment: name, attempt }))
+        timed(call({ deployment: name, attempt, key }))
       )
       const costed = callOptions.costUsd === undefined
         ? charged
@@ -243,12 +304,12 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         })
       const noted = Effect.tapError(costed, (e) =>
         isResilienceError(e) && e._tag !== "BudgetExhaustedError"
-          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName: undefined })
+          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
           : Effect.void)
       if (events === undefined) return noted
       return Effect.flatMap(Clock.currentTimeMillis, (start) =>
         Effect.zipRight(
-          emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName: undefined }),
+          emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
           Effect.onExit(noted, (exit) =>
             Effect.flatMap(Clock.currentTimeMillis, (end) =>
               emit({
@@ -256,38 +317,69 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
                 at: end,
                 deployment: name,
                 attempt,
-                keyName: undefined,
+                keyName,
                 durationMs: end - start,
                 outcome: outcomeOf(exit)
               })))
         ))
     }
 
-    const limited = <A, E, R>(self: Effect.Effect<A, E, R>, call: CallOptions<A>): Effect.Effect<A, E | PolicyError, R> => {
-      if (rateLimiter === undefined) return self
-      const guarded = rateLimiter.execute(self, call)
+    const limited = <A, E, R>(
+      limiter: RateLimiter.Service | undefined,
+      self: Effect.Effect<A, E, R>,
+      call: CallOptions<A>
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      if (limiter === undefined) return self
+      const guarded = limiter.execute(self, call)
       if (!pauseOnRateLimit) return guarded
       return Effect.tapError(guarded, (error) =>
         error instanceof RateLimitError && error.source === "upstream" && error.retryAfter !== undefined
-          ? rateLimiter.pause(error.retryAfter)
+          ? limiter.pause(error.retryAfter)
           : Effect.void)
     }
+
+    const executeDetailed = <A, E, R>(
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A> = {}
+    ): Effect.Effect<Detailed<A>, E | PolicyError, R> =>
+      Effect.suspend(() => {
+        let attempts = 0
+        // Keys tried by earlier attempts of this call: the pool picks them last.
+        const tried = new Set<string>()
+        let firstKey: string | undefined
+        let lastKey: string | undefined
+        const withKey = { avoid: tried, ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity }) }
+        const oneAttempt = Effect.suspend(() => {
+          attempts += 1
+          const attempt = attempts
+          const onKey = (key: KeyPool.PickedKey | undefined) => {
+            const inner = attemptOnce(call, callOptions, attempt, key)
+            const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
+            const limiter = key === undefined || keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(key.name)
+            return limited(limiter, bounded, callOptions)
+          }
+          const keyed = keyPool === undefined ? onKey(undefined) : keyPool.withKey((key) => {
+            tried.add(key.name)
+            firstKey ??= key.name
+            lastKey = key.name
+            return onKey(key)
+          }, withKey)
+          return circuitBreaker === undefined ? keyed : circuitBreaker.execute(keyed)
+        })
+        const retried = retry === undefined ? oneAttempt : retry.execute(oneAttempt)
+        return Effect.map(totalTimeout(retried), (value): Detailed<A> => ({
+          value,
+          deployment: name,
+          keyName: lastKey,
+          backupKey: lastKey !== firstKey,
+          attempts
+        }))
+      })
 
     const execute = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A> = {}
-    ): Effect.Effect<A, E | PolicyError, R> =>
-      Effect.suspend(() => {
-        let attempts = 0
-        const oneAttempt = Effect.suspend(() => {
-          attempts += 1
-          const inner = attemptOnce(call, callOptions, attempts)
-          const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
-          const admitted = limited(bounded, callOptions)
-          return circuitBreaker === undefined ? admitted : circuitBreaker.execute(admitted)
-        })
-        return totalTimeout(retry === undefined ? oneAttempt : retry.execute(oneAttempt))
-      })
+    ): Effect.Effect<A, E | PolicyError, R> => Effect.map(executeDetailed(call, callOptions), (d) => d.value)
 
     const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
       service === undefined ? Effect.succeed(undefined) : service.status
@@ -295,6 +387,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     return {
       deployment: name,
       execute,
+      executeDetailed,
+      keyPool,
       circuitBreaker,
       bulkhead,
       rateLimiter,
@@ -304,6 +398,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         circuitBreaker: statusOf(circuitBreaker),
         bulkhead: statusOf(bulkhead),
         rateLimiter: statusOf(rateLimiter),
+        keyRateLimiters: keyRateLimiters === undefined
+          ? Effect.succeed(undefined)
+          : Effect.map(
+            Effect.forEach([...keyRateLimiters], ([keyName, limiter]) => Effect.map(limiter.status, (s) => [keyName, s] as const)),
+            (entries) => Object.fromEntries(entries)
+          ),
+        keyPool: statusOf(keyPool),
         retryBudget: statusOf(retryBudget)
       })
     }

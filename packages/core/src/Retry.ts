@@ -144,6 +144,13 @@ export interface Options {
    * whatever it returns.
    */
   readonly retryOn?: ((error: Errors.RetryableError) => boolean) | undefined
+  /**
+   * Whether a `RateLimitError`'s Retry-After applies to the next attempt.
+   * Default: always. A key pool answers false while another key is healthy:
+   * the Retry-After belongs to the key that was refused, and the retry goes to
+   * another key after the ordinary backoff.
+   */
+  readonly honorRetryAfter?: ((error: Errors.RateLimitError) => Effect.Effect<boolean>) | undefined
   /** Observes each retry before its sleep (for attempt events and metrics). */
   readonly onRetry?: ((event: RetryEvent) => Effect.Effect<void>) | undefined
   /** Observes the decision to stop retrying. */
@@ -206,7 +213,7 @@ export const nextBackoffDelay: (backoff: Backoff, retry: number, previous?: numb
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, Errors.InvalidConfigError> => {
-  const { budget, name, onGiveUp, onRetry, retryOn, ...data } = options
+  const { budget, honorRetryAfter, name, onGiveUp, onRetry, retryOn, ...data } = options
   const component = name === undefined ? "Retry" : `Retry "${name}"`
   return Effect.map(decodeOptions(component, internal.OptionsSchema, data), (decoded): Service => {
     const schedule = internal.makeSchedule({
@@ -221,6 +228,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       },
       budget,
       retryOn,
+      honorRetryAfter,
       onRetry,
       onGiveUp
     })

@@ -6,9 +6,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
+import * as KeyPool from "../src/KeyPool.js"
 import * as Policy from "../src/Policy.js"
 import * as StateStore from "../src/StateStore.js"
 
@@ -161,6 +163,85 @@ describe("Policy: the order of rule 18", () => {
       expect(Either.isLeft(refused) && refused.left._tag).toBe("BulkheadFullError")
       expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
       yield* Fiber.interrupt(holder)
+    })))
+})
+
+describe("Policy: with a key pool", () => {
+  const pool = KeyPool.make({
+    name: "openai-keys",
+    keys: [
+      { name: "k1", key: Redacted.make("sk-one") },
+      { name: "k2", key: Redacted.make("sk-two") }
+    ]
+  })
+
+  it.effect("a retry after a 429 goes to the other key, and the answer says a backup key answered", () =>
+    run(Effect.gen(function*() {
+      const keyPool = yield* pool
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        keyPool,
+        retry: { ...noJitter, maxRetries: 2 },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      const used: Array<string> = []
+      const answer = yield* policy.executeDetailed(({ key }) => {
+        used.push(key?.name ?? "none")
+        return key?.name === "k1"
+          ? Effect.fail(new Errors.RateLimitError({ source: "upstream", retryAfter: Duration.seconds(30) }))
+          : Effect.succeed(Redacted.value(key?.key ?? Redacted.make("")))
+      }).pipe(Effect.fork, Effect.tap(() => TestClock.adjust("1 seconds")), Effect.flatMap(Fiber.join))
+      expect(used).toEqual(["k1", "k2"])
+      expect(answer).toEqual({ value: "sk-two", deployment: "primary", keyName: "k2", backupKey: true, attempts: 2 })
+      const status = yield* policy.status
+      expect(status.circuitBreaker?.state).toBe("closed") // a 429 is the key pool's business
+      expect(status.keyPool?.keys.map((k) => [k.name, k.state])).toEqual([["k1", "cooling"], ["k2", "healthy"]])
+    })))
+
+  it.effect("a revoked key (401) is disabled and the retry uses the other key; the next call starts there", () =>
+    run(Effect.gen(function*() {
+      const keyPool = yield* pool
+      const policy = yield* Policy.make({ deployment: "primary", keyPool, retry: { ...noJitter, maxRetries: 1 } })
+      const used: Array<string> = []
+      const call = ({ key }: Policy.Attempt) => {
+        used.push(key?.name ?? "none")
+        return key?.name === "k1" ? Effect.fail(new Errors.AuthError({ status: 401 })) : Effect.succeed("ok")
+      }
+      // An AuthError is not retryable: the call fails, but k1 is disabled for the next one.
+      const first = yield* Effect.either(policy.execute(call))
+      expect(Either.isLeft(first) && first.left._tag).toBe("AuthError")
+      expect(yield* policy.execute(call)).toBe("ok")
+      expect(used).toEqual(["k1", "k2"])
+      expect((yield* policy.status).keyPool?.keys[0]?.state).toBe("disabled")
+    })))
+
+  it.effect("the rate limiter is per key: one key's budget spent does not block the other", () =>
+    run(Effect.gen(function*() {
+      const keyPool = yield* pool
+      const policy = yield* Policy.make({ deployment: "primary", keyPool, retry: false, rateLimiter: { requestsPerMinute: 1 } })
+      const used: Array<string> = []
+      const call = ({ key }: Policy.Attempt) => Effect.sync(() => used.push(key?.name ?? "none"))
+      yield* policy.execute(call)
+      yield* policy.execute(call)
+      const third = yield* Effect.either(policy.execute(call))
+      expect(used).toEqual(["k1", "k2"])
+      expect(Either.isLeft(third) && third.left).toMatchObject({ _tag: "RateLimitError", source: "local" })
+      expect(Object.keys((yield* policy.status).keyRateLimiters ?? {})).toEqual(["k1", "k2"])
+    })))
+
+  it.effect("with every key out, the call fails with NoKeyAvailableError, which the breaker ignores", () =>
+    run(Effect.gen(function*() {
+      const keyPool = yield* pool
+      yield* keyPool.disable("k1")
+      yield* keyPool.disable("k2")
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        keyPool,
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      const result = yield* Effect.either(policy.execute(() => Effect.succeed("never")))
+      expect(Either.isLeft(result) && result.left._tag).toBe("NoKeyAvailableError")
+      expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
     })))
 })
 

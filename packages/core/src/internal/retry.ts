@@ -89,6 +89,7 @@ export interface Policy {
   readonly backoff: Retry.Backoff
   readonly budget: RetryBudget.Service | undefined
   readonly retryOn: ((error: Errors.RetryableError) => boolean) | undefined
+  readonly honorRetryAfter: ((error: Errors.RateLimitError) => Effect.Effect<boolean>) | undefined
   readonly onRetry: ((event: Retry.RetryEvent) => Effect.Effect<void>) | undefined
   readonly onGiveUp: ((event: Retry.GiveUpEvent) => Effect.Effect<void>) | undefined
 }
@@ -150,7 +151,10 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
         return yield* giveUp(state, { _tag: "GiveUp", reason: "max-retries", retries: state.retries, error })
       }
 
-      const retryAfter = retryAfterOf(error)
+      const retryAfter = error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined &&
+          !(yield* policy.honorRetryAfter(error))
+        ? undefined
+        : retryAfterOf(error)
       if (retryAfter !== undefined && retryAfter > policy.maxRetryAfter) {
         return yield* giveUp(state, {
           _tag: "GiveUp",
