@@ -1,0 +1,272 @@
+/**
+ * The resilient client's configuration as data: deployments (provider, base
+ * URL, model, keys, limits, price, policies) and the cascade order.
+ *
+ * It decodes from JSON (a file) or from effect `Config`, and a bad value
+ * fails at start with `InvalidConfigError` naming the field
+ * (`deployments.1.policy.circuitBreaker.trigger.threshold`). Keys are never in
+ * the file: each key names the environment variable that holds it, read as
+ * `Redacted` through effect's `ConfigProvider`.
+ *
+ * @since 0.1.0
+ */
+import { Errors } from "@resilient-ai/core"
+import type { KeyPool, Policy } from "@resilient-ai/core"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+
+/** A duration as `Duration.DurationInput` data: milliseconds, or a string such as `"30 seconds"`. */
+const DurationData = Schema.declare(
+  (u: unknown): u is Duration.DurationInput =>
+    (typeof u === "number" && u >= 0 && Number.isFinite(u)) ||
+    (typeof u === "string" && Option.isSome(Duration.decodeUnknown(u))),
+  { identifier: "Duration", message: () => `expected a duration such as "30 seconds" or a number of milliseconds` }
+)
+
+const Name = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, {
+    message: () => "expected a name of letters, digits and . _ : / - (it appears in metrics and logs)"
+  })
+)
+const NonNegative = Schema.Number.pipe(Schema.nonNegative({ message: () => "expected a number of 0 or more" }))
+const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "expected an integer above zero" }))
+const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
+
+const RetryData = Schema.Struct({
+  maxRetries: opt(Schema.Number),
+  baseDelay: opt(DurationData),
+  factor: opt(Schema.Number),
+  maxDelay: opt(DurationData),
+  jitter: opt(
+    Schema.Union(
+      Schema.Literal("none", "full", "equal", "decorrelated"),
+      Schema.Struct({ kind: Schema.Literal("proportional"), min: Schema.Number, max: Schema.Number })
+    )
+  ),
+  maxRetryAfter: opt(DurationData)
+})
+
+const TriggerData = Schema.Union(
+  Schema.Struct({ kind: Schema.Literal("consecutive"), failures: Schema.Number }),
+  Schema.Struct({
+    kind: Schema.Literal("failure-rate"),
+    window: Schema.Union(
+      Schema.Struct({ kind: Schema.Literal("count"), size: Schema.Number }),
+      Schema.Struct({ kind: Schema.Literal("time"), duration: DurationData, buckets: opt(Schema.Number) })
+    ),
+    threshold: Schema.Number,
+    minimumCalls: opt(Schema.Number),
+    slowCallRateThreshold: opt(Schema.Number)
+  })
+)
+
+const PolicyData = Schema.Struct({
+  totalTimeout: opt(DurationData),
+  attemptTimeout: opt(DurationData),
+  retry: opt(Schema.Union(Schema.Literal(false), RetryData)),
+  retryBudget: opt(
+    Schema.Union(
+      Schema.Literal(false),
+      Schema.Struct({ ratio: opt(Schema.Number), minRetriesPerSecond: opt(Schema.Number), window: opt(DurationData) })
+    )
+  ),
+  circuitBreaker: opt(
+    Schema.Union(
+      Schema.Literal(false),
+      Schema.Struct({
+        trigger: opt(TriggerData),
+        openDuration: opt(DurationData),
+        permittedCallsInHalfOpen: opt(Schema.Number),
+        maxHalfOpenDuration: opt(DurationData),
+        slowCallDuration: opt(DurationData),
+        countUpstreamRateLimit: opt(Schema.Boolean)
+      })
+    )
+  ),
+  rateLimiter: opt(
+    Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(DurationData) })
+  ),
+  bulkhead: opt(
+    Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(DurationData) })
+  )
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const KeyRef = Schema.Struct({
+  /** Shown in logs, errors, metrics and /status instead of the key. */
+  name: Name,
+  /** The environment variable holding the key. */
+  env: Schema.NonEmptyTrimmedString,
+  weight: opt(PositiveInt),
+  /** The account or project whose quota the key shares. */
+  group: opt(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Deployment = Schema.Struct({
+  name: Name,
+  provider: Schema.Literal("openai", "anthropic"),
+  /** Default: the provider's public API. OpenAI-compatible relays, DeepSeek, OpenRouter, vLLM set theirs. */
+  baseUrl: opt(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "expected an http(s) URL" }))),
+  model: Schema.NonEmptyTrimmedString,
+  keys: Schema.Array(KeyRef),
+  keyStrategy: opt(Schema.Literal("round-robin", "weighted")),
+  /** Share one key pool (and its health) between deployments of one account. Default: the deployment's name. */
+  keyPool: opt(Name),
+  /** Prompt plus answer tokens the model accepts. */
+  contextWindow: opt(PositiveInt),
+  capabilities: opt(
+    Schema.Struct({ tools: opt(Schema.Boolean), vision: opt(Schema.Boolean), streaming: opt(Schema.Boolean) })
+  ),
+  /** USD per million tokens. */
+  price: opt(Schema.Struct({ inputPerMillion: NonNegative, outputPerMillion: NonNegative })),
+  policy: opt(PolicyData)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Deployment extends Schema.Schema.Type<typeof Deployment> {}
+
+/**
+ * How a stream that fails after its first chunk is handled.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const MidStreamPolicy = Schema.Literal("terminate", "restart-if-no-output", "continue-with-prefix")
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ClientConfig = Schema.Struct({
+  deployments: Schema.NonEmptyArray(Deployment),
+  /** Deployment names, tried in this order (the cost cascade: expensive first, cheaper after). */
+  cascade: Schema.NonEmptyArray(Schema.String),
+  /**
+   * Deployments that take over a `ContextLengthError`, tried in order, each
+   * only if its context window is larger than the one that refused. Default:
+   * every deployment with a larger window, smallest first.
+   */
+  contextFallback: opt(Schema.Array(Schema.String)),
+  /** The request's money ceiling: no attempt (first try, retry or fallback) may pass it. */
+  maxCostUsdPerRequest: opt(NonNegative),
+  /** Calls to providers one request may make, across retries, keys and fallbacks. */
+  maxAttemptsPerRequest: opt(PositiveInt),
+  /** The request's deadline across everything. */
+  deadline: opt(DurationData),
+  midStreamPolicy: opt(MidStreamPolicy),
+  /** Answer tokens assumed for a cost estimate when the request sets no max. Default 1024. */
+  defaultMaxOutputTokens: opt(PositiveInt)
+}).pipe(
+  Schema.filter((c) => {
+    const names = new Set<string>()
+    for (const [i, d] of c.deployments.entries()) {
+      if (names.has(d.name)) {
+        return { path: ["deployments", i, "name"], message: `deployment "${d.name}" is defined twice` }
+      }
+      names.add(d.name)
+    }
+    for (const [i, n] of c.cascade.entries()) {
+      if (!names.has(n)) return { path: ["cascade", i], message: `no deployment is named "${n}"` }
+    }
+    for (const [i, n] of (c.contextFallback ?? []).entries()) {
+      if (!names.has(n)) return { path: ["contextFallback", i], message: `no deployment is named "${n}"` }
+    }
+    return true
+  })
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientConfig extends Schema.Schema.Type<typeof ClientConfig> {}
+
+const configError = (error: ParseResult.ParseError): Errors.InvalidConfigError => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  return new Errors.InvalidConfigError({
+    component: "ResilientClient",
+    path: issue === undefined ? "" : issue.path.map(String).join("."),
+    detail: issue?.message ?? error.message
+  })
+}
+
+/**
+ * Decodes a configuration object; a bad value names its field.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decode = (input: unknown): Effect.Effect<ClientConfig, Errors.InvalidConfigError> =>
+  Effect.mapError(Schema.decodeUnknown(ClientConfig, { errors: "first", onExcessProperty: "error" })(input), configError)
+
+/**
+ * Decodes a JSON text.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const fromJson = (text: string): Effect.Effect<ClientConfig, Errors.InvalidConfigError> =>
+  Effect.flatMap(
+    Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (e) =>
+        new Errors.InvalidConfigError({
+          component: "ResilientClient",
+          path: "",
+          detail: `not valid JSON: ${e instanceof Error ? e.message : String(e)}`
+        })
+    }),
+    decode
+  )
+
+/**
+ * Reads the keys of a deployment from their environment variables (through
+ * the current `ConfigProvider`), as `Redacted`.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const resolveKeys = (
+  deployment: Deployment,
+  index: number
+): Effect.Effect<ReadonlyArray<KeyPool.Key>, Errors.InvalidConfigError> =>
+  Effect.forEach(deployment.keys, (ref, k) =>
+    Effect.mapBoth(Config.redacted(ref.env), {
+      onFailure: () =>
+        new Errors.InvalidConfigError({
+          component: "ResilientClient",
+          path: `deployments.${index}.keys.${k}.env`,
+          detail: `environment variable ${ref.env} (key "${ref.name}" of deployment "${deployment.name}") is not set`
+        }),
+      onSuccess: (key): KeyPool.Key => ({
+        name: ref.name,
+        key,
+        ...(ref.weight === undefined ? {} : { weight: ref.weight }),
+        ...(ref.group === undefined ? {} : { group: ref.group })
+      })
+    }))
+
+/**
+ * The policy options of a deployment, for `Policy.make`.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "deployment"> => ({
+  provider: deployment.provider,
+  ...(deployment.policy ?? {})
+})

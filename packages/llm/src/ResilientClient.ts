@@ -1,0 +1,564 @@
+/**
+ * The resilient LLM client: what an Effect application imports to call LLMs
+ * safely.
+ *
+ * Configured with deployments (provider, model, keys, policies, price) and a
+ * cascade order, it answers a chat request through, outermost first:
+ *
+ * ```
+ * response cache (fresh hit, single-flight, stale-if-error)
+ *   → fallback chain over the cascade (each step: that deployment's Policy)
+ *     → context-window fallback (a ContextLengthError goes to a larger window only)
+ * ```
+ *
+ * Before a deployment is tried the request is checked against its
+ * capabilities (tools, vision, context window) and the request's price
+ * ceiling; an incompatible deployment is skipped with a reason, not called.
+ * The request is then transformed for the target (its model; another
+ * provider's fields stripped). The whole request draws from one budget
+ * (attempts, deadline, money).
+ *
+ * The cascade is data, so its steps are built per request from the config
+ * with `Fallback`'s combinators: a config-driven chain cannot have the
+ * static per-step error types of a chain written in code, so its error type
+ * is the whole taxonomy; `chatOrStatic` closes it with a static reply.
+ *
+ * @since 0.1.0
+ */
+import {
+  AttemptEvents,
+  Errors,
+  Fallback,
+  KeyPool,
+  Policy,
+  RequestBudget,
+  ResponseCache,
+  StateStore,
+  StaticReply
+} from "@resilient-ai/core"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as Scope from "effect/Scope"
+import type * as Chat from "./Chat.js"
+import * as ClientConfig from "./ClientConfig.js"
+import * as Provider from "./Provider.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChatOptions {
+  /** A session or prompt-prefix hash: keeps the call on one healthy key (the provider's prompt cache). */
+  readonly affinity?: string
+}
+
+/**
+ * A deployment that was not called for a request, and why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Skipped {
+  readonly deployment: string
+  readonly reason: string
+}
+
+/**
+ * The answer and how it came about.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChatResult {
+  readonly response: Chat.ChatResponse
+  readonly source: Fallback.Source
+  readonly deployment: string | undefined
+  readonly keyName: string | undefined
+  /** Calls that reached a provider, across retries, keys and fallbacks. */
+  readonly attempts: number
+  readonly latencyMs: number
+  readonly usage: Chat.Usage | undefined
+  readonly costUsd: number
+  readonly fallbacks: ReadonlyArray<Fallback.FallbackTaken>
+  readonly errors: ReadonlyArray<RequestBudget.MetError>
+  readonly skipped: ReadonlyArray<Skipped>
+  /** For an answer from the cache: milliseconds since it was stored. */
+  readonly ageMs: number | undefined
+}
+
+/**
+ * One configured deployment, for status pages.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeploymentHandle {
+  readonly config: ClientConfig.Deployment
+  readonly policy: Policy.Service
+  readonly keyPool: KeyPool.Service
+  readonly provider: Provider.Provider
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly chat: (request: Chat.ChatRequest, options?: ChatOptions) => Effect.Effect<ChatResult, Errors.ResilienceError>
+  /** `chat`, answered with a static reply (by intent) when everything else failed. */
+  readonly chatOrStatic: (request: Chat.ChatRequest, options?: ChatOptions) => Effect.Effect<ChatResult>
+  readonly deployments: ReadonlyArray<DeploymentHandle>
+  readonly config: ClientConfig.ClientConfig
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class ResilientClient extends Context.Tag("@resilient-ai/llm/ResilientClient")<ResilientClient, Service>() {}
+
+/**
+ * What the client adds to the configuration in code.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export interface Extras {
+  /** Cache answers (fresh hits, single-flight, stale-if-error). Off unless set. */
+  readonly cache?: {
+    readonly timeToLive?: Duration.DurationInput
+    readonly maxEntries?: number
+    readonly maxStale?: Duration.DurationInput
+  }
+  /** Intents and replies for `chatOrStatic`. Default: `StaticReply.defaults`. */
+  readonly staticReplies?: StaticReply.Options
+}
+
+const requests = Metric.counter("resilient_ai_requests_total", {
+  description: "chat requests answered, by source (primary, backup-key, fallback-provider, cache, stale-cache, static, failed)",
+  incremental: true
+})
+const requestLatency = Metric.histogram(
+  "resilient_ai_request_latency_ms",
+  MetricBoundaries.exponential({ start: 25, factor: 2, count: 14 }),
+  "latency of chat requests in milliseconds"
+)
+const tokens = Metric.counter("resilient_ai_tokens_total", {
+  description: "tokens used, by deployment and direction (input, output)",
+  incremental: true
+})
+const cost = Metric.counter("resilient_ai_cost_usd_total", {
+  description: "estimated money spent, USD, by deployment"
+})
+
+/** The cache key fields of a neutral chat request: everything that changes the answer. */
+const cacheFields: ReadonlyArray<string> = [
+  "model",
+  "system",
+  "messages",
+  "tools",
+  "toolChoice",
+  "parallelToolCalls",
+  "maxTokens",
+  "temperature",
+  "topP",
+  "stop"
+]
+
+/**
+ * A rough prompt size: ~4 characters a token, plus a little per message.
+ * Used for limits and estimates only.
+ *
+ * @since 0.1.0
+ * @category estimates
+ */
+export const estimatePromptTokens = (request: Chat.ChatRequest): number => {
+  const text = (content: Chat.Content | undefined): number =>
+    content === undefined
+      ? 0
+      : typeof content === "string"
+      ? content.length
+      : content.reduce((n, part) => n + (part._tag === "Text" ? part.text.length : 3000), 0)
+  const system = request.system === undefined
+    ? 0
+    : typeof request.system === "string"
+    ? request.system.length
+    : request.system.reduce((n, p) => n + p.text.length, 0)
+  const messages = request.messages.reduce(
+    (n, m) =>
+      n + 16 + (m.role === "assistant"
+        ? (m.content === undefined ? 0 : text(m.content)) +
+          (m.toolCalls ?? []).reduce((k, c) => k + c.arguments.length + c.name.length, 0)
+        : text(m.content)),
+    0
+  )
+  const tools = JSON.stringify(request.tools ?? []).length
+  return Math.ceil((system + messages + tools) / 4)
+}
+
+const needsVision = (request: Chat.ChatRequest): boolean =>
+  request.messages.some((m) =>
+    m.role === "user" && typeof m.content !== "string" && m.content.some((p) => p._tag === "Image")
+  )
+
+const lastUserText = (request: Chat.ChatRequest): string => {
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const m = request.messages[i]
+    if (m?.role === "user") {
+      return typeof m.content === "string"
+        ? m.content
+        : m.content.map((p) => (p._tag === "Text" ? p.text : "")).join(" ")
+    }
+  }
+  return ""
+}
+
+/**
+ * The request as the target deployment should see it: its model, and no
+ * other provider's fields.
+ *
+ * @since 0.1.0
+ * @category transformation
+ */
+export const transformFor = (request: Chat.ChatRequest, deployment: ClientConfig.Deployment): Chat.ChatRequest => {
+  const keep = deployment.provider
+  const strip = <T extends { readonly extra?: Chat.Extra | undefined }>(value: T): T => {
+    if (value.extra === undefined) return value
+    const own = value.extra[keep]
+    const { extra: _, ...rest } = value
+    return (own === undefined ? rest : { ...rest, extra: { [keep]: own } }) as T
+  }
+  const messages = request.messages.map((m) => {
+    const message = strip(m)
+    if (message.role === "assistant" || typeof message.content === "string") return message
+    return { ...message, content: message.content.map((p) => strip(p)) }
+  })
+  return strip({ ...request, model: deployment.model, messages })
+}
+
+const staticResponse = (reply: StaticReply.Reply): Chat.ChatResponse => ({
+  id: `static-${reply.intent}`,
+  model: "static",
+  text: reply.text,
+  toolCalls: [],
+  finishReason: "stop"
+})
+
+/**
+ * Builds the client: one key pool and one `Policy` per deployment (pools can
+ * be shared by name), providers from the `Providers` service.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  config: ClientConfig.ClientConfig,
+  extras: Extras = {}
+): Effect.Effect<Service, Errors.InvalidConfigError, Provider.Providers | StateStore.StateStore | Scope.Scope> =>
+  Effect.gen(function*() {
+    const providers = yield* Provider.Providers
+    const pools = new Map<string, KeyPool.Service>()
+    const handles: Array<DeploymentHandle> = []
+    for (const [index, d] of config.deployments.entries()) {
+      const prefix = (e: Errors.InvalidConfigError) =>
+        new Errors.InvalidConfigError({
+          component: e.component,
+          path: `deployments.${index}.${e.component.startsWith("KeyPool") ? "keys" : "policy"}${e.path === "" ? "" : `.${e.path}`}`,
+          detail: e.detail
+        })
+      const poolName = d.keyPool ?? d.name
+      let keyPool = pools.get(poolName)
+      if (keyPool === undefined) {
+        const keys = yield* ClientConfig.resolveKeys(d, index)
+        keyPool = yield* Effect.mapError(
+          KeyPool.make({
+            name: poolName,
+            keys,
+            provider: d.provider,
+            ...(d.keyStrategy === undefined ? {} : { strategy: d.keyStrategy })
+          }),
+          prefix
+        )
+        pools.set(poolName, keyPool)
+      }
+      const policy = yield* Effect.mapError(
+        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, keyPool }),
+        prefix
+      )
+      const provider = providers.forTarget({ name: d.name, kind: d.provider, baseUrl: d.baseUrl, model: d.model })
+      handles.push({ config: d, policy, keyPool, provider })
+    }
+    const byName = new Map(handles.map((h) => [h.config.name, h]))
+    const cascade = config.cascade.flatMap((n) => {
+      const h = byName.get(n)
+      return h === undefined ? [] : [h]
+    })
+    const contextFallback = (config.contextFallback ?? [])
+      .flatMap((n) => {
+        const h = byName.get(n)
+        return h === undefined ? [] : [h]
+      })
+    const largerWindows = contextFallback.length > 0
+      ? contextFallback
+      : handles
+        .filter((h) => h.config.contextWindow !== undefined)
+        .sort((a, b) => (a.config.contextWindow ?? 0) - (b.config.contextWindow ?? 0))
+    const windowOf = (deployment: string | undefined): number =>
+      deployment === undefined ? 0 : byName.get(deployment)?.config.contextWindow ?? 0
+
+    const cache = extras.cache === undefined ? undefined : yield* Effect.mapError(
+      ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
+      (e) => new Errors.InvalidConfigError({ ...e, path: `cache.${e.path}` })
+    )
+    const replies = yield* StaticReply.make(extras.staticReplies)
+    const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
+
+    const estimateCost = (d: ClientConfig.Deployment, promptTokens: number, maxOutput: number): number =>
+      d.price === undefined
+        ? 0
+        : (promptTokens * d.price.inputPerMillion + maxOutput * d.price.outputPerMillion) / 1_000_000
+    const actualCost = (d: ClientConfig.Deployment, usage: Chat.Usage | undefined): number | undefined =>
+      d.price === undefined || usage === undefined
+        ? undefined
+        : (usage.inputTokens * d.price.inputPerMillion + usage.outputTokens * d.price.outputPerMillion) / 1_000_000
+
+    /** Why `h` cannot serve `request`, if it cannot. */
+    const incompatibility = (h: DeploymentHandle, request: Chat.ChatRequest, promptTokens: number): string | undefined => {
+      const d = h.config
+      if ((request.tools?.length ?? 0) > 0 && d.capabilities?.tools === false) return "does not support tools"
+      if (needsVision(request) && d.capabilities?.vision !== true) return "does not support images"
+      const maxOutput = request.maxTokens ?? defaultMaxOutput
+      if (d.contextWindow !== undefined && promptTokens + (request.maxTokens ?? 0) > d.contextWindow) {
+        return `context window ${d.contextWindow} is below the estimated ${promptTokens + (request.maxTokens ?? 0)} tokens`
+      }
+      const estimate = estimateCost(d, promptTokens, maxOutput)
+      if (config.maxCostUsdPerRequest !== undefined && estimate > config.maxCostUsdPerRequest) {
+        return `estimated cost ${estimate.toFixed(4)} USD is above the ceiling of ${config.maxCostUsdPerRequest} USD`
+      }
+      return undefined
+    }
+
+    const runChain = (request: Chat.ChatRequest, options: ChatOptions) =>
+      Effect.suspend(() => {
+        const promptTokens = estimatePromptTokens(request)
+        const skipped: Array<Skipped> = []
+        const keyOf = new Map<string, string | undefined>()
+        const eligible = (hs: ReadonlyArray<DeploymentHandle>) =>
+          hs.filter((h) => {
+            const reason = incompatibility(h, request, promptTokens)
+            if (reason !== undefined && !skipped.some((s) => s.deployment === h.config.name)) {
+              skipped.push({ deployment: h.config.name, reason })
+            }
+            return reason === undefined
+          })
+
+        const step = (h: DeploymentHandle, isFirst: boolean): Effect.Effect<Fallback.StepAnswer<Chat.ChatResponse>, Errors.ResilienceError> => {
+          const d = h.config
+          const target = transformFor(request, d)
+          const maxOutput = request.maxTokens ?? defaultMaxOutput
+          return h.policy.executeDetailed(
+            ({ attempt, key }) =>
+              h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }).pipe(
+                Effect.tap((answer) =>
+                  answer.rateLimit === undefined || key === undefined
+                    ? Effect.void
+                    : h.keyPool.feedback(key.name, answer.rateLimit)
+                ),
+                Effect.map((answer) => answer.response),
+                Effect.withSpan("ResilientClient.attempt", {
+                  attributes: { deployment: d.name, attempt, key: key?.name ?? "none" }
+                })
+              ),
+            {
+              tokens: promptTokens + maxOutput,
+              usage: (r) => (r.usage === undefined ? undefined : r.usage.inputTokens + r.usage.outputTokens),
+              estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
+              costUsd: (r) => actualCost(d, r.usage),
+              ...(options.affinity === undefined ? {} : { affinity: options.affinity })
+            }
+          ).pipe(
+            Effect.mapError((e): Errors.ResilienceError =>
+              e._tag === "ContextLengthError" && e.deployment === undefined
+                ? new Errors.ContextLengthError({ ...e, deployment: d.name })
+                : e
+            ),
+            Effect.map((detailed): Fallback.StepAnswer<Chat.ChatResponse> => {
+              keyOf.set(d.name, detailed.keyName)
+              return {
+                value: detailed.value,
+                step: d.name,
+                source: isFirst ? (detailed.backupKey ? "backup-key" : "primary") : "fallback-provider",
+                deployment: d.name,
+                ageMs: undefined
+              }
+            })
+          )
+        }
+
+        const [first, ...rest] = eligible(cascade)
+        if (first === undefined) {
+          return Effect.fail(
+            new Errors.BadRequestError({
+              detail: `no deployment can serve this request: ${skipped.map((s) => `${s.deployment} ${s.reason}`).join("; ")}`
+            })
+          )
+        }
+        let chain: Fallback.Chain<Chat.ChatResponse, Errors.ResilienceError, never> = Fallback.primaryAnswer(
+          first.config.name,
+          step(first, true)
+        )
+        for (const h of rest) {
+          chain = Fallback.orElseWhen(
+            chain,
+            h.config.name,
+            (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e),
+            () => step(h, false)
+          )
+        }
+        for (const h of largerWindows) {
+          if (incompatibility(h, request, promptTokens) !== undefined) continue
+          const window = h.config.contextWindow ?? 0
+          chain = Fallback.orElseWhen(
+            chain,
+            h.config.name,
+            (e: Errors.ResilienceError): e is Errors.ResilienceError =>
+              e._tag === "ContextLengthError" && window > windowOf(e.deployment),
+            () => step(h, false)
+          )
+        }
+        const limits: RequestBudget.Limits = {
+          ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
+          ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
+          ...(config.deadline === undefined ? {} : { deadline: config.deadline })
+        }
+        return Effect.map(Fallback.run(chain, limits), (answer): ChatResult => ({
+          response: answer.value,
+          source: answer.source,
+          deployment: answer.deployment,
+          keyName: answer.deployment === undefined ? undefined : keyOf.get(answer.deployment),
+          attempts: answer.attempts,
+          latencyMs: answer.latencyMs,
+          usage: answer.value.usage,
+          costUsd: answer.costUsd,
+          fallbacks: answer.fallbacks,
+          errors: answer.errors,
+          skipped,
+          ageMs: answer.ageMs
+        }))
+      })
+
+    const record = (result: ChatResult): Effect.Effect<void> =>
+      Effect.sync(() => {
+        requests.pipe(Metric.tagged("source", result.source)).unsafeUpdate(1, [])
+        requestLatency.unsafeUpdate(result.latencyMs, [])
+        const deployment = result.deployment ?? result.source
+        if (result.usage !== undefined) {
+          tokens.pipe(Metric.tagged("deployment", deployment), Metric.tagged("direction", "input")).unsafeUpdate(
+            result.usage.inputTokens,
+            []
+          )
+          tokens.pipe(Metric.tagged("deployment", deployment), Metric.tagged("direction", "output")).unsafeUpdate(
+            result.usage.outputTokens,
+            []
+          )
+        }
+        if (result.costUsd > 0) cost.pipe(Metric.tagged("deployment", deployment)).unsafeUpdate(result.costUsd, [])
+      })
+
+    const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        if (cache === undefined) return runChain(request, options)
+        let computed: ChatResult | undefined
+        return Effect.flatMap(
+          cache.get(request, Effect.map(runChain(request, options), (r) => {
+            computed = r
+            return r.response
+          })),
+          (cached) =>
+            Effect.map(Clock.currentTimeMillis, (end): ChatResult =>
+              cached.source === "computed" && computed !== undefined ? computed : {
+                response: cached.value,
+                source: cached.source === "stale" ? "stale-cache" : "cache",
+                deployment: undefined,
+                keyName: undefined,
+                attempts: 0,
+                latencyMs: end - start,
+                usage: cached.value.usage,
+                costUsd: 0,
+                fallbacks: [],
+                errors: [],
+                skipped: [],
+                ageMs: cached.ageMs
+              })
+        )
+      }).pipe(
+        Effect.tapBoth({
+          onFailure: () => Effect.sync(() => requests.pipe(Metric.tagged("source", "failed")).unsafeUpdate(1, [])),
+          onSuccess: record
+        }),
+        Effect.withSpan("ResilientClient.chat")
+      )
+
+    const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
+      Effect.flatMap(Clock.currentTimeMillis, (start) =>
+        Effect.catchAll(chat(request, options), (error) =>
+          Effect.flatMap(Clock.currentTimeMillis, (end) =>
+            Effect.zipRight(
+              AttemptEvents.emit({ _tag: "FallbackTaken", at: end, from: "chain", to: "static", errorTag: error._tag }),
+              Effect.succeed<ChatResult>({
+                response: staticResponse(replies.reply(lastUserText(request))),
+                source: "static",
+                deployment: undefined,
+                keyName: undefined,
+                attempts: 0,
+                latencyMs: end - start,
+                usage: undefined,
+                costUsd: 0,
+                fallbacks: [{ from: "chain", to: "static", tag: error._tag }],
+                errors: [],
+                skipped: [],
+                ageMs: undefined
+              })
+            ))))
+
+    return { chat, chatOrStatic, deployments: handles, config }
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  config: ClientConfig.ClientConfig,
+  extras?: Extras
+): Layer.Layer<ResilientClient, Errors.InvalidConfigError, Provider.Providers | StateStore.StateStore> =>
+  Layer.scoped(ResilientClient, make(config, extras))
+
+/**
+ * Decodes the configuration too, so a bad file fails the layer with the field named.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromJson = (
+  json: string,
+  extras?: Extras
+): Layer.Layer<ResilientClient, Errors.InvalidConfigError, Provider.Providers | StateStore.StateStore> =>
+  Layer.scoped(ResilientClient, Effect.flatMap(ClientConfig.fromJson(json), (config) => make(config, extras)))
+
+/**
+ * USD an answer cost on a deployment, from its usage and the deployment's price.
+ *
+ * @since 0.1.0
+ * @category pricing
+ */
+export const priceOf = (deployment: ClientConfig.Deployment, usage: Chat.Usage): number =>
+  deployment.price === undefined
+    ? 0
+    : (usage.inputTokens * deployment.price.inputPerMillion + usage.outputTokens * deployment.price.outputPerMillion) /
+      1_000_000

@@ -1,0 +1,352 @@
+import { Errors, StateStore } from "@resilient-ai/core"
+import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import type * as Chat from "../src/Chat.js"
+import * as ClientConfig from "../src/ClientConfig.js"
+import * as Provider from "../src/Provider.js"
+import * as ResilientClient from "../src/ResilientClient.js"
+
+type Behaviour = (request: Chat.ChatRequest, context: Provider.CallContext) => Effect.Effect<Chat.ChatResponse, Errors.ResilienceError>
+
+interface Call {
+  readonly deployment: string
+  readonly model: string
+  readonly keyName: string | undefined
+  readonly key: string | undefined
+}
+
+/** Providers whose answers a test scripts per deployment; every call is logged. */
+const scripted = (behaviours: Record<string, Behaviour>) => {
+  const calls: Array<Call> = []
+  const layer = Layer.succeed(Provider.Providers, {
+    forTarget: (target) => ({
+      kind: target.kind,
+      chat: (request, context) => {
+        calls.push({
+          deployment: context.deployment,
+          model: context.model,
+          keyName: context.keyName,
+          key: context.key === undefined ? undefined : Redacted.value(context.key)
+        })
+        const behaviour = behaviours[target.name]
+        return behaviour === undefined
+          ? Effect.fail(new Errors.ConnectionError({ detail: `no script for ${target.name}` }))
+          : Effect.map(behaviour(request, context), (response) => ({ response, rateLimit: undefined }))
+      },
+      stream: () => Stream.fail(new Errors.BadRequestError({ detail: "not scripted" }))
+    })
+  })
+  return { calls, layer }
+}
+
+const answer = (text: string, model = "m"): Chat.ChatResponse => ({
+  id: "r",
+  model,
+  text,
+  toolCalls: [],
+  finishReason: "stop",
+  usage: { inputTokens: 1000, outputTokens: 500 }
+})
+const ok = (text: string): Behaviour => (_, context) => Effect.succeed(answer(`${text} via ${context.keyName}`, context.model))
+const failing = (error: Errors.ResilienceError): Behaviour => () => Effect.fail(error)
+const down = new Errors.ProviderUnavailableError({ status: 503 })
+
+const env = ConfigProvider.fromMap(
+  new Map([
+    ["OPENAI_KEY_1", "sk-openai-one"],
+    ["OPENAI_KEY_2", "sk-openai-two"],
+    ["ANTHROPIC_KEY", "sk-ant-secret"],
+    ["DEEPSEEK_KEY", "sk-deepseek"]
+  ])
+)
+
+const baseConfig = {
+  deployments: [
+    {
+      name: "gpt-4o",
+      provider: "openai",
+      model: "gpt-4o",
+      keys: [{ name: "openai-1", env: "OPENAI_KEY_1" }, { name: "openai-2", env: "OPENAI_KEY_2" }],
+      contextWindow: 128_000,
+      price: { inputPerMillion: 2.5, outputPerMillion: 10 },
+      policy: { retry: { maxRetries: 1, jitter: "none", baseDelay: "100 millis" } }
+    },
+    {
+      name: "claude",
+      provider: "anthropic",
+      model: "claude-sonnet",
+      keys: [{ name: "anthropic-1", env: "ANTHROPIC_KEY" }],
+      contextWindow: 200_000,
+      capabilities: { vision: true },
+      price: { inputPerMillion: 3, outputPerMillion: 15 },
+      policy: { retry: false }
+    },
+    {
+      name: "deepseek",
+      provider: "openai",
+      baseUrl: "https://api.deepseek.com/v1",
+      model: "deepseek-chat",
+      keys: [{ name: "deepseek-1", env: "DEEPSEEK_KEY" }],
+      contextWindow: 64_000,
+      capabilities: { tools: false },
+      price: { inputPerMillion: 0.27, outputPerMillion: 1.1 },
+      policy: { retry: false }
+    }
+  ],
+  cascade: ["gpt-4o", "claude", "deepseek"]
+}
+
+const request: Chat.ChatRequest = { model: "any", messages: [{ role: "user", content: "Summarise the news" }] }
+
+const withClient = <A, E>(
+  providers: Layer.Layer<Provider.Providers>,
+  use: (client: ResilientClient.Service) => Effect.Effect<A, E>,
+  config: unknown = baseConfig,
+  extras?: ResilientClient.Extras
+) =>
+  Effect.gen(function*() {
+    const decoded = yield* ClientConfig.decode(config)
+    const client = yield* ResilientClient.make(decoded, extras)
+    return yield* use(client)
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(providers),
+    Effect.provide(StateStore.layerMemory),
+    Effect.withConfigProvider(env)
+  )
+
+/** Runs `effect` forked, moving the TestClock far enough for its retries. */
+const settle = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(effect)
+    yield* TestClock.adjust("5 minutes")
+    return yield* Fiber.join(fiber)
+  })
+
+describe("ResilientClient: the cascade", () => {
+  it.effect("the primary answers with the deployment's model and key; metadata says so", () => {
+    const { calls, layer } = scripted({ "gpt-4o": ok("hello") })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* client.chat(request)
+        expect(result).toMatchObject({
+          source: "primary",
+          deployment: "gpt-4o",
+          keyName: "openai-1",
+          attempts: 1,
+          usage: { inputTokens: 1000, outputTokens: 500 },
+          fallbacks: []
+        })
+        expect(result.response.text).toBe("hello via openai-1")
+        expect(result.costUsd).toBeCloseTo((1000 * 2.5 + 500 * 10) / 1e6)
+        expect(calls).toEqual([{ deployment: "gpt-4o", model: "gpt-4o", keyName: "openai-1", key: "sk-openai-one" }])
+      }))
+  })
+
+  it.effect("a failing primary is retried, then the next deployment answers", () => {
+    const { calls, layer } = scripted({ "gpt-4o": failing(down), claude: ok("claude") })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* settle(client.chat(request))
+        expect(result).toMatchObject({ source: "fallback-provider", deployment: "claude", keyName: "anthropic-1", attempts: 3 })
+        expect(result.fallbacks).toEqual([{ from: "gpt-4o", to: "claude", tag: "ProviderUnavailableError" }])
+        expect(calls.map((c) => `${c.deployment}/${c.keyName}`)).toEqual([
+          "gpt-4o/openai-1",
+          "gpt-4o/openai-2", // the retry goes to the key not tried yet
+          "claude/anthropic-1"
+        ])
+      }))
+  })
+
+  it.effect("a 429 on one key is answered by the other key: source backup-key", () => {
+    const { layer } = scripted({
+      "gpt-4o": (_, context) =>
+        context.keyName === "openai-1"
+          ? Effect.fail(new Errors.RateLimitError({ source: "upstream", retryAfter: Duration.seconds(20) }))
+          : Effect.succeed(answer("second key"))
+    })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* settle(client.chat(request))
+        expect(result).toMatchObject({ source: "backup-key", deployment: "gpt-4o", keyName: "openai-2", attempts: 2 })
+      }))
+  })
+
+  it.effect("a non-fallbackable error (bad request) stops the cascade", () => {
+    const { calls, layer } = scripted({ "gpt-4o": failing(new Errors.BadRequestError({ status: 400, detail: "bad" })) })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(client.chat(request))
+        expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "BadRequestError" } })
+        expect(calls).toHaveLength(1)
+      }))
+  })
+})
+
+describe("ResilientClient: capabilities, context window and price", () => {
+  it.effect("a ContextLengthError goes only to a larger-context deployment, never to a smaller one", () => {
+    const { calls, layer } = scripted({
+      "gpt-4o": failing(new Errors.ContextLengthError({ status: 400 })),
+      claude: ok("long"),
+      deepseek: ok("small")
+    })
+    const config = { ...baseConfig, cascade: ["gpt-4o", "deepseek"] }
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* client.chat(request)
+        expect(result).toMatchObject({ deployment: "claude", source: "fallback-provider" })
+        expect(result.fallbacks).toEqual([{ from: "gpt-4o", to: "claude", tag: "ContextLengthError" }])
+        expect(calls.map((c) => c.deployment)).toEqual(["gpt-4o", "claude"])
+      }), config)
+  })
+
+  it.effect("an incompatible deployment is skipped with a reason, not called", () => {
+    const { calls, layer } = scripted({ "gpt-4o": failing(down), claude: failing(down), deepseek: ok("cheap") })
+    const withTools: Chat.ChatRequest = {
+      ...request,
+      tools: [{ name: "lookup", parameters: { type: "object", properties: {} } }]
+    }
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(settle(client.chat(withTools)))
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(calls.some((c) => c.deployment === "deepseek")).toBe(false)
+        const images: Chat.ChatRequest = {
+          model: "any",
+          messages: [{ role: "user", content: [{ _tag: "Image", source: { _tag: "Url", url: "https://x/y.png" } }] }]
+        }
+        const result = yield* settle(Effect.either(client.chat(images)))
+        expect(calls.filter((c) => c.deployment !== "claude").length).toBe(2) // gpt-4o has no vision: never called for images
+        expect(result._tag).toBe("Left")
+      }))
+  })
+
+  it.effect("a deployment whose estimated cost passes the request's ceiling is skipped; the cheaper one answers", () => {
+    const { calls, layer } = scripted({ "gpt-4o": ok("expensive"), claude: ok("mid"), deepseek: ok("cheap") })
+    const config = { ...baseConfig, maxCostUsdPerRequest: 0.0005 }
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* client.chat({ ...request, maxTokens: 100 })
+        expect(result.deployment).toBe("deepseek")
+        expect(result.skipped.map((s) => s.deployment)).toEqual(["gpt-4o", "claude"])
+        expect(result.skipped[0]?.reason).toMatch(/above the ceiling of 0.0005 USD/)
+        expect(calls.map((c) => c.deployment)).toEqual(["deepseek"])
+      }), config)
+  })
+
+  it.effect("the request is transformed for its target: its model, and another provider's fields stripped", () => {
+    const seen: Array<Chat.ChatRequest> = []
+    const { layer } = scripted({
+      "gpt-4o": failing(down),
+      claude: (r) => Effect.sync(() => (seen.push(r), answer("ok")))
+    })
+    const tagged: Chat.ChatRequest = {
+      ...request,
+      extra: { openai: { logit_bias: {} }, anthropic: { top_k: 5 } },
+      messages: [{ role: "user", content: [{ _tag: "Text", text: "hi", extra: { anthropic: { cache_control: { type: "ephemeral" } }, openai: { x: 1 } } }] }]
+    }
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        yield* settle(client.chat(tagged))
+        expect(seen[0]?.model).toBe("claude-sonnet")
+        expect(seen[0]?.extra).toEqual({ anthropic: { top_k: 5 } })
+        expect(seen[0]?.messages[0]).toEqual({
+          role: "user",
+          content: [{ _tag: "Text", text: "hi", extra: { anthropic: { cache_control: { type: "ephemeral" } } } }]
+        })
+      }))
+  })
+})
+
+describe("ResilientClient: cache and static replies", () => {
+  it.effect("an identical request is answered from the cache; when every provider fails, a stale entry answers", () => {
+    let healthy = true
+    const { calls, layer } = scripted({
+      "gpt-4o": () => (healthy ? Effect.succeed(answer("fresh")) : Effect.fail(down)),
+      claude: failing(down),
+      deepseek: failing(down)
+    })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        expect((yield* client.chat(request)).source).toBe("primary")
+        expect(yield* client.chat(request)).toMatchObject({ source: "cache", attempts: 0 })
+        expect(calls).toHaveLength(1)
+        healthy = false
+        yield* TestClock.adjust("2 hours")
+        const stale = yield* settle(client.chat(request))
+        expect(stale).toMatchObject({ source: "stale-cache", ageMs: 2 * 3600_000 + 100 }) // + the retry backoff before the primary gave up
+        expect(stale.response.text).toBe("fresh")
+      }), baseConfig, { cache: { timeToLive: "1 hour" } })
+  })
+
+  it.effect("chatOrStatic answers with a static reply by intent when everything failed", () => {
+    const { layer } = scripted({ "gpt-4o": failing(down), claude: failing(down), deepseek: failing(down) })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* settle(client.chatOrStatic({ model: "x", messages: [{ role: "user", content: "hello!" }] }))
+        expect(result).toMatchObject({ source: "static", response: { id: "static-greeting", finishReason: "stop" } })
+        expect(result.fallbacks).toEqual([{ from: "chain", to: "static", tag: "ProviderUnavailableError" }])
+      }))
+  })
+})
+
+describe("ResilientClient: configuration", () => {
+  const failsWith = (config: unknown, path: string, detail?: RegExp) => {
+    const { layer } = scripted({})
+    return Effect.gen(function*() {
+      const exit = yield* Effect.exit(withClient(layer, () => Effect.void, config))
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path } })
+      if (detail !== undefined && Exit.isFailure(exit) && exit.cause._tag === "Fail") {
+        expect(exit.cause.error.message).toMatch(detail)
+      }
+    })
+  }
+
+  it.effect("an unknown deployment in the cascade names the cascade entry", () =>
+    failsWith({ ...baseConfig, cascade: ["gpt-4o", "gpt-5"] }, "cascade.1", /no deployment is named "gpt-5"/))
+
+  it.effect("a bad policy value names the deployment, the policy and the field", () =>
+    failsWith(
+      {
+        ...baseConfig,
+        deployments: [
+          {
+            ...baseConfig.deployments[0],
+            policy: { circuitBreaker: { trigger: { kind: "failure-rate", window: { kind: "count", size: 10 }, threshold: 2 } } }
+          },
+          ...baseConfig.deployments.slice(1)
+        ]
+      },
+      "deployments.0.policy.trigger.threshold"
+    ))
+
+  it.effect("a missing key variable names the key and the variable, never a value", () =>
+    failsWith(
+      {
+        ...baseConfig,
+        deployments: [
+          { ...baseConfig.deployments[0], keys: [{ name: "openai-9", env: "OPENAI_KEY_9" }] },
+          ...baseConfig.deployments.slice(1)
+        ]
+      },
+      "deployments.0.keys.0.env",
+      /OPENAI_KEY_9/
+    ))
+
+  it.effect("a typo in a field name is refused, not ignored", () =>
+    failsWith({ ...baseConfig, casade: [] }, "casade"))
+
+  it.effect("a bad base URL names it", () =>
+    failsWith(
+      { ...baseConfig, deployments: [{ ...baseConfig.deployments[0], baseUrl: "api.openai.com" }, ...baseConfig.deployments.slice(1)] },
+      "deployments.0.baseUrl"
+    ))
+})
