@@ -43,7 +43,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import type * as Scope from "effect/Scope"
+import * as Chunk from "effect/Chunk"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
 import * as ClientConfig from "./ClientConfig.js"
 import * as Provider from "./Provider.js"
@@ -112,6 +117,15 @@ export interface Service {
   readonly chat: (request: Chat.ChatRequest, options?: ChatOptions) => Effect.Effect<ChatResult, Errors.ResilienceError>
   /** `chat`, answered with a static reply (by intent) when everything else failed. */
   readonly chatOrStatic: (request: Chat.ChatRequest, options?: ChatOptions) => Effect.Effect<ChatResult>
+  /**
+   * A streamed answer through the same cascade. Until the first content
+   * chunk an attempt is an ordinary attempt (retried, counted by the breaker,
+   * fallen back from); after it the configured mid-stream policy decides
+   * (`midStreamPolicy`): `terminate` and `restart-if-no-output` fail with
+   * `StreamInterruptedError`, `continue-with-prefix` asks the next deployment
+   * to continue the partial answer. Never a silently truncated or mixed answer.
+   */
+  readonly stream: (request: Chat.ChatRequest, options?: ChatOptions) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   readonly deployments: ReadonlyArray<DeploymentHandle>
   readonly config: ClientConfig.ClientConfig
 }
@@ -504,6 +518,101 @@ export const make = (
         Effect.withSpan("ResilientClient.chat")
       )
 
+    const midStream = config.midStreamPolicy ?? "restart-if-no-output"
+    const isContent = (chunk: Chat.ChatChunk): boolean =>
+      midStream === "terminate" ||
+      (chunk.text !== undefined && chunk.text !== "") ||
+      (chunk.toolCalls !== undefined && chunk.toolCalls.length > 0) ||
+      chunk.finishReason !== undefined
+
+    /**
+     * Opens a stream on `h` as one policy call: the call ends at the first
+     * content chunk (buffered with what came before it). Each attempt gets its
+     * own scope, closed when the attempt fails, so a retried stream leaks no socket.
+     */
+    const openOn = (
+      h: DeploymentHandle,
+      request: Chat.ChatRequest,
+      options: ChatOptions,
+      outer: Scope.Scope
+    ): Effect.Effect<Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, Errors.ResilienceError> => {
+      const d = h.config
+      const target = transformFor({ ...request, stream: true }, d)
+      const promptTokens = estimatePromptTokens(request)
+      const maxOutput = request.maxTokens ?? defaultMaxOutput
+      return h.policy.execute(
+        ({ key }) =>
+          Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) => {
+            const opening: Effect.Effect<Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, Errors.ResilienceError, Scope.Scope> =
+              Effect.gen(function*() {
+              const pull = yield* Stream.toPull(
+                h.provider.stream(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name })
+              )
+              const buffered: Array<Chat.ChatChunk> = []
+              for (;;) {
+                const next = yield* Effect.either(pull)
+                if (next._tag === "Left") {
+                  if (Option.isNone(next.left)) break // ended: whatever came is the answer
+                  return yield* Effect.fail(next.left.value)
+                }
+                buffered.push(...Chunk.toReadonlyArray(next.right))
+                if (buffered.some(isContent)) break
+              }
+              const rest = Stream.repeatEffectChunkOption(pull)
+              return Stream.concat(Stream.fromIterable(buffered), rest)
+              })
+            return Effect.onError(Scope.extend(opening, scope), () => Scope.close(scope, Exit.void))
+          }),
+        {
+          tokens: promptTokens + maxOutput,
+          estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
+          ...(options.affinity === undefined ? {} : { affinity: options.affinity })
+        }
+      )
+    }
+
+    const streamOn = (request: Chat.ChatRequest, options: ChatOptions): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const outer = yield* Effect.scope
+        const promptTokens = estimatePromptTokens(request)
+        const steps = cascade.filter((h) => incompatibility(h, request, promptTokens) === undefined && h.config.capabilities?.streaming !== false)
+        const [first, ...rest] = steps
+        if (first === undefined) {
+          return yield* Effect.fail(new Errors.BadRequestError({ detail: "no deployment can stream this request" }))
+        }
+        let opened = openOn(first, request, options, outer)
+        for (const h of rest) {
+          opened = Effect.catchIf(opened, Errors.isFallbackable, () => openOn(h, request, options, outer))
+        }
+        return yield* opened
+      }).pipe(RequestBudget.track({
+        ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
+        ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
+        ...(config.deadline === undefined ? {} : { deadline: config.deadline })
+      })))
+
+    const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => {
+      if (midStream !== "continue-with-prefix") return streamOn(request, options)
+      return Stream.suspend(() => {
+        let written = ""
+        const first = Stream.tap(streamOn(request, options), (c) => Effect.sync(() => { written += c.text ?? "" }))
+        return Stream.catchTag(first, "StreamInterruptedError", (interrupted) =>
+          written === ""
+            ? Stream.fail(interrupted)
+            : streamOn({
+              ...request,
+              messages: [
+                ...request.messages,
+                { role: "assistant", content: written },
+                {
+                  role: "user",
+                  content: "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
+                }
+              ]
+            }, options))
+      })
+    }
+
     const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
       Effect.flatMap(Clock.currentTimeMillis, (start) =>
         Effect.catchAll(chat(request, options), (error) =>
@@ -526,7 +635,7 @@ export const make = (
               })
             ))))
 
-    return { chat, chatOrStatic, deployments: handles, config }
+    return { chat, chatOrStatic, stream, deployments: handles, config }
   })
 
 /**

@@ -1,0 +1,296 @@
+/**
+ * Providers over HTTP: `OpenAiCompatible` (OpenAI, DeepSeek, OpenRouter,
+ * relays, vLLM: any base URL speaking `/chat/completions`) and `Anthropic`
+ * (`/v1/messages`), built on `@effect/platform`'s `HttpClient`.
+ *
+ * Every failure is a typed error of the taxonomy: an answer that is not a
+ * 2xx goes through `ErrorMapping`'s table, a transport failure is a
+ * `ConnectionError`, a body that does not decode is a
+ * `MalformedResponseError`, a missing first byte is a `TimeoutError`. Streams
+ * are decoded from SSE and guarded (`StreamGuard`): a first-token and a
+ * stall timeout, error events inside a 200 stream, a cut without the
+ * terminator; after the first content chunk any failure is a
+ * `StreamInterruptedError`. Rate-limit headers come back with each answer so
+ * the key pool can move traffic before a 429.
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { Errors } from "@resilient-ai/core"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as AnthropicWire from "./AnthropicWire.js"
+import type * as Chat from "./Chat.js"
+import * as ErrorMapping from "./ErrorMapping.js"
+import * as OpenAiWire from "./OpenAiWire.js"
+import * as Provider from "./Provider.js"
+import * as RateLimitHeaders from "./RateLimitHeaders.js"
+import * as Sse from "./Sse.js"
+import * as StreamGuard from "./StreamGuard.js"
+import * as Translate from "./Translate.js"
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  /** Until the response headers arrive (the model's thinking time included). Default 60 s. */
+  readonly firstByteTimeout?: Duration.DurationInput
+  /** A stream's first content chunk, from the response headers. Default 30 s. */
+  readonly firstTokenTimeout?: Duration.DurationInput
+  /** The longest gap between two stream chunks. Default 30 s. */
+  readonly stallTimeout?: Duration.DurationInput
+  /** Anthropic's required `max_tokens` when the request sets none. Default 4096. */
+  readonly anthropicDefaultMaxTokens?: number
+  /** Default `2023-06-01`. */
+  readonly anthropicVersion?: string
+  /** Extra headers on every request (a relay's own auth header, say). Never logged. */
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+/**
+ * The public APIs, used when a deployment sets no base URL.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultBaseUrls: Readonly<Record<Provider.Kind, string>> = {
+  openai: "https://api.openai.com/v1",
+  anthropic: "https://api.anthropic.com"
+}
+
+type CallError = Errors.ResilienceError
+
+const originOf = (target: Provider.Target, context: Provider.CallContext): ErrorMapping.Origin => ({
+  provider: target.kind,
+  deployment: context.deployment,
+  ...(context.keyName === undefined ? {} : { keyName: context.keyName })
+})
+
+const trimSlash = (url: string): string => url.replace(/\/+$/, "")
+
+/** Sends `request`; a non-2xx answer fails with its mapped error. */
+const send = (
+  client: HttpClient.HttpClient,
+  request: HttpClientRequest.HttpClientRequest,
+  origin: ErrorMapping.Origin,
+  firstByte: Duration.Duration,
+  phase: "attempt" | "first-token"
+): Effect.Effect<HttpClientResponse.HttpClientResponse, CallError> =>
+  client.execute(request).pipe(
+    Effect.mapError((e: HttpClientError.HttpClientError): CallError =>
+      e._tag === "RequestError" ? ErrorMapping.fromRequestError(e, origin) : ErrorMapping.connectionError(e, origin)
+    ),
+    Effect.timeoutFail({
+      duration: firstByte,
+      onTimeout: () => new Errors.TimeoutError({ phase, timeout: firstByte, ...origin })
+    }),
+    Effect.flatMap((response) =>
+      response.status >= 200 && response.status < 300
+        ? Effect.succeed(response)
+        : Effect.flatMap(ErrorMapping.fromClientResponse(response, origin), (error) => Effect.fail<CallError>(error))
+    )
+  )
+
+const readJson = (
+  response: HttpClientResponse.HttpClientResponse,
+  origin: ErrorMapping.Origin
+): Effect.Effect<unknown, CallError> =>
+  Effect.flatMap(
+    Effect.mapError(response.text, (e): CallError =>
+      e.reason === "Decode" ? ErrorMapping.malformed(e, { ...origin, status: response.status }) : ErrorMapping.connectionError(e, origin)),
+    (text) =>
+      Option.match(Option.liftThrowable((s: string): unknown => JSON.parse(s))(text), {
+        onNone: () => Effect.fail(ErrorMapping.malformed(`not JSON: ${text.slice(0, 120)}`, { ...origin, status: response.status })),
+        onSome: Effect.succeed
+      })
+  )
+
+/** A chat answer that was filtered away entirely is a typed error, not an empty answer. */
+const rejectFiltered = (response: Chat.ChatResponse, origin: ErrorMapping.Origin): Effect.Effect<Chat.ChatResponse, CallError> =>
+  response.finishReason === "content_filter" && response.text === "" && response.toolCalls.length === 0
+    ? Effect.fail(new Errors.ContentFilterError({ ...origin, detail: response.refusal ?? "the provider filtered the answer" }))
+    : Effect.succeed(response)
+
+/** Decodes the data of guarded SSE events; a failure after content is a stream interruption. */
+const decodeEvents = <A, E>(
+  events: Stream.Stream<Sse.Event, E>,
+  decode: (data: unknown) => Effect.Effect<ReadonlyArray<A>, CallError>,
+  origin: ErrorMapping.Origin
+): Stream.Stream<A, E | CallError> =>
+  events.pipe(
+    Stream.mapAccumEffect(0, (delivered, event) => {
+      const parsed: Effect.Effect<ReadonlyArray<A>, CallError> = Option.match(
+        Option.liftThrowable((s: string): unknown => JSON.parse(s))(event.data),
+        {
+          onNone: () => Effect.fail(ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)),
+          onSome: decode
+        }
+      )
+      return parsed.pipe(
+        Effect.mapError((e): CallError => (delivered > 0 ? StreamGuard.interrupted(e, delivered, origin) : e)),
+        Effect.map((chunks) => [delivered + chunks.length, chunks] as const)
+      )
+    }),
+    Stream.flattenIterables
+  )
+
+/**
+ * A provider for an OpenAI-compatible deployment.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const openAiCompatible = (
+  client: HttpClient.HttpClient,
+  target: Provider.Target,
+  options: Options = {}
+): Provider.Provider => {
+  const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.openai)}/chat/completions`
+  const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
+  const build = (body: unknown, context: Provider.CallContext) => {
+    const request = HttpClientRequest.post(url).pipe(
+      HttpClientRequest.setHeaders(options.headers ?? {}),
+      HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
+    )
+    return context.key === undefined ? request : HttpClientRequest.bearerToken(request, context.key)
+  }
+
+  const chat = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.ProviderAnswer, CallError> => {
+    const origin = originOf(target, context)
+    return Effect.gen(function*() {
+      const body = yield* Translate.toOpenAiRequest({ ...request, model: context.model, stream: false })
+      const response = yield* send(client, build(body, context), origin, firstByte, "attempt")
+      const json = yield* readJson(response, origin)
+      const wire = yield* Effect.mapError(
+        OpenAiWire.decodeResponse(json),
+        (e) => ErrorMapping.malformed(e, { ...origin, status: response.status })
+      )
+      const chat = yield* Effect.flatMap(Translate.fromOpenAiResponse(wire), (r) => rejectFiltered(r, origin))
+      const now = yield* Clock.currentTimeMillis
+      return { response: chat, rateLimit: RateLimitHeaders.parse(response.headers, now) }
+    })
+  }
+
+  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
+    const origin = originOf(target, context)
+    return Stream.unwrap(Effect.gen(function*() {
+      const body = yield* Translate.toOpenAiRequest({ ...request, model: context.model, stream: true })
+      const withUsage = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } }
+      const response = yield* send(client, build(withUsage, context), origin, firstByte, "first-token")
+      const events = response.stream.pipe(
+        Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
+        Sse.decode(),
+        StreamGuard.forKind("openai", guardOptions(options, origin))
+      )
+      return decodeEvents(events, (data) =>
+        Effect.map(
+          Effect.mapError(OpenAiWire.decodeChunk(data), (e) => ErrorMapping.malformed(e, origin)),
+          (chunk) => [Translate.fromOpenAiChunk(chunk)]
+        ), origin)
+    }))
+  }
+
+  return { kind: "openai", chat, stream }
+}
+
+const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuard.GuardOptions => ({
+  firstTokenTimeout: options.firstTokenTimeout ?? "30 seconds",
+  stallTimeout: options.stallTimeout ?? "30 seconds",
+  origin
+})
+
+/**
+ * A provider for an Anthropic Messages deployment.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const anthropic = (
+  client: HttpClient.HttpClient,
+  target: Provider.Target,
+  options: Options = {}
+): Provider.Provider => {
+  const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.anthropic)}/v1/messages`
+  const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
+  const translateOptions = { defaultMaxTokens: options.anthropicDefaultMaxTokens ?? Translate.defaultAnthropicMaxTokens }
+  const build = (body: unknown, context: Provider.CallContext) => {
+    const request = HttpClientRequest.post(url).pipe(
+      HttpClientRequest.setHeaders({ "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers }),
+      HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
+    )
+    return context.key === undefined ? request : HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
+  }
+
+  const chat = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.ProviderAnswer, CallError> => {
+    const origin = originOf(target, context)
+    return Effect.gen(function*() {
+      const body = yield* Translate.toAnthropicRequest({ ...request, model: context.model, stream: false }, translateOptions)
+      const response = yield* send(client, build(body, context), origin, firstByte, "attempt")
+      const json = yield* readJson(response, origin)
+      const wire = yield* Effect.mapError(
+        AnthropicWire.decodeResponse(json),
+        (e) => ErrorMapping.malformed(e, { ...origin, status: response.status })
+      )
+      const chat = yield* rejectFiltered(Translate.fromAnthropicResponse(wire), origin)
+      const now = yield* Clock.currentTimeMillis
+      return { response: chat, rateLimit: RateLimitHeaders.parse(response.headers, now) }
+    })
+  }
+
+  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
+    const origin = originOf(target, context)
+    return Stream.unwrap(Effect.gen(function*() {
+      const body = yield* Translate.toAnthropicRequest({ ...request, model: context.model, stream: true }, translateOptions)
+      const response = yield* send(client, build(body, context), origin, firstByte, "first-token")
+      const events = response.stream.pipe(
+        Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
+        Sse.decode(),
+        StreamGuard.forKind("anthropic", guardOptions(options, origin))
+      )
+      const decoded = decodeEvents(events, (data) =>
+        Effect.map(
+          Effect.mapError(AnthropicWire.decodeStreamEvent(data), (e) => ErrorMapping.malformed(e, origin)),
+          (event) => [event]
+        ), origin)
+      return Translate.fromAnthropicStream(decoded)
+    }))
+  }
+
+  return { kind: "anthropic", chat, stream }
+}
+
+/**
+ * The `Providers` service over HTTP: a provider per deployment, by its kind
+ * and base URL.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Provider.Providers, never, HttpClient.HttpClient> =>
+  Layer.effect(
+    Provider.Providers,
+    Effect.map(HttpClient.HttpClient, (client) => {
+      const cache = new Map<string, Provider.Provider>()
+      return {
+        forTarget: (target) => {
+          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""}`
+          const existing = cache.get(key)
+          if (existing !== undefined) return existing
+          const made = target.kind === "openai"
+            ? openAiCompatible(client, target, options)
+            : anthropic(client, target, options)
+          cache.set(key, made)
+          return made
+        }
+      }
+    })
+  )

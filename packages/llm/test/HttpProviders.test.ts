@@ -1,0 +1,296 @@
+import { describe, expect, it } from "@effect/vitest"
+import { StateStore } from "@resilient-ai/core"
+import * as Chunk from "effect/Chunk"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import type * as Chat from "../src/Chat.js"
+import * as ClientConfig from "../src/ClientConfig.js"
+import * as HttpProviders from "../src/HttpProviders.js"
+import * as HttpTransport from "../src/HttpTransport.js"
+import * as Provider from "../src/Provider.js"
+import * as ResilientClient from "../src/ResilientClient.js"
+
+type Handler = (request: Http.IncomingMessage, body: string, response: Http.ServerResponse) => void
+
+/** A real HTTP upstream on 127.0.0.1 whose behaviour each test scripts. */
+const upstream = (handler: Handler) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly url: string; readonly server: Http.Server }>((resume) => {
+      const server = Http.createServer((req, res) => {
+        let body = ""
+        req.on("data", (c: Buffer) => (body += c.toString("utf8")))
+        req.on("end", () => handler(req, body, res))
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo
+        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, server }))
+      })
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+const transport = HttpTransport.layer({ proxyFromEnvironment: false, connectTimeout: "2 seconds" })
+
+const context: Provider.CallContext = {
+  deployment: "gpt",
+  model: "gpt-4o-mini",
+  key: Redacted.make("sk-test-secret-key-value"),
+  keyName: "k1"
+}
+const request: Chat.ChatRequest = { model: "ignored", messages: [{ role: "user", content: "hi" }] }
+
+const json = (res: Http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  res.writeHead(status, { "content-type": "application/json", ...headers })
+  res.end(JSON.stringify(body))
+}
+
+const completion = (text: string) => ({
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  created: 1,
+  model: "gpt-4o-mini",
+  choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null }, finish_reason: "stop", logprobs: null }],
+  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
+})
+
+const providerOn = (kind: Provider.Kind, url: string, options: HttpProviders.Options = {}) =>
+  Effect.map(Provider.Providers, (providers) =>
+    providers.forTarget({ name: kind === "openai" ? "gpt" : "claude", kind, baseUrl: url, model: "m" })).pipe(
+      Effect.provide(HttpProviders.layer(options))
+    )
+const openAiOn = (url: string, options: HttpProviders.Options = {}) => providerOn("openai", url, options)
+
+describe("HttpProviders: OpenAI-compatible over real HTTP", () => {
+  it.scoped("sends the deployment's model and the key as a bearer token; parses the answer and rate-limit headers", () =>
+    Effect.gen(function*() {
+      const seen: Array<{ auth: string | undefined; body: Record<string, unknown> }> = []
+      const { url } = yield* upstream((req, body, res) => {
+        seen.push({ auth: req.headers.authorization, body: JSON.parse(body) })
+        json(res, 200, completion("hello"), {
+          "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-remaining-tokens": "9000",
+          "x-ratelimit-reset-requests": "20s"
+        })
+      })
+      const provider = yield* openAiOn(url)
+      const answer = yield* provider.chat(request, context)
+      expect(answer.response).toMatchObject({ text: "hello", finishReason: "stop", usage: { inputTokens: 5, outputTokens: 2 } })
+      expect(answer.rateLimit?.remainingRequests).toBe(0)
+      expect(answer.rateLimit?.remainingTokens).toBe(9000)
+      expect(seen[0]?.auth).toBe("Bearer sk-test-secret-key-value")
+      expect(seen[0]?.body).toMatchObject({ model: "gpt-4o-mini", stream: false, messages: [{ role: "user", content: "hi" }] })
+    }).pipe(Effect.provide(transport)))
+
+  const rows: ReadonlyArray<readonly [string, number, unknown, Record<string, string>, string, Record<string, unknown>]> = [
+    ["401 revoked key", 401, { error: { message: "Incorrect API key provided: sk-test-***", type: "invalid_request_error", code: "invalid_api_key" } }, {}, "AuthError", { status: 401 }],
+    ["403 forbidden", 403, { error: { message: "forbidden" } }, {}, "AuthError", { status: 403 }],
+    ["429 with retry-after seconds", 429, { error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" } }, { "retry-after": "7" }, "RateLimitError", { source: "upstream" }],
+    ["429 insufficient quota", 429, { error: { message: "You exceeded your current quota", type: "insufficient_quota", code: "insufficient_quota" } }, {}, "QuotaExhaustedError", {}],
+    ["402 insufficient balance", 402, { error: { message: "Insufficient Balance" } }, {}, "QuotaExhaustedError", {}],
+    ["400 context length", 400, { error: { message: "This model's maximum context length is 128000 tokens", code: "context_length_exceeded" } }, {}, "ContextLengthError", {}],
+    ["400 content policy", 400, { error: { message: "Your request was rejected by the safety system", code: "content_policy_violation" } }, {}, "ContentFilterError", {}],
+    ["422 other client error", 422, { error: { message: "invalid value for temperature" } }, {}, "BadRequestError", { status: 422 }],
+    ["500", 500, { error: { message: "internal" } }, {}, "ProviderUnavailableError", { status: 500 }],
+    ["502", 502, "<html><title>Bad Gateway</title></html>", {}, "ProviderUnavailableError", { status: 502 }],
+    ["503", 503, { error: { message: "overloaded" } }, {}, "ProviderUnavailableError", { status: 503 }],
+    ["504", 504, { error: { message: "timeout" } }, {}, "ProviderUnavailableError", { status: 504 }],
+    ["529 overloaded", 529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, {}, "ProviderUnavailableError", { status: 529 }]
+  ]
+  it.scoped.each(rows)("%s → %s", ([, status, body, headers, tag, fields]) =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => {
+        if (typeof body === "string") {
+          res.writeHead(status, { "content-type": "text/html", ...headers })
+          res.end(body)
+        } else json(res, status, body, headers)
+      })
+      const provider = yield* openAiOn(url)
+      const exit = yield* Effect.exit(provider.chat(request, context))
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: tag, deployment: "gpt", keyName: "k1", ...fields } })
+      // The key never appears in an error.
+      expect(JSON.stringify(exit)).not.toContain("sk-test-secret-key-value")
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a 429's Retry-After becomes retryAfter", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => json(res, 429, { error: { message: "slow down" } }, { "retry-after-ms": "1500" }))
+      const provider = yield* openAiOn(url)
+      const error = yield* Effect.flip(provider.chat(request, context))
+      expect(error._tag === "RateLimitError" && error.retryAfter).toEqual(Duration.millis(1500))
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a 200 whose body does not decode is a MalformedResponseError", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => json(res, 200, { id: "x", choices: "nope" }))
+      const provider = yield* openAiOn(url)
+      const error = yield* Effect.flip(provider.chat(request, context))
+      expect(error._tag).toBe("MalformedResponseError")
+      const { url: url2 } = yield* upstream((_, __, res) => {
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end("{ not json")
+      })
+      expect((yield* Effect.flip((yield* openAiOn(url2)).chat(request, context)))._tag).toBe("MalformedResponseError")
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a refused connection and a dropped connection are ConnectionErrors", () =>
+    Effect.gen(function*() {
+      const closed = yield* Effect.scoped(Effect.map(upstream(() => {}), ({ url }) => url))
+      const refused = yield* Effect.flip((yield* openAiOn(closed)).chat(request, context))
+      expect(refused._tag).toBe("ConnectionError")
+      const { url } = yield* upstream((req) => req.socket.destroy())
+      const dropped = yield* Effect.flip((yield* openAiOn(url)).chat(request, context))
+      expect(dropped._tag).toBe("ConnectionError")
+    }).pipe(Effect.provide(transport)))
+
+  it.live("no response headers within firstByteTimeout is a TimeoutError, and the request is abandoned", () =>
+    Effect.scoped(Effect.gen(function*() {
+      let closed = false
+      const { url } = yield* upstream((req) => req.socket.on("close", () => (closed = true)))
+      const provider = yield* openAiOn(url, { firstByteTimeout: "150 millis" })
+      const error = yield* Effect.flip(provider.chat(request, context))
+      expect(error).toMatchObject({ _tag: "TimeoutError", phase: "attempt" })
+      yield* Effect.sleep("100 millis")
+      expect(closed).toBe(true)
+    })).pipe(Effect.provide(transport)))
+})
+
+const sse = (res: Http.ServerResponse, events: ReadonlyArray<unknown>, end: "done" | "cut" | "hang") => {
+  res.writeHead(200, { "content-type": "text/event-stream" })
+  for (const e of events) res.write(`data: ${JSON.stringify(e)}\n\n`)
+  if (end === "done") res.end("data: [DONE]\n\n")
+  else if (end === "cut") setTimeout(() => res.socket?.destroy(), 30) // after the chunks are flushed
+}
+const delta = (content: string, finish: string | null = null) => ({
+  id: "c",
+  object: "chat.completion.chunk",
+  created: 1,
+  model: "m",
+  choices: [{ index: 0, delta: { content }, finish_reason: finish }]
+})
+
+describe("HttpProviders: streams over real HTTP", () => {
+  it.scoped("SSE chunks arrive as chat chunks, and the stream ends at [DONE]", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => sse(res, [delta("Hel"), delta("lo"), delta("", "stop")], "done"))
+      const chunks = yield* Stream.runCollect((yield* openAiOn(url)).stream(request, context))
+      const all = Chunk.toReadonlyArray(chunks)
+      expect(all.map((c) => c.text ?? "").join("")).toBe("Hello")
+      expect(all.at(-1)?.finishReason).toBe("stop")
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a stream cut after content is a StreamInterruptedError, after the chunks that arrived", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => sse(res, [delta("partial ")], "cut"))
+      const received: Array<string> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach((yield* openAiOn(url)).stream(request, context), (c) => Effect.sync(() => received.push(c.text ?? "")))
+      )
+      expect(received).toEqual(["partial "])
+      expect(error).toMatchObject({ _tag: "StreamInterruptedError", chunksReceived: 1 })
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("an error status before the stream keeps its own tag", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => json(res, 503, { error: { message: "down" } }))
+      const error = yield* Effect.flip(Stream.runDrain((yield* openAiOn(url)).stream(request, context)))
+      expect(error._tag).toBe("ProviderUnavailableError")
+    }).pipe(Effect.provide(transport)))
+
+  it.live("a stream that stalls after its first chunk fails with StreamInterruptedError (a stall, typed)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => sse(res, [delta("slow")], "hang"))
+      const error = yield* Effect.flip(
+        Stream.runDrain((yield* openAiOn(url, { stallTimeout: "150 millis" })).stream(request, context))
+      )
+      expect(error).toMatchObject({ _tag: "StreamInterruptedError" })
+      expect(error._tag === "StreamInterruptedError" && error.detail).toMatch(/TimeoutError/)
+    })).pipe(Effect.provide(transport)))
+})
+
+describe("HttpProviders: Anthropic over real HTTP", () => {
+  it.scoped("sends x-api-key and anthropic-version, and translates the answer", () =>
+    Effect.gen(function*() {
+      const seen: Array<Http.IncomingHttpHeaders> = []
+      const { url } = yield* upstream((req, _, res) => {
+        seen.push(req.headers)
+        json(res, 200, {
+          id: "msg_1",
+          type: "message",
+          role: "assistant",
+          model: "claude",
+          content: [{ type: "text", text: "bonjour" }],
+          stop_reason: "end_turn",
+          stop_sequence: null,
+          usage: { input_tokens: 3, output_tokens: 1 }
+        })
+      })
+      const provider = yield* providerOn("anthropic", url)
+      const answer = yield* provider.chat(request, context)
+      expect(answer.response).toMatchObject({ text: "bonjour", finishReason: "stop", usage: { inputTokens: 3, outputTokens: 1 } })
+      expect(seen[0]?.["x-api-key"]).toBe("sk-test-secret-key-value")
+      expect(seen[0]?.["anthropic-version"]).toBe("2023-06-01")
+      expect(seen[0]?.authorization).toBeUndefined()
+    }).pipe(Effect.provide(transport)))
+})
+
+describe("ResilientClient over real HTTP", () => {
+  const config = (primary: string, backup: string) => ({
+    deployments: [
+      { name: "primary", provider: "openai", baseUrl: primary, model: "p-model", keys: [{ name: "p1", env: "P_KEY" }], policy: { retry: false } },
+      { name: "backup", provider: "openai", baseUrl: backup, model: "b-model", keys: [{ name: "b1", env: "B_KEY" }], policy: { retry: false } }
+    ],
+    cascade: ["primary", "backup"]
+  })
+  const env = ConfigProvider.fromMap(new Map([["P_KEY", "sk-p"], ["B_KEY", "sk-b"]]))
+  const client = (c: unknown) =>
+    Effect.flatMap(ClientConfig.decode(c), (decoded) => ResilientClient.make(decoded)).pipe(
+      Effect.provide(HttpProviders.layer()),
+      Effect.provide(StateStore.layerMemory),
+      Effect.withConfigProvider(env)
+    )
+
+  it.scoped("a stream falls back before its first chunk: the answer is the backup's alone", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => json(res, 503, { error: { message: "down" } }))
+      const { url: backup } = yield* upstream((_, __, res) => sse(res, [delta("from "), delta("backup", "stop")], "done"))
+      const c = yield* client(config(primary, backup))
+      const text = Chunk.toReadonlyArray(yield* Stream.runCollect(c.stream(request))).map((x) => x.text ?? "").join("")
+      expect(text).toBe("from backup")
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("after the first chunk a failure is typed (StreamInterruptedError), never a mixed answer", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => sse(res, [delta("half an ")], "cut"))
+      let backupCalls = 0
+      const { url: backup } = yield* upstream((_, __, res) => {
+        backupCalls++
+        sse(res, [delta("other answer", "stop")], "done")
+      })
+      const c = yield* client(config(primary, backup))
+      const received: Array<string> = []
+      const error = yield* Effect.flip(Stream.runForEach(c.stream(request), (x) => Effect.sync(() => received.push(x.text ?? ""))))
+      expect(received.join("")).toBe("half an ")
+      expect(error._tag).toBe("StreamInterruptedError")
+      expect(backupCalls).toBe(0)
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("chat falls back across real HTTP and reports the metadata", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => json(res, 500, { error: { message: "boom" } }))
+      const { url: backup } = yield* upstream((_, __, res) => json(res, 200, completion("saved")))
+      const c = yield* client(config(primary, backup))
+      const result = yield* c.chat(request)
+      expect(result).toMatchObject({ source: "fallback-provider", deployment: "backup", keyName: "b1", attempts: 2 })
+      expect(result.response.text).toBe("saved")
+    }).pipe(Effect.provide(transport)))
+})
