@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { readFile } from "node:fs/promises"
 
 /** A duration as `Duration.DurationInput` data: milliseconds, or a string such as `"30 seconds"`. */
 const DurationData = Schema.declare(
@@ -231,6 +232,42 @@ export const fromJson = (text: string): Effect.Effect<ClientConfig, Errors.Inval
         })
     }),
     decode
+  )
+
+/**
+ * Reads and decodes a JSON file.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const fromFile = (path: string): Effect.Effect<ClientConfig, Errors.InvalidConfigError> =>
+  Effect.flatMap(
+    Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (e) =>
+        new Errors.InvalidConfigError({
+          component: "ResilientClient",
+          path: "",
+          detail: `cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`
+        })
+    }),
+    fromJson
+  )
+
+/**
+ * Reads the JSON configuration from effect `Config` (by default the
+ * `RESILIENT_AI_CONFIG` environment variable).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const fromConfig = (
+  config: Config.Config<string> = Config.string("RESILIENT_AI_CONFIG")
+): Effect.Effect<ClientConfig, Errors.InvalidConfigError> =>
+  Effect.flatMap(
+    Effect.mapError(config, (e) =>
+      new Errors.InvalidConfigError({ component: "ResilientClient", path: "", detail: `configuration not found: ${e.message}` })),
+    fromJson
   )
 
 /**

@@ -8,6 +8,7 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import type { AddressInfo } from "node:net"
 import type * as Chat from "../src/Chat.js"
 import * as ClientConfig from "../src/ClientConfig.js"
@@ -217,6 +218,49 @@ describe("HttpProviders: streams over real HTTP", () => {
     })).pipe(Effect.provide(transport)))
 })
 
+describe("HttpTransport", () => {
+  it.scoped("sends requests through the configured proxy (as HTTPS_PROXY / HTTP_PROXY would), by CONNECT", () =>
+    Effect.gen(function*() {
+      const { url: answering } = yield* upstream((_, __, res) => json(res, 200, completion("via proxy")))
+      const answeringPort = Number(new URL(answering).port)
+      const tunnels: Array<string> = []
+      // A forward proxy on loopback: it records the CONNECT target and tunnels to the answering server.
+      const { server: proxyServer, url: proxy } = yield* upstream((_, __, res) => json(res, 405, {}))
+      proxyServer.on("connect", (req: Http.IncomingMessage, client: Net.Socket, head: Buffer) => {
+        tunnels.push(req.url ?? "")
+        const upstreamSocket = Net.connect(answeringPort, "127.0.0.1", () => {
+          client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+          upstreamSocket.write(head)
+          upstreamSocket.pipe(client)
+          client.pipe(upstreamSocket)
+        })
+        client.on("error", () => upstreamSocket.destroy())
+        upstreamSocket.on("error", () => client.destroy())
+      })
+      // A host name no resolver knows: only the proxy can reach "it".
+      const viaProxy = HttpTransport.layer({ httpProxy: proxy, httpsProxy: proxy, noProxy: "" })
+      const answer = yield* Effect.flatMap(openAiOn("http://llm.internal.test"), (p) => p.chat(request, context)).pipe(
+        Effect.provide(viaProxy)
+      )
+      expect(answer.response.text).toBe("via proxy")
+      expect(tunnels).toEqual(["llm.internal.test:80"])
+    }))
+
+  it.scoped("NO_PROXY keeps a host direct", () =>
+    Effect.gen(function*() {
+      const proxied: Array<string> = []
+      const { url: proxy } = yield* upstream((req, _, res) => {
+        proxied.push(req.url ?? "")
+        json(res, 502, { error: { message: "proxy" } })
+      })
+      const { url: direct } = yield* upstream((_, __, res) => json(res, 200, completion("direct")))
+      const layer = HttpTransport.layer({ httpProxy: proxy, noProxy: "127.0.0.1" })
+      const answer = yield* Effect.flatMap(openAiOn(direct), (p) => p.chat(request, context)).pipe(Effect.provide(layer))
+      expect(answer.response.text).toBe("direct")
+      expect(proxied).toEqual([])
+    }))
+})
+
 describe("HttpProviders: Anthropic over real HTTP", () => {
   it.scoped("sends x-api-key and anthropic-version, and translates the answer", () =>
     Effect.gen(function*() {
@@ -282,6 +326,34 @@ describe("ResilientClient over real HTTP", () => {
       expect(received.join("")).toBe("half an ")
       expect(error._tag).toBe("StreamInterruptedError")
       expect(backupCalls).toBe(0)
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("rate-limit headers move traffic to another key before a 429", () =>
+    Effect.gen(function*() {
+      const keys: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        keys.push(req.headers.authorization)
+        // The first key reports its request budget spent until a minute from now.
+        json(res, 200, completion("ok"), req.headers.authorization === "Bearer sk-p"
+          ? { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m0s" }
+          : {})
+      })
+      const c = yield* client({
+        deployments: [{
+          name: "primary",
+          provider: "openai",
+          baseUrl: url,
+          model: "p",
+          keys: [{ name: "p1", env: "P_KEY" }, { name: "p2", env: "B_KEY" }]
+        }],
+        cascade: ["primary"]
+      })
+      yield* c.chat(request)
+      yield* c.chat(request)
+      yield* c.chat(request)
+      expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
+      const status = yield* c.deployments[0]!.keyPool.status
+      expect(status.keys.map((k) => [k.name, k.state])).toEqual([["p1", "cooling"], ["p2", "healthy"]])
     }).pipe(Effect.provide(transport)))
 
   it.scoped("chat falls back across real HTTP and reports the metadata", () =>

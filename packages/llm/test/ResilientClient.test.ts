@@ -344,6 +344,23 @@ describe("ResilientClient: configuration", () => {
   it.effect("a typo in a field name is refused, not ignored", () =>
     failsWith({ ...baseConfig, casade: [] }, "casade"))
 
+  it.effect("a config is read from a JSON file and from effect Config; unreadable or invalid JSON is a config error", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/resilient-ai-")))
+      const file = `${dir}/config.json`
+      yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.writeFile(file, JSON.stringify(baseConfig))))
+      const fromFile = yield* ClientConfig.fromFile(file)
+      expect(fromFile.cascade).toEqual(["gpt-4o", "claude", "deepseek"])
+      const fromEnv = yield* ClientConfig.fromConfig().pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["RESILIENT_AI_CONFIG", JSON.stringify(baseConfig)]])))
+      )
+      expect(fromEnv.deployments.length).toBe(3)
+      const missing = yield* Effect.flip(ClientConfig.fromFile(`${dir}/nope.json`))
+      expect(missing.message).toMatch(/cannot read .*nope.json/)
+      const broken = yield* Effect.flip(ClientConfig.fromJson("{ nope"))
+      expect(broken.message).toMatch(/not valid JSON/)
+    }))
+
   it.effect("a bad base URL names it", () =>
     failsWith(
       { ...baseConfig, deployments: [{ ...baseConfig.deployments[0], baseUrl: "api.openai.com" }, ...baseConfig.deployments.slice(1)] },
