@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import { Permits, type Waiter } from "./internal/bulkhead.js"
+import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
 /**
@@ -221,5 +222,7 @@ const unsafeMake = (
     maxQueue
   }))
 
-  return { name, execute, status }
+  const service: Service = { name, execute, status }
+  fastPath.bulkheads.set(service, { tryTake: () => permits.tryTake(), release: () => permits.release() })
+  return service
 }

@@ -16,6 +16,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -29,6 +30,7 @@ import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
 import { type BreakerVerdict, breakerVerdict, CircuitOpenError, InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/breakerState.js"
+import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import * as metrics from "./internal/metrics.js"
 import * as StateStore from "./StateStore.js"
@@ -360,43 +362,93 @@ const makeWith = (
     return Option.isSome(failure) ? verdictOf(failure.value) : "failure"
   }
 
+  /** The breaker's slot, when the store is synchronous (the in-memory store). */
+  const sync = fastPath.syncCell(store, key)
+
+  // The admission of the last state seen that admits without moving: the hot path reuses it while
+  // the state object is the same (a state is never mutated).
+  let unchangedFor: machine.BreakerState | undefined
+  let unchangedAdmission: machine.Admitted | undefined
+  const admitUnchanged = (state: machine.BreakerState): machine.Admitted | undefined => {
+    if (state !== unchangedFor) {
+      unchangedFor = state
+      unchangedAdmission = machine.admitUnchanged(state)
+    }
+    return unchangedAdmission
+  }
+
+  /** One step of the machine run at once on a synchronous store. */
+  const syncStep = <A>(cell: fastPath.SyncCell<machine.BreakerState>, f: (s: machine.BreakerState) => machine.Step<A>) => {
+    const result = f(cell.get())
+    cell.set(result.state)
+    return result
+  }
+
+  /**
+   * Whether a success outside half-open needs the time it ended: only to
+   * measure a slow call or to fill a time window. In consecutive mode without
+   * `slowCallDuration` the machine never reads it (nothing moves on such a
+   * success), so the hot path skips that clock read.
+   */
+  const timeless = config.trigger.kind === "consecutive" && config.slowCallMillis === undefined
+
+  /** Records an outcome: synchronously on a synchronous store (then an effect only to publish transitions). */
   const record = (
-    admission: { readonly generation: number; readonly trial: boolean },
+    admission: machine.Admitted,
     outcome: machine.Outcome,
     start: number,
     clock: Clock.Clock
-  ): Effect.Effect<void> => {
+  ): Effect.Effect<void> | undefined => {
     calls[outcome].unsafeUpdate(1, [])
-    const now = clock.unsafeCurrentTimeMillis()
-    return stepAt(now, (s) => machine.record(config, s, admission, outcome, now - start, now))
+    const now = timeless && outcome !== "failure" && !admission.trial ? start : clock.unsafeCurrentTimeMillis()
+    if (sync === undefined) return stepAt(now, (s) => machine.record(config, s, admission, outcome, now - start, now))
+    const state = sync.get()
+    if (machine.recordIsNoop(state, admission, outcome)) return undefined
+    const result = machine.record(config, state, admission, outcome, now - start, now)
+    sync.set(result.state)
+    return result.transitions.length === 0 ? undefined : publish(result.transitions)
   }
 
-  // The hot path: one read of the clock and one store step on the way in, one of each on the way out.
+  const rejectedWith = (rejection: machine.Rejection): Effect.Effect<never, CircuitOpenError> => {
+    calls.notPermitted.unsafeUpdate(1, [])
+    return Effect.fail(
+      new CircuitOpenError({
+        breaker: name,
+        deployment: name,
+        state: rejection.state,
+        ...(rejection.retryAt === undefined ? {} : { retryAt: rejection.retryAt })
+      })
+    )
+  }
+
+  // The hot path: one effect op decides the admission (one clock read, one store step), and the
+  // outcome is recorded in the handler of `matchCauseEffect`, inside the same mask.
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
-    Effect.clockWith((clock) =>
-      Effect.uninterruptibleMask((restore) => {
+    Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<A, E | CircuitOpenError, R>((fiber) => {
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
         const start = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          stepAt(start, (s) => machine.admit(config, s, start)),
-          (admission): Effect.Effect<A, E | CircuitOpenError, R> => {
-            if (admission._tag === "rejected") {
-              calls.notPermitted.unsafeUpdate(1, [])
-              return Effect.fail(
-                new CircuitOpenError({
-                  breaker: name,
-                  deployment: name,
-                  state: admission.rejection.state,
-                  ...(admission.rejection.retryAt === undefined ? {} : { retryAt: admission.rejection.retryAt })
-                })
-              )
+        const admitted = (admission: machine.Admission): Effect.Effect<A, E | CircuitOpenError, R> => {
+          if (admission._tag === "rejected") return rejectedWith(admission.rejection)
+          if (!admission.recorded) return restore(self)
+          return Effect.matchCauseEffect(restore(self), {
+            onFailure: (cause) => {
+              const recorded = record(admission, outcomeOf(cause), start, clock)
+              return recorded === undefined ? Exit.failCause(cause) : Effect.zipRight(recorded, Exit.failCause(cause))
+            },
+            onSuccess: (a) => {
+              const recorded = record(admission, "success", start, clock)
+              return recorded === undefined ? Exit.succeed(a) : Effect.as(recorded, a)
             }
-            if (!admission.recorded) return restore(self)
-            return Effect.matchCauseEffect(restore(self), {
-              onFailure: (cause) => Effect.zipRight(record(admission, outcomeOf(cause), start, clock), Effect.failCause(cause)),
-              onSuccess: (a) => Effect.as(record(admission, "success", start, clock), a)
-            })
-          }
-        )
+          })
+        }
+        if (sync === undefined) return Effect.flatMap(stepAt(start, (s) => machine.admit(config, s, start)), admitted)
+        const unchanged = admitUnchanged(sync.get())
+        if (unchanged !== undefined) return admitted(unchanged)
+        const result = syncStep(sync, (s) => machine.admit(config, s, start))
+        return result.transitions.length === 0
+          ? admitted(result.result)
+          : Effect.zipRight(publish(result.transitions), Effect.suspend(() => admitted(result.result)))
       })
     )
 
@@ -422,7 +474,7 @@ const makeWith = (
   const force = (to: "forced-open" | "forced-closed" | "disabled" | "closed") =>
     step((s, now) => machine.force(config, s, to, now))
 
-  return {
+  const service: Service = {
     name,
     execute,
     status,
@@ -433,6 +485,24 @@ const makeWith = (
     disable: force("disabled"),
     reset: force("closed")
   }
+  if (sync !== undefined) {
+    const cell = sync
+    fastPath.breakers.set(service, {
+      enter: (now) => {
+        const state = cell.get()
+        const unchanged = admitUnchanged(state)
+        if (unchanged !== undefined) return unchanged
+        const result = machine.admit(config, state, now)
+        // Only a plain admission: a rejection or a transition goes through `execute`.
+        if (result.transitions.length > 0 || result.result._tag === "rejected") return undefined
+        cell.set(result.state)
+        return result.result
+      },
+      leave: (admission, cause, start, clock) =>
+        admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined
+    })
+  }
+  return service
 }
 
 /**

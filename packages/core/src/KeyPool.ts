@@ -45,6 +45,7 @@ import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { breakerVerdict, InvalidConfigError, NoKeyAvailableError } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import * as fastPath from "./internal/fastPath.js"
 import * as machine from "./internal/keyPoolState.js"
 import * as StateStore from "./StateStore.js"
 
@@ -433,6 +434,11 @@ const makeWith = (
   // by round-robin writes only the cursor.
   const pickCounts = config.names.map(() => 0)
 
+  const countPick = (index: number, labels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
+    pickCounts[index] = (pickCounts[index] ?? 0) + 1
+    picks[index]?.unsafeUpdate(1, labels)
+  }
+
   const publish = (transitions: ReadonlyArray<machine.Transition>): Effect.Effect<void> =>
     Effect.zipRight(
       PubSub.publishAll(pubsub, transitions.map((t): Transition => ({ pool: name, ...t }))),
@@ -459,6 +465,27 @@ const makeWith = (
       )
     })
 
+  /** The pool's slot, when the store is synchronous (the in-memory store). */
+  const sync = fastPath.syncCell(store, stateKey)
+
+  /**
+   * Learns from an outcome: synchronously on a synchronous store (then an
+   * effect only to publish transitions, else `undefined`).
+   */
+  const learn = (index: number, outcome: machine.Outcome, now: () => number): Effect.Effect<void> | undefined => {
+    if (outcome === machine.ignored) return undefined
+    if (sync === undefined) return record(index, outcome)
+    const s = sync.get()
+    if (outcome === machine.success) {
+      const next = machine.succeed(config, s, index)
+      if (next !== s) sync.set(next)
+      return undefined
+    }
+    const result = machine.record(config, s, index, outcome, now())
+    sync.set(result.state)
+    return result.transitions.length === 0 ? undefined : publish(result.transitions)
+  }
+
   const record = (index: number, outcome: machine.Outcome): Effect.Effect<void> => {
     if (outcome === machine.ignored) return Effect.void
     if (outcome === machine.success) return store.modify(stateKey, (s) => [undefined, machine.succeed(config, s, index)] as const)
@@ -483,30 +510,47 @@ const makeWith = (
     // `waitLimit`: the latest epoch ms a wait for a key may end (set at the first miss).
     const attempt = (waitLimit: number | undefined): Effect.Effect<A, E | NoKeyAvailableError, R> =>
       Effect.withFiberRuntime((fiber) => {
-        const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const now = clock.unsafeCurrentTimeMillis()
+        const pick = (s: machine.PoolState) => {
+          const result = machine.pick(config, s, now, avoid, affinity)
+          return [result, result.state] as const
+        }
+        if (sync !== undefined) {
+          const result = machine.pick(config, sync.get(), now, avoid, affinity)
+          sync.set(result.state)
+          const r = result.result
+          const next: Effect.Effect<A, E | NoKeyAvailableError, R> = r._tag === "picked"
+            ? run(r.index, fiber.getFiberRef(FiberRef.currentMetricLabels), clock)
+            : waitFor(r.availableAt, now, waitLimit ?? now + waitForKey, fiber.getFiberRef(Deadline.currentDeadline))
+          return result.transitions.length === 0 ? next : Effect.zipRight(publish(result.transitions), next)
+        }
         return Effect.flatMap(
-          store.modify(stateKey, (s) => {
-            const result = machine.pick(config, s, now, avoid, affinity)
-            return [result, result.state] as const
-          }),
+          store.modify(stateKey, pick),
           (result): Effect.Effect<A, E | NoKeyAvailableError, R> => {
             const r = result.result
             const next: Effect.Effect<A, E | NoKeyAvailableError, R> = r._tag === "picked"
-              ? run(r.index, fiber.getFiberRef(FiberRef.currentMetricLabels))
+              ? run(r.index, fiber.getFiberRef(FiberRef.currentMetricLabels), clock)
               : waitFor(r.availableAt, now, waitLimit ?? now + waitForKey, fiber.getFiberRef(Deadline.currentDeadline))
             return result.transitions.length === 0 ? next : Effect.zipRight(publish(result.transitions), next)
           }
         )
       })
-    const run = (index: number, labels: ReadonlyArray<MetricLabel.MetricLabel>): Effect.Effect<A, E, R> => {
+    const run = (index: number, labels: ReadonlyArray<MetricLabel.MetricLabel>, clock: Clock.Clock): Effect.Effect<A, E, R> => {
       const key = picked[index]
       if (key === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${index}`)
-      pickCounts[index] = (pickCounts[index] ?? 0) + 1
-      picks[index]?.unsafeUpdate(1, labels)
+      countPick(index, labels)
+      const now = () => clock.unsafeCurrentTimeMillis()
       // Not `onExit`: an interruption of this fiber skips `onFailure`, and it would be ignored anyway.
       return Effect.matchCauseEffect(use(key), {
-        onSuccess: (a) => store.modify(stateKey, (s) => [a, machine.succeed(config, s, index)] as const),
-        onFailure: (cause) => Effect.zipRight(record(index, outcomeOfCause(cause)), Effect.failCause(cause))
+        onSuccess: (a) => {
+          const learnt = learn(index, machine.success, now)
+          return learnt === undefined ? Exit.succeed(a) : Effect.as(learnt, a)
+        },
+        onFailure: (cause) => {
+          const learnt = learn(index, outcomeOfCause(cause), now)
+          return learnt === undefined ? Exit.failCause(cause) : Effect.zipRight(learnt, Exit.failCause(cause))
+        }
       })
     }
     const waitFor = (
@@ -596,6 +640,23 @@ const makeWith = (
     status,
     transitions: Stream.fromPubSub(pubsub),
     subscribe: PubSub.subscribe(pubsub)
+  }
+  if (sync !== undefined) {
+    const cell = sync
+    fastPath.keyPools.set(service, {
+      enter: (now, avoid, affinity, labels) => {
+        const result = machine.pick(config, cell.get(), now, avoid, affinity)
+        // Only a plain pick: a key coming back (a transition) or no key goes through `withKey`.
+        if (result.transitions.length > 0 || result.result._tag !== "picked") return -1
+        cell.set(result.state)
+        const index = result.result.index
+        countPick(index, labels)
+        return index
+      },
+      key: (index) => picked[index],
+      leave: (index, cause, clock) =>
+        learn(index, cause === undefined ? machine.success : outcomeOfCause(cause), () => clock.unsafeCurrentTimeMillis())
+    })
   }
   return { service, stateKey, gauges }
 }

@@ -21,8 +21,11 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Bulkhead from "./Bulkhead.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as AttemptEvents from "./AttemptEvents.js"
@@ -31,6 +34,9 @@ import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAv
 import { InvalidConfigError, isResilienceError, RateLimitError, TimeoutError } from "./Errors.js"
 import * as RequestBudget from "./RequestBudget.js"
 import type * as KeyPool from "./KeyPool.js"
+import type { Admitted as BreakerAdmitted } from "./internal/breakerState.js"
+import * as fastPath from "./internal/fastPath.js"
+import * as internalTimeout from "./internal/timeout.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -173,8 +179,13 @@ const optional = <A, B, E, R>(
   build: (a: A) => Effect.Effect<B, E, R>
 ): Effect.Effect<B | undefined, E, R> => (value === undefined || value === false ? Effect.succeed(undefined) : build(value))
 
+/** `self` when it is an `Exit` (an effect that has completed already), with its types. */
+const exitOf = <A, E, R>(self: Effect.Effect<A, E, R>): Exit.Exit<A, E> | undefined =>
+  Exit.isExit(self) ? (self as Exit.Exit<A, E>) : undefined
+
 type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
 const identity: Wrap = (self) => self
+const identityRestore = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => self
 
 /**
  * Builds the policies of one deployment.
@@ -271,10 +282,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
           return attemptMillis === undefined ? self : Timeout.attempt(attemptMillis, origin)(self)
         }
-        return Effect.timeoutFail(self, {
-          duration: Duration.millis(deadline),
-          onTimeout: () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...origin })
-        })
+        return internalTimeout.timeout(
+          deadline,
+          () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...origin }),
+          false
+        )(self)
       })
 
     const outcomeOf = <A, E>(exit: Exit.Exit<A, E>): string => {
@@ -338,48 +350,317 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
           : Effect.void)
     }
 
+    /** What one call (all its attempts) keeps: attempts made and keys tried. */
+    interface Run {
+      attempts: number
+      /** Keys of earlier attempts, made at the second attempt (the pool picks them last). */
+      tried: Set<string> | undefined
+      firstKey: string | undefined
+      lastKey: string | undefined
+      /** Records the first attempt in the retry budget (the fused path does it in the first admission). */
+      readonly recordFirst: fastPath.RetryBudgetGate | undefined
+    }
+
+    const noteKey = (run: Run, name: string): void => {
+      run.tried?.add(name)
+      run.firstKey ??= name
+      run.lastKey = name
+    }
+
+    const avoidOf = (run: Run): Set<string> | undefined => {
+      if (run.tried === undefined && run.attempts > 1) {
+        run.tried = new Set(run.firstKey === undefined ? [] : [run.firstKey])
+      }
+      return run.tried
+    }
+
+    /** One attempt as composed effects: each policy's own `execute`, outermost first. */
+    const composedAttempt = <A, E, R>(
+      run: Run,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      attempt: number
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      const onKey = (key: KeyPool.PickedKey | undefined) => {
+        const inner = attemptOnce(call, callOptions, attempt, key)
+        const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
+        const limiter = key === undefined || keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(key.name)
+        return limited(limiter, bounded, callOptions)
+      }
+      const avoid = avoidOf(run)
+      const keyed = keyPool === undefined ? onKey(undefined) : keyPool.withKey((key) => {
+        noteKey(run, key.name)
+        return onKey(key)
+      }, {
+        ...(avoid === undefined ? {} : { avoid }),
+        ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
+      })
+      return circuitBreaker === undefined ? keyed : circuitBreaker.execute(keyed)
+    }
+
+    // The fused hot path (see internal/fastPath.ts): when every policy of the deployment has a
+    // synchronous gate, one op admits the attempt through breaker, key pool, limiter and bulkhead,
+    // inside one mask, and one handler completes them all, innermost first as the composed effects
+    // would. A gate that cannot decide alone (a transition, a wait, a rejection) hands that policy and
+    // the ones inside it to their own effects, and the handler completes only the outer ones.
+    const breakerGate = circuitBreaker === undefined ? undefined : fastPath.breakers.get(circuitBreaker)
+    const poolGate = keyPool === undefined ? undefined : fastPath.keyPools.get(keyPool)
+    const limiterGate = rateLimiter === undefined ? undefined : fastPath.limiters.get(rateLimiter)
+    const keyLimiterGates = keyRateLimiters === undefined
+      ? undefined
+      : new Map([...keyRateLimiters].map(([keyName, limiter]) => [keyName, fastPath.limiters.get(limiter)] as const))
+    // The per-key limiter and its gate by the pool's key index (the configured order), for the hot path.
+    const keyLimitersByIndex = keyRateLimiters === undefined
+      ? undefined
+      : keyNames.map((keyName) => ({ limiter: keyRateLimiters.get(keyName), gate: keyLimiterGates?.get(keyName) }))
+    const bulkheadGate = bulkhead === undefined ? undefined : fastPath.bulkheads.get(bulkhead)
+    const fused = (circuitBreaker === undefined || breakerGate !== undefined) &&
+      (keyPool === undefined || poolGate !== undefined) &&
+      (rateLimiter === undefined || limiterGate !== undefined) &&
+      (keyLimiterGates === undefined || [...keyLimiterGates.values()].every((g) => g !== undefined)) &&
+      (bulkhead === undefined || bulkheadGate !== undefined)
+    const attemptTimeout = attemptMillis === undefined ? identity : Timeout.attempt(attemptMillis, origin)
+
+    /** What the fused admission took, to give back or record when the attempt ends. */
+    interface Admitted {
+      readonly breaker: BreakerAdmitted | undefined
+      readonly start: number
+      readonly keyIndex: number
+      readonly limiter: RateLimiter.Service | undefined
+      readonly limiterGate: fastPath.LimiterGate | undefined
+      readonly bulkhead: boolean
+    }
+
+    /**
+     * Completes what the fused admission took, innermost first: bulkhead
+     * permit, limiter correction or pause, key health, breaker outcome. Each
+     * step is synchronous; a step that has effects to run (transitions to
+     * publish, a pause) runs them before the next step, so the order is the
+     * composed effects' order.
+     */
+    const complete = <A, E>(
+      taken: Admitted,
+      callOptions: CallOptions<A>,
+      exit: Exit.Exit<A, E>,
+      clock: Clock.Clock,
+      from: number
+    ): Effect.Effect<A, E> => {
+      const cause = Exit.isFailure(exit) ? exit.cause : undefined
+      for (let i = from; i < 4; i++) {
+        let effect: Effect.Effect<void> | undefined
+        if (i === 0) {
+          if (taken.bulkhead) bulkheadGate?.release()
+        } else if (i === 1) {
+          if (taken.limiter !== undefined) effect = limiterDone(taken, callOptions, exit)
+        } else if (i === 2) {
+          if (taken.keyIndex >= 0) effect = poolGate?.leave(taken.keyIndex, cause, clock)
+        } else if (taken.breaker !== undefined) {
+          effect = breakerGate?.leave(taken.breaker, cause, taken.start, clock)
+        }
+        if (effect !== undefined) {
+          const next = i + 1
+          return Effect.zipRight(effect, Effect.suspend(() => complete(taken, callOptions, exit, clock, next)))
+        }
+      }
+      return exit
+    }
+
+    /** What `limiter.execute` and `limited` do after the call: correct the grant from `usage`, or pause on an upstream 429. */
+    const limiterDone = <A, E>(
+      taken: Admitted,
+      callOptions: CallOptions<A>,
+      exit: Exit.Exit<A, E>
+    ): Effect.Effect<void> | undefined => {
+      if (Exit.isSuccess(exit)) {
+        const actual = callOptions.usage === undefined ? undefined : callOptions.usage(exit.value)
+        return actual === undefined ? undefined : taken.limiterGate?.settle(callOptions.tokens ?? 0, actual)
+      }
+      if (!pauseOnRateLimit || taken.limiter === undefined) return undefined
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) return undefined
+      const error = failure.value
+      return error instanceof RateLimitError && error.source === "upstream" && error.retryAfter !== undefined
+        ? taken.limiter.pause(error.retryAfter)
+        : undefined
+    }
+
+    /** Runs `self` (already under `restore`) and completes what was taken, in the uninterruptible region. */
+    const completing = <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      taken: Admitted,
+      callOptions: CallOptions<A>,
+      clock: Clock.Clock
+    ): Effect.Effect<A, E, R> => {
+      if (taken.breaker === undefined && taken.keyIndex < 0 && taken.limiter === undefined && !taken.bulkhead) return self
+      return Effect.matchCauseEffect(self, {
+        onFailure: (cause) => complete(taken, callOptions, Exit.failCause(cause), clock, 0),
+        onSuccess: (a) => complete(taken, callOptions, Exit.succeed(a), clock, 0)
+      })
+    }
+
+    /**
+     * One attempt, fused. `interruptible`: whether the call's caller is (read
+     * once per call); the admission runs uninterruptible and the call is put
+     * back to the caller's interruptibility, as `uninterruptibleMask` would,
+     * without its extra op.
+     */
+    const fusedAttempt = <A, E, R>(
+      run: Run,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      interruptible: boolean
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      const restore = interruptible ? Effect.interruptible : identityRestore
+      const admit = Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
+        run.attempts += 1
+        const attempt = run.attempts
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const now = clock.unsafeCurrentTimeMillis()
+        if (attempt === 1) run.recordFirst?.(now)
+
+        let breaker: BreakerAdmitted | undefined
+        if (breakerGate !== undefined) {
+          breaker = breakerGate.enter(now)
+          if (breaker === undefined) return restore(composedAttempt(run, call, callOptions, attempt))
+        }
+        const taken: { -readonly [K in keyof Admitted]: Admitted[K] } = {
+          breaker,
+          start: now,
+          keyIndex: -1,
+          limiter: undefined,
+          limiterGate: undefined,
+          bulkhead: false
+        }
+
+        // The key pool's own path, and the policies inside it composed, when its gate cannot pick alone.
+        let key: KeyPool.PickedKey | undefined
+        if (poolGate !== undefined && keyPool !== undefined) {
+          const avoid = avoidOf(run)
+          const index = poolGate.enter(now, avoid, callOptions.affinity, fiber.getFiberRef(FiberRef.currentMetricLabels))
+          if (index < 0) {
+            const keyed = keyPool.withKey((k) => {
+              noteKey(run, k.name)
+              const limiter = keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(k.name)
+              const inner = attemptOnce(call, callOptions, attempt, k)
+              return limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
+            }, {
+              ...(avoid === undefined ? {} : { avoid }),
+              ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
+            })
+            return completing(restore(keyed), taken, callOptions, clock)
+          }
+          taken.keyIndex = index
+          key = poolGate.key(index)
+          if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${index}`)
+          noteKey(run, key.name)
+        }
+
+        const perKey = key === undefined ? undefined : keyLimitersByIndex?.[taken.keyIndex]
+        const limiter = perKey === undefined ? rateLimiter : perKey.limiter
+        if (limiter !== undefined) {
+          const gate = perKey === undefined ? limiterGate : perKey.gate
+          if (gate === undefined || !gate.enter(now, callOptions.tokens ?? 0)) {
+            const inner = attemptOnce(call, callOptions, attempt, key)
+            const limitedInner = limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
+            return completing(restore(limitedInner), taken, callOptions, clock)
+          }
+          taken.limiter = limiter
+          taken.limiterGate = gate
+        }
+
+        if (bulkheadGate !== undefined && bulkhead !== undefined) {
+          if (!bulkheadGate.tryTake()) {
+            return completing(restore(bulkhead.execute(attemptOnce(call, callOptions, attempt, key))), taken, callOptions, clock)
+          }
+          taken.bulkhead = true
+        }
+
+        const inner = leanAttempt(fiber, call, callOptions, attempt, key)
+        // Done already (an `Exit`): complete now, without the handler.
+        const done = exitOf(inner)
+        if (done !== undefined) return complete(taken, callOptions, done, clock, 0)
+        return completing(restore(inner), taken, callOptions, clock)
+      })
+      return interruptible ? Effect.uninterruptible(admit) : admit
+    }
+
+    /**
+     * The attempt itself: `attemptOnce`, or, without events, a request
+     * budget, a deadline or a cost to read (each a no-op then), just the
+     * call under the attempt timeout.
+     */
+    const leanAttempt = <A, E, R>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      attempt: number,
+      key: KeyPool.PickedKey | undefined
+    ): Effect.Effect<A, E | PolicyError, R> =>
+      events === undefined && callOptions.costUsd === undefined &&
+        Option.isNone(fiber.getFiberRef(RequestBudget.currentLedger)) &&
+        Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
+        ? attemptTimeout(call({ deployment: name, attempt, key }))
+        : attemptOnce(call, callOptions, attempt, key)
+
+    // The retry's side door: the first attempt's admission records it in the retry budget.
+    const retryGate = retry === undefined ? undefined : fastPath.retries.get(retry)
+    const fusedCall = fused && (retry === undefined || retryGate !== undefined)
+
+    const newRun = (): Run => ({
+      attempts: 0,
+      tried: undefined,
+      firstKey: undefined,
+      lastKey: undefined,
+      recordFirst: retryGate?.record
+    })
+
+    /** One call: all its attempts, under the total timeout. `capture` is given the call's state. */
+    const runCall = <A, E, R>(
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      capture: ((run: Run) => void) | undefined
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      if (!fusedCall) {
+        return Effect.suspend(() => {
+          const run = newRun()
+          capture?.(run)
+          const oneAttempt = Effect.suspend(() => {
+            run.attempts += 1
+            return composedAttempt(run, call, callOptions, run.attempts)
+          })
+          return totalTimeout(retry === undefined ? oneAttempt : retry.execute(oneAttempt))
+        })
+      }
+      // One op starts the call: its state, and the caller's interruptibility for the attempts.
+      return totalTimeout(Effect.withFiberRuntime<A, E | PolicyError, R>((_, status) => {
+        const run = newRun()
+        capture?.(run)
+        const oneAttempt = fusedAttempt(run, call, callOptions, RuntimeFlags.interruption(status.runtimeFlags))
+        return retryGate === undefined ? oneAttempt : retryGate.executeRecorded(oneAttempt)
+      }))
+    }
+
     const executeDetailed = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A> = {}
     ): Effect.Effect<Detailed<A>, E | PolicyError, R> =>
       Effect.suspend(() => {
-        let attempts = 0
-        // Keys tried by earlier attempts of this call: the pool picks them last.
-        const tried = new Set<string>()
-        let firstKey: string | undefined
-        let lastKey: string | undefined
-        const withKey = { avoid: tried, ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity }) }
-        const oneAttempt = Effect.suspend(() => {
-          attempts += 1
-          const attempt = attempts
-          const onKey = (key: KeyPool.PickedKey | undefined) => {
-            const inner = attemptOnce(call, callOptions, attempt, key)
-            const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
-            const limiter = key === undefined || keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(key.name)
-            return limited(limiter, bounded, callOptions)
-          }
-          const keyed = keyPool === undefined ? onKey(undefined) : keyPool.withKey((key) => {
-            tried.add(key.name)
-            firstKey ??= key.name
-            lastKey = key.name
-            return onKey(key)
-          }, withKey)
-          return circuitBreaker === undefined ? keyed : circuitBreaker.execute(keyed)
-        })
-        const retried = retry === undefined ? oneAttempt : retry.execute(oneAttempt)
-        return Effect.map(totalTimeout(retried), (value): Detailed<A> => ({
+        let run: Run | undefined
+        return Effect.map(runCall(call, callOptions, (r) => {
+          run = r
+        }), (value): Detailed<A> => ({
           value,
           deployment: name,
-          keyName: lastKey,
-          backupKey: lastKey !== firstKey,
-          attempts
+          keyName: run?.lastKey,
+          backupKey: run?.lastKey !== run?.firstKey,
+          attempts: run?.attempts ?? 0
         }))
       })
 
     const execute = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A> = {}
-    ): Effect.Effect<A, E | PolicyError, R> => Effect.map(executeDetailed(call, callOptions), (d) => d.value)
+    ): Effect.Effect<A, E | PolicyError, R> => runCall(call, callOptions, undefined)
 
     const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
       service === undefined ? Effect.succeed(undefined) : service.status

@@ -45,6 +45,7 @@ import * as Schema from "effect/Schema"
 import * as Deadline from "./Deadline.js"
 import { InvalidConfigError, RateLimitError } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import * as fastPath from "./internal/fastPath.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
 
@@ -278,10 +279,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const created = yield* Clock.currentTimeMillis
     yield* store.modify(key, (s) => [undefined, TokenBucket.current(config, s, created)] as const)
 
+    const oneRequest: ReadonlyArray<number> = [1]
     const costsOf: (tokens: number) => ReadonlyArray<number> = requestsIndex < 0
       ? (tokens) => [tokens]
       : tokensIndex < 0
-      ? () => [1]
+      ? () => oneRequest
       : (tokens) => [1, tokens]
 
     const rejected = (retryAfter: number, bucket: number): RateLimitError =>
@@ -349,7 +351,26 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       }
     }
 
-    const acquire = (cost?: Cost): Effect.Effect<Permit, RateLimitError> => {
+    /** The limiter's slot, when the store is synchronous (the in-memory store). */
+    const sync = fastPath.syncCell(store, key)
+
+    /**
+     * The cost of one call at `now`, granted without a wait: taken at once on a
+     * synchronous store. False when it would wait or be refused (nothing taken).
+     */
+    const takeNow = (cell: fastPath.SyncCell<TokenBucket.State | null>, costs: ReadonlyArray<number>, now: number): boolean => {
+      if (TokenBucket.oversized(config, costs) >= 0) return false
+      const next = TokenBucket.takeNow(config, costs, now, cell.get())
+      if (next === undefined) return false
+      cell.set(next)
+      return true
+    }
+
+    /** `acquire`, then `andThen(permit)`. */
+    const acquireThen = <A, E, R>(
+      cost: Cost | undefined,
+      andThen: (permit: Permit) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | RateLimitError, R> => {
       const tokens = cost?.tokens ?? 0
       if (!(tokens >= 0 && tokens < Infinity)) {
         return Effect.dieMessage(`RateLimiter "${name}": tokens must be a finite number of zero or more, got ${tokens}`)
@@ -358,21 +379,22 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       const over = TokenBucket.oversized(config, costs)
       if (over >= 0) return Effect.fail(oversizedError(over, costs[over] ?? 0))
       const maxWait = cost?.maxWait === undefined ? defaultMaxWait : Duration.toMillis(cost.maxWait)
-      // The hot path reads the clock and the deadline without extra effects.
-      return Effect.clockWith((clock) =>
-        Effect.withFiberRuntime<Permit, RateLimitError>((fiber) => {
-          const d = fiber.getFiberRef(Deadline.currentDeadline)
-          const deadline = Option.isSome(d) ? d.value : Infinity
-          const now = clock.unsafeCurrentTimeMillis()
-          const reserve = store.modify(key, TokenBucket.reserve(config, costs, now, maxWait, deadline))
-          // With maxWait 0 a grant never waits, so no reservation can be left behind: no mask needed.
-          if (maxWait === 0) {
-            return Effect.flatMap(reserve, (decision) =>
-              decision._tag === "Rejected"
-                ? Effect.fail(rejected(decision.retryAfter, decision.bucket))
-                : Effect.succeed(makePermit(tokens, 0)))
-          }
-          return Effect.uninterruptibleMask((restore) =>
+      // The hot path reads the clock and the deadline in one op, and on a synchronous store takes the grant there too.
+      return Effect.withFiberRuntime<A, E | RateLimitError, R>((fiber) => {
+        const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+        if (sync !== undefined && takeNow(sync, costs, now)) return andThen(makePermit(tokens, 0))
+        const d = fiber.getFiberRef(Deadline.currentDeadline)
+        const deadline = Option.isSome(d) ? d.value : Infinity
+        const reserve = store.modify(key, TokenBucket.reserve(config, costs, now, maxWait, deadline))
+        // With maxWait 0 a grant never waits, so no reservation can be left behind: no mask needed.
+        if (maxWait === 0) {
+          return Effect.flatMap(reserve, (decision): Effect.Effect<A, E | RateLimitError, R> =>
+            decision._tag === "Rejected"
+              ? Effect.fail(rejected(decision.retryAfter, decision.bucket))
+              : andThen(makePermit(tokens, 0)))
+        }
+        return Effect.flatMap(
+          Effect.uninterruptibleMask((restore) =>
             Effect.flatMap(reserve, (decision): Effect.Effect<Permit, RateLimitError> => {
               if (decision._tag === "Rejected") return Effect.fail(rejected(decision.retryAfter, decision.bucket))
               const permit = makePermit(tokens, decision.wait)
@@ -385,18 +407,21 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
                 permit
               )
             })
-          )
-        })
-      )
+          ),
+          andThen
+        )
+      })
     }
+
+    const acquire = (cost?: Cost): Effect.Effect<Permit, RateLimitError> => acquireThen(cost, Effect.succeed)
 
     const execute = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       cost?: ExecuteCost<A>
     ): Effect.Effect<A, E | RateLimitError, R> => {
       const usage = cost?.usage
-      return Effect.flatMap(
-        acquire(cost),
+      return acquireThen(
+        cost,
         usage === undefined ? () => effect : (permit) =>
           Effect.tap(effect, (a) => {
             const actual = usage(a)
@@ -427,7 +452,15 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         }
       }))
 
-    return { name, acquire, execute, pause, status } satisfies Service
+    const service: Service = { name, acquire, execute, pause, status }
+    if (sync !== undefined) {
+      const cell = sync
+      fastPath.limiters.set(service, {
+        enter: (now, tokens) => tokens >= 0 && tokens < Infinity && takeNow(cell, costsOf(tokens), now),
+        settle: (tokens, actual) => makePermit(tokens, 0).settle(actual)
+      })
+    }
+    return service
   })
 
 /**

@@ -27,10 +27,12 @@
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
+import * as fastPath from "./internal/fastPath.js"
 import * as internal from "./internal/retry.js"
 import type * as RetryBudget from "./RetryBudget.js"
 
@@ -243,12 +245,25 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
           })
         return next(first)
       })
-    return {
+    // `catchAllCause`, not `catchAll`: `catchAll` is a `matchEffect` whose success handler costs a
+    // call that succeeds an extra op. The failure goes through `catchAll`'s own rules as before.
+    const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.catchAllCause(effect, (cause) => Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first)))
+    // On a synchronous store the budget records the first attempt in the same op that reads the clock.
+    const record = budget === undefined ? undefined : fastPath.retryBudgets.get(budget)
+    const service: Service = {
       execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-        const retried = Effect.catchAll(effect, (first) => retryAfter(effect, first))
-        return budget === undefined ? retried : Effect.zipRight(budget.recordAttempt, retried)
+        const retried = executeRecorded(effect)
+        if (budget === undefined) return retried
+        if (record === undefined) return Effect.zipRight(budget.recordAttempt, retried)
+        return Effect.clockWith((clock) => {
+          record(clock.unsafeCurrentTimeMillis())
+          return retried
+        })
       }
     }
+    if (budget === undefined || record !== undefined) fastPath.retries.set(service, { record, executeRecorded })
+    return service
   })
 }
 

@@ -30,6 +30,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type { InvalidConfigError } from "./Errors.js"
 import { decodeOptions, Millis } from "./internal/config.js"
+import * as fastPath from "./internal/fastPath.js"
 import * as StateStore from "./StateStore.js"
 
 /**
@@ -132,7 +133,9 @@ interface Config {
 /** The buckets still inside the window that ends with the second `now`. */
 const live = (state: State, now: number, config: Config): ReadonlyArray<Bucket> => {
   const oldest = now - config.windowSeconds + 1
-  return state.buckets.filter((b) => b.second >= oldest)
+  const first = state.buckets[0]
+  // The hot path: nothing expired, nothing copied.
+  return first === undefined || first.second >= oldest ? state.buckets : state.buckets.filter((b) => b.second >= oldest)
 }
 
 const totals = (buckets: ReadonlyArray<Bucket>): { readonly attempts: number; readonly retries: number } => {
@@ -153,6 +156,15 @@ const allowedFor = (attempts: number, config: Config): number =>
 
 /** Adds one attempt or retry to the bucket of the second `now`, creating it if needed. */
 const bump = (buckets: ReadonlyArray<Bucket>, now: number, field: "attempts" | "retries"): State => {
+  const last = buckets[buckets.length - 1]
+  if (last !== undefined && last.second === now) {
+    // The hot path: the current second is the last bucket.
+    const next = buckets.slice()
+    next[next.length - 1] = field === "attempts"
+      ? { second: now, attempts: last.attempts + 1, retries: last.retries }
+      : { second: now, attempts: last.attempts, retries: last.retries + 1 }
+    return { buckets: next }
+  }
   const index = buckets.findIndex((b) => b.second === now)
   if (index === -1) {
     const fresh: Bucket = { second: now, attempts: field === "attempts" ? 1 : 0, retries: field === "retries" ? 1 : 0 }
@@ -188,8 +200,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     }
     const key = StateStore.key<State>(`retry-budget/${decoded.name}`, () => ({ buckets: [] }))
 
-    const recordAttempt: Effect.Effect<void> = Effect.flatMap(currentSecond, (now) =>
-      store.modify(key, (state) => [undefined, bump(live(state, now, config), now, "attempts")] as const))
+    const sync = fastPath.syncCell(store, key)
+    const record = (millis: number) => {
+      const now = Math.floor(millis / BUCKET_MILLIS)
+      return (state: State): State => bump(live(state, now, config), now, "attempts")
+    }
+    // One op: the clock read and, on a synchronous store, the write.
+    const recordAttempt: Effect.Effect<void> = Effect.clockWith((clock) => {
+      const f = record(clock.unsafeCurrentTimeMillis())
+      if (sync === undefined) return store.modify(key, (state) => [undefined, f(state)] as const)
+      sync.set(f(sync.get()))
+      return Effect.void
+    })
 
     const tryAcquireRetry: Effect.Effect<boolean> = Effect.flatMap(currentSecond, (now) =>
       store.modify(key, (state): readonly [boolean, State] => {
@@ -203,7 +225,15 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const status: Effect.Effect<Status> = Effect.flatMap(currentSecond, (now) =>
       Effect.map(store.get(key), (state) => statusOf(live(state, now, config), config)))
 
-    return { name: decoded.name, recordAttempt, tryAcquireRetry, status } satisfies Service
+    const service: Service = { name: decoded.name, recordAttempt, tryAcquireRetry, status }
+    if (sync !== undefined) {
+      const cell = sync
+      fastPath.retryBudgets.set(service, (millis) => {
+        const now = Math.floor(millis / BUCKET_MILLIS)
+        cell.set(bump(live(cell.get(), now, config), now, "attempts"))
+      })
+    }
+    return service
   })
 
 /**

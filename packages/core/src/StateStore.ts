@@ -14,6 +14,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as fastPath from "./internal/fastPath.js"
 
 /**
  * A typed slot in the store. `id` is namespaced by policy kind
@@ -60,18 +61,47 @@ export class StateStore extends Context.Tag("@resilient-ai/core/StateStore")<Sta
  * @category constructors
  */
 export const makeMemory = (): Service => {
-  const slots = new Map<string, unknown>()
-  const read = <S>(k: StateKey<S>): S => (slots.has(k.id) ? (slots.get(k.id) as S) : k.initial())
-  return {
+  // One cell per id, so a policy can resolve its slot once (see internal/fastPath.ts).
+  const cells = new Map<string, { present: boolean; value: unknown }>()
+  const cellOf = (id: string) => {
+    let cell = cells.get(id)
+    if (cell === undefined) {
+      cell = { present: false, value: undefined }
+      cells.set(id, cell)
+    }
+    return cell
+  }
+  const read = <S>(k: StateKey<S>): S => {
+    const cell = cells.get(k.id)
+    return cell !== undefined && cell.present ? (cell.value as S) : k.initial()
+  }
+  const write = <S>(k: StateKey<S>, state: S): void => {
+    const cell = cellOf(k.id)
+    cell.present = true
+    cell.value = state
+  }
+  const service: Service = {
     modify: (k, f) =>
       Effect.sync(() => {
         const [a, next] = f(read(k))
-        slots.set(k.id, next)
+        write(k, next)
         return a
       }),
     get: (k) => Effect.sync(() => read(k)),
-    set: (k, state) => Effect.sync(() => void slots.set(k.id, state))
+    set: (k, state) => Effect.sync(() => write(k, state))
   }
+  // Lets the policies decide an admission inside one effect (see internal/fastPath.ts).
+  fastPath.syncStores.set(service, <S>(k: StateKey<S>): fastPath.SyncCell<S> => {
+    const cell = cellOf(k.id)
+    return {
+      get: () => (cell.present ? (cell.value as S) : k.initial()),
+      set: (state) => {
+        cell.present = true
+        cell.value = state
+      }
+    }
+  })
+  return service
 }
 
 /**

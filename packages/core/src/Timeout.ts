@@ -1,14 +1,17 @@
 /**
  * Timeouts for one attempt and for a whole request (SEMANTICS.md rule 19).
  *
- * Both are effect's `Effect.timeoutFail`, which races the effect against a
- * `Clock` sleep: when the sleep wins, the effect is interrupted (an HTTP
- * request's `AbortSignal` fires) and awaited before the `TimeoutError` is
- * returned, so its finalizers have run, and a value it produced after the
- * deadline (say, from an uninterruptible region) is dropped. With
- * `disconnect: true` the effect runs behind `Effect.disconnect`: the error
- * comes at the deadline exactly and the loser finishes its interruption in
- * the background.
+ * When the timeout fires, the effect is interrupted (an HTTP request's
+ * `AbortSignal` fires) and awaited before the `TimeoutError` is returned, so
+ * its finalizers have run, and a value it produced after the deadline (say,
+ * from an uninterruptible region) is dropped. With `disconnect: true` the
+ * error comes at the deadline exactly and the loser finishes its
+ * interruption in the background. Time is the effect `Clock`, so `TestClock`
+ * drives it.
+ *
+ * The semantics are `Effect.timeoutFail`'s, without its cost: an effect that
+ * completes at once sets no timer and starts no fiber through the scheduler
+ * (see `internal/timeout.ts`).
  *
  * `total` also sets the request's `Deadline`, so inner policies (retry, key
  * pool, rate limiter) can see how much time is left and give up at once
@@ -21,6 +24,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Deadline from "./Deadline.js"
 import { TimeoutError } from "./Errors.js"
+import * as internal from "./internal/timeout.js"
 
 /**
  * @since 0.1.0
@@ -45,16 +49,13 @@ export interface Options {
  */
 export type Timeout = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutError, R>
 
-const timed = (phase: "attempt" | "total", timeout: Duration.Duration, options: Options | undefined) => {
+const timed = (phase: "attempt" | "total", timeout: Duration.Duration, options: Options | undefined): Timeout => {
   const { deployment, provider } = options ?? {}
-  const settings = {
-    duration: timeout,
-    onTimeout: () => new TimeoutError({ phase, timeout, provider, deployment })
-  }
-  return options?.disconnect === true
-    ? <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> =>
-      Effect.timeoutFail(Effect.disconnect(self), settings)
-    : <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> => Effect.timeoutFail(self, settings)
+  return internal.timeout(
+    Duration.toMillis(timeout),
+    () => new TimeoutError({ phase, timeout, provider, deployment }),
+    options?.disconnect === true
+  )
 }
 
 /**

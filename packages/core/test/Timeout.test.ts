@@ -1,9 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
@@ -89,6 +92,74 @@ describe("Timeout.attempt", () => {
       const fiber = yield* Effect.fork(Timeout.attempt(Duration.infinity)(Effect.as(Effect.sleep("1 hour"), "done")))
       yield* TestClock.adjust("1 hour")
       expect(yield* Fiber.join(fiber)).toBe("done")
+    }))
+})
+
+describe("Timeout.attempt: the fiber-light mechanism", () => {
+  const answer = FiberRef.unsafeMake("none")
+
+  it.effect("an effect that completes at once returns its value (or its failure) and starts no timer", () =>
+    Effect.gen(function*() {
+      const timed = Timeout.attempt("1 second")
+      expect(yield* timed(Effect.sync(() => "now"))).toBe("now")
+      expect(yield* Effect.flip(timed(Effect.failSync(() => "bad")))).toBe("bad")
+      expect(yield* timed(Effect.succeed("exit"))).toBe("exit")
+      const defect = yield* Effect.exit(timed(Effect.sync(() => Effect.runSync(Effect.die("boom")))))
+      expect(Exit.isFailure(defect)).toBe(true)
+      // Nothing was left sleeping on the clock.
+      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
+    }))
+
+  it.effect("fiber refs set by a timed effect are visible after it, as with Effect.timeoutFail (sync and async)", () =>
+    Effect.gen(function*() {
+      const timed = Timeout.attempt("1 second")
+      yield* timed(FiberRef.set(answer, "sync"))
+      expect(yield* FiberRef.get(answer)).toBe("sync")
+      const fiber = yield* Effect.fork(
+        Effect.zipRight(timed(Effect.zipRight(Effect.sleep(10), FiberRef.set(answer, "async"))), FiberRef.get(answer))
+      )
+      yield* TestClock.adjust(10)
+      expect(yield* Fiber.join(fiber)).toBe("async")
+    }))
+
+  it.effect("a caller interrupted while waiting interrupts the attempt and waits for its finalizer", () =>
+    Effect.gen(function*() {
+      const finalized = yield* Ref.make(Option.none<number>())
+      const slowFinalizer = Effect.never.pipe(
+        Effect.onInterrupt(() =>
+          Effect.sleep(500).pipe(Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (t) => Ref.set(finalized, Option.some(t)))))
+        )
+      )
+      const caller = yield* Effect.fork(Timeout.attempt("10 seconds")(slowFinalizer))
+      yield* TestClock.adjust(100)
+      const interrupting = yield* Effect.fork(Fiber.interrupt(caller))
+      yield* TestClock.adjust(499)
+      expect(yield* isDone(interrupting)).toBe(false)
+      yield* TestClock.adjust(1)
+      const exit = yield* Fiber.join(interrupting)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(yield* Ref.get(finalized)).toEqual(Option.some(600))
+    }))
+
+  it.effect("with disconnect, a caller interrupted while waiting does not wait for the attempt's finalizer", () =>
+    Effect.gen(function*() {
+      const finalized = yield* Ref.make(false)
+      const slowFinalizer = Effect.never.pipe(
+        Effect.onInterrupt(() => Effect.zipRight(Effect.sleep(500), Ref.set(finalized, true)))
+      )
+      const caller = yield* Effect.fork(Timeout.attempt("10 seconds", { disconnect: true })(slowFinalizer))
+      yield* TestClock.adjust(100)
+      yield* Fiber.interrupt(caller)
+      expect(yield* Ref.get(finalized)).toBe(false)
+      yield* TestClock.adjust(500)
+      expect(yield* Ref.get(finalized)).toBe(true)
+    }))
+
+  it.effect("the timed effect runs with its caller's interruptibility", () =>
+    Effect.gen(function*() {
+      const probe = Timeout.attempt("1 second")(Effect.checkInterruptible((interruptible) => Effect.succeed(interruptible)))
+      expect(yield* Effect.uninterruptible(probe)).toBe(false)
+      expect(yield* probe).toBe(true)
     }))
 })
 

@@ -72,9 +72,14 @@ export interface BreakerState {
 
 export type Rejection = { readonly state: "open" | "half-open" | "forced-open"; readonly retryAt: number | undefined }
 
-export type Admission =
-  | { readonly _tag: "admitted"; readonly generation: number; readonly trial: boolean; readonly recorded: boolean }
-  | { readonly _tag: "rejected"; readonly rejection: Rejection }
+export interface Admitted {
+  readonly _tag: "admitted"
+  readonly generation: number
+  readonly trial: boolean
+  readonly recorded: boolean
+}
+
+export type Admission = Admitted | { readonly _tag: "rejected"; readonly rejection: Rejection }
 
 export interface Transition {
   readonly from: State
@@ -266,6 +271,32 @@ export const advance = (config: Config, s: BreakerState, now: number, transition
   return s
 }
 
+/**
+ * The admission of a breaker that admits without moving (closed, forced
+ * closed, disabled): the same as {@link admit}, without a new state, a step or
+ * a transition list; `undefined` for every other state (use `admit`). The
+ * result depends on the state only, so a caller may keep it for as long as the
+ * state object is the same.
+ */
+export const admitUnchanged = (state: BreakerState): Admitted | undefined =>
+  state.state === "closed" || state.state === "forced-closed" || state.state === "disabled"
+    ? { _tag: "admitted", generation: state.generation, trial: false, recorded: state.state !== "disabled" }
+    : undefined
+
+/**
+ * Whether recording `outcome` leaves the state as it is: a success or an
+ * ignored outcome in CLOSED with no failure to reset and no window (the
+ * consecutive mode's hot path), or any outcome of another generation.
+ */
+export const recordIsNoop = (
+  state: BreakerState,
+  admission: { readonly generation: number; readonly trial: boolean },
+  outcome: Outcome
+): boolean =>
+  admission.generation !== state.generation ||
+  (outcome !== "failure" && !admission.trial && state.state === "closed" && state.consecutiveFailures === 0 &&
+    state.window.kind === "none")
+
 export const admit = (config: Config, state: BreakerState, now: number): Step<Admission> => {
   const transitions: Array<Transition> = []
   const s = advance(config, state, now, transitions)
@@ -327,7 +358,10 @@ export const record = (
     case "forced-closed": {
       const consecutiveFailures = failed ? s.consecutiveFailures + 1 : 0
       const window = push(config, s.window, now, failed, slow)
-      const next: BreakerState = { ...s, consecutiveFailures, window }
+      // The hot path (a success, no failure before it, no window): nothing changes, nothing is copied.
+      const next: BreakerState = consecutiveFailures === s.consecutiveFailures && window === s.window
+        ? s
+        : { ...s, consecutiveFailures, window }
       if (s.state === "forced-closed") return done(next)
       const trigger = config.trigger
       if (trigger.kind === "consecutive") {

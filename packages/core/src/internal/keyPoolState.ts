@@ -222,6 +222,10 @@ export const rendezvousScore = (affinityHash: number, name: string, weight: numb
 
 export const hashAffinity = (affinity: string): number => fnv(0x811c9dc5, affinity + "\u0000")
 
+const pickedResults: Array<Pick> = []
+/** The pick of key `index`: immutable, so one object per index. */
+const pickedAt = (index: number): Pick => (pickedResults[index] ??= { _tag: "picked", index })
+
 /**
  * Picks a key: skips every key that is not healthy; keys in `avoid` only when
  * no other key is healthy; with `affinity`, the healthy key of highest
@@ -249,7 +253,7 @@ export const pick = (
   const n = names.length
   const avoiding = avoid !== undefined && avoid.size > 0
   const picked = (index: number, next: PoolState): Step<Pick> => ({
-    result: { _tag: "picked", index },
+    result: pickedAt(index),
     state: next,
     transitions
   })

@@ -156,6 +156,28 @@ export const reserve = (
   return [wait === 0 ? grantedNow : { _tag: "Granted", wait }, withBalances(state, balances, state.refills)]
 }
 
+/**
+ * `reserve` for a grant without a wait, uncurried for the hot path: the next
+ * state when every bucket covers its cost at `now` and no pause holds, else
+ * `undefined` (the state is then left as it is).
+ */
+export const takeNow = (
+  config: Config,
+  costs: ReadonlyArray<number>,
+  now: number,
+  stored: State | null
+): State | undefined => {
+  const state = current(config, stored, now)
+  if (state.pausedUntil > now) return undefined
+  const buckets = config.buckets
+  for (let i = 0; i < buckets.length; i++) {
+    if (waitFor(buckets[i]!, state, i, costs[i] ?? 0, now) > 0) return undefined
+  }
+  const balances: Array<number> = []
+  for (let i = 0; i < buckets.length; i++) balances.push((state.balances[i] ?? 0) - (costs[i] ?? 0))
+  return withBalances(state, balances, state.refills)
+}
+
 /** Gives back a reservation that was never used (an interrupted or rejected waiter). */
 export const release = (config: Config, costs: ReadonlyArray<number>, now: number) =>
 (stored: State | null): readonly [void, State] => {
