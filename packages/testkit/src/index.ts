@@ -1,4 +1,24 @@
 /**
  * @since 0.1.0
  */
+export * as Drill from "./Drill.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as FaultScript from "./FaultScript.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Scenarios from "./Scenarios.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as SimulatedProviders from "./SimulatedProviders.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as VirtualTime from "./VirtualTime.js"

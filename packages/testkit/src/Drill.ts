@@ -1,0 +1,545 @@
+/**
+ * The outage drill: a scenario's traffic, run in virtual time against
+ * simulated providers, through one of three stacks:
+ *
+ * - `protected`: the real `ResilientClient` built from the scenario's
+ *   `ClientConfig` (cascade, breakers, key pools, retries with budget,
+ *   timeouts, cache, static replies) over a `StateStore.layerMemory`;
+ * - `none`: one direct call to the primary deployment, no protection (keys
+ *   taken in turn, no timeout);
+ * - `naive-retry`: the same call retried 3 times, 1 s apart, whatever the error.
+ *
+ * Each run is deterministic: arrivals, the providers' faults and the
+ * client's jitter each draw from a `Random` seeded from the run's seed, and
+ * time is `VirtualTime`'s. Statistics are accumulated incrementally
+ * (histograms, counters), so hours of traffic at tens of requests a second
+ * cost memory only for the timeline.
+ *
+ * @since 0.1.0
+ */
+import { type CircuitBreaker, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
+import type * as Chat from "@resilient-ai/llm/Chat"
+import * as ClientConfig from "@resilient-ai/llm/ClientConfig"
+import * as Provider from "@resilient-ai/llm/Provider"
+import * as ResilientClient from "@resilient-ai/llm/ResilientClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { Histogram, Timeline } from "./internal/stats.js"
+import * as SimulatedProviders from "./SimulatedProviders.js"
+import * as VirtualTime from "./VirtualTime.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Stack = "protected" | "none" | "naive-retry"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const stacks: ReadonlyArray<Stack> = ["protected", "none", "naive-retry"]
+
+/**
+ * The arrival process. Times are virtual milliseconds since the start.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Traffic {
+  readonly ratePerSecond: number
+  /** Windows where the rate is multiplied by `factor`. */
+  readonly surges?: ReadonlyArray<{ readonly from: number; readonly to: number; readonly factor: number }>
+  /** Share of requests that repeat one of `popularPrompts` prompts (cache hits). Default 0. */
+  readonly repeatShare?: number
+  /** Default 100. */
+  readonly popularPrompts?: number
+  /** `poisson` (default): exponential gaps; `fixed`: even spacing. */
+  readonly arrivals?: "poisson" | "fixed"
+}
+
+/**
+ * The fault the scenario is about: which deployment, and when it starts and
+ * ends (`to` = the end of the run when it does not end). It splits the
+ * latencies into before / during / after, and it is what fail-over and
+ * recovery times are measured from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Incident {
+  readonly deployment: string
+  readonly from: number
+  readonly to: number
+  readonly description: string
+}
+
+/**
+ * One drill scenario: traffic, simulated deployments with their fault
+ * scripts, and the configuration of the protected stack.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Scenario {
+  readonly name: string
+  readonly description: string
+  readonly durationMs: number
+  readonly traffic: Traffic
+  readonly providers: ReadonlyArray<SimulatedProviders.Deployment>
+  readonly incident: Incident
+  /** The protected stack; `cascade[0]` is the primary the baselines call. */
+  readonly client: ClientConfig.ClientConfig
+  readonly extras?: ResilientClient.Extras
+  /** Timeline resolution. Default 1 s. */
+  readonly timelineBucketMs?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Percentiles {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface BreakerTransition {
+  readonly at: number
+  readonly breaker: string
+  readonly from: string
+  readonly to: string
+  readonly reason: string
+}
+
+/**
+ * What one stack did in one scenario. Times are virtual milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StackReport {
+  readonly name: string
+  readonly seed: number
+  readonly stack: Stack
+  readonly requests: number
+  /** Answered by a deployment (primary, another key, a fallback deployment). */
+  readonly answeredByModel: number
+  readonly answeredByCache: number
+  readonly answeredByStatic: number
+  /** The caller got an error. */
+  readonly failed: number
+  /** (model + cache) / requests: a static reply is a degraded answer, not availability. */
+  readonly availability: number
+  /** model / (requests − cache): of the requests that needed a model, the share a model answered. */
+  readonly availabilityByModel: number
+  /** From arrival to answer or error. */
+  readonly latencyMs: Percentiles
+  /** By arrival: before the incident, during it, after it. */
+  readonly latencyByPhaseMs: { readonly before: Percentiles; readonly during: Percentiles; readonly after: Percentiles }
+  /** Calls that reached a provider, per request. */
+  readonly attemptsPerRequest: number
+  /** Calls sent while the script had their deployment or key down (outage, flap, revoked key, spent quota). */
+  readonly callsToDownProvider: number
+  /** From the incident's start to the first reaction: the breaker of its deployment opened or a key left rotation. */
+  readonly failoverMs: number | null
+  /** From the incident's end to the first successful call to its deployment sent after it. */
+  readonly recoveryMs: number | null
+  readonly breakerTransitions: ReadonlyArray<BreakerTransition>
+  readonly keyTransitions: number
+  /** Answers by deployment name. */
+  readonly answeredBy: Readonly<Record<string, number>>
+  /** Failed requests by error tag. */
+  readonly errors: Readonly<Record<string, number>>
+  /** Calls by deployment. */
+  readonly calls: Readonly<Record<string, number>>
+  readonly tokens: { readonly input: number; readonly output: number }
+  /** What the providers bill for the answers they delivered, at the configured prices. */
+  readonly costUsd: number
+}
+
+/**
+ * A run's report and its timeline (requests by who answered, per bucket of
+ * arrival time).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunResult {
+  readonly report: StackReport
+  /** The first request that died of a defect, pretty-printed: the simulation found a bug. */
+  readonly firstDefect: string | undefined
+  readonly timeline: { readonly bucketMs: number; readonly series: Readonly<Record<string, Uint32Array>> }
+}
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface RunOptions {
+  readonly seed: number
+  /** Called now and then with the share of virtual time done (0–1). */
+  readonly onProgress?: (done: number) => void
+}
+
+type Kind = "model" | "cache" | "static" | "failed"
+
+/** Counts and histograms of one run, updated per request. */
+class Recorder {
+  requests = 0
+  readonly byKind = { model: 0, cache: 0, static: 0, failed: 0 }
+  readonly answeredBy: Record<string, number> = {}
+  readonly errors: Record<string, number> = {}
+  readonly all = new Histogram()
+  readonly phases = [new Histogram(), new Histogram(), new Histogram()] as const
+  readonly timeline: Timeline
+
+  constructor(readonly incident: Incident, durationMs: number, bucketMs: number) {
+    this.timeline = new Timeline(durationMs, bucketMs)
+  }
+
+  /** The first defect or unexpected interruption of a request, shown to the operator. */
+  firstDefect: string | undefined
+
+  /** A request that died instead of answering: a bug, counted as a failure with tag `defect`. */
+  readonly died = (arrivedAt: number) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+    Effect.map(Clock.currentTimeMillis, (end) => {
+      this.firstDefect ??= Cause.pretty(cause)
+      this.record(arrivedAt, end, "failed", Cause.isInterruptedOnly(cause) ? "interrupted" : "defect")
+    })
+
+  record(arrivedAt: number, endedAt: number, kind: Kind, who: string): void {
+    this.requests += 1
+    this.byKind[kind] += 1
+    if (kind === "model") this.answeredBy[who] = (this.answeredBy[who] ?? 0) + 1
+    if (kind === "failed") this.errors[who] = (this.errors[who] ?? 0) + 1
+    const latency = endedAt - arrivedAt
+    this.all.add(latency)
+    const phase = arrivedAt < this.incident.from ? 0 : arrivedAt < this.incident.to ? 1 : 2
+    this.phases[phase].add(latency)
+    this.timeline.add(kind === "model" ? who : kind, arrivedAt)
+  }
+}
+
+const percentiles = (h: Histogram): Percentiles => ({ p50: h.quantile(0.5), p95: h.quantile(0.95), p99: h.quantile(0.99) })
+
+const round = (x: number, digits: number): number => {
+  const f = Math.pow(10, digits)
+  return Math.round(x * f) / f
+}
+
+/** Requests of the run: a few popular prompts repeat (cache hits), the rest are unique. */
+const requestsOf = (traffic: Traffic) => {
+  const popular: ReadonlyArray<Chat.ChatRequest> = Array.from({ length: traffic.popularPrompts ?? 100 }, (_, i) => ({
+    model: "default",
+    messages: [{ role: "user", content: `Popular question number ${i}: what are your opening hours?` }],
+    maxTokens: 400
+  }))
+  const repeatShare = traffic.repeatShare ?? 0
+  return (i: number, u: number): Chat.ChatRequest => {
+    if (u < repeatShare && popular.length > 0) {
+      const p = popular[Math.floor((u / repeatShare) * popular.length)]
+      if (p !== undefined) return p
+    }
+    return { model: "default", messages: [{ role: "user", content: `Question ${i}: summarise order ${i * 7919 % 100_003}` }], maxTokens: 400 }
+  }
+}
+
+/**
+ * Sends the scenario's traffic, each request on a fiber of its own, and
+ * waits until the last one is answered. Returns the number of requests.
+ */
+const traffic = (
+  scenario: Scenario,
+  seed: number,
+  handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>,
+  onProgress: ((done: number) => void) | undefined
+): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const rng = Random.make(`${seed}/${scenario.name}/arrivals`)
+    const t = scenario.traffic
+    const poisson = (t.arrivals ?? "poisson") === "poisson"
+    const surges = t.surges ?? []
+    const requestFor = requestsOf(t)
+    const rateAt = (now: number): number => {
+      let rate = t.ratePerSecond
+      for (const s of surges) if (now >= s.from && now < s.to) rate *= s.factor
+      return rate / 1000
+    }
+    const done = yield* Deferred.make<void>()
+    let inflight = 0
+    let generating = true
+    const finished = Effect.sync(() => {
+      inflight -= 1
+      if (!generating && inflight === 0) Deferred.unsafeDone(done, Exit.void)
+    })
+    let now = 0
+    let sent = 0
+    for (;;) {
+      const u = yield* rng.next
+      const gap = poisson ? -Math.log(1 - u) / rateAt(now) : 1 / rateAt(now)
+      if (now + gap >= scenario.durationMs) break
+      yield* Effect.sleep(Duration.millis(gap))
+      now += gap
+      const request = requestFor(sent, yield* rng.next)
+      inflight += 1
+      yield* Effect.forkDaemon(Effect.ensuring(handle(request, now), finished))
+      sent += 1
+      if (onProgress !== undefined && sent % 2000 === 0) onProgress(now / scenario.durationMs)
+    }
+    generating = false
+    if (inflight > 0) yield* Deferred.await(done)
+    onProgress?.(1)
+    return sent
+  })
+
+const keyEnv = (scenario: Scenario): ConfigProvider.ConfigProvider =>
+  ConfigProvider.fromMap(
+    new Map(scenario.client.deployments.flatMap((d) => d.keys.map((k) => [k.env, `sk-sim-${k.name}`] as const)))
+  )
+
+/** The handler of the protected stack, and how to read its transitions at the end. */
+const protectedStack = (
+  scenario: Scenario,
+  recorder: Recorder
+): Effect.Effect<
+  {
+    readonly handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>
+    readonly transitions: Effect.Effect<{ breakers: Array<CircuitBreaker.Transition>; keys: Array<KeyPool.Transition> }>
+  },
+  Errors.InvalidConfigError,
+  Provider.Providers | StateStore.StateStore | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    // Decoded like a config file would be: a mistake in a scenario fails with the field named.
+    const config = yield* ClientConfig.decode(scenario.client)
+    const client = yield* ResilientClient.make(config, scenario.extras)
+    const breakerQueues: Array<Queue.Dequeue<CircuitBreaker.Transition>> = []
+    const keyQueues: Array<Queue.Dequeue<KeyPool.Transition>> = []
+    const pools = new Set<KeyPool.Service>()
+    for (const h of client.deployments) {
+      if (h.policy.circuitBreaker !== undefined) breakerQueues.push(yield* h.policy.circuitBreaker.subscribe)
+      if (!pools.has(h.keyPool)) {
+        pools.add(h.keyPool)
+        keyQueues.push(yield* h.keyPool.subscribe)
+      }
+    }
+    const handle = (request: Chat.ChatRequest, arrivedAt: number) =>
+      Effect.matchCauseEffect(client.chatOrStatic(request), {
+        onFailure: recorder.died(arrivedAt),
+        onSuccess: (result) =>
+        Effect.map(Clock.currentTimeMillis, (end) => {
+          switch (result.source) {
+            case "primary":
+            case "backup-key":
+            case "fallback-provider":
+              return recorder.record(arrivedAt, end, "model", result.deployment ?? "unknown")
+            case "cache":
+            case "stale-cache":
+              return recorder.record(arrivedAt, end, "cache", "cache")
+            case "static":
+              return recorder.record(arrivedAt, end, "static", "static")
+          }
+        })
+      })
+    const transitions = Effect.gen(function*() {
+      const breakers: Array<CircuitBreaker.Transition> = []
+      const keys: Array<KeyPool.Transition> = []
+      for (const q of breakerQueues) for (const t of yield* Queue.takeAll(q)) breakers.push(t)
+      for (const q of keyQueues) for (const t of yield* Queue.takeAll(q)) keys.push(t)
+      breakers.sort((a, b) => a.at - b.at)
+      keys.sort((a, b) => a.at - b.at)
+      return { breakers, keys }
+    })
+    return { handle, transitions }
+  })
+
+/** The handler of a baseline: the primary called directly, keys in turn, optionally retried naively. */
+const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", recorder: Recorder) =>
+  Effect.gen(function*() {
+    const providers = yield* Provider.Providers
+    const primary = scenario.client.deployments.find((d) => d.name === scenario.client.cascade[0]) ??
+      scenario.client.deployments[0]
+    const provider = providers.forTarget({
+      name: primary.name,
+      kind: primary.provider,
+      baseUrl: primary.baseUrl,
+      model: primary.model
+    })
+    const keys = primary.keys.map((k) => ({ name: k.name, key: Redacted.make(`sk-sim-${k.name}`) }))
+    let turn = 0
+    const handle = (request: Chat.ChatRequest, arrivedAt: number) => {
+      const once = Effect.suspend(() => {
+        const key = keys[turn++ % Math.max(1, keys.length)]
+        return provider.chat(request, {
+          deployment: primary.name,
+          model: primary.model,
+          key: key?.key,
+          keyName: key?.name
+        })
+      })
+      const call = stack === "none" ? once : Effect.retry(once, { times: 3, schedule: Schedule.spaced("1 second") })
+      return Effect.matchCauseEffect(Effect.either(call), {
+        onFailure: recorder.died(arrivedAt),
+        onSuccess: (result) =>
+          Effect.map(Clock.currentTimeMillis, (end) =>
+            result._tag === "Right"
+              ? recorder.record(arrivedAt, end, "model", primary.name)
+              : recorder.record(arrivedAt, end, "failed", result.left._tag))
+      })
+    }
+    return { handle }
+  })
+
+/**
+ * Runs one scenario through one stack, in virtual time.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (
+  scenario: Scenario,
+  stack: Stack,
+  options: RunOptions
+): Effect.Effect<RunResult, Errors.InvalidConfigError | VirtualTime.SimulationStalledError> =>
+  Effect.suspend(() => {
+    const seed = options.seed
+    const incident = scenario.incident
+    const recorder = new Recorder(incident, scenario.durationMs, scenario.timelineBucketMs ?? 1000)
+    let recoveredAt: number | undefined
+    const onOutcome = (o: SimulatedProviders.CallOutcome) => {
+      if (
+        recoveredAt === undefined && o.deployment === incident.deployment && o.outcome === "success" &&
+        o.startedAt >= incident.to
+      ) recoveredAt = o.endedAt
+    }
+    const program = Effect.gen(function*() {
+      const sim = yield* SimulatedProviders.make({ deployments: scenario.providers, seed: `${seed}/${scenario.name}`, onOutcome })
+      const body = Effect.gen(function*() {
+        if (stack === "protected") {
+          const { handle, transitions } = yield* protectedStack(scenario, recorder)
+          yield* traffic(scenario, seed, handle, options.onProgress)
+          return yield* transitions
+        }
+        const { handle } = yield* baselineStack(scenario, stack, recorder)
+        yield* traffic(scenario, seed, handle, options.onProgress)
+        return { breakers: [], keys: [] }
+      })
+      const transitions = yield* Effect.provideService(body, Provider.Providers, sim)
+      return { transitions, stats: yield* sim.stats }
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(StateStore.layerMemory),
+      Effect.withConfigProvider(keyEnv(scenario)),
+      Effect.withRandom(Random.make(`${seed}/${scenario.name}/client`)),
+      // Spans go nowhere in a simulation: not making them saves a good part of the per-request cost.
+      Effect.withTracerEnabled(false)
+    )
+    return Effect.map(VirtualTime.run(program), ({ stats, transitions }): RunResult => {
+      const poolOf = new Map(scenario.client.deployments.map((d) => [d.name, d.keyPool ?? d.name]))
+      const reactions = [
+        ...transitions.breakers.filter((t) => t.breaker === incident.deployment && t.to === "open" && t.at >= incident.from),
+        ...transitions.keys.filter((t) =>
+          t.pool === poolOf.get(incident.deployment) && t.from === "healthy" && t.at >= incident.from
+        )
+      ].map((t) => t.at)
+      const failoverAt = reactions.length === 0 ? undefined : Math.min(...reactions)
+      const price = new Map(scenario.client.deployments.map((d) => [d.name, d.price]))
+      let calls = 0
+      let down = 0
+      let input = 0
+      let output = 0
+      let cost = 0
+      const callsBy: Record<string, number> = {}
+      for (const [name, s] of Object.entries(stats)) {
+        calls += s.calls
+        down += s.callsWhileDown
+        input += s.inputTokens
+        output += s.outputTokens
+        callsBy[name] = s.calls
+        const p = price.get(name)
+        if (p !== undefined) cost += (s.inputTokens * p.inputPerMillion + s.outputTokens * p.outputPerMillion) / 1e6
+      }
+      const r = recorder
+      const requests = r.requests
+      const series: Record<string, Uint32Array> = {}
+      for (const [name, s] of r.timeline.series) series[name] = s
+      return {
+        report: {
+          name: scenario.name,
+          seed,
+          stack,
+          requests,
+          answeredByModel: r.byKind.model,
+          answeredByCache: r.byKind.cache,
+          answeredByStatic: r.byKind.static,
+          failed: r.byKind.failed,
+          availability: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache) / requests, 6),
+          availabilityByModel: requests - r.byKind.cache === 0 ? 1 : round(r.byKind.model / (requests - r.byKind.cache), 6),
+          latencyMs: percentiles(r.all),
+          latencyByPhaseMs: { before: percentiles(r.phases[0]), during: percentiles(r.phases[1]), after: percentiles(r.phases[2]) },
+          attemptsPerRequest: requests === 0 ? 0 : round(calls / requests, 4),
+          callsToDownProvider: down,
+          failoverMs: failoverAt === undefined ? null : Math.round(failoverAt - incident.from),
+          recoveryMs: recoveredAt === undefined || incident.to >= scenario.durationMs
+            ? null
+            : Math.round(recoveredAt - incident.to),
+          breakerTransitions: transitions.breakers.map((t) => ({
+            at: Math.round(t.at),
+            breaker: t.breaker,
+            from: t.from,
+            to: t.to,
+            reason: t.reason
+          })),
+          keyTransitions: transitions.keys.length,
+          answeredBy: { ...r.answeredBy },
+          errors: { ...r.errors },
+          calls: callsBy,
+          tokens: { input, output },
+          costUsd: round(cost, 4)
+        },
+        timeline: { bucketMs: r.timeline.bucketMs, series },
+        firstDefect: r.firstDefect
+      }
+    })
+  })
+
+/**
+ * One scenario's runs, one per stack.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScenarioResult {
+  readonly scenario: Scenario
+  readonly runs: ReadonlyArray<RunResult>
+}
+
+/**
+ * Runs every scenario through every stack, one after the other, in this
+ * thread (the CLI spreads the runs over worker threads instead).
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runAll = (
+  scenarios: ReadonlyArray<Scenario>,
+  options: RunOptions
+): Effect.Effect<ReadonlyArray<ScenarioResult>, Errors.InvalidConfigError | VirtualTime.SimulationStalledError> =>
+  Effect.forEach(scenarios, (scenario) =>
+    Effect.map(Effect.forEach(stacks, (stack) => run(scenario, stack, options)), (runs) => ({ scenario, runs })))

@@ -1,0 +1,289 @@
+/**
+ * The five drill scenarios, each with the `ClientConfig` an operator would
+ * choose for it. The configurations are the documentation of how to use the
+ * library against each kind of incident: read them next to the report.
+ *
+ * Every time and rate can be shrunk with `scale` (durations) and `rateScale`
+ * (traffic), so tests run each scenario in miniature.
+ *
+ * @since 0.1.0
+ */
+import type * as ClientConfig from "@resilient-ai/llm/ClientConfig"
+import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
+import type * as Drill from "./Drill.js"
+import * as FaultScript from "./FaultScript.js"
+import type * as SimulatedProviders from "./SimulatedProviders.js"
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  /** Multiplies every duration and time of the scenarios. Default 1. */
+  readonly scale?: number
+  /** Multiplies every traffic rate. Default 1. */
+  readonly rateScale?: number
+}
+
+/**
+ * The scenario names, in drill order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const names = ["provider-outage", "flash-sale", "rate-limit-storm", "key-revoked", "flapping"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Name = typeof names[number]
+
+const PRIMARY = "gpt-4o"
+const SECONDARY = "claude-sonnet"
+const TERTIARY = "deepseek"
+
+const keys = (prefix: string, n: number): ClientConfig.Deployment["keys"] =>
+  Array.from({ length: n }, (_, i) => ({ name: `${prefix}-${i + 1}`, env: `SIM_${prefix.toUpperCase()}_KEY_${i + 1}` }))
+
+type Policy = NonNullable<ClientConfig.Deployment["policy"]>
+
+/**
+ * The three deployments of every scenario; only the primary's policy
+ * changes between scenarios. The fallbacks keep a plain policy: one retry,
+ * a consecutive-failure breaker, a timeout well above their p99.
+ */
+const deployments = (primaryPolicy: Policy): ClientConfig.ClientConfig["deployments"] => [
+  {
+    name: PRIMARY,
+    provider: "openai",
+    model: "gpt-4o",
+    keys: keys("primary", 3),
+    contextWindow: 128_000,
+    price: { inputPerMillion: 2.5, outputPerMillion: 10 },
+    policy: primaryPolicy
+  },
+  {
+    name: SECONDARY,
+    provider: "anthropic",
+    model: "claude-sonnet-4",
+    keys: keys("secondary", 2),
+    contextWindow: 200_000,
+    price: { inputPerMillion: 3, outputPerMillion: 15 },
+    policy: {
+      attemptTimeout: "10 seconds",
+      retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+      circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+    }
+  },
+  {
+    name: TERTIARY,
+    provider: "openai",
+    baseUrl: "https://api.deepseek.com/v1",
+    model: "deepseek-chat",
+    keys: keys("tertiary", 1),
+    contextWindow: 64_000,
+    price: { inputPerMillion: 0.27, outputPerMillion: 1.1 },
+    policy: {
+      attemptTimeout: "15 seconds",
+      retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+      circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+    }
+  }
+]
+
+const clientConfig = (primaryPolicy: Policy): ClientConfig.ClientConfig => ({
+  deployments: deployments(primaryPolicy),
+  cascade: [PRIMARY, SECONDARY, TERTIARY],
+  // One request never makes more than 4 provider calls, nor waits more than 30 s.
+  maxAttemptsPerRequest: 4,
+  deadline: "30 seconds"
+})
+
+/** Identical questions are answered from the cache; an expired entry still answers when every provider fails. */
+const extras: ResilientClient.Extras = {
+  cache: { timeToLive: "10 minutes", maxEntries: 1_000, maxStale: "1 hour" }
+}
+
+/** The simulated deployments: healthy latencies, then the scenario's script on the primary. */
+const providers = (
+  primaryScript: FaultScript.Script,
+  primaryExtra: Partial<SimulatedProviders.Deployment> = {}
+): ReadonlyArray<SimulatedProviders.Deployment> => [
+  {
+    name: PRIMARY,
+    latency: FaultScript.lognormal(800, 2_400),
+    // The provider's own gateway gives up after 30 s with a 504.
+    serverTimeoutMs: 30_000,
+    script: primaryScript,
+    ...primaryExtra
+  },
+  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: [] },
+  { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: [] }
+]
+
+const clock = (ms: number): string => {
+  const s = Math.round(ms / 1000)
+  const h = Math.floor(s / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  return `${h}:${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`
+}
+
+/**
+ * Builds one scenario.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (name: Name, options: Options = {}): Drill.Scenario => {
+  const scale = options.scale ?? 1
+  const rateScale = options.rateScale ?? 1
+  const min = (m: number) => m * 60_000 * scale
+  const rate = (r: number) => r * rateScale
+  switch (name) {
+    case "provider-outage": {
+      const duration = min(180)
+      const outage = { from: min(30), to: min(150) }
+      return {
+        name,
+        description: `3 providers, ${rate(50)} req/s for ${clock(duration)}; ${PRIMARY} fully down (503) ${clock(outage.from)}–${
+          clock(outage.to)
+        }`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(50), repeatShare: 0.05 },
+        providers: providers([{ _tag: "Outage", ...outage, error: "unavailable" }]),
+        incident: { deployment: PRIMARY, ...outage, description: "outage" },
+        client: clientConfig({
+          // Well above the p99 (2.4 s): a timeout only cuts calls that would not come back.
+          attemptTimeout: "10 seconds",
+          // One quick retry on another key; a second failure goes to the next deployment.
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          // 5 failures in a row open it (0.1 s at 50 req/s); a trial every 30 s while the outage lasts.
+          circuitBreaker: {
+            trigger: { kind: "consecutive", failures: 5 },
+            openDuration: "30 seconds",
+            permittedCallsInHalfOpen: 2
+          }
+        }),
+        extras
+      }
+    }
+    case "flash-sale": {
+      const duration = min(60)
+      const sale = { from: min(20), to: min(40) }
+      return {
+        name,
+        description: `traffic ${rate(5)} → ${rate(75)} req/s (15x) ${clock(sale.from)}–${clock(sale.to)}; ${PRIMARY}'s median latency 0.8 s → 15 s, 504 after 30 s`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(5), surges: [{ ...sale, factor: 15 }], repeatShare: 0.05 },
+        providers: providers([{ _tag: "Latency", ...sale, latency: FaultScript.lognormal(15_000, 60_000) }]),
+        incident: { deployment: PRIMARY, ...sale, description: "slowdown under a traffic surge" },
+        client: clientConfig({
+          // The p99 is 2.4 s in normal times: a 4 s attempt is a failed attempt.
+          attemptTimeout: "4 seconds",
+          // Retrying a slow provider only adds load to it: fall back instead.
+          retry: false,
+          // Open on the failure or slow-call rate of the last 20 s, once 20 calls are in.
+          circuitBreaker: {
+            trigger: {
+              kind: "failure-rate",
+              window: { kind: "time", duration: "20 seconds", buckets: 10 },
+              threshold: 0.5,
+              minimumCalls: 20,
+              slowCallRateThreshold: 0.5
+            },
+            slowCallDuration: "3 seconds",
+            openDuration: "30 seconds",
+            permittedCallsInHalfOpen: 5
+          },
+          // At most 120 calls in flight (60 at peak traffic and normal latency): the excess goes elsewhere at once.
+          bulkhead: { maxConcurrent: 120, maxQueue: 0 }
+        }),
+        extras
+      }
+    }
+    case "rate-limit-storm": {
+      const duration = min(30)
+      const storm = { from: min(10), to: min(20) }
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; ${PRIMARY} answers 429 (Retry-After 10 s) to 60 % of calls ${
+          clock(storm.from)
+        }–${clock(storm.to)}`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers([{ _tag: "RateLimitStorm", ...storm, rate: 0.6, retryAfterMs: 10_000 }]),
+        incident: { deployment: PRIMARY, ...storm, description: "429 storm" },
+        client: clientConfig({
+          attemptTimeout: "10 seconds",
+          // A 429's Retry-After binds its key only: retry at once on another key; wait for none longer than 2 s.
+          retry: { maxRetries: 2, baseDelay: "100 millis", maxDelay: "1 second", maxRetryAfter: "2 seconds" },
+          // 429s are the key pool's business, not the breaker's (it ignores them).
+          circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+        }),
+        extras
+      }
+    }
+    case "key-revoked": {
+      const duration = min(30)
+      const at = min(10)
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; key primary-2 of ${PRIMARY} revoked (401) at ${clock(at)}`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers([{ _tag: "KeyRevoked", keyName: "primary-2", at }]),
+        incident: { deployment: PRIMARY, from: at, to: duration, description: "key revoked" },
+        client: clientConfig({
+          attemptTimeout: "10 seconds",
+          // A 401 is not retried: the pool disables the key and the request falls back once.
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+        }),
+        extras
+      }
+    }
+    case "flapping": {
+      const duration = min(40)
+      const flaps = { from: min(5), to: min(35) }
+      const downMs = 20_000 * scale
+      const upMs = 20_000 * scale
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; ${PRIMARY} alternates ${downMs / 1000} s down, ${upMs / 1000} s up ${
+          clock(flaps.from)
+        }–${clock(flaps.to)}`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers([{ _tag: "Flapping", ...flaps, downMs, upMs, error: "unavailable" }]),
+        incident: { deployment: PRIMARY, ...flaps, description: "flapping" },
+        client: clientConfig({
+          attemptTimeout: "10 seconds",
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          // An open period of 2 minutes spans three flaps: the breaker holds the primary out instead of
+          // opening and closing with every flap (30 s would close 10 s into each up phase and reopen at the next down).
+          circuitBreaker: {
+            trigger: { kind: "consecutive", failures: 5 },
+            openDuration: "2 minutes",
+            permittedCallsInHalfOpen: 3
+          }
+        }),
+        extras
+      }
+    }
+  }
+}
+
+/**
+ * Every scenario, in drill order.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const all = (options: Options = {}): ReadonlyArray<Drill.Scenario> => names.map((n) => make(n, options))
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isName = (s: string): s is Name => (names as ReadonlyArray<string>).includes(s)

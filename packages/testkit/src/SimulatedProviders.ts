@@ -1,0 +1,358 @@
+/**
+ * Simulated provider deployments: a `Providers` service whose deployments
+ * answer (or fail) as a {@link FaultScript} says, in virtual time.
+ *
+ * Every call reads the time from `Clock` and its randomness from a
+ * `Random` seeded per deployment (`${seed}/${name}`), so under
+ * `VirtualTime.runExit` the same seed and the same program give the same
+ * run, call for call. Answers carry usage (input and output tokens) so cost
+ * can be computed, and every call is counted: by deployment, by outcome,
+ * and whether the script had the deployment (or the key) down when it was
+ * sent.
+ *
+ * @since 0.1.0
+ */
+import { Errors } from "@resilient-ai/core"
+import type * as Chat from "@resilient-ai/llm/Chat"
+import * as Provider from "@resilient-ai/llm/Provider"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import * as FaultScript from "./FaultScript.js"
+
+/**
+ * One simulated deployment.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export interface Deployment extends FaultScript.Behaviour {
+  /** The deployment name the client's `Target` carries. */
+  readonly name: string
+  /** Output tokens of an answer, drawn uniformly. Default 100–400. */
+  readonly outputTokens?: { readonly min: number; readonly max: number }
+  /** Streams: `chunks` text chunks (default 16), `interChunk` apart (default 20–60 ms); the first after the latency. */
+  readonly stream?: { readonly chunks?: number; readonly interChunk?: FaultScript.Latency }
+}
+
+/**
+ * A finished call, for observers (timelines, recovery times).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOutcome {
+  readonly deployment: string
+  readonly keyName: string | undefined
+  readonly startedAt: number
+  readonly endedAt: number
+  /** `"success"`, the error's tag, or `"interrupted"` (the client gave up first). */
+  readonly outcome: string
+  /** The script had the deployment or the key down when the call was sent. */
+  readonly down: boolean
+}
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  readonly deployments: ReadonlyArray<Deployment>
+  /** Seeds every deployment's `Random`. Default 0. */
+  readonly seed?: number | string
+  /** Called synchronously when a call ends, in virtual time order. */
+  readonly onOutcome?: (outcome: CallOutcome) => void
+}
+
+/**
+ * Counters of one deployment.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeploymentStats {
+  readonly calls: number
+  /** Calls sent while the script had the deployment or the key down. */
+  readonly callsWhileDown: number
+  readonly successes: number
+  readonly interrupted: number
+  /** Failures by error tag. */
+  readonly failures: Readonly<Record<string, number>>
+  /** Tokens of the answers delivered (what the provider bills). */
+  readonly inputTokens: number
+  readonly outputTokens: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly forTarget: (target: Provider.Target) => Provider.Provider
+  /** A snapshot of the counters, by deployment name. */
+  readonly stats: Effect.Effect<Readonly<Record<string, DeploymentStats>>>
+}
+
+interface MutableStats {
+  calls: number
+  callsWhileDown: number
+  successes: number
+  interrupted: number
+  failures: Record<string, number>
+  inputTokens: number
+  outputTokens: number
+}
+
+const defaultOutput = { min: 100, max: 400 }
+const defaultInterChunk = FaultScript.uniform(20, 60)
+
+/** A prompt-size estimate cheap enough to run per call: ~4 characters a token. */
+const promptTokens = (request: Chat.ChatRequest): number => {
+  let chars = typeof request.system === "string" ? request.system.length : 0
+  for (const m of request.messages) {
+    chars += 64
+    if (typeof m.content === "string") chars += m.content.length
+  }
+  return Math.ceil(chars / 4)
+}
+
+const toError = (
+  failure: FaultScript.Failure,
+  origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined },
+  afterMs: number
+): Errors.ResilienceError => {
+  const where = {
+    deployment: origin.deployment,
+    provider: origin.provider,
+    ...(origin.keyName === undefined ? {} : { keyName: origin.keyName })
+  }
+  switch (failure._tag) {
+    case "rate-limit":
+      return new Errors.RateLimitError({
+        ...where,
+        source: "upstream",
+        status: 429,
+        retryAfter: Duration.millis(failure.retryAfterMs)
+      })
+    case "auth":
+      return new Errors.AuthError({ ...where, status: 401, detail: "invalid api key (simulated revocation)" })
+    case "quota":
+      return new Errors.QuotaExhaustedError({
+        ...where,
+        status: 429,
+        detail: "insufficient_quota (simulated)",
+        ...(failure.resetAt === undefined ? {} : { resetAt: failure.resetAt })
+      })
+    case "kind":
+      switch (failure.kind) {
+        case "unavailable":
+          return new Errors.ProviderUnavailableError({ ...where, status: 503 })
+        case "overloaded":
+          return new Errors.ProviderUnavailableError({ ...where, status: 529, detail: "overloaded" })
+        case "gateway-timeout":
+          return new Errors.ProviderUnavailableError({ ...where, status: 504, detail: "upstream timed out" })
+        case "connection":
+          return new Errors.ConnectionError({ ...where, detail: "connection refused" })
+        case "hang":
+          return new Errors.ConnectionError({ ...where, detail: `connection reset after ${Math.round(afterMs)} ms without an answer` })
+        case "malformed":
+          return new Errors.MalformedResponseError({ ...where, status: 200, detail: "body does not decode" })
+      }
+  }
+}
+
+const tagOf = (exit: Exit.Exit<unknown, Errors.ResilienceError>): string => {
+  if (Exit.isSuccess(exit)) return "success"
+  if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure) ? failure.value._tag : "defect"
+}
+
+/**
+ * Builds the simulated deployments. A target whose name no deployment has
+ * gets a provider that fails every call with a `ConnectionError`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service> =>
+  Effect.sync(() => {
+    const seed = options.seed ?? 0
+    const onOutcome = options.onOutcome
+    const counters = new Map<string, MutableStats>()
+    const providers = new Map<string, Provider.Provider>()
+
+    const build = (d: Deployment, kind: Provider.Kind): Provider.Provider => {
+      const rng = Random.make(`${seed}/${d.name}`)
+      const next = rng.next
+      const stats: MutableStats = {
+        calls: 0,
+        callsWhileDown: 0,
+        successes: 0,
+        interrupted: 0,
+        failures: {},
+        inputTokens: 0,
+        outputTokens: 0
+      }
+      counters.set(d.name, stats)
+      const output = d.outputTokens ?? defaultOutput
+      const chunks = d.stream?.chunks ?? 16
+      const interChunk = d.stream?.interChunk ?? defaultInterChunk
+      let serial = 0
+
+      /** Draws the call's fate: time, five uniforms, the script's decision. */
+      const decideNow = (keyName: string | undefined) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatMap(next, (u0) =>
+            Effect.flatMap(next, (u1) =>
+              Effect.flatMap(next, (u2) =>
+                Effect.flatMap(next, (u3) =>
+                  Effect.map(next, (u4) => {
+                    const decision = FaultScript.decide(d, now, keyName, u0, u1, u2, u3)
+                    stats.calls += 1
+                    if (decision._tag === "fail" && decision.down) stats.callsWhileDown += 1
+                    return { now, decision, u4 }
+                  }))))))
+
+      const finish = (
+        context: Provider.CallContext,
+        startedAt: number,
+        down: boolean,
+        exit: Exit.Exit<unknown, Errors.ResilienceError>
+      ) =>
+        Effect.flatMap(Clock.currentTimeMillis, (endedAt) =>
+          Effect.sync(() => {
+            const outcome = tagOf(exit)
+            if (outcome === "success") stats.successes += 1
+            else if (outcome === "interrupted") stats.interrupted += 1
+            else stats.failures[outcome] = (stats.failures[outcome] ?? 0) + 1
+            onOutcome?.({ deployment: d.name, keyName: context.keyName, startedAt, endedAt, outcome, down })
+          }))
+
+      const usageFor = (request: Chat.ChatRequest, u: number): Chat.Usage => ({
+        inputTokens: promptTokens(request),
+        outputTokens: Math.floor(output.min + u * (output.max - output.min + 1))
+      })
+      const bill = (usage: Chat.Usage) => {
+        stats.inputTokens += usage.inputTokens
+        stats.outputTokens += usage.outputTokens
+      }
+      const origin = (context: Provider.CallContext) => ({ deployment: d.name, provider: kind, keyName: context.keyName })
+
+      const chat: Provider.Provider["chat"] = (request, context) =>
+        Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }) => {
+          const call: Effect.Effect<Provider.ProviderAnswer, Errors.ResilienceError> = decision._tag === "fail"
+            ? Effect.delay(Effect.fail(toError(decision.failure, origin(context), decision.afterMs)), Duration.millis(decision.afterMs))
+            : Effect.delay(
+              Effect.sync((): Provider.ProviderAnswer => {
+                const usage = usageFor(request, u4)
+                bill(usage)
+                serial += 1
+                return {
+                  response: {
+                    id: `sim-${d.name}-${serial}`,
+                    model: context.model,
+                    text: `answer from ${d.name}`,
+                    toolCalls: [],
+                    finishReason: "stop",
+                    usage
+                  },
+                  rateLimit: undefined
+                }
+              }),
+              Duration.millis(decision.latencyMs)
+            )
+          return Effect.onExit(call, (exit) => finish(context, now, decision._tag === "fail" && decision.down, exit))
+        })
+
+      const stream: Provider.Provider["stream"] = (request, context) =>
+        Stream.unwrap(Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }): Effect.Effect<
+          Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+        > => {
+          if (decision._tag === "fail") {
+            return Effect.succeed(
+              Stream.fromEffect(
+                Effect.onExit(
+                  Effect.delay(
+                    Effect.fail(toError(decision.failure, origin(context), decision.afterMs)),
+                    Duration.millis(decision.afterMs)
+                  ),
+                  (exit) => finish(context, now, decision.down, exit)
+                )
+              )
+            )
+          }
+          return Effect.map(next, (roll) => {
+            const shape = FaultScript.streamShape(d.script, now, interChunk, roll)
+            serial += 1
+            const id = `sim-${d.name}-${serial}`
+            const usage = usageFor(request, u4)
+            const chunkAt = (i: number): Chat.ChatChunk =>
+              i === 0
+                ? { id, model: context.model, role: "assistant" }
+                : i <= chunks
+                ? { id, model: context.model, text: `${i === 1 ? "" : " "}word${i}` }
+                : { id, model: context.model, finishReason: "stop", usage }
+            const delayOf = (i: number): Effect.Effect<number> =>
+              i === 0
+                ? Effect.succeed(decision.latencyMs)
+                : Effect.flatMap(next, (a) => Effect.map(next, (b) => FaultScript.sample(shape.interChunk, a, b)))
+            const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<Option.Option<readonly [Chat.ChatChunk, number]>> => {
+              if (i > chunks + 1) return Effect.succeed(Option.none())
+              if (shape.stallAfter !== undefined && i >= shape.stallAfter) return Effect.never
+              return Effect.flatMap(delayOf(i), (ms) =>
+                Effect.delay(
+                  Effect.sync(() => {
+                    if (i === chunks + 1) bill(usage)
+                    return Option.some([chunkAt(i), i + 1] as const)
+                  }),
+                  Duration.millis(ms)
+                ))
+            })
+            return Stream.onDone(chunked, () => finish(context, now, false, Exit.void))
+          })
+        }))
+
+      return { kind, chat, stream }
+    }
+
+    const byName = new Map(options.deployments.map((d) => [d.name, d]))
+
+    const unknown = (target: Provider.Target): Provider.Provider => ({
+      kind: target.kind,
+      chat: () => Effect.fail(new Errors.ConnectionError({ deployment: target.name, detail: "no simulated deployment of that name" })),
+      stream: () =>
+        Stream.fail(new Errors.ConnectionError({ deployment: target.name, detail: "no simulated deployment of that name" }))
+    })
+
+    return {
+      forTarget: (target) => {
+        const built = providers.get(target.name)
+        if (built !== undefined) return built
+        const d = byName.get(target.name)
+        if (d === undefined) return unknown(target)
+        const provider = build(d, target.kind)
+        providers.set(target.name, provider)
+        return provider
+      },
+      stats: Effect.sync(() => {
+        const out: Record<string, DeploymentStats> = {}
+        for (const [name, s] of counters) out[name] = { ...s, failures: { ...s.failures } }
+        return out
+      })
+    }
+  })
+
+/**
+ * The simulated deployments as the `Providers` service.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Provider.Providers> => Layer.effect(Provider.Providers, make(options))

@@ -1,0 +1,141 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Provider from "@resilient-ai/llm/Provider"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Stream from "effect/Stream"
+import * as FaultScript from "../src/FaultScript.js"
+import * as SimulatedProviders from "../src/SimulatedProviders.js"
+import * as VirtualTime from "../src/VirtualTime.js"
+
+const request = { model: "m", messages: [{ role: "user" as const, content: "hello there" }] }
+const target: Provider.Target = { name: "primary", kind: "openai", baseUrl: undefined, model: "gpt" }
+const call = (keyName = "k1"): Provider.CallContext => ({ deployment: "primary", model: "gpt", key: undefined, keyName })
+
+const run = <A, E>(effect: Effect.Effect<A, E, Provider.Providers>, deployments: ReadonlyArray<SimulatedProviders.Deployment>, seed = 1) =>
+  VirtualTime.runExit(Effect.provide(effect, SimulatedProviders.layer({ deployments, seed })))
+
+const primary = (script: FaultScript.Script, latency = FaultScript.lognormal(800, 2_400)): SimulatedProviders.Deployment => ({
+  name: "primary",
+  latency,
+  script
+})
+
+describe("SimulatedProviders", () => {
+  it("answers after the sampled latency, with usage, in virtual time", () => {
+    const { exit } = run(
+      Effect.gen(function*() {
+        const provider = (yield* Provider.Providers).forTarget(target)
+        const answer = yield* provider.chat(request, call())
+        return { answer, at: yield* Clock.currentTimeMillis }
+      }),
+      [primary([], FaultScript.fixed(750))]
+    )
+    expect(Exit.isSuccess(exit) && exit.value.at).toBe(750)
+    expect(Exit.isSuccess(exit) && exit.value.answer.response).toMatchObject({ model: "gpt", finishReason: "stop" })
+    const usage = Exit.isSuccess(exit) ? exit.value.answer.response.usage : undefined
+    expect(usage?.inputTokens).toBeGreaterThan(0)
+    expect(usage?.outputTokens).toBeGreaterThanOrEqual(100)
+  })
+
+  it("an outage fails calls with a typed 503 and counts them as sent while down", () => {
+    const { exit } = run(
+      Effect.gen(function*() {
+        const sim = yield* SimulatedProviders.make({ deployments: [primary([{ _tag: "Outage", from: 0, to: 10_000 }])] })
+        const provider = sim.forTarget(target)
+        const during = yield* Effect.flip(provider.chat(request, call()))
+        yield* Effect.sleep("10 seconds")
+        yield* provider.chat(request, call())
+        return { during, stats: yield* sim.stats }
+      }),
+      []
+    )
+    expect(Exit.isSuccess(exit) && exit.value.during).toMatchObject({
+      _tag: "ProviderUnavailableError",
+      status: 503,
+      deployment: "primary",
+      keyName: "k1"
+    })
+    expect(Exit.isSuccess(exit) && exit.value.stats["primary"]).toMatchObject({
+      calls: 2,
+      callsWhileDown: 1,
+      successes: 1,
+      failures: { ProviderUnavailableError: 1 }
+    })
+  })
+
+  it("a revoked key gets 401 and the other keys still answer; a 429 storm carries Retry-After", () => {
+    const script: FaultScript.Script = [
+      { _tag: "KeyRevoked", keyName: "k2", at: 0 },
+      { _tag: "RateLimitStorm", from: 5_000, to: 6_000, rate: 1, retryAfterMs: 7_000 }
+    ]
+    const { exit } = run(
+      Effect.gen(function*() {
+        const provider = (yield* Provider.Providers).forTarget(target)
+        const revoked = yield* Effect.flip(provider.chat(request, call("k2")))
+        const other = yield* provider.chat(request, call("k1"))
+        yield* Effect.sleep("5 seconds")
+        const limited = yield* Effect.flip(provider.chat(request, call("k1")))
+        return { revoked, other, limited }
+      }),
+      [primary(script)]
+    )
+    expect(Exit.isSuccess(exit)).toBe(true)
+    if (Exit.isSuccess(exit)) {
+      expect(exit.value.revoked).toMatchObject({ _tag: "AuthError", status: 401, keyName: "k2" })
+      expect(exit.value.other.response.finishReason).toBe("stop")
+      expect(exit.value.limited).toMatchObject({ _tag: "RateLimitError", source: "upstream", status: 429 })
+      expect(exit.value.limited._tag === "RateLimitError" && exit.value.limited.retryAfter).toEqual(Duration.millis(7_000))
+    }
+  })
+
+  it("the same seed gives the same latencies, call for call; another seed does not", () => {
+    const latencies = (seed: number) =>
+      run(
+        Effect.gen(function*() {
+          const provider = (yield* Provider.Providers).forTarget(target)
+          const out: Array<number> = []
+          for (let i = 0; i < 20; i++) {
+            const start = yield* Clock.currentTimeMillis
+            yield* provider.chat(request, call())
+            out.push((yield* Clock.currentTimeMillis) - start)
+          }
+          return out
+        }),
+        [primary([])],
+        seed
+      ).exit
+    expect(latencies(3)).toEqual(latencies(3))
+    expect(latencies(3)).not.toEqual(latencies(4))
+  })
+
+  it("a stream sends its chunks apart; a slow stream slower; a stalled stream stops sending", () => {
+    const deployment = (script: FaultScript.Script): SimulatedProviders.Deployment => ({
+      ...primary(script, FaultScript.fixed(300)),
+      stream: { chunks: 4, interChunk: FaultScript.fixed(50) }
+    })
+    const timed = Effect.gen(function*() {
+      const provider = (yield* Provider.Providers).forTarget(target)
+      const start = yield* Clock.currentTimeMillis
+      const chunks = yield* Stream.runCollect(
+        Stream.mapEffect(provider.stream(request, call()), (c) => Effect.map(Clock.currentTimeMillis, (t) => ({ c, t: t - start })))
+      )
+      return Chunk.toReadonlyArray(chunks)
+    })
+    const normal = run(timed, [deployment([])]).exit
+    expect(Exit.isSuccess(normal) && normal.value.map((x) => x.t)).toEqual([300, 350, 400, 450, 500, 550])
+    expect(Exit.isSuccess(normal) && normal.value.at(-1)?.c).toMatchObject({ finishReason: "stop", usage: { outputTokens: expect.any(Number) } })
+
+    const slow = run(timed, [deployment([{ _tag: "SlowStream", from: 0, to: 1_000, interChunk: FaultScript.fixed(2_000) }])]).exit
+    expect(Exit.isSuccess(slow) && slow.value.map((x) => x.t)).toEqual([300, 2_300, 4_300, 6_300, 8_300, 10_300])
+
+    const stalled = run(
+      Effect.timeoutTo(timed, { duration: "1 minute", onTimeout: () => "stalled" as const, onSuccess: () => "ended" as const }),
+      [deployment([{ _tag: "StreamStall", from: 0, to: 1_000, rate: 1, afterChunks: 2 }])]
+    )
+    expect(stalled.exit).toEqual(Exit.succeed("stalled"))
+    expect(stalled.endedAt).toBe(60_000)
+  })
+})
