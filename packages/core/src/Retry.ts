@@ -277,6 +277,35 @@ export const layer = (options: Options = {}): Layer.Layer<Retry, Errors.InvalidC
   Layer.effect(Retry, make(options))
 
 /**
+ * Narrows, for the calls inside `self` only, which retryable errors are
+ * retried (on top of each policy's `retryOn`). A request that must not be
+ * paid twice uses it to refuse retries once the upstream may have started
+ * work.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retryOnly = (predicate: (error: Errors.RetryableError) => boolean) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Effect.locally(self, internal.currentRetryOn, predicate)
+
+/**
+ * Whether the upstream may have started work on a request that failed with
+ * `error`: a timeout after sending, or a connection lost after it was
+ * established. A refused connection, a DNS failure, a 429 or a 5xx answer
+ * mean the provider did not produce an answer to bill.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const mayHaveStartedWork = (error: Errors.RetryableError): boolean => {
+  if (error._tag === "TimeoutError") return true
+  if (error._tag === "ConnectionError") {
+    return !/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|UND_ERR_CONNECT_TIMEOUT|ECONNABORTED/.test(error.detail ?? "")
+  }
+  return false
+}
+
+/**
  * Proportional jitter: the backoff times a factor drawn from `[min, max]`.
  *
  * @since 0.1.0

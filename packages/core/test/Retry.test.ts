@@ -373,6 +373,21 @@ describe("Retry", () => {
         expect(yield* Fiber.join(fiber)).toBe("ok")
       }))
 
+    it.effect("retryOnly narrows retries for the calls inside it only; mayHaveStartedWork spots timeouts and lost connections", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, maxRetries: 2 })
+        const timeout = new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(1) })
+        const narrowed = yield* failing(timeout)
+        yield* Effect.flip(Retry.retryOnly((e) => !Retry.mayHaveStartedWork(e))(retry.execute(narrowed.call)))
+        expect(yield* Ref.get(narrowed.attempts)).toBe(1)
+        const outside = yield* failing(timeout)
+        yield* Effect.flip(retry.execute(outside.call))
+        expect(yield* Ref.get(outside.attempts)).toBe(3)
+        expect(Retry.mayHaveStartedWork(new Errors.ConnectionError({ detail: "ECONNRESET" }))).toBe(true)
+        expect(Retry.mayHaveStartedWork(new Errors.ConnectionError({ detail: "connect ECONNREFUSED 127.0.0.1:1" }))).toBe(false)
+        expect(Retry.mayHaveStartedWork(new Errors.ProviderUnavailableError({ status: 503 }))).toBe(false)
+      }))
+
     it.effect("a local RateLimitError without retryAfter (a cost the limiter can never grant) is not retried", () =>
       Effect.gen(function*() {
         const retry = yield* Retry.make({ jitter: "none" })

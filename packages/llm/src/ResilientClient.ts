@@ -33,6 +33,7 @@ import {
   Policy,
   RequestBudget,
   ResponseCache,
+  Retry,
   StateStore,
   StaticReply
 } from "@resilient-ai/core"
@@ -60,6 +61,13 @@ import * as Provider from "./Provider.js"
 export interface ChatOptions {
   /** A session or prompt-prefix hash: keeps the call on one healthy key (the provider's prompt cache). */
   readonly affinity?: string
+  /**
+   * Default true. A request marked `false` is not retried once the upstream
+   * may have started work on it (a timeout after sending, a connection lost
+   * mid-request), so it is never paid twice; refused connections, 429s and
+   * 5xx answers are still retried.
+   */
+  readonly idempotent?: boolean
 }
 
 /**
@@ -484,8 +492,11 @@ export const make = (
         if (result.costUsd > 0) cost.pipe(Metric.tagged("deployment", deployment)).unsafeUpdate(result.costUsd, [])
       })
 
+    const notPaidTwice = Retry.retryOnly((e) => !Retry.mayHaveStartedWork(e))
+
     const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
       Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        if (options.idempotent === false) return notPaidTwice(runChain(request, options))
         if (cache === undefined) return runChain(request, options)
         let computed: ChatResult | undefined
         return Effect.flatMap(

@@ -180,6 +180,21 @@ describe("ResilientClient: the cascade", () => {
       }))
   })
 
+  it.effect("idempotent: false — a timeout (the upstream may have started work) is not retried; a refused connection is", () => {
+    const timedOut = new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(30) })
+    const refused = new Errors.ConnectionError({ detail: "ECONNREFUSED 10.0.0.1:443" })
+    const run = (error: Errors.ResilienceError, idempotent: boolean) => {
+      const { calls, layer } = scripted({ "gpt-4o": failing(error), claude: ok("backup") })
+      return withClient(layer, (client) =>
+        Effect.map(settle(client.chat(request, { idempotent })), () => calls.filter((c) => c.deployment === "gpt-4o").length))
+    }
+    return Effect.gen(function*() {
+      expect(yield* run(timedOut, true)).toBe(2) // retried once (maxRetries 1)
+      expect(yield* run(timedOut, false)).toBe(1) // not paid twice
+      expect(yield* run(refused, false)).toBe(2) // nothing was sent: safe to retry
+    })
+  })
+
   it.effect("a non-fallbackable error (bad request) stops the cascade", () => {
     const { calls, layer } = scripted({ "gpt-4o": failing(new Errors.BadRequestError({ status: 400, detail: "bad" })) })
     return withClient(layer, (client) =>

@@ -124,6 +124,10 @@ const retryAfterOf = (error: Errors.RetryableError): number | undefined =>
  * returns the last error when the schedule is done, so the error type of the
  * retried effect is unchanged.
  */
+/** A narrowing of the retryable set for the calls inside (one request), on top of the policy's own. */
+export const currentRetryOn: FiberRef.FiberRef<((error: Errors.RetryableError) => boolean) | undefined> = FiberRef
+  .unsafeMake<((error: Errors.RetryableError) => boolean) | undefined>(undefined)
+
 export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknown> => {
   const initial: State = { retries: 0, previous: policy.backoff.baseDelay }
 
@@ -143,7 +147,11 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
       const neverGranted = error instanceof Errors.RateLimitError && error.source === "local" &&
         error.retryAfter === undefined
-      if (!Errors.isRetryable(error) || neverGranted || (policy.retryOn !== undefined && !policy.retryOn(error))) {
+      const callRetryOn = yield* FiberRef.get(currentRetryOn)
+      if (
+        !Errors.isRetryable(error) || neverGranted || (policy.retryOn !== undefined && !policy.retryOn(error)) ||
+        (callRetryOn !== undefined && !callRetryOn(error))
+      ) {
         return yield* giveUp(state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })
       }
       const retry = state.retries + 1
