@@ -53,6 +53,7 @@ import { InvalidConfigError, isFallbackable, isRetryable } from "./Errors.js"
 import { decodeOptions, Millis, NonNegativeInt, Ratio } from "./internal/config.js"
 import type * as LatencyTracker from "./LatencyTracker.js"
 import type * as RetryBudget from "./RetryBudget.js"
+import * as AttemptEvents from "./AttemptEvents.js"
 
 /**
  * A hedge delay read from observed latencies: the tracker's `percentile`,
@@ -95,6 +96,8 @@ export interface LaunchInfo {
  * @category options
  */
 export interface Options {
+  /** Names the hedged deployment in `AttemptEvents` (`HedgeLaunched`). Default "hedge". */
+  readonly name?: string | undefined
   /** A fixed delay, or one read from a latency tracker. `0` launches every attempt at once. */
   readonly delay: Duration.DurationInput | PercentileDelay
   /** Attempts beyond the first. Default 1; 0 runs attempt 0 alone. */
@@ -165,6 +168,7 @@ const PercentileDelaySchema = Schema.Struct({
 })
 
 const rest = {
+  name: Schema.optional(Schema.String),
   maxExtraAttempts: Schema.optionalWith(NonNegativeInt, { default: () => 1 }),
   budget: Schema.optional(Schema.declare(isBudget, { message: () => "expected a RetryBudget service" })),
   shouldHedgeOn: Schema.optional(Schema.declare(Predicate.isFunction, { message: () => "expected a function" })),
@@ -222,6 +226,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const budget = options.budget
     const handled = options.shouldHedgeOn ?? isHandled
     const onLaunch = options.onLaunch
+    const hedgeName = options.name ?? "hedge"
 
     const execute = <A, E, R>(attempt: (index: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.suspend(() => {
@@ -275,10 +280,10 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
                 refused = true
                 return
               }
-              if (onLaunch !== undefined) {
-                const now = yield* Clock.currentTimeMillis
-                yield* onLaunch({ index: launched, reason, delayMs: reason === "delay" ? delayMs : now - lastLaunch })
-              }
+              const now = yield* Clock.currentTimeMillis
+              const info = { index: launched, reason, delayMs: reason === "delay" ? delayMs : now - lastLaunch }
+              yield* AttemptEvents.emit({ _tag: "HedgeLaunched", at: now, deployment: hedgeName, ...info })
+              if (onLaunch !== undefined) yield* onLaunch(info)
             }
             lastLaunch = yield* Clock.currentTimeMillis
             yield* launch(launched)

@@ -9,6 +9,7 @@ import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as AttemptEvents from "../src/AttemptEvents.js"
 import * as Errors from "../src/Errors.js"
+import * as Hedge from "../src/Hedge.js"
 import * as Policy from "../src/Policy.js"
 import * as StateStore from "../src/StateStore.js"
 
@@ -77,6 +78,19 @@ describe("AttemptEvents", () => {
       )
       expect([ok.count, failed.count]).toEqual([1, 1])
     }).pipe(Effect.provide(AttemptEvents.layer), Effect.provide(StateStore.layerMemory)))
+
+  it.scoped("a hedge's extra launches are events, with the delay that triggered them", () =>
+    Effect.gen(function*() {
+      const events = yield* AttemptEvents.AttemptEvents
+      const queue = yield* events.subscribe
+      const hedge = yield* Hedge.make({ name: "primary", delay: "300 millis" })
+      const fiber = yield* Effect.fork(hedge.execute((i) => (i === 0 ? Effect.never : Effect.succeed("hedge won"))))
+      yield* TestClock.adjust("300 millis")
+      expect(yield* Fiber.join(fiber)).toBe("hedge won")
+      expect(Chunk.toReadonlyArray(yield* Queue.takeAll(queue))).toEqual([
+        { _tag: "HedgeLaunched", at: 300, deployment: "primary", index: 1, reason: "delay", delayMs: 300 }
+      ])
+    }).pipe(Effect.provide(AttemptEvents.layer)))
 
   it.effect("without the service nothing is emitted and calls work the same", () =>
     Effect.gen(function*() {
