@@ -582,11 +582,18 @@ export const make = (
       )
     }
 
-    const streamOn = (request: Chat.ChatRequest, options: ChatOptions): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+    const streamOn = (
+      request: Chat.ChatRequest,
+      options: ChatOptions,
+      exclude: string | undefined = undefined
+    ): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const outer = yield* Effect.scope
         const promptTokens = estimatePromptTokens(request)
-        const steps = cascade.filter((h) => incompatibility(h, request, promptTokens) === undefined && h.config.capabilities?.streaming !== false)
+        const steps = cascade.filter((h) =>
+          h.config.name !== exclude && incompatibility(h, request, promptTokens) === undefined &&
+          h.config.capabilities?.streaming !== false
+        )
         const [first, ...rest] = steps
         if (first === undefined) {
           return yield* Effect.fail(new Errors.BadRequestError({ detail: "no deployment can stream this request" }))
@@ -620,7 +627,8 @@ export const make = (
                   content: "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
                 }
               ]
-            }, options))
+              // The deployment that was cut is not asked again: the next one continues.
+            }, options, interrupted.deployment))
       })
     }
 

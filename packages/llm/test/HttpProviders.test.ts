@@ -328,6 +328,21 @@ describe("ResilientClient over real HTTP", () => {
       expect(backupCalls).toBe(0)
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("continue-with-prefix: after a cut, the next deployment is asked to continue the partial answer", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => sse(res, [delta("half an ")], "cut"))
+      const asked: Array<Array<{ role: string; content: unknown }>> = []
+      const { url: backup } = yield* upstream((_, body, res) => {
+        asked.push(JSON.parse(body).messages)
+        sse(res, [delta("answer", "stop")], "done")
+      })
+      const c = yield* client({ ...config(primary, backup), midStreamPolicy: "continue-with-prefix" })
+      const text = Chunk.toReadonlyArray(yield* Stream.runCollect(c.stream(request))).map((x) => x.text ?? "").join("")
+      expect(text).toBe("half an answer")
+      expect(asked[0]?.slice(-2).map((m) => m.role)).toEqual(["assistant", "user"])
+      expect(asked[0]?.at(-2)?.content).toBe("half an ")
+    }).pipe(Effect.provide(transport)))
+
   it.scoped("rate-limit headers move traffic to another key before a 429", () =>
     Effect.gen(function*() {
       const keys: Array<string | undefined> = []
