@@ -480,5 +480,9 @@ export const isFallbackable = <E>(e: E): e is E & FallbackableError =>
  * @since 0.1.0
  * @category policy
  */
-export const breakerVerdict = (e: unknown): BreakerVerdict =>
-  isResilienceError(e) ? policyOf[e._tag].breaker : "failure"
+export const breakerVerdict = (e: unknown): BreakerVerdict => {
+  if (!isResilienceError(e)) return "failure"
+  // The request's own deadline cut the attempt: that measures the caller's patience, not the provider.
+  if (e._tag === "TimeoutError" && e.phase === "total") return "ignored"
+  return policyOf[e._tag].breaker
+}

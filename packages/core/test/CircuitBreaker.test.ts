@@ -324,6 +324,48 @@ describe("CircuitBreaker: half-open in failure-rate mode (rules 9-10)", () => {
     })))
 })
 
+describe("CircuitBreaker: hung probes without anyone looking (rules 10-11)", () => {
+  const rateTrigger: CircuitBreaker.FailureRateTrigger = {
+    kind: "failure-rate",
+    window: { kind: "count", size: 10 },
+    threshold: 0.5,
+    minimumCalls: 2
+  }
+  const opened = (extra: Partial<CircuitBreaker.Options> = {}) =>
+    Effect.gen(function*() {
+      const b = yield* make({ trigger: rateTrigger, openDuration: "10 seconds", maxHalfOpenDuration: "5 seconds", ...extra })
+      yield* times(2, failWith(b))
+      yield* TestClock.adjust("10 seconds")
+      return b
+    })
+
+  it.effect("a probe that hung past maxHalfOpenDuration cannot close the breaker, even if nothing read it meanwhile", () =>
+    run(Effect.gen(function*() {
+      const b = yield* opened()
+      const gate = yield* Effect.makeLatch(false)
+      const probe = yield* Effect.fork(b.execute(gate.await))
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("60 seconds") // no call, no status read in between
+      yield* gate.open
+      yield* Fiber.join(probe)
+      expect(yield* stateOf(b)).not.toBe("closed")
+    })))
+
+  it.effect("with no trial outstanding, idle time does not re-open a half-open breaker nor grow its open duration", () =>
+    run(Effect.gen(function*() {
+      const b = yield* opened()
+      yield* failWith(b, new Errors.RateLimitError({ source: "upstream" })) // an ignored trial gives its slot back
+      for (let i = 0; i < 10; i++) {
+        yield* TestClock.adjust("6 seconds")
+        yield* b.status // a status page polling
+      }
+      const status = yield* b.status
+      expect([status.state, status.openings]).toEqual(["half-open", 1])
+      yield* succeed(b)
+      expect(yield* stateOf(b)).toBe("closed")
+    })))
+})
+
 describe("CircuitBreaker: generations (rule 11)", () => {
   it.effect("a late failure never extends an open period", () =>
     run(Effect.gen(function*() {

@@ -118,6 +118,23 @@ describe("Policy: the order of rule 18", () => {
       expect(seen).toEqual([Option.some(3000), Option.some(1000)])
     })))
 
+  it.effect("the request's own deadline cutting an attempt is not held against the provider", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: false,
+        attemptTimeout: "10 seconds",
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 1 } }
+      })
+      const fiber = yield* Effect.fork(
+        Effect.either(Deadline.within(200)(policy.execute(() => Effect.delay(Effect.succeed("slow but healthy"), "800 millis"))))
+      )
+      yield* TestClock.adjust("1 seconds")
+      const result = yield* Fiber.join(fiber)
+      expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "TimeoutError", phase: "total" })
+      expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
+    })))
+
   it.effect("a local rate-limit rejection is not recorded by the breaker", () =>
     run(Effect.gen(function*() {
       const policy = yield* Policy.make({

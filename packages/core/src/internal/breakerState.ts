@@ -263,8 +263,11 @@ export const advance = (config: Config, s: BreakerState, now: number, transition
   if (s.state === "open" && now >= s.openUntil) {
     return move(config, s, "half-open", now, "open duration elapsed", transitions)
   }
+  // Only a trial still out can hang: with none outstanding there is nothing to give up on (and
+  // re-opening would grow the open duration without a single failure).
   if (
-    s.state === "half-open" && config.maxHalfOpenMillis !== undefined && now >= s.halfOpenedAt + config.maxHalfOpenMillis
+    s.state === "half-open" && config.maxHalfOpenMillis !== undefined && s.trials.admitted > s.trials.done &&
+    now >= s.halfOpenedAt + config.maxHalfOpenMillis
   ) {
     return move(config, s, "open", now, "half-open trials did not finish within maxHalfOpenDuration", transitions)
   }
@@ -325,7 +328,16 @@ export const admit = (config: Config, state: BreakerState, now: number): Step<Ad
       if (s.trials.admitted >= config.permittedCallsInHalfOpen) {
         return rejected({ state: "half-open", retryAt: undefined })
       }
-      return admitted({ ...s, trials: { ...s.trials, admitted: s.trials.admitted + 1 } }, true, true)
+      // Rule 10's clock runs while a trial is out: it starts with the first one outstanding.
+      return admitted(
+        {
+          ...s,
+          halfOpenedAt: s.trials.admitted === s.trials.done ? now : s.halfOpenedAt,
+          trials: { ...s.trials, admitted: s.trials.admitted + 1 }
+        },
+        true,
+        true
+      )
   }
 }
 
@@ -339,9 +351,11 @@ export const record = (
 ): Step<void> => {
   const transitions: Array<Transition> = []
   const done = (next: BreakerState): Step<void> => ({ result: undefined, state: next, transitions })
+  // Rule 10 first: a probe that hung past maxHalfOpenDuration already lost its generation,
+  // even if nothing has looked at the breaker since.
+  const s = advance(config, state, now, transitions)
   // Rule 11: an outcome from another generation never moves the breaker.
-  if (admission.generation !== state.generation) return done(state)
-  const s = state
+  if (admission.generation !== s.generation) return done(s)
   if (outcome === "ignored") {
     // Rule 9: an ignored or interrupted trial gives its slot back.
     return done(
