@@ -304,3 +304,24 @@ export const streamShape = (
   }
   return { interChunk, stallAfter }
 }
+
+/**
+ * The script moved `byMs` later: every window, `at` and `resetAt` shifted
+ * (an infinite bound stays infinite). A script written from "now" (0 = the
+ * moment it is installed) becomes one on the run's clock, as a running
+ * chaos upstream needs when its script is changed mid-run.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const shift = (script: Script, byMs: number): Script =>
+  script.map((f): Fault => {
+    switch (f._tag) {
+      case "KeyRevoked":
+        return { ...f, at: f.at + byMs }
+      case "QuotaExhausted":
+        return f.resetAt === undefined ? { ...f, at: f.at + byMs } : { ...f, at: f.at + byMs, resetAt: f.resetAt + byMs }
+      default:
+        return { ...f, from: f.from + byMs, to: f.to + byMs }
+    }
+  })

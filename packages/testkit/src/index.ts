@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as ChaosUpstream from "./ChaosUpstream.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Drill from "./Drill.js"
 
 /**

@@ -76,4 +76,23 @@ describe("FaultScript", () => {
     expect(FaultScript.streamShape(script, 10, FaultScript.fixed(20), 0.2).stallAfter).toBe(4)
     expect(FaultScript.streamShape(script, 10, FaultScript.fixed(20), 0.4).stallAfter).toBeUndefined()
   })
+
+  it("shift moves every window and time later by the same amount; infinite ends stay infinite", () => {
+    const script: FaultScript.Script = [
+      { _tag: "Outage", from: 0, to: Infinity },
+      { _tag: "KeyRevoked", keyName: "k", at: 10 },
+      { _tag: "QuotaExhausted", at: 20, resetAt: 30 },
+      { _tag: "QuotaExhausted", at: 40 }
+    ]
+    expect(FaultScript.shift(script, 1_000)).toEqual([
+      { _tag: "Outage", from: 1_000, to: Infinity },
+      { _tag: "KeyRevoked", keyName: "k", at: 1_010 },
+      { _tag: "QuotaExhausted", at: 1_020, resetAt: 1_030 },
+      { _tag: "QuotaExhausted", at: 1_040 }
+    ])
+    const b = withScript(FaultScript.shift([{ _tag: "Outage", from: 0, to: 100 }], 500))
+    expect(decide(b, 499)._tag).toBe("answer")
+    expect(decide(b, 500)._tag).toBe("fail")
+    expect(decide(b, 600)._tag).toBe("answer")
+  })
 })
