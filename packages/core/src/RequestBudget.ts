@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -99,23 +100,41 @@ export const currentLedger: FiberRef.FiberRef<Option.Option<Ledger>> = FiberRef.
  * @since 0.1.0
  * @category combinators
  */
-export const track = (limits: Limits = {}) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.flatMap(FiberRef.get(currentLedger), (existing) => {
-    if (Option.isSome(existing)) return self
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const deadlineMillis = limits.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(limits.deadline))
-      const ledger: Ledger = {
-        limits,
-        deadlineAt: deadlineMillis === undefined ? undefined : now + deadlineMillis,
-        attempts: 0,
-        costUsd: 0,
-        errors: []
-      }
-      const tracked = Effect.locally(self, currentLedger, Option.some(ledger))
-      return ledger.deadlineAt === undefined ? tracked : Deadline.at(ledger.deadlineAt)(tracked)
-    })
-  })
+export const track = (limits: Limits = {}) => {
+  // Decoded once per `track(limits)`, not per run.
+  const deadlineMillis = limits.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(limits.deadline))
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    // What `Effect.locally(currentLedger)` around `Deadline.at` does (set, run, put back whatever
+    // the exit, uninterruptibly around the run), without their acquire-use-release ops.
+    Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<A, E, R>((fiber) => {
+        const existing = fiber.getFiberRef(currentLedger)
+        if (Option.isSome(existing)) return restore(self)
+        const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+        const ledger: Ledger = {
+          limits,
+          deadlineAt: deadlineMillis === undefined ? undefined : now + deadlineMillis,
+          attempts: 0,
+          costUsd: 0,
+          errors: []
+        }
+        const deadlineAt = ledger.deadlineAt
+        const previousDeadline = deadlineAt === undefined ? undefined : fiber.getFiberRef(Deadline.currentDeadline)
+        const set = FiberRef.set(currentLedger, Option.some(ledger))
+        // Innermost first on the way out, as the nested `locally`s would.
+        const reset = previousDeadline === undefined
+          ? FiberRef.set(currentLedger, existing)
+          : Effect.zipRight(FiberRef.set(Deadline.currentDeadline, previousDeadline), FiberRef.set(currentLedger, existing))
+        const run = Effect.matchCauseEffect(restore(self), {
+          onFailure: (cause) => Effect.zipRight(reset, Effect.failCause(cause)),
+          onSuccess: (a) => Effect.as(reset, a)
+        })
+        if (deadlineAt === undefined || previousDeadline === undefined) return Effect.zipRight(set, run)
+        const deadline = Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
+        return Effect.zipRight(set, Effect.zipRight(FiberRef.set(Deadline.currentDeadline, deadline), run))
+      })
+    )
+}
 
 /**
  * Spends one attempt and its estimated cost, or fails with
@@ -128,7 +147,8 @@ export const track = (limits: Limits = {}) =>
 export const spendAttempt = (
   charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined }
 ): Effect.Effect<void, BudgetExhaustedError> =>
-  Effect.flatMap(FiberRef.get(currentLedger), (maybe) => {
+  Effect.withFiberRuntime((fiber) => {
+    const maybe = fiber.getFiberRef(currentLedger)
     if (Option.isNone(maybe)) return Effect.void
     const ledger = maybe.value
     const { maxAttempts, maxCostUsd } = ledger.limits
@@ -137,12 +157,11 @@ export const spendAttempt = (
     if (maxAttempts !== undefined && ledger.attempts + 1 > maxAttempts) return refuse("attempts", maxAttempts)
     const cost = charge.estimatedCostUsd ?? 0
     if (maxCostUsd !== undefined && ledger.costUsd + cost > maxCostUsd) return refuse("cost", maxCostUsd)
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
-      ledger.attempts += 1
-      ledger.costUsd += cost
-      return Effect.void
-    })
+    const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
+    ledger.attempts += 1
+    ledger.costUsd += cost
+    return Effect.void
   })
 
 /**
@@ -153,12 +172,13 @@ export const spendAttempt = (
  * @category spending
  */
 export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effect<void> =>
-  Effect.flatMap(FiberRef.get(currentLedger), (maybe) =>
-    Effect.sync(() => {
-      if (Option.isSome(maybe) && Number.isFinite(actualUsd) && actualUsd >= 0) {
-        maybe.value.costUsd += actualUsd - estimatedUsd
-      }
-    }))
+  Effect.withFiberRuntime((fiber) => {
+    const maybe = fiber.getFiberRef(currentLedger)
+    if (Option.isSome(maybe) && Number.isFinite(actualUsd) && actualUsd >= 0) {
+      maybe.value.costUsd += actualUsd - estimatedUsd
+    }
+    return Effect.void
+  })
 
 /**
  * Notes a failed attempt's tag in the ledger.
@@ -167,10 +187,11 @@ export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effe
  * @category spending
  */
 export const noteError = (error: MetError): Effect.Effect<void> =>
-  Effect.flatMap(FiberRef.get(currentLedger), (maybe) =>
-    Effect.sync(() => {
-      if (Option.isSome(maybe)) maybe.value.errors.push(error)
-    }))
+  Effect.withFiberRuntime((fiber) => {
+    const maybe = fiber.getFiberRef(currentLedger)
+    if (Option.isSome(maybe)) maybe.value.errors.push(error)
+    return Effect.void
+  })
 
 /**
  * What the current request has spent, if it is tracked.

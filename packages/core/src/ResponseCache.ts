@@ -37,21 +37,22 @@
  * caller's fiber, so interrupting that caller interrupts every waiter; its
  * keys use per-process `Equal`/`Hash`, and its state has no seam for a shared
  * store; its eviction is LRU-ish by access order. What we keep from it is the
- * shape: a pending `Deferred` per key that later callers await.
+ * shape: a pending `Deferred` per key that later callers await (here a
+ * lighter one-shot of the same behaviour, see `Flight`).
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
@@ -140,16 +141,19 @@ export interface Store<A> {
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemoryStore = <A>(maxEntries: number): Store<A> => {
-  const lru = new Lru<Entry<A>>(maxEntries)
-  return {
-    get: (key) => Effect.sync(() => Option.fromNullable(lru.get(key))),
-    set: (key, entry) => Effect.sync(() => void lru.set(key, entry)),
-    delete: (key) => Effect.sync(() => void lru.delete(key)),
-    clear: Effect.sync(() => lru.clear()),
-    size: Effect.sync(() => lru.size)
-  }
-}
+export const makeMemoryStore = <A>(maxEntries: number): Store<A> => lruStore(new Lru<Entry<A>>(maxEntries))
+
+const lruStore = <A>(lru: Lru<Entry<A>>): Store<A> => ({
+  get: (key) => Effect.sync(() => Option.fromNullable(lru.get(key))),
+  set: (key, entry) => Effect.sync(() => void lru.set(key, entry)),
+  delete: (key) => Effect.sync(() => void lru.delete(key)),
+  clear: Effect.sync(() => lru.clear()),
+  size: Effect.sync(() => lru.size)
+})
+
+/** The clock of the running fiber, read without an op. */
+const nowOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
+  Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
 
 /**
  * @since 0.1.0
@@ -274,11 +278,37 @@ const lookups = Metric.counter("resilient_ai_cache_lookups_total", {
   incremental: true
 })
 
+/**
+ * One computation in flight. Its waiters wait on it as on a `Deferred`
+ * (`exit` is the completed value, `joiners` the waiters' callbacks, woken in
+ * the order they came), without making a `Deferred`: effect builds each one
+ * by copying the whole effect prototype into a fresh object, a few µs apiece.
+ */
 interface Flight<Res> {
-  readonly deferred: Deferred.Deferred<Res, unknown>
+  exit: Exit.Exit<Res, unknown> | undefined
+  readonly joiners: Array<(exit: Exit.Exit<Res, unknown>) => void>
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   waiters: number
   done: boolean
+}
+
+/** `Deferred.await` of a flight: its exit once done; leaving removes the waiter. */
+const awaitFlight = <Res>(flight: Flight<Res>): Effect.Effect<Res, unknown> =>
+  Effect.async<Res, unknown>((resume) => {
+    if (flight.exit !== undefined) return resume(flight.exit)
+    flight.joiners.push(resume)
+    return Effect.sync(() => {
+      const i = flight.joiners.indexOf(resume)
+      if (i >= 0) flight.joiners.splice(i, 1)
+    })
+  })
+
+/** `Deferred.done` of a flight: records the exit and wakes every waiter, first come first. */
+const completeFlight = <Res>(flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): void => {
+  if (flight.exit !== undefined) return
+  flight.exit = exit
+  const joiners = flight.joiners.splice(0, flight.joiners.length)
+  for (const resume of joiners) resume(exit)
 }
 
 /**
@@ -312,23 +342,30 @@ export const make = <Req, Res>(
       customKey === undefined ? CacheKey.keyOf(request, fields) : customKey(request)
     const serveStaleOn = options.serveStaleOn ?? isFallbackable
     const cacheable = options.cacheable
-    const store: Store<Res> = options.store ?? makeMemoryStore<Res>(o.maxEntries ?? 10_000)
+    // The in-memory store is read and written in place (no op per access); a custom store through its effects.
+    const lru = options.store === undefined ? new Lru<Entry<Res>>(o.maxEntries ?? 10_000) : undefined
+    const store: Store<Res> = options.store ?? (lru === undefined ? makeMemoryStore<Res>(o.maxEntries ?? 10_000) : lruStore(lru))
     const name = o.name
 
     const inflight = new Map<string, Flight<Res>>()
     const counts = { hits: 0, misses: 0, staleServed: 0, coalesced: 0 }
+    // Both labels in one `taggedWithLabels` (the order nested `Metric.tagged` gives): the metric's
+    // hook is then found by the identity of its label array instead of a registry lookup per update.
     const counter = (outcome: "hit" | "miss" | "stale") =>
-      lookups.pipe(Metric.tagged("cache", name), Metric.tagged("outcome", outcome))
+      Metric.taggedWithLabels(lookups, [MetricLabel.make("cache", name), MetricLabel.make("outcome", outcome)])
     const metrics = { hit: counter("hit"), miss: counter("miss"), stale: counter("stale") }
+    /** `count`, in place: what `Metric.increment` does, with the fiber's metric labels. */
+    const countNow = (fiber: Fiber.RuntimeFiber<unknown, unknown>, outcome: "hit" | "miss" | "stale"): void => {
+      if (outcome === "hit") counts.hits++
+      else if (outcome === "miss") counts.misses++
+      else counts.staleServed++
+      metrics[outcome].unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
+    }
     const count = (outcome: "hit" | "miss" | "stale"): Effect.Effect<void> =>
-      Effect.zipRight(
-        Effect.sync(() => {
-          if (outcome === "hit") counts.hits++
-          else if (outcome === "miss") counts.misses++
-          else counts.staleServed++
-        }),
-        Metric.increment(metrics[outcome])
-      )
+      Effect.withFiberRuntime((fiber) => {
+        countNow(fiber, outcome)
+        return Effect.void
+      })
 
     const answer = (key: string, entry: Entry<Res>, now: number): Cached<Res> => ({
       value: entry.value,
@@ -337,9 +374,21 @@ export const make = <Req, Res>(
       key
     })
 
+    /** `read` on the in-memory store, in place. */
+    const readNow = (memory: Lru<Entry<Res>>, key: string, stale: boolean, now: number): Option.Option<Cached<Res>> => {
+      const entry = memory.get(key)
+      if (entry === undefined) return Option.none()
+      const alive = now < entry.staleUntil
+      if (now < entry.expiresAt || (stale && alive)) return Option.some(answer(key, entry, now))
+      if (!alive) memory.delete(key)
+      return Option.none()
+    }
+
     /** The entry of `key` if it may still answer (fresh, or stale when `stale`); a dead one is deleted. */
     const read = (key: string, stale: boolean): Effect.Effect<Option.Option<Cached<Res>>> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      lru !== undefined
+        ? Effect.withFiberRuntime((fiber) => Effect.succeed(readNow(lru, key, stale, nowOf(fiber))))
+        : Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.flatMap(store.get(key), (found) => {
           if (Option.isNone(found)) return Effect.succeed(Option.none())
           const entry = found.value
@@ -348,20 +397,38 @@ export const make = <Req, Res>(
           return alive ? Effect.succeed(Option.none()) : Effect.as(store.delete(key), Option.none())
         }))
 
+    const entryAt = (value: Res, now: number): Entry<Res> => ({
+      value,
+      storedAt: now,
+      expiresAt: now + ttl,
+      staleUntil: now + ttl + maxStale
+    })
+
     const put = (key: string, value: Res): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        store.set(key, { value, storedAt: now, expiresAt: now + ttl, staleUntil: now + ttl + maxStale }))
+      Effect.flatMap(Clock.currentTimeMillis, (now) => store.set(key, entryAt(value, now)))
+
+    const land = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): void => {
+      flight.done = true
+      if (inflight.get(key) === flight) inflight.delete(key)
+      completeFlight(flight, exit)
+    }
 
     // Runs in the flight's own fiber: stores a success, then wakes the waiters.
-    const finish = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<void> =>
-      Effect.zipRight(
-        Exit.isSuccess(exit) && (cacheable === undefined || cacheable(exit.value)) ? put(key, exit.value) : Effect.void,
-        Effect.suspend(() => {
-          flight.done = true
-          if (inflight.get(key) === flight) inflight.delete(key)
-          return Deferred.done(flight.deferred, exit)
+    const finish = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<void> => {
+      const keep = Exit.isSuccess(exit) && (cacheable === undefined || cacheable(exit.value))
+      if (lru !== undefined) {
+        // The in-memory store: store and wake in one op.
+        return Effect.withFiberRuntime((fiber) => {
+          if (keep) lru.set(key, entryAt(exit.value, nowOf(fiber)))
+          land(key, flight, exit)
+          return Effect.void
         })
+      }
+      return Effect.zipRight(
+        keep ? put(key, exit.value) : Effect.void,
+        Effect.sync(() => land(key, flight, exit))
       )
+    }
 
     const leave = (key: string, flight: Flight<Res>): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -380,7 +447,8 @@ export const make = <Req, Res>(
           let start: Effect.Effect<void, never, R> = Effect.void
           if (existing === undefined) {
             const created: Flight<Res> = {
-              deferred: Deferred.unsafeMake<Res, unknown>(FiberId.none),
+              exit: undefined,
+              joiners: [],
               fiber: undefined,
               waiters: 0,
               done: false
@@ -403,34 +471,47 @@ export const make = <Req, Res>(
           return Effect.zipRight(
             start,
             Effect.onInterrupt(
-              restore(Deferred.await(joined.deferred) as Effect.Effect<Res, E>),
+              restore(awaitFlight(joined) as Effect.Effect<Res, E>),
               () => leave(key, joined)
             )
           )
         })
       )
 
-    const get = <E, R>(request: Req, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
-      Effect.suspend(() => {
-        const key = keyOf(request)
-        return Effect.flatMap(read(key, false), (fresh): Effect.Effect<Cached<Res>, E, R> => {
-          if (Option.isSome(fresh)) return Effect.as(count("hit"), fresh.value)
-          return Effect.zipRight(
-            count("miss"),
-            Effect.matchCauseEffect(join(key, compute), {
-              onSuccess: (value) => Effect.succeed<Cached<Res>>({ value, source: "computed", ageMs: 0, key }),
-              onFailure: (cause) => {
-                const failure = Cause.failureOption(cause)
-                if (Option.isNone(failure) || !serveStaleOn(failure.value)) return Effect.failCause(cause)
-                return Effect.flatMap(read(key, true), (stale) =>
-                  Option.isSome(stale)
-                    ? Effect.as(count(stale.value.source === "stale" ? "stale" : "hit"), stale.value)
-                    : Effect.failCause(cause))
-              }
-            })
-          )
-        })
+    /** A miss: join or start the key's computation; on an error `serveStaleOn` accepts, an expired entry. */
+    const computed = <E, R>(key: string, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
+      Effect.matchCauseEffect(join(key, compute), {
+        onSuccess: (value) => Effect.succeed<Cached<Res>>({ value, source: "computed", ageMs: 0, key }),
+        onFailure: (cause) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isNone(failure) || !serveStaleOn(failure.value)) return Effect.failCause(cause)
+          return Effect.flatMap(read(key, true), (stale) =>
+            Option.isSome(stale)
+              ? Effect.as(count(stale.value.source === "stale" ? "stale" : "hit"), stale.value)
+              : Effect.failCause(cause))
+        }
       })
+
+    const get = <E, R>(request: Req, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
+      lru !== undefined
+        ? Effect.withFiberRuntime((fiber) => {
+          // The in-memory store: key, read and count in this one op.
+          const key = keyOf(request)
+          const fresh = readNow(lru, key, false, nowOf(fiber))
+          if (Option.isSome(fresh)) {
+            countNow(fiber, "hit")
+            return Effect.succeed(fresh.value)
+          }
+          countNow(fiber, "miss")
+          return computed(key, compute)
+        })
+        : Effect.suspend(() => {
+          const key = keyOf(request)
+          return Effect.flatMap(read(key, false), (fresh): Effect.Effect<Cached<Res>, E, R> => {
+            if (Option.isSome(fresh)) return Effect.as(count("hit"), fresh.value)
+            return Effect.zipRight(count("miss"), computed(key, compute))
+          })
+        })
 
     const lookupWith = (stale: boolean) => (request: Req): Effect.Effect<Option.Option<Cached<Res>>> =>
       Effect.suspend(() =>

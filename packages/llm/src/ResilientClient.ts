@@ -41,9 +41,11 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Chunk from "effect/Chunk"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
@@ -177,6 +179,50 @@ const tokens = Metric.counter("resilient_ai_tokens_total", {
 const cost = Metric.counter("resilient_ai_cost_usd_total", {
   description: "estimated money spent, USD, by deployment"
 })
+
+/**
+ * A metric per tag values, made on first use: `Metric.tagged` per update
+ * builds a new metric, and the registry looks its key up, every time.
+ */
+const taggedBy = (metric: Metric.Metric.Counter<number>, tags: ReadonlyArray<string>) => {
+  const made = new Map<string, Metric.Metric.Counter<number>>()
+  return (...values: ReadonlyArray<string>) => {
+    const key = values.join("\u0000")
+    let tagged = made.get(key)
+    if (tagged === undefined) {
+      // One `taggedWithLabels` with every label, in the order the nested `Metric.tagged` gave them:
+      // nested ones merge their label arrays anew on every update, which misses the metric's hook cache.
+      tagged = Metric.taggedWithLabels(metric, tags.map((tag, i) => MetricLabel.make(tag, values[i] ?? "")))
+      made.set(key, tagged)
+    }
+    return tagged
+  }
+}
+const requestsBySource = taggedBy(requests, ["source"])
+const tokensBy = taggedBy(tokens, ["deployment", "direction"])
+const costBy = taggedBy(cost, ["deployment"])
+
+/**
+ * `Effect.withSpan`, only when tracing is on: with it off the span would be a
+ * no-op that still costs a context copy, a finalizer and a stack trace.
+ */
+const spanned = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  attributes?: () => Record<string, unknown>
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime<A, E, R>((fiber) =>
+    fiber.getFiberRef(FiberRef.currentTracerEnabled)
+      ? Effect.withSpan(self, name, {
+        ...(attributes === undefined ? {} : { attributes: attributes() }),
+        captureStackTrace: false
+      })
+      : self
+  )
+
+/** The clock of the running fiber, read without an op. */
+const nowOf = (fiber: { readonly currentDefaultServices: Context.Context<Clock.Clock> }): number =>
+  Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
 
 /** The cache key fields of a neutral chat request: everything that changes the answer. */
 const cacheFields: ReadonlyArray<string> = [
@@ -365,6 +411,12 @@ export const make = (
       return undefined
     }
 
+    const limits: RequestBudget.Limits = {
+      ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
+      ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
+      ...(config.deadline === undefined ? {} : { deadline: config.deadline })
+    }
+
     const runChain = (request: Chat.ChatRequest, options: ChatOptions) =>
       Effect.suspend(() => {
         const promptTokens = estimatePromptTokens(request)
@@ -392,9 +444,7 @@ export const make = (
                     : h.keyPool.feedback(key.name, answer.rateLimit)
                 ),
                 Effect.map((answer) => answer.response),
-                Effect.withSpan("ResilientClient.attempt", {
-                  attributes: { deployment: d.name, attempt, key: key?.name ?? "none" }
-                })
+                (call) => spanned(call, "ResilientClient.attempt", () => ({ deployment: d.name, attempt, key: key?.name ?? "none" }))
               ),
             {
               tokens: promptTokens + maxOutput,
@@ -453,11 +503,6 @@ export const make = (
             () => step(h, false)
           )
         }
-        const limits: RequestBudget.Limits = {
-          ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
-          ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
-          ...(config.deadline === undefined ? {} : { deadline: config.deadline })
-        }
         return Effect.map(Fallback.run(chain, limits), (answer): ChatResult => ({
           response: answer.value,
           source: answer.source,
@@ -476,26 +521,21 @@ export const make = (
 
     const record = (result: ChatResult): Effect.Effect<void> =>
       Effect.sync(() => {
-        requests.pipe(Metric.tagged("source", result.source)).unsafeUpdate(1, [])
+        requestsBySource(result.source).unsafeUpdate(1, [])
         requestLatency.unsafeUpdate(result.latencyMs, [])
         const deployment = result.deployment ?? result.source
         if (result.usage !== undefined) {
-          tokens.pipe(Metric.tagged("deployment", deployment), Metric.tagged("direction", "input")).unsafeUpdate(
-            result.usage.inputTokens,
-            []
-          )
-          tokens.pipe(Metric.tagged("deployment", deployment), Metric.tagged("direction", "output")).unsafeUpdate(
-            result.usage.outputTokens,
-            []
-          )
+          tokensBy(deployment, "input").unsafeUpdate(result.usage.inputTokens, [])
+          tokensBy(deployment, "output").unsafeUpdate(result.usage.outputTokens, [])
         }
-        if (result.costUsd > 0) cost.pipe(Metric.tagged("deployment", deployment)).unsafeUpdate(result.costUsd, [])
+        if (result.costUsd > 0) costBy(deployment).unsafeUpdate(result.costUsd, [])
       })
 
     const notPaidTwice = Retry.retryOnly((e) => !Retry.mayHaveStartedWork(e))
 
     const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+      Effect.withFiberRuntime<ChatResult, Errors.ResilienceError>((fiber) => {
+        const start = nowOf(fiber)
         if (options.idempotent === false) return notPaidTwice(runChain(request, options))
         if (cache === undefined) return runChain(request, options)
         let computed: ChatResult | undefined
@@ -505,14 +545,14 @@ export const make = (
             return r.response
           })),
           (cached) =>
-            Effect.map(Clock.currentTimeMillis, (end): ChatResult =>
-              cached.source === "computed" && computed !== undefined ? computed : {
+            cached.source === "computed" && computed !== undefined ? Effect.succeed(computed) : Effect.withFiberRuntime((inner) =>
+              Effect.succeed<ChatResult>({
                 response: cached.value,
                 source: cached.source === "stale" ? "stale-cache" : "cache",
                 deployment: undefined,
                 keyName: undefined,
                 attempts: 0,
-                latencyMs: end - start,
+                latencyMs: nowOf(inner) - start,
                 usage: cached.value.usage,
                 costUsd: 0,
                 fallbacks: [],
@@ -520,13 +560,14 @@ export const make = (
                 skipped: [],
                 ageMs: cached.ageMs
               })
+            )
         )
       }).pipe(
         Effect.tapBoth({
-          onFailure: () => Effect.sync(() => requests.pipe(Metric.tagged("source", "failed")).unsafeUpdate(1, [])),
+          onFailure: () => Effect.sync(() => requestsBySource("failed").unsafeUpdate(1, [])),
           onSuccess: record
         }),
-        Effect.withSpan("ResilientClient.chat")
+        (self) => spanned(self, "ResilientClient.chat")
       )
 
     const midStream = config.midStreamPolicy ?? "restart-if-no-output"
@@ -633,10 +674,12 @@ export const make = (
     }
 
     const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
-      Effect.flatMap(Clock.currentTimeMillis, (start) =>
-        Effect.catchAll(chat(request, options), (error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (end) =>
-            Effect.zipRight(
+      Effect.withFiberRuntime((fiber) => {
+        const start = nowOf(fiber)
+        return Effect.catchAll(chat(request, options), (error) =>
+          Effect.withFiberRuntime((inner) => {
+            const end = nowOf(inner)
+            return Effect.zipRight(
               AttemptEvents.emit({ _tag: "FallbackTaken", at: end, from: "chain", to: "static", errorTag: error._tag }),
               Effect.succeed<ChatResult>({
                 response: staticResponse(replies.reply(lastUserText(request))),
@@ -652,7 +695,9 @@ export const make = (
                 skipped: [],
                 ageMs: undefined
               })
-            ))))
+            )
+          }))
+      })
 
     return { chat, chatOrStatic, stream, deployments: handles, config }
   })

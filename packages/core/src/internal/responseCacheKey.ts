@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto"
+import { hash as cryptoHash } from "node:crypto"
 
 /**
  * The request fields that change a chat / completion / embedding answer, for
@@ -107,7 +107,8 @@ export const canonicalJson = (value: unknown): string => {
  * space instead of colliding with the old one.
  */
 export const hash = (value: unknown): string =>
-  createHash("sha256").update("v1\n").update(canonicalJson(value)).digest("hex")
+  // One-shot `crypto.hash` is the same digest as `createHash().update().digest()`, without the stream object.
+  cryptoHash("sha256", `v1\n${canonicalJson(value)}`, "hex")
 
 /**
  * Only the `fields` of `request` (absent or `undefined` ones left out). A
