@@ -1,6 +1,6 @@
 /**
  * Providers over HTTP: `OpenAiCompatible` (OpenAI, DeepSeek, OpenRouter,
- * relays, vLLM: any base URL speaking `/chat/completions`) and `Anthropic`
+ * relays, vLLM: whatever base URL speaks `/chat/completions`) and `Anthropic`
  * (`/v1/messages`), built on `@effect/platform`'s `HttpClient`.
  *
  * Every failure is a typed error of the taxonomy: an answer that is not a
