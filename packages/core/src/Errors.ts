@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
+import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
@@ -283,6 +284,26 @@ export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()
   override get message(): string {
     return `invalid config for ${this.component}: ${this.path === "" ? "" : `${this.path}: `}${this.detail}`
   }
+}
+
+/**
+ * An `InvalidConfigError` from a schema's parse error, naming the deepest
+ * field at fault: for a union such as `false | { ... }` the first issue is
+ * "expected false", while the useful one names the field inside the object.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const invalidConfig = (component: string, error: ParseResult.ParseError): InvalidConfigError => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error).reduce<ParseResult.ArrayFormatterIssue | undefined>(
+    (best, next) => (best === undefined || next.path.length > best.path.length ? next : best),
+    undefined
+  )
+  return new InvalidConfigError({
+    component,
+    path: issue === undefined ? "" : issue.path.map(String).join("."),
+    detail: issue?.message ?? error.message
+  })
 }
 
 /**

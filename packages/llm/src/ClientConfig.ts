@@ -37,6 +37,13 @@ const NonNegative = Schema.Number.pipe(Schema.nonNegative({ message: () => "expe
 const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "expected an integer above zero" }))
 const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
+/** An open duration that grows: `initial · factor^(n−1)` for the n-th consecutive opening, at most `max`. */
+const GrowingDuration = Schema.Struct({
+  initial: DurationData,
+  factor: opt(Schema.Number.pipe(Schema.greaterThanOrEqualTo(1, { message: () => "expected a factor of 1 or more" }))),
+  max: DurationData
+})
+
 const RetryData = Schema.Struct({
   maxRetries: opt(Schema.Number),
   baseDelay: opt(DurationData),
@@ -80,7 +87,8 @@ const PolicyData = Schema.Struct({
       Schema.Literal(false),
       Schema.Struct({
         trigger: opt(TriggerData),
-        openDuration: opt(DurationData),
+        /** A duration, or one that grows with each consecutive opening: `{ initial, factor?, max }`. */
+        openDuration: opt(Schema.Union(DurationData, GrowingDuration)),
         permittedCallsInHalfOpen: opt(Schema.Number),
         maxHalfOpenDuration: opt(DurationData),
         slowCallDuration: opt(DurationData),
@@ -196,14 +204,8 @@ export const ClientConfig = Schema.Struct({
  */
 export interface ClientConfig extends Schema.Schema.Type<typeof ClientConfig> {}
 
-const configError = (error: ParseResult.ParseError): Errors.InvalidConfigError => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  return new Errors.InvalidConfigError({
-    component: "ResilientClient",
-    path: issue === undefined ? "" : issue.path.map(String).join("."),
-    detail: issue?.message ?? error.message
-  })
-}
+const configError = (error: ParseResult.ParseError): Errors.InvalidConfigError =>
+  Errors.invalidConfig("ResilientClient", error)
 
 /**
  * Decodes a configuration object; a bad value names its field.
@@ -212,7 +214,7 @@ const configError = (error: ParseResult.ParseError): Errors.InvalidConfigError =
  * @category decoding
  */
 export const decode = (input: unknown): Effect.Effect<ClientConfig, Errors.InvalidConfigError> =>
-  Effect.mapError(Schema.decodeUnknown(ClientConfig, { errors: "first", onExcessProperty: "error" })(input), configError)
+  Effect.mapError(Schema.decodeUnknown(ClientConfig, { errors: "all", onExcessProperty: "error" })(input), configError)
 
 /**
  * Decodes a JSON text.
@@ -303,7 +305,24 @@ export const resolveKeys = (
  * @since 0.1.0
  * @category policies
  */
-export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "deployment"> => ({
-  provider: deployment.provider,
-  ...(deployment.policy ?? {})
-})
+export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "deployment"> => {
+  const { circuitBreaker, ...policy } = deployment.policy ?? {}
+  const base = { provider: deployment.provider, ...policy }
+  if (circuitBreaker === undefined) return base
+  if (circuitBreaker === false) return { ...base, circuitBreaker: false }
+  const { openDuration, ...breaker } = circuitBreaker
+  if (openDuration === undefined) return { ...base, circuitBreaker: breaker }
+  if (typeof openDuration !== "object" || !("initial" in openDuration)) {
+    return { ...base, circuitBreaker: { ...breaker, openDuration } }
+  }
+  const initial = Duration.toMillis(Duration.decode(openDuration.initial))
+  const max = Duration.toMillis(Duration.decode(openDuration.max))
+  const factor = openDuration.factor ?? 2
+  return {
+    ...base,
+    circuitBreaker: {
+      ...breaker,
+      openDuration: (opening: number) => Duration.millis(Math.min(max, initial * factor ** Math.max(0, opening - 1)))
+    }
+  }
+}

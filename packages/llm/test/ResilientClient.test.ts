@@ -376,6 +376,52 @@ describe("ResilientClient: configuration", () => {
       expect(broken.message).toMatch(/not valid JSON/)
     }))
 
+  it.effect("a growing open duration is data: { initial, factor, max } per consecutive opening", () => {
+    const { layer } = scripted({ "gpt-4o": failing(down), claude: ok("b"), deepseek: ok("c") })
+    const config = {
+      ...baseConfig,
+      deployments: [
+        {
+          ...baseConfig.deployments[0],
+          policy: {
+            retry: false,
+            circuitBreaker: {
+              trigger: { kind: "consecutive", failures: 1 },
+              openDuration: { initial: "10 seconds", factor: 3, max: "1 minute" }
+            }
+          }
+        },
+        ...baseConfig.deployments.slice(1)
+      ]
+    }
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const breaker = client.deployments[0]!.policy.circuitBreaker!
+        const openFor = Effect.gen(function*() {
+          yield* client.chat(request) // the primary fails (or its half-open trial does): open again
+          const { retryAt } = yield* breaker.status
+          return (retryAt ?? 0) - (yield* TestClock.currentTimeMillis)
+        })
+        expect(yield* openFor).toBe(10_000)
+        yield* TestClock.adjust("10 seconds")
+        expect(yield* openFor).toBe(30_000)
+        yield* TestClock.adjust("30 seconds")
+        expect(yield* openFor).toBe(60_000) // 90 s capped at max
+      }), config)
+  })
+
+  it.effect("a growing open duration with a factor below 1 names the field", () =>
+    failsWith(
+      {
+        ...baseConfig,
+        deployments: [
+          { ...baseConfig.deployments[0], policy: { circuitBreaker: { openDuration: { initial: 1000, factor: 0.5, max: 5000 } } } },
+          ...baseConfig.deployments.slice(1)
+        ]
+      },
+      "deployments.0.policy.circuitBreaker.openDuration.factor"
+    ))
+
   it.effect("a bad base URL names it", () =>
     failsWith(
       { ...baseConfig, deployments: [{ ...baseConfig.deployments[0], baseUrl: "api.openai.com" }, ...baseConfig.deployments.slice(1)] },

@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { InvalidConfigError } from "../Errors.js"
+import { type InvalidConfigError, invalidConfig } from "../Errors.js"
 
 /**
  * A `Duration.DurationInput` (`"30 seconds"`, `500` ms, a `Duration`) decoded
@@ -42,21 +42,15 @@ export const Ratio = Schema.Number.pipe(
   Schema.filter((n) => (n > 0 && n <= 1) || "expected a rate above 0 and at most 1 (0.5 = 50 %)")
 )
 
-const pathOf = (path: ReadonlyArray<PropertyKey>): string => path.map(String).join(".")
-
 /**
- * Decodes user options with a schema; a failure names the first bad field.
+ * Decodes user options with a schema; a failure names the bad field.
  */
 export const decodeOptions = <A, I>(
   component: string,
   schema: Schema.Schema<A, I>,
   input: unknown
 ): Effect.Effect<A, InvalidConfigError> =>
-  Effect.mapError(Schema.decodeUnknown(schema, { errors: "first", onExcessProperty: "error" })(input), (error) => {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    return new InvalidConfigError({
-      component,
-      path: issue === undefined ? "" : pathOf(issue.path),
-      detail: issue?.message ?? error.message
-    })
-  })
+  Effect.mapError(
+    Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(input),
+    (error) => invalidConfig(component, error)
+  )
