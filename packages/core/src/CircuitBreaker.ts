@@ -409,16 +409,21 @@ const makeWith = (
     return result.transitions.length === 0 ? undefined : publish(result.transitions)
   }
 
+  // Errors are immutable values: the rejections of one open period (same state, same `retryAt`) share one.
+  let lastRejection: CircuitOpenError | undefined
   const rejectedWith = (rejection: machine.Rejection): Effect.Effect<never, CircuitOpenError> => {
     calls.notPermitted.unsafeUpdate(1, [])
-    return Effect.fail(
-      new CircuitOpenError({
+    let error = lastRejection
+    if (error === undefined || error.state !== rejection.state || error.retryAt !== rejection.retryAt) {
+      error = new CircuitOpenError({
         breaker: name,
-        deployment: name,
         state: rejection.state,
-        ...(rejection.retryAt === undefined ? {} : { retryAt: rejection.retryAt })
-      })
-    )
+        ...(rejection.retryAt === undefined ? {} : { retryAt: rejection.retryAt }),
+        deployment: name
+      }, true) // checked fields, in the schema's order (validation would reorder them): no validation per rejection
+      lastRejection = error
+    }
+    return Effect.fail(error)
   }
 
   // The hot path: one effect op decides the admission (one clock read, one store step), and the

@@ -497,7 +497,7 @@ const makeWith = (
       pool: name,
       ...(availableAt === undefined ? {} : { availableAt }),
       ...(provider === undefined ? {} : { provider })
-    })
+    }, true)
 
   const withKey = <A, E, R>(
     use: (key: PickedKey) => Effect.Effect<A, E, R>,

@@ -284,7 +284,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         }
         return internalTimeout.timeout(
           deadline,
-          () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...origin }),
+          () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...(options.provider === undefined ? {} : { provider: options.provider }), deployment: name }, true),
           false
         )(self)
       })

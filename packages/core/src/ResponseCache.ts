@@ -55,6 +55,7 @@ import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { InvalidConfigError, isFallbackable } from "./Errors.js"
@@ -333,7 +334,15 @@ export const make = <Req, Res>(
         detail: "maxEntries sizes the in-memory store; a custom store bounds itself"
       })
     }
-    const scope = yield* Effect.scope
+    const inflight = new Map<string, Flight<Res>>()
+    // Closing the cache's scope interrupts every computation in flight (each runs in a fiber of its own).
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        for (const flight of inflight.values()) if (flight.fiber !== undefined && !flight.done) fibers.push(flight.fiber)
+        return fibers.length === 0 ? Effect.void : Fiber.interruptAll(fibers)
+      })
+    )
     const ttl = o.timeToLive
     const maxStale = o.maxStale
     const fields = o.fields ?? defaultFields
@@ -347,7 +356,6 @@ export const make = <Req, Res>(
     const store: Store<Res> = options.store ?? (lru === undefined ? makeMemoryStore<Res>(o.maxEntries ?? 10_000) : lruStore(lru))
     const name = o.name
 
-    const inflight = new Map<string, Flight<Res>>()
     const counts = { hits: 0, misses: 0, staleServed: 0, coalesced: 0 }
     // Both labels in one `taggedWithLabels` (the order nested `Metric.tagged` gives): the metric's
     // hook is then found by the identity of its label array instead of a registry lookup per update.
@@ -455,13 +463,22 @@ export const make = <Req, Res>(
             }
             flight = created
             inflight.set(key, created)
-            // The fork inherits this uninterruptible region: make the computation itself interruptible.
-            start = Effect.map(
-              Effect.forkIn(Effect.onExit(Effect.interruptible(compute), (exit) => finish(key, created, exit)), scope),
-              (fiber) => {
-                created.fiber = fiber
-              }
-            )
+            // The computation's own fiber, made from the caller's runtime (context, fiber refs) and
+            // started on this stack until it first suspends, as `internal/timeout.ts` does: no
+            // scheduler hop to start it. This region is uninterruptible: make the computation interruptible.
+            start = Effect.withFiberRuntime<void, never, R>((caller, status) => {
+              const runtime = Runtime.make({
+                // The caller's fiber runs with `R` in its context: this is where `R` comes from.
+                context: caller.currentContext as Context.Context<R>,
+                runtimeFlags: status.runtimeFlags,
+                fiberRefs: caller.getFiberRefs()
+              })
+              const fiber = Runtime.runFork(runtime)(
+                Effect.onExit(Effect.interruptible(compute), (exit) => finish(key, created, exit))
+              )
+              if (!created.done) created.fiber = fiber
+              return Effect.void
+            })
           } else {
             flight = existing
             counts.coalesced++

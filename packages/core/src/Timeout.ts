@@ -53,7 +53,7 @@ const timed = (phase: "attempt" | "total", timeout: Duration.Duration, options: 
   const { deployment, provider } = options ?? {}
   return internal.timeout(
     Duration.toMillis(timeout),
-    () => new TimeoutError({ phase, timeout, provider, deployment }),
+    () => new TimeoutError({ phase, timeout, provider, deployment }, true),
     options?.disconnect === true
   )
 }

@@ -29,10 +29,12 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Hash from "effect/Hash"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import { PCGRandom } from "effect/Utils"
 import { Histogram, Timeline } from "./internal/stats.js"
 import * as SimulatedProviders from "./SimulatedProviders.js"
 import * as VirtualTime from "./VirtualTime.js"
@@ -270,7 +272,8 @@ const traffic = (
   onProgress: ((done: number) => void) | undefined
 ): Effect.Effect<number> =>
   Effect.gen(function*() {
-    const rng = Random.make(`${seed}/${scenario.name}/arrivals`)
+    // The generator of `Random.make(\`${seed}/${scenario.name}/arrivals\`)` (same draws), read in place.
+    const rng = new PCGRandom(Hash.hash(`${seed}/${scenario.name}/arrivals`))
     const t = scenario.traffic
     const poisson = (t.arrivals ?? "poisson") === "poisson"
     const surges = t.surges ?? []
@@ -290,12 +293,12 @@ const traffic = (
     let now = 0
     let sent = 0
     for (;;) {
-      const u = yield* rng.next
+      const u = rng.number()
       const gap = poisson ? -Math.log(1 - u) / rateAt(now) : 1 / rateAt(now)
       if (now + gap >= scenario.durationMs) break
       yield* Effect.sleep(Duration.millis(gap))
       now += gap
-      const request = requestFor(sent, yield* rng.next)
+      const request = requestFor(sent, rng.number())
       inflight += 1
       yield* Effect.forkDaemon(Effect.ensuring(handle(request, now), finished))
       sent += 1

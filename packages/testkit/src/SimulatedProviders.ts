@@ -17,13 +17,15 @@ import type * as Chat from "@resilient-ai/llm/Chat"
 import * as Provider from "@resilient-ai/llm/Provider"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
+import * as Hash from "effect/Hash"
 import * as Stream from "effect/Stream"
+import { PCGRandom } from "effect/Utils"
 import * as FaultScript from "./FaultScript.js"
 
 /**
@@ -127,42 +129,44 @@ const toError = (
   origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined },
   afterMs: number
 ): Errors.ResilienceError => {
+  // Fields in the schemas' order (`Errors` Origin, then Upstream), as validation would put them:
+  // the errors are built without it.
   const where = {
-    deployment: origin.deployment,
     provider: origin.provider,
+    deployment: origin.deployment,
     ...(origin.keyName === undefined ? {} : { keyName: origin.keyName })
   }
   switch (failure._tag) {
     case "rate-limit":
       return new Errors.RateLimitError({
-        ...where,
         source: "upstream",
-        status: 429,
-        retryAfter: Duration.millis(failure.retryAfterMs)
-      })
+        retryAfter: Duration.millis(failure.retryAfterMs),
+        ...where,
+        status: 429
+      }, true)
     case "auth":
-      return new Errors.AuthError({ ...where, status: 401, detail: "invalid api key (simulated revocation)" })
+      return new Errors.AuthError({ ...where, status: 401, detail: "invalid api key (simulated revocation)" }, true)
     case "quota":
       return new Errors.QuotaExhaustedError({
         ...where,
         status: 429,
         detail: "insufficient_quota (simulated)",
         ...(failure.resetAt === undefined ? {} : { resetAt: failure.resetAt })
-      })
+      }, true)
     case "kind":
       switch (failure.kind) {
         case "unavailable":
-          return new Errors.ProviderUnavailableError({ ...where, status: 503 })
+          return new Errors.ProviderUnavailableError({ ...where, status: 503 }, true)
         case "overloaded":
-          return new Errors.ProviderUnavailableError({ ...where, status: 529, detail: "overloaded" })
+          return new Errors.ProviderUnavailableError({ ...where, status: 529, detail: "overloaded" }, true)
         case "gateway-timeout":
-          return new Errors.ProviderUnavailableError({ ...where, status: 504, detail: "upstream timed out" })
+          return new Errors.ProviderUnavailableError({ ...where, status: 504, detail: "upstream timed out" }, true)
         case "connection":
-          return new Errors.ConnectionError({ ...where, detail: "connection refused" })
+          return new Errors.ConnectionError({ ...where, detail: "connection refused" }, true)
         case "hang":
-          return new Errors.ConnectionError({ ...where, detail: `connection reset after ${Math.round(afterMs)} ms without an answer` })
+          return new Errors.ConnectionError({ ...where, detail: `connection reset after ${Math.round(afterMs)} ms without an answer` }, true)
         case "malformed":
-          return new Errors.MalformedResponseError({ ...where, status: 200, detail: "body does not decode" })
+          return new Errors.MalformedResponseError({ ...where, status: 200, detail: "body does not decode" }, true)
       }
   }
 }
@@ -189,8 +193,10 @@ export const make = (options: Options): Effect.Effect<Service> =>
     const providers = new Map<string, Provider.Provider>()
 
     const build = (d: Deployment, kind: Provider.Kind): Provider.Provider => {
-      const rng = Random.make(`${seed}/${d.name}`)
-      const next = rng.next
+      // The generator of `Random.make(\`${seed}/${d.name}\`)` (same seed hash, same draws), read in place:
+      // the five draws of a call take no op each.
+      const prng = new PCGRandom(Hash.hash(`${seed}/${d.name}`))
+      const next: Effect.Effect<number> = Effect.sync(() => prng.number())
       const stats: MutableStats = {
         calls: 0,
         callsWhileDown: 0,
@@ -208,17 +214,18 @@ export const make = (options: Options): Effect.Effect<Service> =>
 
       /** Draws the call's fate: time, five uniforms, the script's decision. */
       const decideNow = (keyName: string | undefined) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.flatMap(next, (u0) =>
-            Effect.flatMap(next, (u1) =>
-              Effect.flatMap(next, (u2) =>
-                Effect.flatMap(next, (u3) =>
-                  Effect.map(next, (u4) => {
-                    const decision = FaultScript.decide(d, now, keyName, u0, u1, u2, u3)
-                    stats.calls += 1
-                    if (decision._tag === "fail" && decision.down) stats.callsWhileDown += 1
-                    return { now, decision, u4 }
-                  }))))))
+        Effect.withFiberRuntime<{ readonly now: number; readonly decision: FaultScript.Decision; readonly u4: number }>((fiber) => {
+          const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+          const u0 = prng.number()
+          const u1 = prng.number()
+          const u2 = prng.number()
+          const u3 = prng.number()
+          const u4 = prng.number()
+          const decision = FaultScript.decide(d, now, keyName, u0, u1, u2, u3)
+          stats.calls += 1
+          if (decision._tag === "fail" && decision.down) stats.callsWhileDown += 1
+          return Effect.succeed({ now, decision, u4 })
+        })
 
       const finish = (
         context: Provider.CallContext,
@@ -226,14 +233,15 @@ export const make = (options: Options): Effect.Effect<Service> =>
         down: boolean,
         exit: Exit.Exit<unknown, Errors.ResilienceError>
       ) =>
-        Effect.flatMap(Clock.currentTimeMillis, (endedAt) =>
-          Effect.sync(() => {
+        Effect.withFiberRuntime<void>((fiber) => {
+            const endedAt = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
             const outcome = tagOf(exit)
             if (outcome === "success") stats.successes += 1
             else if (outcome === "interrupted") stats.interrupted += 1
             else stats.failures[outcome] = (stats.failures[outcome] ?? 0) + 1
             onOutcome?.({ deployment: d.name, keyName: context.keyName, startedAt, endedAt, outcome, down })
-          }))
+            return Effect.void
+          })
 
       const usageFor = (request: Chat.ChatRequest, u: number): Chat.Usage => ({
         inputTokens: promptTokens(request),
@@ -244,11 +252,25 @@ export const make = (options: Options): Effect.Effect<Service> =>
         stats.outputTokens += usage.outputTokens
       }
       const origin = (context: Provider.CallContext) => ({ deployment: d.name, provider: kind, keyName: context.keyName })
+      // Errors are immutable values: one made per failure kind and key serves every call that fails
+      // that way (the ones that carry a time, a hang's or a limit's, are made per call).
+      const madeErrors = new Map<string, Errors.ResilienceError>()
+      const errorOf = (failure: FaultScript.Failure, context: Provider.CallContext, afterMs: number): Errors.ResilienceError => {
+        const constant = failure._tag === "auth" ? "auth" : failure._tag === "kind" && failure.kind !== "hang" ? failure.kind : undefined
+        if (constant === undefined) return toError(failure, origin(context), afterMs)
+        const id = context.keyName === undefined ? constant : `${constant}/${context.keyName}`
+        let error = madeErrors.get(id)
+        if (error === undefined) {
+          error = toError(failure, origin(context), afterMs)
+          madeErrors.set(id, error)
+        }
+        return error
+      }
 
       const chat: Provider.Provider["chat"] = (request, context) =>
         Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }) => {
           const call: Effect.Effect<Provider.ProviderAnswer, Errors.ResilienceError> = decision._tag === "fail"
-            ? Effect.delay(Effect.fail(toError(decision.failure, origin(context), decision.afterMs)), Duration.millis(decision.afterMs))
+            ? Effect.delay(Effect.fail(errorOf(decision.failure, context, decision.afterMs)), Duration.millis(decision.afterMs))
             : Effect.delay(
               Effect.sync((): Provider.ProviderAnswer => {
                 const usage = usageFor(request, u4)
@@ -280,7 +302,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
               Stream.fromEffect(
                 Effect.onExit(
                   Effect.delay(
-                    Effect.fail(toError(decision.failure, origin(context), decision.afterMs)),
+                    Effect.fail(errorOf(decision.failure, context, decision.afterMs)),
                     Duration.millis(decision.afterMs)
                   ),
                   (exit) => finish(context, now, decision.down, exit)

@@ -40,9 +40,12 @@ export class SimulationStalledError extends Schema.TaggedError<SimulationStalled
 interface Timer {
   readonly at: number
   readonly seq: number
-  readonly fire: () => void
+  /** Dropped when cancelled: a cancelled timer stays in the heap until its time, and must not keep its fiber alive. */
+  fire: () => void
   cancelled: boolean
 }
+
+const noop = (): void => {}
 
 const before = (a: Timer, b: Timer): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
 
@@ -116,6 +119,7 @@ export class VirtualClock implements Clock.Clock {
     this.timers.push(timer)
     return () => {
       timer.cancelled = true
+      timer.fire = noop
     }
   }
 

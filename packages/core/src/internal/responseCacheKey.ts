@@ -61,6 +61,18 @@ const isPlainObject = (u: unknown): u is Readonly<Record<string, unknown>> => {
  * cycle becomes the string `"[Circular]"` instead of throwing. Numbers that
  * JSON cannot carry (NaN, Infinity) are written as JSON would: `null`.
  */
+/** `JSON.stringify(key)`, remembered: requests repeat the same few keys. */
+const quotedKeys = new Map<string, string>()
+const quotedKey = (key: string): string => {
+  let quoted = quotedKeys.get(key)
+  if (quoted === undefined) {
+    quoted = JSON.stringify(key)
+    // Bounded: keys of free-form objects (tool schemas, metadata) are not worth keeping forever.
+    if (quotedKeys.size < 1024) quotedKeys.set(key, quoted)
+  }
+  return quoted
+}
+
 export const canonicalJson = (value: unknown): string => {
   const ancestors: Array<unknown> = []
   const write = (u: unknown): string | undefined => {
@@ -84,15 +96,25 @@ export const canonicalJson = (value: unknown): string => {
     ancestors.push(u)
     let out: string
     if (Array.isArray(u)) {
-      out = `[${u.map((item: unknown) => write(item) ?? "null").join(",")}]`
+      out = "["
+      for (let i = 0; i < u.length; i++) {
+        const item: unknown = u[i]
+        out += (i === 0 ? "" : ",") + (write(item) ?? "null")
+      }
+      out += "]"
     } else {
       const record = u as Readonly<Record<string, unknown>>
-      const parts: Array<string> = []
-      for (const k of Object.keys(record).sort()) {
+      const keys = Object.keys(record)
+      if (keys.length > 1) keys.sort()
+      out = "{"
+      let first = true
+      for (const k of keys) {
         const v = write(record[k])
-        if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`)
+        if (v === undefined) continue
+        out += (first ? "" : ",") + quotedKey(k) + ":" + v
+        first = false
       }
-      out = `{${parts.join(",")}}`
+      out += "}"
     }
     ancestors.pop()
     return out

@@ -1,6 +1,9 @@
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
@@ -128,70 +131,99 @@ const retryAfterOf = (error: Errors.RetryableError): number | undefined =>
 export const currentRetryOn: FiberRef.FiberRef<((error: Errors.RetryableError) => boolean) | undefined> = FiberRef
   .unsafeMake<((error: Errors.RetryableError) => boolean) | undefined>(undefined)
 
+/** One step of the schedule: the next state, the decision, and whether (and when) to go on. */
+type Step = Effect.Effect<readonly [State, Decision, ScheduleDecision.ScheduleDecision]>
+
+/** Whether a `logDebug` in `fiber` would log: when it would not, the message is not even built. */
+const debugEnabled = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  LogLevel.greaterThanEqual(LogLevel.Debug, fiber.getFiberRef(FiberRef.currentMinimumLogLevel))
+
 export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknown> => {
   const initial: State = { retries: 0, previous: policy.backoff.baseDelay }
+  const label = `retry${policy.name === undefined ? "" : ` "${policy.name}"`}`
 
-  const giveUp = (state: State, event: Retry.GiveUpEvent) => {
-    const done = [state, event, ScheduleDecision.done] as const
-    const logged = Effect.logDebug(`retry${policy.name === undefined ? "" : ` "${policy.name}"`}: giving up (${event.reason})`).pipe(
-      Effect.annotateLogs({ retries: event.retries, reason: event.reason })
-    )
+  const giveUp = (fiber: Fiber.RuntimeFiber<unknown, unknown>, state: State, event: Retry.GiveUpEvent): Step => {
+    const done: readonly [State, Decision, ScheduleDecision.ScheduleDecision] = [state, event, ScheduleDecision.done]
+    const logged = debugEnabled(fiber)
+      ? Effect.logDebug(`${label}: giving up (${event.reason})`).pipe(
+        Effect.annotateLogs({ retries: event.retries, reason: event.reason })
+      )
+      : Effect.void
     return Effect.as(
       policy.onGiveUp === undefined ? logged : Effect.zipRight(logged, policy.onGiveUp(event)),
       done
     )
   }
 
+  // One op reads what the decision needs from the fiber (its refs, its `Random`); only a
+  // Retry-After check, a jitter draw, the budget and the hooks are effects of their own.
   return Schedule.makeWithState<State, unknown, Decision>(initial, (now, error, state) =>
-    Effect.gen(function*() {
+    Effect.withFiberRuntime((fiber): Step => {
       // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
       const neverGranted = error instanceof Errors.RateLimitError && error.source === "local" &&
         error.retryAfter === undefined
-      const callRetryOn = yield* FiberRef.get(currentRetryOn)
+      const callRetryOn = fiber.getFiberRef(currentRetryOn)
       if (
         !Errors.isRetryable(error) || neverGranted || (policy.retryOn !== undefined && !policy.retryOn(error)) ||
         (callRetryOn !== undefined && !callRetryOn(error))
       ) {
-        return yield* giveUp(state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })
+        return giveUp(fiber, state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })
       }
       const retry = state.retries + 1
       if (retry > policy.maxRetries) {
-        return yield* giveUp(state, { _tag: "GiveUp", reason: "max-retries", retries: state.retries, error })
+        return giveUp(fiber, state, { _tag: "GiveUp", reason: "max-retries", retries: state.retries, error })
       }
 
-      const retryAfter = error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined &&
-          !(yield* policy.honorRetryAfter(error))
-        ? undefined
-        : retryAfterOf(error)
-      if (retryAfter !== undefined && retryAfter > policy.maxRetryAfter) {
-        return yield* giveUp(state, {
-          _tag: "GiveUp",
-          reason: "retry-after-too-long",
-          retries: state.retries,
-          error,
-          delayMs: retryAfter
-        })
+      const scheduled = (delayMs: number, retryAfter: number | undefined): Step => {
+        const reason: Retry.RetryEvent["reason"] = retryAfter === undefined ? "backoff" : "retry-after"
+        const deadline = fiber.getFiberRef(Deadline.currentDeadline)
+        if (Option.isSome(deadline) && now + delayMs >= deadline.value) {
+          return giveUp(fiber, state, { _tag: "GiveUp", reason: "deadline", retries: state.retries, error, delayMs })
+        }
+        const event: Retry.RetryEvent = { _tag: "Retry", retry, delayMs, reason, error }
+        const next: State = { retries: retry, previous: retryAfter === undefined ? delayMs : state.previous }
+        const decided: readonly [State, Decision, ScheduleDecision.ScheduleDecision] = [
+          next,
+          event,
+          ScheduleDecision.continueWith(ScheduleInterval.after(now + delayMs))
+        ]
+        const logged = debugEnabled(fiber)
+          ? Effect.logDebug(`${label}: retry ${retry} in ${delayMs} ms (${reason})`).pipe(
+            Effect.annotateLogs({ retry, delayMs, reason })
+          )
+          : Effect.void
+        const retrying = policy.onRetry === undefined
+          ? Effect.as(logged, decided)
+          : Effect.as(Effect.zipRight(logged, policy.onRetry(event)), decided)
+        if (policy.budget === undefined) return retrying
+        return Effect.flatMap(policy.budget.tryAcquireRetry, (granted) =>
+          granted
+            ? retrying
+            : giveUp(fiber, state, { _tag: "GiveUp", reason: "budget", retries: state.retries, error, delayMs }))
       }
-      const delayMs = retryAfter ?? (yield* nextBackoffDelay(policy.backoff, retry, state.previous))
-      const reason: Retry.RetryEvent["reason"] = retryAfter === undefined ? "backoff" : "retry-after"
 
-      const deadline = yield* FiberRef.get(Deadline.currentDeadline)
-      if (Option.isSome(deadline) && now + delayMs >= deadline.value) {
-        return yield* giveUp(state, { _tag: "GiveUp", reason: "deadline", retries: state.retries, error, delayMs })
+      const withRetryAfter = (retryAfter: number | undefined): Step => {
+        if (retryAfter !== undefined && retryAfter > policy.maxRetryAfter) {
+          return giveUp(fiber, state, {
+            _tag: "GiveUp",
+            reason: "retry-after-too-long",
+            retries: state.retries,
+            error,
+            delayMs: retryAfter
+          })
+        }
+        if (retryAfter !== undefined) return scheduled(retryAfter, retryAfter)
+        const backoff = policy.backoff
+        if (backoff.jitter === "none") return scheduled(backoffDelay(backoff, retry, 0, state.previous), undefined)
+        return Effect.flatMap(
+          Context.get(fiber.currentDefaultServices, Random.Random).next,
+          (draw) => scheduled(backoffDelay(backoff, retry, draw, state.previous), undefined)
+        )
       }
 
-      if (policy.budget !== undefined && !(yield* policy.budget.tryAcquireRetry)) {
-        return yield* giveUp(state, { _tag: "GiveUp", reason: "budget", retries: state.retries, error, delayMs })
+      if (error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined) {
+        return Effect.flatMap(policy.honorRetryAfter(error), (honored) => withRetryAfter(honored ? retryAfterOf(error) : undefined))
       }
-
-      const event: Retry.RetryEvent = { _tag: "Retry", retry, delayMs, reason, error }
-      yield* Effect.logDebug(`retry${policy.name === undefined ? "" : ` "${policy.name}"`}: retry ${retry} in ${delayMs} ms (${reason})`).pipe(
-        Effect.annotateLogs({ retry, delayMs, reason })
-      )
-      if (policy.onRetry !== undefined) {
-        yield* policy.onRetry(event)
-      }
-      const next: State = { retries: retry, previous: retryAfter === undefined ? delayMs : state.previous }
-      return [next, event, ScheduleDecision.continueWith(ScheduleInterval.after(now + delayMs))] as const
+      return withRetryAfter(retryAfterOf(error))
     }))
 }

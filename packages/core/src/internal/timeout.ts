@@ -35,11 +35,14 @@
  *
  * @internal
  */
-import type * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as Predicate from "effect/Predicate"
 import type * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
@@ -80,6 +83,33 @@ const settle = <A, E>(
     : exit
 
 /**
+ * A clock that hands out its scheduler (effect's live clock and the
+ * testkit's virtual clock do; it is not in the `Clock` interface).
+ */
+interface WithScheduler {
+  readonly scheduler: () => Effect.Effect<Clock.ClockScheduler>
+}
+
+const hasScheduler = (clock: Clock.Clock): clock is Clock.Clock & WithScheduler =>
+  Predicate.hasProperty(clock, "scheduler") && Predicate.isFunction(clock.scheduler)
+
+/**
+ * The clock's scheduler when the clock hands it out at once (the live clock,
+ * a virtual clock): its timers fire as the clock's `sleep` would wake. A
+ * clock without one (`TestClock`) is slept on by a fiber instead.
+ */
+const schedulerOf = (clock: Clock.Clock): Clock.ClockScheduler | undefined => {
+  if (!hasScheduler(clock)) return undefined
+  const scheduler = clock.scheduler()
+  if (!Exit.isExit(scheduler) || !Exit.isSuccess(scheduler)) return undefined
+  const value: unknown = scheduler.value
+  return isClockScheduler(value) ? value : undefined
+}
+
+const isClockScheduler = (u: unknown): u is Clock.ClockScheduler =>
+  Predicate.hasProperty(u, "unsafeSchedule") && Predicate.isFunction(u.unsafeSchedule)
+
+/**
  * `self`, failing with `onTimeout()` when it has not completed `millis` after
  * it started. `millis` is finite and 0 or more.
  */
@@ -104,6 +134,34 @@ export const timeout = <E1>(millis: number, onTimeout: () => E1, disconnect: boo
     if (done !== null) return settle(attempt, done, startRefs)
 
     const callerId = caller.id()
+    const clockScheduler = schedulerOf(Context.get(caller.currentDefaultServices, Clock.Clock))
+    if (clockScheduler !== undefined) {
+      // The clock's own timer, set straight on its scheduler: no fiber to sleep on it.
+      return Effect.async<A, E | E1>((resume) => {
+        let timedOut = false
+        const cancel = clockScheduler.unsafeSchedule(() => {
+          if (attempt.unsafePoll() !== null) return
+          timedOut = true
+          attempt.unsafeInterruptAsFork(callerId)
+          if (disconnect) resume(Exit.fail(onTimeout()))
+        }, Duration.millis(millis))
+        attempt.addObserver((exit) => {
+          cancel()
+          if (timedOut) {
+            if (!disconnect) resume(Exit.fail(onTimeout()))
+          } else {
+            resume(settle(attempt, exit, startRefs))
+          }
+        })
+        // The caller was interrupted while waiting: stop both, and wait for the attempt unless disconnected.
+        return Effect.suspend(() => {
+          cancel()
+          if (!disconnect) return Effect.asVoid(Fiber.interruptAs(attempt, callerId))
+          attempt.unsafeInterruptAsFork(callerId)
+          return Effect.void
+        })
+      }, attempt.id())
+    }
     const timer = Runtime.runFork(runtime)(Effect.interruptible(Effect.sleep(millis)))
     return Effect.async<A, E | E1>((resume) => {
       let timedOut = false
