@@ -354,9 +354,9 @@ export const run = <A, E, R>(
           source: answer.source,
           deployment: answer.deployment,
           ageMs: answer.ageMs,
-          attempts: Option.isSome(ledger) ? ledger.value.attempts : 0,
-          costUsd: Option.isSome(ledger) ? ledger.value.costUsd : 0,
-          errors: Option.isSome(ledger) ? [...ledger.value.errors] : [],
+          attempts: ledger === undefined ? 0 : ledger.attempts,
+          costUsd: ledger === undefined ? 0 : ledger.costUsd,
+          errors: ledger === undefined ? [] : [...ledger.errors],
           fallbacks: taken,
           latencyMs: end - start
         })

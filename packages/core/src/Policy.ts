@@ -597,7 +597,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       key: KeyPool.PickedKey | undefined
     ): Effect.Effect<A, E | PolicyError, R> =>
       events === undefined && callOptions.costUsd === undefined &&
-        Option.isNone(fiber.getFiberRef(RequestBudget.currentLedger)) &&
+        fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
         Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
         ? attemptTimeout(call({ deployment: name, attempt, key }))
         : attemptOnce(call, callOptions, attempt, key)

@@ -84,14 +84,14 @@ export interface Ledger {
 }
 
 /**
- * The ledger of the current request, if one is tracked.
+ * The ledger of the current request, if one is tracked. Not an `Option`:
+ * a fiber ref compares old and new values with `Equal`, and an `Option` of
+ * a plain object hashes it (a random hash per object, per request).
  *
  * @since 0.1.0
  * @category fiber refs
  */
-export const currentLedger: FiberRef.FiberRef<Option.Option<Ledger>> = FiberRef.unsafeMake<Option.Option<Ledger>>(
-  Option.none()
-)
+export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = FiberRef.unsafeMake<Ledger | undefined>(undefined)
 
 /**
  * Runs `self` as one logical request with `limits`. A request already
@@ -109,7 +109,7 @@ export const track = (limits: Limits = {}) => {
     Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<A, E, R>((fiber) => {
         const existing = fiber.getFiberRef(currentLedger)
-        if (Option.isSome(existing)) return restore(self)
+        if (existing !== undefined) return restore(self)
         const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
         const ledger: Ledger = {
           limits,
@@ -120,7 +120,7 @@ export const track = (limits: Limits = {}) => {
         }
         const deadlineAt = ledger.deadlineAt
         const previousDeadline = deadlineAt === undefined ? undefined : fiber.getFiberRef(Deadline.currentDeadline)
-        const set = FiberRef.set(currentLedger, Option.some(ledger))
+        const set = FiberRef.set(currentLedger, ledger)
         // Innermost first on the way out, as the nested `locally`s would.
         const reset = previousDeadline === undefined
           ? FiberRef.set(currentLedger, existing)
@@ -148,9 +148,8 @@ export const spendAttempt = (
   charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined }
 ): Effect.Effect<void, BudgetExhaustedError> =>
   Effect.withFiberRuntime((fiber) => {
-    const maybe = fiber.getFiberRef(currentLedger)
-    if (Option.isNone(maybe)) return Effect.void
-    const ledger = maybe.value
+    const ledger = fiber.getFiberRef(currentLedger)
+    if (ledger === undefined) return Effect.void
     const { maxAttempts, maxCostUsd } = ledger.limits
     const refuse = (budget: "attempts" | "deadline" | "cost", limit: number) =>
       Effect.fail(new BudgetExhaustedError({ budget, limit, deployment: charge.deployment }))
@@ -173,9 +172,9 @@ export const spendAttempt = (
  */
 export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
-    const maybe = fiber.getFiberRef(currentLedger)
-    if (Option.isSome(maybe) && Number.isFinite(actualUsd) && actualUsd >= 0) {
-      maybe.value.costUsd += actualUsd - estimatedUsd
+    const ledger = fiber.getFiberRef(currentLedger)
+    if (ledger !== undefined && Number.isFinite(actualUsd) && actualUsd >= 0) {
+      ledger.costUsd += actualUsd - estimatedUsd
     }
     return Effect.void
   })
@@ -188,8 +187,8 @@ export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effe
  */
 export const noteError = (error: MetError): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
-    const maybe = fiber.getFiberRef(currentLedger)
-    if (Option.isSome(maybe)) maybe.value.errors.push(error)
+    const ledger = fiber.getFiberRef(currentLedger)
+    if (ledger !== undefined) ledger.errors.push(error)
     return Effect.void
   })
 
@@ -201,5 +200,5 @@ export const noteError = (error: MetError): Effect.Effect<void> =>
  */
 export const spent: Effect.Effect<Option.Option<Spent>> = Effect.map(
   FiberRef.get(currentLedger),
-  Option.map((l) => ({ attempts: l.attempts, costUsd: l.costUsd, errors: [...l.errors] }))
+  (l) => (l === undefined ? Option.none() : Option.some({ attempts: l.attempts, costUsd: l.costUsd, errors: [...l.errors] }))
 )
