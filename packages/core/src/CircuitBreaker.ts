@@ -286,10 +286,12 @@ export const make = (
     }
     const store = yield* StateStore.StateStore
     const pubsub = yield* PubSub.unbounded<Transition>()
-    return makeWith(o.name, config, store, pubsub, {
+    const breaker = makeWith(o.name, config, store, pubsub, {
       countUpstreamRateLimit: o.countUpstreamRateLimit,
       classify: options.classify
     }, options.onTransition)
+    yield* breaker.status // the state gauge shows the breaker from the start, not from its first transition
+    return breaker
   })
 
 const makeWith = (
@@ -460,6 +462,8 @@ const makeWith = (
   const status = step((s, now) => {
     const transitions: Array<machine.Transition> = []
     const next = machine.advance(config, s, now, transitions)
+    // A shared store may have moved without this process seeing a transition: the gauge follows every read.
+    gauge.unsafeUpdate(stateCode[next.state], [])
     const t = machine.tally(config, next.window, now)
     const result: Status = {
       name,

@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
@@ -558,6 +559,30 @@ describe("CircuitBreaker: manual control, transitions, config (rule 12)", () => 
         expect(result.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path } })
       }
     }))
+
+  it.effect("metrics: the state gauge from construction on, calls by outcome, not-permitted calls", () =>
+    run(Effect.gen(function*() {
+      const b = yield* make({ name: "metered-breaker", trigger: { kind: "consecutive", failures: 1 } })
+      const gauge = Metric.gauge("resilient_ai_breaker_state", {
+        description: "0 closed, 1 open, 2 half-open, 3 forced-open, 4 forced-closed, 5 disabled"
+      }).pipe(Metric.tagged("breaker", "metered-breaker"))
+      const calls = (outcome: string) =>
+        Metric.counter("resilient_ai_breaker_calls_total", {
+          description: "calls seen by a circuit breaker, by outcome (success, failure, ignored, not-permitted)",
+          incremental: true
+        }).pipe(Metric.tagged("breaker", "metered-breaker"), Metric.tagged("outcome", outcome))
+      expect((yield* Metric.value(gauge)).value).toBe(0)
+      yield* succeed(b)
+      yield* failWith(b)
+      yield* succeed(b)
+      yield* succeed(b)
+      expect((yield* Metric.value(gauge)).value).toBe(1)
+      expect([
+        (yield* Metric.value(calls("success"))).count,
+        (yield* Metric.value(calls("failure"))).count,
+        (yield* Metric.value(calls("not-permitted"))).count
+      ]).toEqual([1, 1, 2])
+    })))
 
   it.effect("two breakers on one store keep separate state by name", () =>
     run(Effect.gen(function*() {
