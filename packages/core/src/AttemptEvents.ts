@@ -16,11 +16,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import * as MetricLabel from "effect/MetricLabel"
 import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { taggedBy } from "./TaggedMetric.js"
 
 /**
  * @since 0.1.0
@@ -140,8 +140,11 @@ const hedges: Metric.Metric.Counter<number> = Metric.counter("resilient_ai_hedge
  */
 export const metrics = { attempts, attemptDuration, retries, fallbacks, hedges } as const
 
-const labels = (tags: Record<string, string>): ReadonlyArray<MetricLabel.MetricLabel> =>
-  Object.entries(tags).map(([key, value]) => MetricLabel.make(key, value))
+const attemptsBy = taggedBy(attempts, ["deployment", "key", "outcome"])
+const attemptDurationBy = taggedBy(attemptDuration, ["deployment"])
+const retriesBy = taggedBy(retries, ["deployment", "reason"])
+const fallbacksBy = taggedBy(fallbacks, ["from", "to", "error"])
+const hedgesBy = taggedBy(hedges, ["deployment", "reason"])
 
 /** The metric side of an event: counters and histograms tagged by names, never secrets. */
 const measure = (event: AttemptEvent): Effect.Effect<void> => {
@@ -149,16 +152,16 @@ const measure = (event: AttemptEvent): Effect.Effect<void> => {
     case "AttemptEnded":
       return Effect.zipRight(
         Metric.increment(
-          Metric.taggedWithLabels(attempts, labels({ deployment: event.deployment, key: event.keyName ?? "none", outcome: event.outcome }))
+          attemptsBy(event.deployment, event.keyName ?? "none", event.outcome)
         ),
-        Metric.update(Metric.taggedWithLabels(attemptDuration, labels({ deployment: event.deployment })), event.durationMs)
+        Metric.update(attemptDurationBy(event.deployment), event.durationMs)
       )
     case "RetryScheduled":
-      return Metric.increment(Metric.taggedWithLabels(retries, labels({ deployment: event.deployment, reason: event.reason })))
+      return Metric.increment(retriesBy(event.deployment, event.reason))
     case "FallbackTaken":
-      return Metric.increment(Metric.taggedWithLabels(fallbacks, labels({ from: event.from, to: event.to, error: event.errorTag })))
+      return Metric.increment(fallbacksBy(event.from, event.to, event.errorTag))
     case "HedgeLaunched":
-      return Metric.increment(Metric.taggedWithLabels(hedges, labels({ deployment: event.deployment, reason: event.reason })))
+      return Metric.increment(hedgesBy(event.deployment, event.reason))
     default:
       return Effect.void
   }

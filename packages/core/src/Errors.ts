@@ -445,6 +445,16 @@ export const isResilienceError = (u: unknown): u is ResilienceError =>
   Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && tags.has(u._tag)
 
 /**
+ * The `_tag` of any failure, for logs, events and metrics: `"UnknownError"`
+ * for one without a string tag.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const tagOf = (e: unknown): string =>
+  Predicate.hasProperty(e, "_tag") && typeof e._tag === "string" ? e._tag : "UnknownError"
+
+/**
  * The tags {@link policyOf} marks retryable.
  *
  * @since 0.1.0

@@ -30,7 +30,7 @@ import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
 import * as AttemptEvents from "./AttemptEvents.js"
 import type { FallbackableError } from "./Errors.js"
-import { isFallbackable } from "./Errors.js"
+import { isFallbackable, tagOf } from "./Errors.js"
 import * as RequestBudget from "./RequestBudget.js"
 
 /**
@@ -145,8 +145,6 @@ export const primary = <A, E, R>(options: StepOptions, effect: Effect.Effect<A, 
 export const primaryAnswer = <A, E, R>(name: string, effect: Effect.Effect<StepAnswer<A>, E, R>): Chain<A, E, R> =>
   make([name], () => effect)
 
-const tagOf = (e: unknown): string =>
-  typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" ? e._tag : "UnknownError"
 
 /**
  * `AttemptEvents.emit` of an event made at the current time, reading neither

@@ -34,7 +34,6 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
 import * as PubSub from "effect/PubSub"
 import * as AttemptEvents from "./AttemptEvents.js"
 import type * as Queue from "effect/Queue"
@@ -43,7 +42,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
-import { breakerVerdict, InvalidConfigError, NoKeyAvailableError } from "./Errors.js"
+import { breakerVerdict, InvalidConfigError, NoKeyAvailableError, tagOf } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import * as fastPath from "./internal/fastPath.js"
 import * as machine from "./internal/keyPoolState.js"
@@ -298,8 +297,6 @@ const picksCounter: Metric.Metric.Counter<number> = Metric.counter("resilient_ai
  */
 export const metrics = { picks: picksCounter, keyState: keyStateGauge } as const
 
-const tagOf = (error: unknown): string =>
-  Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : "UnknownError"
 
 /** `retryAfter` is a `Duration` in the taxonomy; a number of ms or a duration string from elsewhere is read too. */
 const millisOf = (d: unknown): number | undefined => {

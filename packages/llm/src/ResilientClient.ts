@@ -35,7 +35,8 @@ import {
   ResponseCache,
   Retry,
   StateStore,
-  StaticReply
+  StaticReply,
+  TaggedMetric
 } from "@resilient-ai/core"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -45,7 +46,6 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import * as MetricLabel from "effect/MetricLabel"
 import * as Chunk from "effect/Chunk"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
@@ -180,27 +180,9 @@ const cost = Metric.counter("resilient_ai_cost_usd_total", {
   description: "estimated money spent, USD, by deployment"
 })
 
-/**
- * A metric per tag values, made on first use: `Metric.tagged` per update
- * builds a new metric, and the registry looks its key up, every time.
- */
-const taggedBy = (metric: Metric.Metric.Counter<number>, tags: ReadonlyArray<string>) => {
-  const made = new Map<string, Metric.Metric.Counter<number>>()
-  return (...values: ReadonlyArray<string>) => {
-    const key = values.join("\u0000")
-    let tagged = made.get(key)
-    if (tagged === undefined) {
-      // One `taggedWithLabels` with every label, in the order the nested `Metric.tagged` gave them:
-      // nested ones merge their label arrays anew on every update, which misses the metric's hook cache.
-      tagged = Metric.taggedWithLabels(metric, tags.map((tag, i) => MetricLabel.make(tag, values[i] ?? "")))
-      made.set(key, tagged)
-    }
-    return tagged
-  }
-}
-const requestsBySource = taggedBy(requests, ["source"])
-const tokensBy = taggedBy(tokens, ["deployment", "direction"])
-const costBy = taggedBy(cost, ["deployment"])
+const requestsBySource = TaggedMetric.taggedBy(requests, ["source"])
+const tokensBy = TaggedMetric.taggedBy(tokens, ["deployment", "direction"])
+const costBy = TaggedMetric.taggedBy(cost, ["deployment"])
 
 /**
  * `Effect.withSpan`, only when tracing is on: with it off the span would be a
@@ -416,6 +398,9 @@ export const make = (
       ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
       ...(config.deadline === undefined ? {} : { deadline: config.deadline })
     }
+
+    // Built once: `track` decodes the deadline when it is made, not per request.
+    const trackStream = RequestBudget.track(limits)
 
     const runChain = (request: Chat.ChatRequest, options: ChatOptions) =>
       Effect.suspend(() => {
@@ -644,11 +629,7 @@ export const make = (
           opened = Effect.catchIf(opened, Errors.isFallbackable, () => openOn(h, request, options, outer))
         }
         return yield* opened
-      }).pipe(RequestBudget.track({
-        ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
-        ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
-        ...(config.deadline === undefined ? {} : { deadline: config.deadline })
-      })))
+      }).pipe(trackStream))
 
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => {
       if (midStream !== "continue-with-prefix") return streamOn(request, options)
