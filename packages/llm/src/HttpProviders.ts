@@ -25,6 +25,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as AnthropicWire from "./AnthropicWire.js"
@@ -144,6 +145,80 @@ const decodeEvents = <A, E>(
   )
 
 /**
+ * What differs between the wire formats; the call and the stream around it
+ * are the same for both (`fromWire`).
+ */
+interface WireFormat<W, E> {
+  readonly kind: Provider.Kind
+  /** The request with its headers and the key, around a JSON body. */
+  readonly build: (body: unknown, context: Provider.CallContext) => HttpClientRequest.HttpClientRequest
+  readonly encode: (request: Chat.ChatRequest, stream: boolean) => Effect.Effect<unknown, CallError>
+  readonly decodeResponse: (json: unknown) => Effect.Effect<W, ParseResult.ParseError>
+  readonly fromResponse: (wire: W) => Effect.Effect<Chat.ChatResponse, CallError>
+  readonly decodeEvent: (data: unknown) => Effect.Effect<E, ParseResult.ParseError>
+  /** Decoded events → chunks (stateful for Anthropic). */
+  readonly toChunks: (events: Stream.Stream<E, CallError>) => Stream.Stream<Chat.ChatChunk, CallError>
+}
+
+const fromWire = <W, E>(
+  client: HttpClient.HttpClient,
+  target: Provider.Target,
+  options: Options,
+  wire: WireFormat<W, E>
+): Provider.Provider => {
+  const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
+
+  const chat = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.ProviderAnswer, CallError> => {
+    const origin = originOf(target, context)
+    return Effect.gen(function*() {
+      const body = yield* wire.encode({ ...request, model: context.model }, false)
+      const response = yield* send(client, wire.build(body, context), origin, firstByte, "attempt")
+      const json = yield* readJson(response, origin)
+      const decoded = yield* Effect.mapError(
+        wire.decodeResponse(json),
+        (e) => ErrorMapping.malformed(e, { ...origin, status: response.status })
+      )
+      const chat = yield* Effect.flatMap(wire.fromResponse(decoded), (r) => rejectFiltered(r, origin))
+      const now = yield* Clock.currentTimeMillis
+      return { response: chat, rateLimit: RateLimitHeaders.parse(response.headers, now) }
+    })
+  }
+
+  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
+    const origin = originOf(target, context)
+    return Stream.unwrap(Effect.gen(function*() {
+      const body = yield* wire.encode({ ...request, model: context.model }, true)
+      const response = yield* send(client, wire.build(body, context), origin, firstByte, "first-token")
+      const events = response.stream.pipe(
+        Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
+        Sse.decode(),
+        StreamGuard.forKind(wire.kind, guardOptions(options, origin))
+      )
+      const decoded = decodeEvents(events, (data) =>
+        Effect.map(
+          Effect.mapError(wire.decodeEvent(data), (e) => ErrorMapping.malformed(e, origin)),
+          (event) => [event]
+        ), origin)
+      return wire.toChunks(decoded)
+    }))
+  }
+
+  return { kind: wire.kind, chat, stream }
+}
+
+const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuard.GuardOptions => ({
+  firstTokenTimeout: options.firstTokenTimeout ?? "30 seconds",
+  stallTimeout: options.stallTimeout ?? "30 seconds",
+  origin
+})
+
+const jsonPost = (url: string, headers: Readonly<Record<string, string>>, body: unknown) =>
+  HttpClientRequest.post(url).pipe(
+    HttpClientRequest.setHeaders(headers),
+    HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
+  )
+
+/**
  * A provider for an OpenAI-compatible deployment.
  *
  * @since 0.1.0
@@ -155,58 +230,22 @@ export const openAiCompatible = (
   options: Options = {}
 ): Provider.Provider => {
   const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.openai)}/chat/completions`
-  const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
-  const build = (body: unknown, context: Provider.CallContext) => {
-    const request = HttpClientRequest.post(url).pipe(
-      HttpClientRequest.setHeaders(options.headers ?? {}),
-      HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
-    )
-    return context.key === undefined ? request : HttpClientRequest.bearerToken(request, context.key)
-  }
-
-  const chat = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.ProviderAnswer, CallError> => {
-    const origin = originOf(target, context)
-    return Effect.gen(function*() {
-      const body = yield* Translate.toOpenAiRequest({ ...request, model: context.model, stream: false })
-      const response = yield* send(client, build(body, context), origin, firstByte, "attempt")
-      const json = yield* readJson(response, origin)
-      const wire = yield* Effect.mapError(
-        OpenAiWire.decodeResponse(json),
-        (e) => ErrorMapping.malformed(e, { ...origin, status: response.status })
-      )
-      const chat = yield* Effect.flatMap(Translate.fromOpenAiResponse(wire), (r) => rejectFiltered(r, origin))
-      const now = yield* Clock.currentTimeMillis
-      return { response: chat, rateLimit: RateLimitHeaders.parse(response.headers, now) }
-    })
-  }
-
-  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
-    const origin = originOf(target, context)
-    return Stream.unwrap(Effect.gen(function*() {
-      const body = yield* Translate.toOpenAiRequest({ ...request, model: context.model, stream: true })
-      const withUsage = { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } }
-      const response = yield* send(client, build(withUsage, context), origin, firstByte, "first-token")
-      const events = response.stream.pipe(
-        Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
-        Sse.decode(),
-        StreamGuard.forKind("openai", guardOptions(options, origin))
-      )
-      return decodeEvents(events, (data) =>
-        Effect.map(
-          Effect.mapError(OpenAiWire.decodeChunk(data), (e) => ErrorMapping.malformed(e, origin)),
-          (chunk) => [Translate.fromOpenAiChunk(chunk)]
-        ), origin)
-    }))
-  }
-
-  return { kind: "openai", chat, stream }
+  return fromWire(client, target, options, {
+    kind: "openai",
+    build: (body, context) => {
+      const request = jsonPost(url, options.headers ?? {}, body)
+      return context.key === undefined ? request : HttpClientRequest.bearerToken(request, context.key)
+    },
+    encode: (request, stream) =>
+      Effect.map(Translate.toOpenAiRequest({ ...request, stream }), (body) =>
+        // A streamed answer reports its usage in a last chunk only when asked to.
+        stream ? { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } } : body),
+    decodeResponse: OpenAiWire.decodeResponse,
+    fromResponse: Translate.fromOpenAiResponse,
+    decodeEvent: OpenAiWire.decodeChunk,
+    toChunks: (events) => Stream.map(events, Translate.fromOpenAiChunk)
+  })
 }
-
-const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuard.GuardOptions => ({
-  firstTokenTimeout: options.firstTokenTimeout ?? "30 seconds",
-  stallTimeout: options.stallTimeout ?? "30 seconds",
-  origin
-})
 
 /**
  * A provider for an Anthropic Messages deployment.
@@ -220,52 +259,20 @@ export const anthropic = (
   options: Options = {}
 ): Provider.Provider => {
   const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.anthropic)}/v1/messages`
-  const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
   const translateOptions = { defaultMaxTokens: options.anthropicDefaultMaxTokens ?? Translate.defaultAnthropicMaxTokens }
-  const build = (body: unknown, context: Provider.CallContext) => {
-    const request = HttpClientRequest.post(url).pipe(
-      HttpClientRequest.setHeaders({ "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers }),
-      HttpClientRequest.bodyText(JSON.stringify(body), "application/json")
-    )
-    return context.key === undefined ? request : HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
-  }
-
-  const chat = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.ProviderAnswer, CallError> => {
-    const origin = originOf(target, context)
-    return Effect.gen(function*() {
-      const body = yield* Translate.toAnthropicRequest({ ...request, model: context.model, stream: false }, translateOptions)
-      const response = yield* send(client, build(body, context), origin, firstByte, "attempt")
-      const json = yield* readJson(response, origin)
-      const wire = yield* Effect.mapError(
-        AnthropicWire.decodeResponse(json),
-        (e) => ErrorMapping.malformed(e, { ...origin, status: response.status })
-      )
-      const chat = yield* rejectFiltered(Translate.fromAnthropicResponse(wire), origin)
-      const now = yield* Clock.currentTimeMillis
-      return { response: chat, rateLimit: RateLimitHeaders.parse(response.headers, now) }
-    })
-  }
-
-  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
-    const origin = originOf(target, context)
-    return Stream.unwrap(Effect.gen(function*() {
-      const body = yield* Translate.toAnthropicRequest({ ...request, model: context.model, stream: true }, translateOptions)
-      const response = yield* send(client, build(body, context), origin, firstByte, "first-token")
-      const events = response.stream.pipe(
-        Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
-        Sse.decode(),
-        StreamGuard.forKind("anthropic", guardOptions(options, origin))
-      )
-      const decoded = decodeEvents(events, (data) =>
-        Effect.map(
-          Effect.mapError(AnthropicWire.decodeStreamEvent(data), (e) => ErrorMapping.malformed(e, origin)),
-          (event) => [event]
-        ), origin)
-      return Translate.fromAnthropicStream(decoded)
-    }))
-  }
-
-  return { kind: "anthropic", chat, stream }
+  const headers = { "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers }
+  return fromWire(client, target, options, {
+    kind: "anthropic",
+    build: (body, context) => {
+      const request = jsonPost(url, headers, body)
+      return context.key === undefined ? request : HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
+    },
+    encode: (request, stream) => Translate.toAnthropicRequest({ ...request, stream }, translateOptions),
+    decodeResponse: AnthropicWire.decodeResponse,
+    fromResponse: (message) => Effect.succeed(Translate.fromAnthropicResponse(message)),
+    decodeEvent: AnthropicWire.decodeStreamEvent,
+    toChunks: Translate.fromAnthropicStream
+  })
 }
 
 /**
