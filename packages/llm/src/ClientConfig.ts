@@ -149,6 +149,20 @@ export const Deployment = Schema.Struct({
 export interface Deployment extends Schema.Schema.Type<typeof Deployment> {}
 
 /**
+ * USD for `inputTokens` in and `outputTokens` out at a deployment's price
+ * (0 without a price): estimates before a call and costs after it.
+ *
+ * @since 0.1.0
+ * @category pricing
+ */
+export const costUsd = (
+  price: Deployment["price"],
+  inputTokens: number,
+  outputTokens: number
+): number =>
+  price === undefined ? 0 : (inputTokens * price.inputPerMillion + outputTokens * price.outputPerMillion) / 1_000_000
+
+/**
  * How a stream that fails after its first chunk is handled.
  *
  * @since 0.1.0

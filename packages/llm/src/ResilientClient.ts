@@ -369,13 +369,9 @@ export const make = (
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
 
     const estimateCost = (d: ClientConfig.Deployment, promptTokens: number, maxOutput: number): number =>
-      d.price === undefined
-        ? 0
-        : (promptTokens * d.price.inputPerMillion + maxOutput * d.price.outputPerMillion) / 1_000_000
+      ClientConfig.costUsd(d.price, promptTokens, maxOutput)
     const actualCost = (d: ClientConfig.Deployment, usage: Chat.Usage | undefined): number | undefined =>
-      d.price === undefined || usage === undefined
-        ? undefined
-        : (usage.inputTokens * d.price.inputPerMillion + usage.outputTokens * d.price.outputPerMillion) / 1_000_000
+      d.price === undefined || usage === undefined ? undefined : priceOf(d, usage)
 
     /** Why `h` cannot serve `request`, if it cannot. */
     const incompatibility = (h: DeploymentHandle, request: Chat.ChatRequest, promptTokens: number): string | undefined => {
@@ -712,7 +708,4 @@ export const layerFromJson = (
  * @category pricing
  */
 export const priceOf = (deployment: ClientConfig.Deployment, usage: Chat.Usage): number =>
-  deployment.price === undefined
-    ? 0
-    : (usage.inputTokens * deployment.price.inputPerMillion + usage.outputTokens * deployment.price.outputPerMillion) /
-      1_000_000
+  ClientConfig.costUsd(deployment.price, usage.inputTokens, usage.outputTokens)

@@ -491,7 +491,7 @@ export const run = (
         output += s.outputTokens
         callsBy[name] = s.calls
         const p = price.get(name)
-        if (p !== undefined) cost += (s.inputTokens * p.inputPerMillion + s.outputTokens * p.outputPerMillion) / 1e6
+        cost += ClientConfig.costUsd(p, s.inputTokens, s.outputTokens)
       }
       const r = recorder
       const requests = r.requests
