@@ -223,6 +223,10 @@ const unsafeMake = (
   }))
 
   const service: Service = { name, execute, status }
-  fastPath.bulkheads.set(service, { tryTake: () => permits.tryTake(), release: () => permits.release() })
+  fastPath.bulkheads.set(service, {
+    available: () => permits.available(),
+    tryTake: () => permits.tryTake(),
+    release: () => permits.release()
+  })
   return service
 }

@@ -369,14 +369,14 @@ const makeWith = (
 
   // The admission of the last state seen that admits without moving: the hot path reuses it while
   // the state object is the same (a state is never mutated).
-  let unchangedFor: machine.BreakerState | undefined
-  let unchangedAdmission: machine.Admitted | undefined
-  const admitUnchanged = (state: machine.BreakerState): machine.Admitted | undefined => {
-    if (state !== unchangedFor) {
-      unchangedFor = state
-      unchangedAdmission = machine.admitUnchanged(state)
+  let unchangedPlan: fastPath.BreakerPlan | undefined
+  const planUnchanged = (state: machine.BreakerState): fastPath.BreakerPlan | undefined => {
+    if (state !== unchangedPlan?.state) {
+      const admitted = machine.admitUnchanged(state)
+      unchangedPlan = admitted === undefined ? undefined : { result: admitted, state, transitions: [] }
+      if (unchangedPlan === undefined) return undefined
     }
-    return unchangedAdmission
+    return unchangedPlan
   }
 
   /** One step of the machine run at once on a synchronous store. */
@@ -450,8 +450,8 @@ const makeWith = (
           })
         }
         if (sync === undefined) return Effect.flatMap(stepAt(start, (s) => machine.admit(config, s, start)), admitted)
-        const unchanged = admitUnchanged(sync.get())
-        if (unchanged !== undefined) return admitted(unchanged)
+        const unchanged = planUnchanged(sync.get())
+        if (unchanged !== undefined) return admitted(unchanged.result)
         const result = syncStep(sync, (s) => machine.admit(config, s, start))
         return result.transitions.length === 0
           ? admitted(result.result)
@@ -497,16 +497,17 @@ const makeWith = (
   if (sync !== undefined) {
     const cell = sync
     fastPath.breakers.set(service, {
-      enter: (now) => {
+      plan: (now) => {
         const state = cell.get()
-        const unchanged = admitUnchanged(state)
+        const unchanged = planUnchanged(state)
         if (unchanged !== undefined) return unchanged
         const result = machine.admit(config, state, now)
         // Only a plain admission: a rejection or a transition goes through `execute`.
-        if (result.transitions.length > 0 || result.result._tag === "rejected") return undefined
-        cell.set(result.state)
-        return result.result
+        return result.transitions.length === 0 && result.result._tag === "admitted"
+          ? result as fastPath.BreakerPlan
+          : undefined
       },
+      take: (plan) => cell.set(plan.state),
       leave: (admission, cause, start, clock) =>
         admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined
     })

@@ -641,14 +641,16 @@ const makeWith = (
   if (sync !== undefined) {
     const cell = sync
     fastPath.keyPools.set(service, {
-      enter: (now, avoid, affinity, labels) => {
+      plan: (now, avoid, affinity) => {
         const result = machine.pick(config, cell.get(), now, avoid, affinity)
         // Only a plain pick: a key coming back (a transition) or no key goes through `withKey`.
-        if (result.transitions.length > 0 || result.result._tag !== "picked") return -1
-        cell.set(result.state)
-        const index = result.result.index
-        countPick(index, labels)
-        return index
+        return result.transitions.length === 0 && result.result._tag === "picked"
+          ? result as fastPath.KeyPlan
+          : undefined
+      },
+      take: (plan, labels) => {
+        cell.set(plan.state)
+        countPick(plan.result.index, labels)
       },
       key: (index) => picked[index],
       leave: (index, cause, clock) =>

@@ -37,6 +37,7 @@ import type * as KeyPool from "./KeyPool.js"
 import type { Admitted as BreakerAdmitted } from "./internal/breakerState.js"
 import * as fastPath from "./internal/fastPath.js"
 import * as internalTimeout from "./internal/timeout.js"
+import type * as TokenBucket from "./internal/tokenBucket.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -398,11 +399,9 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       return circuitBreaker === undefined ? keyed : circuitBreaker.execute(keyed)
     }
 
-    // The fused hot path (see internal/fastPath.ts): when every policy of the deployment has a
-    // synchronous gate, one op admits the attempt through breaker, key pool, limiter and bulkhead,
-    // inside one mask, and one handler completes them all, innermost first as the composed effects
-    // would. A gate that cannot decide alone (a transition, a wait, a rejection) hands that policy and
-    // the ones inside it to their own effects, and the handler completes only the outer ones.
+    // The fused hot path (see internal/fastPath.ts and `attemptNow`): when every policy of the
+    // deployment has a synchronous gate, one op admits the attempt through breaker, key pool, limiter
+    // and bulkhead, and one handler completes them all, innermost first as the composed effects would.
     const breakerGate = circuitBreaker === undefined ? undefined : fastPath.breakers.get(circuitBreaker)
     const poolGate = keyPool === undefined ? undefined : fastPath.keyPools.get(keyPool)
     const limiterGate = rateLimiter === undefined ? undefined : fastPath.limiters.get(rateLimiter)
@@ -498,30 +497,125 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       })
     }
 
+    /** An attempt's call, made for the key at `keyIndex` (-1: no pool) before the admission that takes it. */
+    interface Made<A, E, R> {
+      readonly keyIndex: number
+      readonly effect: Effect.Effect<A, E | PolicyError, R>
+    }
+
     /**
-     * One attempt, fused. `interruptible`: whether the call's caller is (read
-     * once per call); the admission runs uninterruptible and the call is put
-     * back to the caller's interruptibility, as `uninterruptibleMask` would,
-     * without its extra op.
+     * One attempt, decided in the op that runs it (see internal/fastPath.ts).
+     * The gates plan what they would take, taking nothing, and the call is
+     * made. When it is done already (an `Exit`), the plans are taken and the
+     * attempt completed in this same op: nothing can run or interrupt the
+     * fiber in between, so no mask is needed, and the bulkhead permit it would
+     * take and give back is not touched. Else, or when a gate cannot decide
+     * alone, nothing was taken and the attempt is admitted inside the mask
+     * (`admitMasked`).
      */
-    const fusedAttempt = <A, E, R>(
+    const attemptNow = <A, E, R>(
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
       run: Run,
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A>,
       interruptible: boolean
     ): Effect.Effect<A, E | PolicyError, R> => {
-      const restore = interruptible ? Effect.interruptible : identityRestore
-      const admit = Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
-        run.attempts += 1
-        const attempt = run.attempts
+      run.attempts += 1
+      const attempt = run.attempts
+      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const now = clock.unsafeCurrentTimeMillis()
+      if (attempt === 1) run.recordFirst?.(now)
+      const masked = (made: Made<A, E, R> | undefined) => maskedAttempt(run, call, callOptions, attempt, interruptible, made)
+
+      let breakerPlan: fastPath.BreakerPlan | undefined
+      if (breakerGate !== undefined) {
+        breakerPlan = breakerGate.plan(now)
+        if (breakerPlan === undefined) return masked(undefined)
+      }
+      let keyPlan: fastPath.KeyPlan | undefined
+      let key: KeyPool.PickedKey | undefined
+      let keyIndex = -1
+      if (poolGate !== undefined) {
+        keyPlan = poolGate.plan(now, avoidOf(run), callOptions.affinity)
+        if (keyPlan === undefined) return masked(undefined)
+        keyIndex = keyPlan.result.index
+        key = poolGate.key(keyIndex)
+        if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${keyIndex}`)
+      }
+      const perKey = keyIndex < 0 ? undefined : keyLimitersByIndex?.[keyIndex]
+      const limiter = perKey === undefined ? rateLimiter : perKey.limiter
+      const limiterGateNow = perKey === undefined ? limiterGate : perKey.gate
+      let limiterPlan: TokenBucket.State | undefined
+      if (limiter !== undefined) {
+        limiterPlan = limiterGateNow?.plan(now, callOptions.tokens ?? 0)
+        if (limiterPlan === undefined) return masked(undefined)
+      }
+      if (bulkheadGate !== undefined && !bulkheadGate.available()) return masked(undefined)
+
+      const inner = leanAttempt(fiber, call, callOptions, attempt, key)
+      const done = exitOf(inner)
+      if (done === undefined) return masked({ keyIndex, effect: inner })
+      if (breakerPlan !== undefined) breakerGate?.take(breakerPlan)
+      if (keyPlan !== undefined && key !== undefined) {
+        poolGate?.take(keyPlan, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        noteKey(run, key.name)
+      }
+      if (limiterPlan !== undefined) limiterGateNow?.take(limiterPlan)
+      const taken: Admitted = {
+        breaker: breakerPlan?.result,
+        start: now,
+        keyIndex,
+        limiter: limiterPlan === undefined ? undefined : limiter,
+        limiterGate: limiterPlan === undefined ? undefined : limiterGateNow,
+        bulkhead: false
+      }
+      const completed = complete(taken, callOptions, done, clock, 0)
+      // What is left publishes what the completion changed: as in the mask it would have run in.
+      return completed === done ? done : Effect.uninterruptible(completed)
+    }
+
+    const maskedAttempt = <A, E, R>(
+      run: Run,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      attempt: number,
+      interruptible: boolean,
+      made: Made<A, E, R> | undefined
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      const admit = admitMasked(run, call, callOptions, attempt, interruptible, made)
+      return interruptible ? Effect.uninterruptible(admit) : admit
+    }
+
+    /**
+     * An attempt admitted inside the mask: one op takes what every gate
+     * grants at once, and one handler completes them all, innermost first as
+     * the composed effects would. A gate that cannot decide alone (a
+     * transition, a wait, a rejection) hands that policy and the ones inside
+     * it to their own effects, and the handler completes only the outer ones.
+     * `made`: the call made for a planned key, used when that key is picked
+     * again (so a call is made once per attempt unless another fiber moved
+     * the pool in between). `interruptible`: the caller's interruptibility,
+     * given back to the call as `uninterruptibleMask` would.
+     */
+    const admitMasked = <A, E, R>(
+      run: Run,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+      callOptions: CallOptions<A>,
+      attempt: number,
+      interruptible: boolean,
+      made: Made<A, E, R> | undefined
+    ): Effect.Effect<A, E | PolicyError, R> =>
+      Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
+        const restore = interruptible ? Effect.interruptible : identityRestore
         const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
         const now = clock.unsafeCurrentTimeMillis()
-        if (attempt === 1) run.recordFirst?.(now)
 
         let breaker: BreakerAdmitted | undefined
         if (breakerGate !== undefined) {
-          breaker = breakerGate.enter(now)
-          if (breaker === undefined) return restore(composedAttempt(run, call, callOptions, attempt))
+          const plan = breakerGate.plan(now)
+          if (plan === undefined) return restore(composedAttempt(run, call, callOptions, attempt))
+          breakerGate.take(plan)
+          breaker = plan.result
         }
         const taken: { -readonly [K in keyof Admitted]: Admitted[K] } = {
           breaker,
@@ -536,8 +630,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         let key: KeyPool.PickedKey | undefined
         if (poolGate !== undefined && keyPool !== undefined) {
           const avoid = avoidOf(run)
-          const index = poolGate.enter(now, avoid, callOptions.affinity, fiber.getFiberRef(FiberRef.currentMetricLabels))
-          if (index < 0) {
+          const plan = poolGate.plan(now, avoid, callOptions.affinity)
+          if (plan === undefined) {
             const keyed = keyPool.withKey((k) => {
               noteKey(run, k.name)
               const limiter = keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(k.name)
@@ -549,21 +643,28 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
             })
             return completing(restore(keyed), taken, callOptions, clock)
           }
-          taken.keyIndex = index
-          key = poolGate.key(index)
-          if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${index}`)
+          poolGate.take(plan, fiber.getFiberRef(FiberRef.currentMetricLabels))
+          taken.keyIndex = plan.result.index
+          key = poolGate.key(taken.keyIndex)
+          if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${taken.keyIndex}`)
           noteKey(run, key.name)
         }
+        const attemptEffect = (): Effect.Effect<A, E | PolicyError, R> =>
+          made !== undefined && made.keyIndex === taken.keyIndex
+            ? made.effect
+            : leanAttempt(fiber, call, callOptions, attempt, key)
 
         const perKey = key === undefined ? undefined : keyLimitersByIndex?.[taken.keyIndex]
         const limiter = perKey === undefined ? rateLimiter : perKey.limiter
         if (limiter !== undefined) {
           const gate = perKey === undefined ? limiterGate : perKey.gate
-          if (gate === undefined || !gate.enter(now, callOptions.tokens ?? 0)) {
+          const plan = gate?.plan(now, callOptions.tokens ?? 0)
+          if (gate === undefined || plan === undefined) {
             const inner = attemptOnce(call, callOptions, attempt, key)
             const limitedInner = limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
             return completing(restore(limitedInner), taken, callOptions, clock)
           }
+          gate.take(plan)
           taken.limiter = limiter
           taken.limiterGate = gate
         }
@@ -575,19 +676,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
           taken.bulkhead = true
         }
 
-        const inner = leanAttempt(fiber, call, callOptions, attempt, key)
+        const inner = attemptEffect()
         // Done already (an `Exit`): complete now, without the handler.
         const done = exitOf(inner)
         if (done !== undefined) return complete(taken, callOptions, done, clock, 0)
         return completing(restore(inner), taken, callOptions, clock)
       })
-      return interruptible ? Effect.uninterruptible(admit) : admit
-    }
 
     /**
      * The attempt itself: `attemptOnce`, or, without events, a request
      * budget, a deadline or a cost to read (each a no-op then), just the
-     * call under the attempt timeout.
+     * call under the attempt timeout. A `call` that throws is a defect of
+     * the attempt, never a permit left taken.
      */
     const leanAttempt = <A, E, R>(
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -595,12 +695,17 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       callOptions: CallOptions<A>,
       attempt: number,
       key: KeyPool.PickedKey | undefined
-    ): Effect.Effect<A, E | PolicyError, R> =>
-      events === undefined && callOptions.costUsd === undefined &&
-        fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
-        Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
-        ? attemptTimeout(call({ deployment: name, attempt, key }))
-        : attemptOnce(call, callOptions, attempt, key)
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      try {
+        return events === undefined && callOptions.costUsd === undefined &&
+            fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
+            Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
+          ? attemptTimeout(call({ deployment: name, attempt, key }))
+          : attemptOnce(call, callOptions, attempt, key)
+      } catch (defect) {
+        return Effect.die(defect)
+      }
+    }
 
     // The retry's side door: the first attempt's admission records it in the retry budget.
     const retryGate = retry === undefined ? undefined : fastPath.retries.get(retry)
@@ -631,12 +736,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
           return totalTimeout(retry === undefined ? oneAttempt : retry.execute(oneAttempt))
         })
       }
-      // One op starts the call: its state, and the caller's interruptibility for the attempts.
-      return totalTimeout(Effect.withFiberRuntime<A, E | PolicyError, R>((_, status) => {
+      // One op starts the call and makes its first attempt: a call answered at once costs this op only.
+      return totalTimeout(Effect.withFiberRuntime<A, E | PolicyError, R>((fiber, status) => {
         const run = newRun()
         capture?.(run)
-        const oneAttempt = fusedAttempt(run, call, callOptions, RuntimeFlags.interruption(status.runtimeFlags))
-        return retryGate === undefined ? oneAttempt : retryGate.executeRecorded(oneAttempt)
+        const interruptible = RuntimeFlags.interruption(status.runtimeFlags)
+        const first = attemptNow(fiber, run, call, callOptions, interruptible)
+        if (retryGate === undefined) return first
+        const again = (): Effect.Effect<A, E | PolicyError, R> =>
+          Effect.withFiberRuntime((f) => attemptNow(f, run, call, callOptions, interruptible))
+        const done = exitOf(first)
+        if (done === undefined) return Effect.catchAllCause(first, (cause) => retryGate.retryFailed(cause, again()))
+        return Exit.isSuccess(done) ? done : retryGate.retryFailed(done.cause, again())
       }))
     }
 

@@ -355,16 +355,16 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const sync = fastPath.syncCell(store, key)
 
     /**
-     * The cost of one call at `now`, granted without a wait: taken at once on a
-     * synchronous store. False when it would wait or be refused (nothing taken).
+     * The buckets after the cost of one call at `now`, when it is granted
+     * without a wait on a synchronous store; `undefined` when it would wait
+     * or be refused. Takes nothing.
      */
-    const takeNow = (cell: fastPath.SyncCell<TokenBucket.State | null>, costs: ReadonlyArray<number>, now: number): boolean => {
-      if (TokenBucket.oversized(config, costs) >= 0) return false
-      const next = TokenBucket.takeNow(config, costs, now, cell.get())
-      if (next === undefined) return false
-      cell.set(next)
-      return true
-    }
+    const planNow = (
+      cell: fastPath.SyncCell<TokenBucket.State | null>,
+      costs: ReadonlyArray<number>,
+      now: number
+    ): TokenBucket.State | undefined =>
+      TokenBucket.oversized(config, costs) >= 0 ? undefined : TokenBucket.takeNow(config, costs, now, cell.get())
 
     /** `acquire`, then `andThen(permit)`. */
     const acquireThen = <A, E, R>(
@@ -382,7 +382,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       // The hot path reads the clock and the deadline in one op, and on a synchronous store takes the grant there too.
       return Effect.withFiberRuntime<A, E | RateLimitError, R>((fiber) => {
         const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-        if (sync !== undefined && takeNow(sync, costs, now)) return andThen(makePermit(tokens, 0))
+        if (sync !== undefined) {
+          const granted = planNow(sync, costs, now)
+          if (granted !== undefined) {
+            sync.set(granted)
+            return andThen(makePermit(tokens, 0))
+          }
+        }
         const d = fiber.getFiberRef(Deadline.currentDeadline)
         const deadline = Option.isSome(d) ? d.value : Infinity
         const reserve = store.modify(key, TokenBucket.reserve(config, costs, now, maxWait, deadline))
@@ -456,7 +462,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     if (sync !== undefined) {
       const cell = sync
       fastPath.limiters.set(service, {
-        enter: (now, tokens) => tokens >= 0 && tokens < Infinity && takeNow(cell, costsOf(tokens), now),
+        plan: (now, tokens) => tokens >= 0 && tokens < Infinity ? planNow(cell, costsOf(tokens), now) : undefined,
+        take: (plan) => cell.set(plan),
         settle: (tokens, actual) => makePermit(tokens, 0).settle(actual)
       })
     }

@@ -24,6 +24,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -247,8 +248,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       })
     // `catchAllCause`, not `catchAll`: `catchAll` is a `matchEffect` whose success handler costs a
     // call that succeeds an extra op. The failure goes through `catchAll`'s own rules as before.
+    const retryFailed = <A, E, R>(cause: Cause.Cause<E>, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first))
     const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.catchAllCause(effect, (cause) => Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first)))
+      Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
     // On a synchronous store the budget records the first attempt in the same op that reads the clock.
     const record = budget === undefined ? undefined : fastPath.retryBudgets.get(budget)
     const service: Service = {
@@ -262,7 +265,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
         })
       }
     }
-    if (budget === undefined || record !== undefined) fastPath.retries.set(service, { record, executeRecorded })
+    if (budget === undefined || record !== undefined) fastPath.retries.set(service, { record, retryFailed })
     return service
   })
 }

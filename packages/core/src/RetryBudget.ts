@@ -154,26 +154,45 @@ const allowedFor = (attempts: number, config: Config): number =>
     Math.floor(config.minRetriesPerSecond * config.windowSeconds + EPSILON)
   )
 
-/** Adds one attempt or retry to the bucket of the second `now`, creating it if needed. */
-const bump = (buckets: ReadonlyArray<Bucket>, now: number, field: "attempts" | "retries"): State => {
+/** Adds `count` attempts or retries to the bucket of the second `now`, creating it if needed. */
+const bump = (buckets: ReadonlyArray<Bucket>, now: number, field: "attempts" | "retries", count = 1): State => {
   const last = buckets[buckets.length - 1]
   if (last !== undefined && last.second === now) {
     // The hot path: the current second is the last bucket.
     const next = buckets.slice()
     next[next.length - 1] = field === "attempts"
-      ? { second: now, attempts: last.attempts + 1, retries: last.retries }
-      : { second: now, attempts: last.attempts, retries: last.retries + 1 }
+      ? { second: now, attempts: last.attempts + count, retries: last.retries }
+      : { second: now, attempts: last.attempts, retries: last.retries + count }
     return { buckets: next }
   }
   const index = buckets.findIndex((b) => b.second === now)
   if (index === -1) {
-    const fresh: Bucket = { second: now, attempts: field === "attempts" ? 1 : 0, retries: field === "retries" ? 1 : 0 }
+    const fresh: Bucket = {
+      second: now,
+      attempts: field === "attempts" ? count : 0,
+      retries: field === "retries" ? count : 0
+    }
     return { buckets: [...buckets, fresh].sort((a, b) => a.second - b.second) }
   }
   return {
-    buckets: buckets.map((b, i) => (i === index ? { ...b, [field]: b[field] + 1 } : b))
+    buckets: buckets.map((b, i) => (i === index ? { ...b, [field]: b[field] + count } : b))
   }
 }
+
+/**
+ * First attempts recorded on a synchronous store but not yet written to its
+ * slot: one counter for the latest second. Every call records a first
+ * attempt, and a new state per call (states are never mutated) cost more than
+ * the rest of the retry. The count is written when the second changes, and
+ * by the store before anything reads the slot, so every reader sees it.
+ */
+interface Unwritten {
+  second: number
+  attempts: number
+}
+
+/** Per slot (the store keeps one cell per slot), shared by every budget of that name. */
+const unwrittenOf = new WeakMap<fastPath.SyncCell<State>, Unwritten>()
 
 const statusOf = (buckets: ReadonlyArray<Bucket>, config: Config): Status => {
   const { attempts, retries } = totals(buckets)
@@ -201,16 +220,31 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const key = StateStore.key<State>(`retry-budget/${decoded.name}`, () => ({ buckets: [] }))
 
     const sync = fastPath.syncCell(store, key)
-    const record = (millis: number) => {
-      const now = Math.floor(millis / BUCKET_MILLIS)
-      return (state: State): State => bump(live(state, now, config), now, "attempts")
+    const unwritten = sync === undefined ? undefined : unwrittenOf.get(sync) ?? { second: 0, attempts: 0 }
+    const write = (): void => {
+      if (sync === undefined || unwritten === undefined || unwritten.attempts === 0) return
+      const { attempts, second } = unwritten
+      unwritten.attempts = 0
+      sync.set(bump(live(sync.get(), second, config), second, "attempts", attempts))
     }
-    // One op: the clock read and, on a synchronous store, the write.
+    if (sync !== undefined && unwritten !== undefined && !unwrittenOf.has(sync)) {
+      unwrittenOf.set(sync, unwritten)
+      sync.beforeRead(write)
+    }
+    const recordAt = (millis: number): void => {
+      const now = Math.floor(millis / BUCKET_MILLIS)
+      if (unwritten === undefined) return
+      if (unwritten.second !== now) write()
+      unwritten.second = now
+      unwritten.attempts += 1
+    }
     const recordAttempt: Effect.Effect<void> = Effect.clockWith((clock) => {
-      const f = record(clock.unsafeCurrentTimeMillis())
-      if (sync === undefined) return store.modify(key, (state) => [undefined, f(state)] as const)
-      sync.set(f(sync.get()))
-      return Effect.void
+      if (sync !== undefined) {
+        recordAt(clock.unsafeCurrentTimeMillis())
+        return Effect.void
+      }
+      const now = Math.floor(clock.unsafeCurrentTimeMillis() / BUCKET_MILLIS)
+      return store.modify(key, (state) => [undefined, bump(live(state, now, config), now, "attempts")] as const)
     })
 
     const tryAcquireRetry: Effect.Effect<boolean> = Effect.flatMap(currentSecond, (now) =>
@@ -226,13 +260,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       Effect.map(store.get(key), (state) => statusOf(live(state, now, config), config)))
 
     const service: Service = { name: decoded.name, recordAttempt, tryAcquireRetry, status }
-    if (sync !== undefined) {
-      const cell = sync
-      fastPath.retryBudgets.set(service, (millis) => {
-        const now = Math.floor(millis / BUCKET_MILLIS)
-        cell.set(bump(live(cell.get(), now, config), now, "attempts"))
-      })
-    }
+    if (sync !== undefined) fastPath.retryBudgets.set(service, recordAt)
     return service
   })
 

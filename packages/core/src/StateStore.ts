@@ -62,18 +62,20 @@ export class StateStore extends Context.Tag("@resilient-ai/core/StateStore")<Sta
  */
 export const makeMemory = (): Service => {
   // One cell per id, so a policy can resolve its slot once (see internal/fastPath.ts).
-  const cells = new Map<string, { present: boolean; value: unknown }>()
+  const cells = new Map<string, { present: boolean; value: unknown; beforeRead: (() => void) | undefined }>()
   const cellOf = (id: string) => {
     let cell = cells.get(id)
     if (cell === undefined) {
-      cell = { present: false, value: undefined }
+      cell = { present: false, value: undefined, beforeRead: undefined }
       cells.set(id, cell)
     }
     return cell
   }
   const read = <S>(k: StateKey<S>): S => {
     const cell = cells.get(k.id)
-    return cell !== undefined && cell.present ? (cell.value as S) : k.initial()
+    if (cell === undefined) return k.initial()
+    cell.beforeRead?.()
+    return cell.present ? (cell.value as S) : k.initial()
   }
   const write = <S>(k: StateKey<S>, state: S): void => {
     const cell = cellOf(k.id)
@@ -91,15 +93,24 @@ export const makeMemory = (): Service => {
     set: (k, state) => Effect.sync(() => write(k, state))
   }
   // Lets the policies decide an admission inside one effect (see internal/fastPath.ts).
+  // One `SyncCell` per id: a policy may keep per-slot data beside it, shared by every instance on that slot.
+  const syncCells = new Map<string, fastPath.SyncCell<unknown>>()
   fastPath.syncStores.set(service, <S>(k: StateKey<S>): fastPath.SyncCell<S> => {
+    const known = syncCells.get(k.id)
+    if (known !== undefined) return known as fastPath.SyncCell<S>
     const cell = cellOf(k.id)
-    return {
+    const made: fastPath.SyncCell<S> = {
       get: () => (cell.present ? (cell.value as S) : k.initial()),
       set: (state) => {
         cell.present = true
         cell.value = state
+      },
+      beforeRead: (write) => {
+        cell.beforeRead = write
       }
     }
+    syncCells.set(k.id, made as fastPath.SyncCell<unknown>)
+    return made
   })
   return service
 }

@@ -163,4 +163,38 @@ describe("Policy: the fused hot path", () => {
       yield* Effect.either(policy.execute(() => Effect.fail(down)))
       expect((yield* policy.status).circuitBreaker?.state).toBe("open")
     }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("a call that throws is a defect of its attempt, with no permit, grant or key left taken", () =>
+    Effect.gen(function*() {
+      const keyPool = yield* KeyPool.make({ name: "keys", keys: [{ name: "k1", key: Redacted.make("sk-1") }] })
+      const policy = yield* Policy.make({
+        deployment: "d",
+        keyPool,
+        retry: false,
+        bulkhead: { maxConcurrent: 1 },
+        rateLimiter: { requestsPerMinute: 2 }
+      })
+      const exit = yield* Effect.exit(policy.execute((): Effect.Effect<string> => {
+        throw new Error("bad call")
+      }))
+      expect(Exit.isFailure(exit) && Exit.causeOption(exit).pipe(Option.map((c) => c._tag))).toEqual(Option.some("Die"))
+      const status = yield* policy.status
+      expect(status.bulkhead?.running).toBe(0)
+      // The throwing attempt was admitted (one request of two), and the next call still gets the key.
+      expect(status.keyRateLimiters?.k1?.requests?.available).toBe(1)
+      expect(yield* policy.execute(({ key }) => Effect.succeed(key?.name))).toBe("k1")
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("first attempts counted on the hot path are in the retry budget for every reader", () =>
+    Effect.gen(function*() {
+      const store = yield* StateStore.StateStore
+      const policy = yield* Policy.make({ deployment: "d" })
+      for (let i = 0; i < 7; i++) yield* policy.execute(() => Effect.succeed(i))
+      expect((yield* policy.status).retryBudget?.attempts).toBe(7)
+      const stored = yield* store.get(StateStore.key<unknown>("retry-budget/d", () => undefined))
+      expect(stored).toEqual({ buckets: [{ second: 0, attempts: 7, retries: 0 }] })
+      yield* TestClock.adjust("2 seconds")
+      yield* policy.execute(() => Effect.succeed(0))
+      expect((yield* policy.status).retryBudget?.attempts).toBe(8)
+    }).pipe(Effect.provide(StateStore.layerMemory)))
 })

@@ -72,8 +72,13 @@ export interface Step<A> {
   readonly transitions: ReadonlyArray<Transition>
 }
 
+export interface Picked {
+  readonly _tag: "picked"
+  readonly index: number
+}
+
 export type Pick =
-  | { readonly _tag: "picked"; readonly index: number }
+  | Picked
   /** No healthy key. `availableAt`: the earliest end of a cooldown or park; undefined when all are disabled. */
   | { readonly _tag: "none"; readonly availableAt: number | undefined }
 

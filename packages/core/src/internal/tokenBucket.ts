@@ -169,12 +169,15 @@ export const takeNow = (
 ): State | undefined => {
   const state = current(config, stored, now)
   if (state.pausedUntil > now) return undefined
-  const buckets = config.buckets
-  for (let i = 0; i < buckets.length; i++) {
-    if (waitFor(buckets[i]!, state, i, costs[i] ?? 0, now) > 0) return undefined
+  // `current` has added every refill due by `now`: a bucket short of its cost waits for the next one.
+  const n = config.buckets.length
+  const balances = new Array<number>(n)
+  for (let i = 0; i < n; i++) {
+    const balance = state.balances[i] ?? 0
+    const cost = costs[i] ?? 0
+    if (balance < cost) return undefined
+    balances[i] = balance - cost
   }
-  const balances: Array<number> = []
-  for (let i = 0; i < buckets.length; i++) balances.push((state.balances[i] ?? 0) - (costs[i] ?? 0))
   return withBalances(state, balances, state.refills)
 }
 
