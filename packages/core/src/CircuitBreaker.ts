@@ -34,6 +34,7 @@ import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import * as metrics from "./internal/metrics.js"
 import * as StateStore from "./StateStore.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * @since 0.1.0
@@ -433,7 +434,7 @@ const makeWith = (
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<A, E | CircuitOpenError, R>((fiber) => {
-        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const clock = clockOf(fiber)
         const start = clock.unsafeCurrentTimeMillis()
         const admitted = (admission: machine.Admission): Effect.Effect<A, E | CircuitOpenError, R> => {
           if (admission._tag === "rejected") return rejectedWith(admission.rejection)

@@ -47,6 +47,7 @@ import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/c
 import * as fastPath from "./internal/fastPath.js"
 import * as machine from "./internal/keyPoolState.js"
 import * as StateStore from "./StateStore.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * `healthy` keys are picked; `cooling` ones (429, rate-limit headers, repeated
@@ -507,7 +508,7 @@ const makeWith = (
     // `waitLimit`: the latest epoch ms a wait for a key may end (set at the first miss).
     const attempt = (waitLimit: number | undefined): Effect.Effect<A, E | NoKeyAvailableError, R> =>
       Effect.withFiberRuntime((fiber) => {
-        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const clock = clockOf(fiber)
         const now = clock.unsafeCurrentTimeMillis()
         const pick = (s: machine.PoolState) => {
           const result = machine.pick(config, s, now, avoid, affinity)

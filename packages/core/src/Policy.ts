@@ -43,6 +43,7 @@ import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
 import type * as StateStore from "./StateStore.js"
 import * as Timeout from "./Timeout.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * Each policy is on with its defaults unless set to `false`, except the
@@ -186,6 +187,7 @@ const exitOf = <A, E, R>(self: Effect.Effect<A, E, R>): Exit.Exit<A, E> | undefi
 
 type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
 const identity: Wrap = (self) => self
+const noCallOptions: CallOptions<unknown> = {}
 const identityRestore = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => self
 
 /**
@@ -522,7 +524,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     ): Effect.Effect<A, E | PolicyError, R> => {
       run.attempts += 1
       const attempt = run.attempts
-      const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+      const clock = clockOf(fiber)
       const now = clock.unsafeCurrentTimeMillis()
       if (attempt === 1) run.recordFirst?.(now)
       const masked = (made: Made<A, E, R> | undefined) => maskedAttempt(run, call, callOptions, attempt, interruptible, made)
@@ -607,7 +609,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     ): Effect.Effect<A, E | PolicyError, R> =>
       Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
         const restore = interruptible ? Effect.interruptible : identityRestore
-        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const clock = clockOf(fiber)
         const now = clock.unsafeCurrentTimeMillis()
 
         let breaker: BreakerAdmitted | undefined
@@ -753,7 +755,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
 
     const executeDetailed = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A> = {}
+      callOptions: CallOptions<A> = noCallOptions
     ): Effect.Effect<Detailed<A>, E | PolicyError, R> =>
       Effect.suspend(() => {
         let run: Run | undefined
@@ -770,7 +772,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
 
     const execute = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A> = {}
+      callOptions: CallOptions<A> = noCallOptions
     ): Effect.Effect<A, E | PolicyError, R> => runCall(call, callOptions, undefined)
 
     const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>

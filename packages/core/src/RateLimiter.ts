@@ -48,6 +48,7 @@ import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/c
 import * as fastPath from "./internal/fastPath.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * One bucket: `capacity` tokens at most, `refillAmount` more (default:
@@ -381,7 +382,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       const maxWait = cost?.maxWait === undefined ? defaultMaxWait : Duration.toMillis(cost.maxWait)
       // The hot path reads the clock and the deadline in one op, and on a synchronous store takes the grant there too.
       return Effect.withFiberRuntime<A, E | RateLimitError, R>((fiber) => {
-        const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+        const now = clockOf(fiber).unsafeCurrentTimeMillis()
         if (sync !== undefined) {
           const granted = planNow(sync, costs, now)
           if (granted !== undefined) {

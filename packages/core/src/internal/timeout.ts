@@ -46,6 +46,7 @@ import * as Predicate from "effect/Predicate"
 import type * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
+import { clockOf } from "./fiberClock.js"
 
 const ignoredFlags = RuntimeFlags.Interruption | RuntimeFlags.WindDown
 
@@ -134,7 +135,7 @@ export const timeout = <E1>(millis: number, onTimeout: () => E1, disconnect: boo
     if (done !== null) return settle(attempt, done, startRefs)
 
     const callerId = caller.id()
-    const clockScheduler = schedulerOf(Context.get(caller.currentDefaultServices, Clock.Clock))
+    const clockScheduler = schedulerOf(clockOf(caller))
     if (clockScheduler !== undefined) {
       // The clock's own timer, set straight on its scheduler: no fiber to sleep on it.
       return Effect.async<A, E | E1>((resume) => {
