@@ -527,19 +527,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       const clock = clockOf(fiber)
       const now = clock.unsafeCurrentTimeMillis()
       if (attempt === 1) run.recordFirst?.(now)
-      const masked = (made: Made<A, E, R> | undefined) => maskedAttempt(run, call, callOptions, attempt, interruptible, made)
 
       let breakerPlan: fastPath.BreakerPlan | undefined
       if (breakerGate !== undefined) {
         breakerPlan = breakerGate.plan(now)
-        if (breakerPlan === undefined) return masked(undefined)
+        if (breakerPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
       }
       let keyPlan: fastPath.KeyPlan | undefined
       let key: KeyPool.PickedKey | undefined
       let keyIndex = -1
       if (poolGate !== undefined) {
         keyPlan = poolGate.plan(now, avoidOf(run), callOptions.affinity)
-        if (keyPlan === undefined) return masked(undefined)
+        if (keyPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
         keyIndex = keyPlan.result.index
         key = poolGate.key(keyIndex)
         if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${keyIndex}`)
@@ -550,13 +549,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       let limiterPlan: TokenBucket.State | undefined
       if (limiter !== undefined) {
         limiterPlan = limiterGateNow?.plan(now, callOptions.tokens ?? 0)
-        if (limiterPlan === undefined) return masked(undefined)
+        if (limiterPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
       }
-      if (bulkheadGate !== undefined && !bulkheadGate.available()) return masked(undefined)
+      if (bulkheadGate !== undefined && !bulkheadGate.available()) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
 
       const inner = leanAttempt(fiber, call, callOptions, attempt, key)
       const done = exitOf(inner)
-      if (done === undefined) return masked({ keyIndex, effect: inner })
+      if (done === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, { keyIndex, effect: inner })
       if (breakerPlan !== undefined) breakerGate?.take(breakerPlan)
       if (keyPlan !== undefined && key !== undefined) {
         poolGate?.take(keyPlan, fiber.getFiberRef(FiberRef.currentMetricLabels))
