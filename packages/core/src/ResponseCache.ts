@@ -56,6 +56,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { InvalidConfigError, isFallbackable } from "./Errors.js"
@@ -293,17 +294,6 @@ interface Flight<Res> {
   done: boolean
 }
 
-/** `Deferred.await` of a flight: its exit once done; leaving removes the waiter. */
-const awaitFlight = <Res>(flight: Flight<Res>): Effect.Effect<Res, unknown> =>
-  Effect.async<Res, unknown>((resume) => {
-    if (flight.exit !== undefined) return resume(flight.exit)
-    flight.joiners.push(resume)
-    return Effect.sync(() => {
-      const i = flight.joiners.indexOf(resume)
-      if (i >= 0) flight.joiners.splice(i, 1)
-    })
-  })
-
 /** `Deferred.done` of a flight: records the exit and wakes every waiter, first come first. */
 const completeFlight = <Res>(flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): void => {
   if (flight.exit !== undefined) return
@@ -421,22 +411,15 @@ export const make = <Req, Res>(
       completeFlight(flight, exit)
     }
 
-    // Runs in the flight's own fiber: stores a success, then wakes the waiters.
-    const finish = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<void> => {
-      const keep = Exit.isSuccess(exit) && (cacheable === undefined || cacheable(exit.value))
-      if (lru !== undefined) {
-        // The in-memory store: store and wake in one op.
-        return Effect.withFiberRuntime((fiber) => {
-          if (keep) lru.set(key, entryAt(exit.value, nowOf(fiber)))
-          land(key, flight, exit)
-          return Effect.void
-        })
-      }
-      return Effect.zipRight(
-        keep ? put(key, exit.value) : Effect.void,
+    const keeps = (exit: Exit.Exit<Res, unknown>): exit is Exit.Success<Res, unknown> =>
+      Exit.isSuccess(exit) && (cacheable === undefined || cacheable(exit.value))
+
+    // Runs in the flight's own fiber (a custom store): stores a success, then wakes the waiters.
+    const finish = (key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<void> =>
+      Effect.zipRight(
+        keeps(exit) ? put(key, exit.value) : Effect.void,
         Effect.sync(() => land(key, flight, exit))
       )
-    }
 
     const leave = (key: string, flight: Flight<Res>): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -447,72 +430,94 @@ export const make = <Req, Res>(
         return flight.fiber === undefined ? Effect.void : Fiber.interrupt(flight.fiber)
       })
 
-    const join = <E, R>(key: string, compute: Effect.Effect<Res, E, R>): Effect.Effect<Res, E, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const existing = inflight.get(key)
-          let flight: Flight<Res>
-          let start: Effect.Effect<void, never, R> = Effect.void
-          if (existing === undefined) {
-            const created: Flight<Res> = {
-              exit: undefined,
-              joiners: [],
-              fiber: undefined,
-              waiters: 0,
-              done: false
-            }
-            flight = created
-            inflight.set(key, created)
-            // The computation's own fiber, made from the caller's runtime (context, fiber refs) and
-            // started on this stack until it first suspends, as `internal/timeout.ts` does: no
-            // scheduler hop to start it. This region is uninterruptible: make the computation interruptible.
-            start = Effect.withFiberRuntime<void, never, R>((caller, status) => {
-              const runtime = Runtime.make({
-                // The caller's fiber runs with `R` in its context: this is where `R` comes from.
-                context: caller.currentContext as Context.Context<R>,
-                runtimeFlags: status.runtimeFlags,
-                fiberRefs: caller.getFiberRefs()
-              })
-              const fiber = Runtime.runFork(runtime)(
-                Effect.onExit(Effect.interruptible(compute), (exit) => finish(key, created, exit))
-              )
-              if (!created.done) created.fiber = fiber
-              return Effect.void
-            })
-          } else {
-            flight = existing
-            counts.coalesced++
-          }
-          flight.waiters++
-          const joined = flight
-          return Effect.zipRight(
-            start,
-            Effect.onInterrupt(
-              restore(awaitFlight(joined) as Effect.Effect<Res, E>),
-              () => leave(key, joined)
-            )
-          )
-        })
-      )
+    /** What a waiter gets from the flight's exit: the answer, or on an error `serveStaleOn` accepts, an expired entry. */
+    const settle = <E>(key: string, exit: Exit.Exit<Res, unknown>): Effect.Effect<Cached<Res>, E> => {
+      if (Exit.isSuccess(exit)) return Exit.succeed({ value: exit.value, source: "computed", ageMs: 0, key })
+      // The flight ran the waiter's own computation (identical requests bring the same one): its error is an `E`.
+      const cause = exit.cause as Cause.Cause<E>
+      const failure = Cause.failureOption(cause)
+      if (Option.isNone(failure) || !serveStaleOn(failure.value)) return Effect.failCause(cause)
+      return Effect.flatMap(read(key, true), (stale) =>
+        Option.isSome(stale)
+          ? Effect.as(count(stale.value.source === "stale" ? "stale" : "hit"), stale.value)
+          : Effect.failCause(cause))
+    }
 
-    /** A miss: join or start the key's computation; on an error `serveStaleOn` accepts, an expired entry. */
-    const computed = <E, R>(key: string, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
-      Effect.matchCauseEffect(join(key, compute), {
-        onSuccess: (value) => Effect.succeed<Cached<Res>>({ value, source: "computed", ageMs: 0, key }),
-        onFailure: (cause) => {
-          const failure = Cause.failureOption(cause)
-          if (Option.isNone(failure) || !serveStaleOn(failure.value)) return Effect.failCause(cause)
-          return Effect.flatMap(read(key, true), (stale) =>
-            Option.isSome(stale)
-              ? Effect.as(count(stale.value.source === "stale" ? "stale" : "hit"), stale.value)
-              : Effect.failCause(cause))
-        }
+    /**
+     * Starts `key`'s computation in a fiber of its own, made from the caller's runtime (context,
+     * fiber refs) and run on this stack until it first suspends, as `internal/timeout.ts` does:
+     * no scheduler hop to start it. It runs interruptible whatever the caller's region, so that
+     * a leaving last waiter or the closing scope can stop it. With the in-memory store the flight
+     * lands from an observer of that fiber, with no `onExit` (a mask and five ops) around the
+     * computation; observers run in the order they came, so it has landed before anyone who
+     * interrupts the fiber and awaits it resumes.
+     */
+    const launch = <E, R>(
+      caller: Fiber.RuntimeFiber<unknown, unknown>,
+      flags: RuntimeFlags.RuntimeFlags,
+      key: string,
+      compute: Effect.Effect<Res, E, R>
+    ): Flight<Res> => {
+      const flight: Flight<Res> = { exit: undefined, joiners: [], fiber: undefined, waiters: 1, done: false }
+      inflight.set(key, flight)
+      const runtime = Runtime.make({
+        // The caller's fiber runs with `R` in its context: this is where `R` comes from.
+        context: caller.currentContext as Context.Context<R>,
+        runtimeFlags: RuntimeFlags.enable(flags, RuntimeFlags.Interruption),
+        fiberRefs: caller.getFiberRefs()
       })
+      if (lru === undefined) {
+        const fiber = Runtime.runFork(runtime)(Effect.onExit(compute, (exit) => finish(key, flight, exit)))
+        if (!flight.done) flight.fiber = fiber
+        return flight
+      }
+      // The flight's clock is the caller's: the computation's own changes to it end with it.
+      const clock = Context.get(caller.currentDefaultServices, Clock.Clock)
+      const fiber = Runtime.runFork(runtime)(compute)
+      fiber.addObserver((exit) => {
+        if (keeps(exit)) lru.set(key, entryAt(exit.value, clock.unsafeCurrentTimeMillis()))
+        land(key, flight, exit)
+      })
+      if (!flight.done) flight.fiber = fiber
+      return flight
+    }
+
+    /**
+     * A miss, in the caller's op: join `key`'s computation or start it, then wait for it. The
+     * waiter is registered and its leaving is handled by one `Effect.async` (its canceler is the
+     * `onInterrupt` that leaves) instead of a mask, an `onInterrupt` and an `async` of their own.
+     * A computation done before it first suspends answers at once, with no wait at all.
+     */
+    const join = <E, R>(
+      caller: Fiber.RuntimeFiber<unknown, unknown>,
+      flags: RuntimeFlags.RuntimeFlags,
+      key: string,
+      compute: Effect.Effect<Res, E, R>
+    ): Effect.Effect<Cached<Res>, E, R> => {
+      let flight = inflight.get(key)
+      if (flight === undefined) {
+        flight = launch(caller, flags, key, compute)
+      } else {
+        counts.coalesced++
+        flight.waiters++
+      }
+      if (flight.exit !== undefined) return settle<E>(key, flight.exit)
+      const joined = flight
+      return Effect.async<Cached<Res>, E>((resume) => {
+        const joiner = (exit: Exit.Exit<Res, unknown>) => resume(settle<E>(key, exit))
+        joined.joiners.push(joiner)
+        return Effect.suspend(() => {
+          const i = joined.joiners.indexOf(joiner)
+          if (i >= 0) joined.joiners.splice(i, 1)
+          return leave(key, joined)
+        })
+      })
+    }
 
     const get = <E, R>(request: Req, compute: Effect.Effect<Res, E, R>): Effect.Effect<Cached<Res>, E, R> =>
       lru !== undefined
-        ? Effect.withFiberRuntime((fiber) => {
-          // The in-memory store: key, read and count in this one op.
+        ? Effect.withFiberRuntime<Cached<Res>, E, R>((fiber, status) => {
+          // The in-memory store: key, read, count and join in this one op.
           const key = keyOf(request)
           const fresh = readNow(lru, key, false, nowOf(fiber))
           if (Option.isSome(fresh)) {
@@ -520,13 +525,16 @@ export const make = <Req, Res>(
             return Effect.succeed(fresh.value)
           }
           countNow(fiber, "miss")
-          return computed(key, compute)
+          return join(fiber, status.runtimeFlags, key, compute)
         })
         : Effect.suspend(() => {
           const key = keyOf(request)
           return Effect.flatMap(read(key, false), (fresh): Effect.Effect<Cached<Res>, E, R> => {
             if (Option.isSome(fresh)) return Effect.as(count("hit"), fresh.value)
-            return Effect.zipRight(count("miss"), computed(key, compute))
+            return Effect.zipRight(
+              count("miss"),
+              Effect.withFiberRuntime<Cached<Res>, E, R>((fiber, status) => join(fiber, status.runtimeFlags, key, compute))
+            )
           })
         })
 
