@@ -27,6 +27,7 @@ import * as Hash from "effect/Hash"
 import * as Stream from "effect/Stream"
 import { PCGRandom } from "effect/Utils"
 import * as FaultScript from "./FaultScript.js"
+import * as VirtualTime from "./VirtualTime.js"
 
 /**
  * One simulated deployment.
@@ -212,20 +213,37 @@ export const make = (options: Options): Effect.Effect<Service> =>
       const interChunk = d.stream?.interChunk ?? defaultInterChunk
       let serial = 0
 
+      /** Draws the call's fate at `now`: five uniforms, the script's decision. */
+      const decideAt = (now: number, keyName: string | undefined) => {
+        const u0 = prng.number()
+        const u1 = prng.number()
+        const u2 = prng.number()
+        const u3 = prng.number()
+        const u4 = prng.number()
+        const decision = FaultScript.decide(d, now, keyName, u0, u1, u2, u3)
+        stats.calls += 1
+        if (decision._tag === "fail" && decision.down) stats.callsWhileDown += 1
+        return { now, decision, u4 }
+      }
+
       /** Draws the call's fate: time, five uniforms, the script's decision. */
       const decideNow = (keyName: string | undefined) =>
-        Effect.withFiberRuntime<{ readonly now: number; readonly decision: FaultScript.Decision; readonly u4: number }>((fiber) => {
-          const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-          const u0 = prng.number()
-          const u1 = prng.number()
-          const u2 = prng.number()
-          const u3 = prng.number()
-          const u4 = prng.number()
-          const decision = FaultScript.decide(d, now, keyName, u0, u1, u2, u3)
-          stats.calls += 1
-          if (decision._tag === "fail" && decision.down) stats.callsWhileDown += 1
-          return Effect.succeed({ now, decision, u4 })
-        })
+        Effect.withFiberRuntime<{ readonly now: number; readonly decision: FaultScript.Decision; readonly u4: number }>((fiber) =>
+          Effect.succeed(decideAt(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis(), keyName))
+        )
+
+      const recordOutcome = (
+        context: Provider.CallContext,
+        startedAt: number,
+        down: boolean,
+        outcome: string,
+        endedAt: number
+      ): void => {
+        if (outcome === "success") stats.successes += 1
+        else if (outcome === "interrupted") stats.interrupted += 1
+        else stats.failures[outcome] = (stats.failures[outcome] ?? 0) + 1
+        onOutcome?.({ deployment: d.name, keyName: context.keyName, startedAt, endedAt, outcome, down })
+      }
 
       const finish = (
         context: Provider.CallContext,
@@ -234,14 +252,15 @@ export const make = (options: Options): Effect.Effect<Service> =>
         exit: Exit.Exit<unknown, Errors.ResilienceError>
       ) =>
         Effect.withFiberRuntime<void>((fiber) => {
-            const endedAt = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-            const outcome = tagOf(exit)
-            if (outcome === "success") stats.successes += 1
-            else if (outcome === "interrupted") stats.interrupted += 1
-            else stats.failures[outcome] = (stats.failures[outcome] ?? 0) + 1
-            onOutcome?.({ deployment: d.name, keyName: context.keyName, startedAt, endedAt, outcome, down })
-            return Effect.void
-          })
+          recordOutcome(
+            context,
+            startedAt,
+            down,
+            tagOf(exit),
+            Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+          )
+          return Effect.void
+        })
 
       const usageFor = (request: Chat.ChatRequest, u: number): Chat.Usage => ({
         inputTokens: promptTokens(request),
@@ -267,29 +286,72 @@ export const make = (options: Options): Effect.Effect<Service> =>
         return error
       }
 
+      const answer = (request: Chat.ChatRequest, context: Provider.CallContext, u4: number): Provider.ProviderAnswer => {
+        const usage = usageFor(request, u4)
+        bill(usage)
+        serial += 1
+        return {
+          response: {
+            id: `sim-${d.name}-${serial}`,
+            model: context.model,
+            text: `answer from ${d.name}`,
+            toolCalls: [],
+            finishReason: "stop",
+            usage
+          },
+          rateLimit: undefined
+        }
+      }
+
+      /**
+       * A call on the virtual clock: one timer whose firing settles the call (answer or error,
+       * and its outcome) and resumes the caller, and one canceler that records an interruption.
+       * The same events at the same virtual times as the generic path below (the timer is set
+       * where its sleep would set it, and the caller runs as soon as it fires), without a sleep,
+       * a delay and an `onExit` around each of the drill's calls.
+       */
+      const virtualCall = (
+        clock: VirtualTime.VirtualClock,
+        request: Chat.ChatRequest,
+        context: Provider.CallContext,
+        now: number,
+        decision: FaultScript.Decision,
+        u4: number
+      ): Effect.Effect<Provider.ProviderAnswer, Errors.ResilienceError> => {
+        const down = decision._tag === "fail" && decision.down
+        const error = decision._tag === "fail" ? errorOf(decision.failure, context, decision.afterMs) : undefined
+        const delayMs = decision._tag === "fail" ? decision.afterMs : decision.latencyMs
+        return Effect.async<Provider.ProviderAnswer, Errors.ResilienceError>((resume) => {
+          let pending = true
+          const cancel = clock.schedule(() => {
+            pending = false
+            if (error !== undefined) {
+              recordOutcome(context, now, down, error._tag, clock.now)
+              resume(Effect.fail(error))
+            } else {
+              const answered = answer(request, context, u4)
+              recordOutcome(context, now, down, "success", clock.now)
+              resume(Exit.succeed(answered))
+            }
+            // `Duration.millis` reads NaN and negatives as zero, as the sleep did.
+          }, delayMs > 0 ? delayMs : 0)
+          return Effect.sync(() => {
+            if (!pending) return
+            pending = false
+            cancel()
+            recordOutcome(context, now, down, "interrupted", clock.now)
+          })
+        })
+      }
+
       const chat: Provider.Provider["chat"] = (request, context) =>
-        Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }) => {
+        Effect.withFiberRuntime((fiber) => {
+          const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+          const { decision, now, u4 } = decideAt(clock.unsafeCurrentTimeMillis(), context.keyName)
+          if (clock instanceof VirtualTime.VirtualClock) return virtualCall(clock, request, context, now, decision, u4)
           const call: Effect.Effect<Provider.ProviderAnswer, Errors.ResilienceError> = decision._tag === "fail"
             ? Effect.delay(Effect.fail(errorOf(decision.failure, context, decision.afterMs)), Duration.millis(decision.afterMs))
-            : Effect.delay(
-              Effect.sync((): Provider.ProviderAnswer => {
-                const usage = usageFor(request, u4)
-                bill(usage)
-                serial += 1
-                return {
-                  response: {
-                    id: `sim-${d.name}-${serial}`,
-                    model: context.model,
-                    text: `answer from ${d.name}`,
-                    toolCalls: [],
-                    finishReason: "stop",
-                    usage
-                  },
-                  rateLimit: undefined
-                }
-              }),
-              Duration.millis(decision.latencyMs)
-            )
+            : Effect.delay(Effect.sync(() => answer(request, context, u4)), Duration.millis(decision.latencyMs))
           return Effect.onExit(call, (exit) => finish(context, now, decision._tag === "fail" && decision.down, exit))
         })
 
