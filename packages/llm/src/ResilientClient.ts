@@ -38,10 +38,12 @@ import {
   StaticReply,
   TaggedMetric
 } from "@resilient-ai/core"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -183,24 +185,6 @@ const cost = Metric.counter("resilient_ai_cost_usd_total", {
 const requestsBySource = TaggedMetric.taggedBy(requests, ["source"])
 const tokensBy = TaggedMetric.taggedBy(tokens, ["deployment", "direction"])
 const costBy = TaggedMetric.taggedBy(cost, ["deployment"])
-
-/**
- * `Effect.withSpan`, only when tracing is on: with it off the span would be a
- * no-op that still costs a context copy, a finalizer and a stack trace.
- */
-const spanned = <A, E, R>(
-  self: Effect.Effect<A, E, R>,
-  name: string,
-  attributes?: () => Record<string, unknown>
-): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime<A, E, R>((fiber) =>
-    fiber.getFiberRef(FiberRef.currentTracerEnabled)
-      ? Effect.withSpan(self, name, {
-        ...(attributes === undefined ? {} : { attributes: attributes() }),
-        captureStackTrace: false
-      })
-      : self
-  )
 
 /** The clock of the running fiber, read without an op. */
 const nowOf = (fiber: { readonly currentDefaultServices: Context.Context<Clock.Clock> }): number =>
@@ -398,7 +382,12 @@ export const make = (
     // Built once: `track` decodes the deadline when it is made, not per request.
     const trackStream = RequestBudget.track(limits)
 
-    const runChain = (request: Chat.ChatRequest, options: ChatOptions) =>
+    /**
+     * Runs the cascade for `request` and hands its result to `then` (the one map the chain's
+     * answer goes through). `tracing` is the caller's `currentTracerEnabled`, read once per
+     * request: the attempts run in fibers that inherit it, and nothing on the way sets it.
+     */
+    const runChain = <B>(request: Chat.ChatRequest, options: ChatOptions, tracing: boolean, then: (result: ChatResult) => B) =>
       Effect.suspend(() => {
         const promptTokens = estimatePromptTokens(request)
         const skipped: Array<Skipped> = []
@@ -417,16 +406,22 @@ export const make = (
           const target = transformFor(request, d)
           const maxOutput = request.maxTokens ?? defaultMaxOutput
           return h.policy.executeDetailed(
-            ({ attempt, key }) =>
-              h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }).pipe(
-                Effect.tap((answer) =>
+            ({ attempt, key }) => {
+              // One continuation for the key pool's feedback and the response (not a `tap` and a `map`).
+              const call = Effect.flatMap(
+                h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }),
+                (answer) =>
                   answer.rateLimit === undefined || key === undefined
-                    ? Effect.void
-                    : h.keyPool.feedback(key.name, answer.rateLimit)
-                ),
-                Effect.map((answer) => answer.response),
-                (call) => spanned(call, "ResilientClient.attempt", () => ({ deployment: d.name, attempt, key: key?.name ?? "none" }))
-              ),
+                    ? Effect.succeed(answer.response)
+                    : Effect.as(h.keyPool.feedback(key.name, answer.rateLimit), answer.response)
+              )
+              return tracing
+                ? Effect.withSpan(call, "ResilientClient.attempt", {
+                  attributes: { deployment: d.name, attempt, key: key?.name ?? "none" },
+                  captureStackTrace: false
+                })
+                : call
+            },
             {
               tokens: promptTokens + maxOutput,
               usage: (r) => (r.usage === undefined ? undefined : r.usage.inputTokens + r.usage.outputTokens),
@@ -435,19 +430,27 @@ export const make = (
               ...(options.affinity === undefined ? {} : { affinity: options.affinity })
             }
           ).pipe(
-            Effect.mapError((e): Errors.ResilienceError =>
-              e._tag === "ContextLengthError" && e.deployment === undefined
-                ? new Errors.ContextLengthError({ ...e, deployment: d.name })
-                : e
-            ),
-            Effect.map((detailed): Fallback.StepAnswer<Chat.ChatResponse> => {
-              keyOf.set(d.name, detailed.keyName)
-              return {
-                value: detailed.value,
-                step: d.name,
-                source: isFirst ? (detailed.backupKey ? "backup-key" : "primary") : "fallback-provider",
-                deployment: d.name,
-                ageMs: undefined
+            // `mapError` and `map` in one continuation; the failure side is `mapError`'s own.
+            Effect.matchCauseEffect({
+              onFailure: (cause): Effect.Effect<Fallback.StepAnswer<Chat.ChatResponse>, Errors.ResilienceError> => {
+                const failure = Cause.failureOrCause(cause)
+                if (Either.isRight(failure)) return Effect.failCause(failure.right)
+                const e = failure.left
+                return Effect.failSync((): Errors.ResilienceError =>
+                  e._tag === "ContextLengthError" && e.deployment === undefined
+                    ? new Errors.ContextLengthError({ ...e, deployment: d.name })
+                    : e
+                )
+              },
+              onSuccess: (detailed) => {
+                keyOf.set(d.name, detailed.keyName)
+                return Effect.succeed<Fallback.StepAnswer<Chat.ChatResponse>>({
+                  value: detailed.value,
+                  step: d.name,
+                  source: isFirst ? (detailed.backupKey ? "backup-key" : "primary") : "fallback-provider",
+                  deployment: d.name,
+                  ageMs: undefined
+                })
               }
             })
           )
@@ -484,7 +487,7 @@ export const make = (
             () => step(h, false)
           )
         }
-        return Effect.map(Fallback.run(chain, limits), (answer): ChatResult => ({
+        return Effect.map(Fallback.run(chain, limits), (answer) => then({
           response: answer.value,
           source: answer.source,
           deployment: answer.deployment,
@@ -500,56 +503,79 @@ export const make = (
         }))
       })
 
-    const record = (result: ChatResult): Effect.Effect<void> =>
-      Effect.sync(() => {
-        requestsBySource(result.source).unsafeUpdate(1, [])
-        requestLatency.unsafeUpdate(result.latencyMs, [])
-        const deployment = result.deployment ?? result.source
-        if (result.usage !== undefined) {
-          tokensBy(deployment, "input").unsafeUpdate(result.usage.inputTokens, [])
-          tokensBy(deployment, "output").unsafeUpdate(result.usage.outputTokens, [])
-        }
-        if (result.costUsd > 0) costBy(deployment).unsafeUpdate(result.costUsd, [])
-      })
+    const identity = (result: ChatResult): ChatResult => result
+
+    const record = (result: ChatResult): void => {
+      requestsBySource(result.source).unsafeUpdate(1, [])
+      requestLatency.unsafeUpdate(result.latencyMs, [])
+      const deployment = result.deployment ?? result.source
+      if (result.usage !== undefined) {
+        tokensBy(deployment, "input").unsafeUpdate(result.usage.inputTokens, [])
+        tokensBy(deployment, "output").unsafeUpdate(result.usage.outputTokens, [])
+      }
+      if (result.costUsd > 0) costBy(deployment).unsafeUpdate(result.costUsd, [])
+    }
 
     const notPaidTwice = Retry.retryOnly((e) => !Retry.mayHaveStartedWork(e))
 
-    const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
-      Effect.withFiberRuntime<ChatResult, Errors.ResilienceError>((fiber) => {
-        const start = nowOf(fiber)
-        if (options.idempotent === false) return notPaidTwice(runChain(request, options))
-        if (cache === undefined) return runChain(request, options)
-        let computed: ChatResult | undefined
-        return Effect.flatMap(
-          cache.get(request, Effect.map(runChain(request, options), (r) => {
-            computed = r
-            return r.response
-          })),
-          (cached) =>
-            cached.source === "computed" && computed !== undefined ? Effect.succeed(computed) : Effect.withFiberRuntime((inner) =>
-              Effect.succeed<ChatResult>({
-                response: cached.value,
-                source: cached.source === "stale" ? "stale-cache" : "cache",
-                deployment: undefined,
-                keyName: undefined,
-                attempts: 0,
-                latencyMs: nowOf(inner) - start,
-                usage: cached.value.usage,
-                costUsd: 0,
-                fallbacks: [],
-                errors: [],
-                skipped: [],
-                ageMs: cached.ageMs
-              })
-            )
-        )
-      }).pipe(
-        Effect.tapBoth({
-          onFailure: () => Effect.sync(() => requestsBySource("failed").unsafeUpdate(1, [])),
-          onSuccess: record
-        }),
-        (self) => spanned(self, "ResilientClient.chat")
+    /** The answer to `request`, unrecorded: the chain, through the cache when there is one. */
+    const respond = (
+      fiber: { readonly currentDefaultServices: Context.Context<Clock.Clock> },
+      request: Chat.ChatRequest,
+      options: ChatOptions,
+      tracing: boolean
+    ): Effect.Effect<ChatResult, Errors.ResilienceError> => {
+      if (options.idempotent === false) return notPaidTwice(runChain(request, options, tracing, identity))
+      if (cache === undefined) return runChain(request, options, tracing, identity)
+      const start = nowOf(fiber)
+      let computed: ChatResult | undefined
+      return Effect.flatMap(
+        cache.get(request, runChain(request, options, tracing, (r) => {
+          computed = r
+          return r.response
+        })),
+        (cached) =>
+          Effect.succeed<ChatResult>(
+            cached.source === "computed" && computed !== undefined ? computed : {
+              response: cached.value,
+              source: cached.source === "stale" ? "stale-cache" : "cache",
+              deployment: undefined,
+              keyName: undefined,
+              attempts: 0,
+              // The continuation runs on the caller's fiber: its clock is the one read at the start.
+              latencyMs: nowOf(fiber) - start,
+              usage: cached.value.usage,
+              costUsd: 0,
+              fallbacks: [],
+              errors: [],
+              skipped: [],
+              ageMs: cached.ageMs
+            }
+          )
       )
+    }
+
+    /** `tapBoth` of the metrics: a success is recorded, a failure counted (not a defect or an interruption). */
+    const recorded = (self: Effect.Effect<ChatResult, Errors.ResilienceError>): Effect.Effect<ChatResult, Errors.ResilienceError> =>
+      Effect.matchCauseEffect(self, {
+        onFailure: (cause) => {
+          if (Option.isSome(Cause.failureOption(cause))) requestsBySource("failed").unsafeUpdate(1, [])
+          return Effect.failCause(cause)
+        },
+        onSuccess: (result) => {
+          record(result)
+          return Effect.succeed(result)
+        }
+      })
+
+    const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
+      Effect.withFiberRuntime((fiber) => {
+        const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+        const self = recorded(respond(fiber, request, options, tracing))
+        // `Effect.withSpan` only when tracing is on: with it off the span would be a no-op that
+        // still costs a context copy, a finalizer and a stack trace.
+        return tracing ? Effect.withSpan(self, "ResilientClient.chat", { captureStackTrace: false }) : self
+      })
 
     const midStream = config.midStreamPolicy ?? "restart-if-no-output"
     const isContent = (chunk: Chat.ChatChunk): boolean =>
@@ -650,30 +676,46 @@ export const make = (
       })
     }
 
+    const staticAnswer = (request: Chat.ChatRequest, error: Errors.ResilienceError, start: number): Effect.Effect<ChatResult> =>
+      Effect.withFiberRuntime((inner) => {
+        const end = nowOf(inner)
+        return Effect.zipRight(
+          AttemptEvents.emit({ _tag: "FallbackTaken", at: end, from: "chain", to: "static", errorTag: error._tag }),
+          Effect.succeed<ChatResult>({
+            response: staticResponse(replies.reply(lastUserText(request))),
+            source: "static",
+            deployment: undefined,
+            keyName: undefined,
+            attempts: 0,
+            latencyMs: end - start,
+            usage: undefined,
+            costUsd: 0,
+            fallbacks: [{ from: "chain", to: "static", tag: error._tag }],
+            errors: [],
+            skipped: [],
+            ageMs: undefined
+          })
+        )
+      })
+
     const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((fiber) => {
         const start = nowOf(fiber)
-        return Effect.catchAll(chat(request, options), (error) =>
-          Effect.withFiberRuntime((inner) => {
-            const end = nowOf(inner)
-            return Effect.zipRight(
-              AttemptEvents.emit({ _tag: "FallbackTaken", at: end, from: "chain", to: "static", errorTag: error._tag }),
-              Effect.succeed<ChatResult>({
-                response: staticResponse(replies.reply(lastUserText(request))),
-                source: "static",
-                deployment: undefined,
-                keyName: undefined,
-                attempts: 0,
-                latencyMs: end - start,
-                usage: undefined,
-                costUsd: 0,
-                fallbacks: [{ from: "chain", to: "static", tag: error._tag }],
-                errors: [],
-                skipped: [],
-                ageMs: undefined
-              })
-            )
-          }))
+        if (fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
+          return Effect.catchAll(chat(request, options), (error) => staticAnswer(request, error, start))
+        }
+        // Untraced: `chat`'s metrics and the static reply in one continuation (`tapBoth`, then `catchAll`).
+        return Effect.matchCauseEffect(respond(fiber, request, options, false), {
+          onFailure: (cause) => {
+            if (Option.isSome(Cause.failureOption(cause))) requestsBySource("failed").unsafeUpdate(1, [])
+            // `catchAll`'s own reading of the cause (a defect wins over a failure).
+            return Effect.catchAll(Effect.failCause(cause), (error) => staticAnswer(request, error, start))
+          },
+          onSuccess: (result) => {
+            record(result)
+            return Effect.succeed(result)
+          }
+        })
       })
 
     return { chat, chatOrStatic, stream, deployments: handles, config }
