@@ -26,14 +26,13 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Hash from "effect/Hash"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { PCGRandom } from "effect/Utils"
 import { Histogram, Timeline } from "./internal/stats.js"
@@ -272,6 +271,12 @@ const requestsOf = (traffic: Traffic) => {
 /**
  * Sends the scenario's traffic, each request on a fiber of its own, and
  * waits until the last one is answered. Returns the number of requests.
+ *
+ * The arrivals are a chain of timers on the virtual clock rather than a loop
+ * of `Effect.sleep` and `Effect.forkDaemon` in a fiber: each timer forks its
+ * request the way `forkDaemon` does (from this fiber's runtime, started by the
+ * scheduler, not on this stack) and sets the next timer, so events keep their
+ * order and times, without a fiber resumed and three ops run per arrival.
  */
 const traffic = (
   scenario: Scenario,
@@ -279,47 +284,72 @@ const traffic = (
   handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>,
   onProgress: ((done: number) => void) | undefined
 ): Effect.Effect<number> =>
-  Effect.gen(function*() {
-    // The generator of `Random.make(\`${seed}/${scenario.name}/arrivals\`)` (same draws), read in place.
-    const rng = new PCGRandom(Hash.hash(`${seed}/${scenario.name}/arrivals`))
-    const t = scenario.traffic
-    const poisson = (t.arrivals ?? "poisson") === "poisson"
-    const surges = t.surges ?? []
-    const requestFor = requestsOf(t)
-    const rateAt = (now: number): number => {
-      let rate = t.ratePerSecond
-      for (const s of surges) if (now >= s.from && now < s.to) rate *= s.factor
-      return rate / 1000
-    }
-    const done = yield* Deferred.make<void>()
-    let inflight = 0
-    let generating = true
-    // A fiber observer rather than `Effect.ensuring`: it runs when the request's fiber ends, however
-    // it ends, without the mask and the four ops `ensuring` adds to every request.
-    const finished = (): void => {
-      inflight -= 1
-      if (!generating && inflight === 0) Deferred.unsafeDone(done, Exit.void)
-    }
-    let now = 0
-    let sent = 0
-    for (;;) {
-      const u = rng.number()
-      const gap = poisson ? -Math.log(1 - u) / rateAt(now) : 1 / rateAt(now)
-      if (now + gap >= scenario.durationMs) break
-      yield* Effect.sleep(Duration.millis(gap))
-      now += gap
-      const request = requestFor(sent, rng.number())
-      inflight += 1
-      const fiber = yield* Effect.forkDaemon(handle(request, now))
-      // Not started yet (a forked fiber waits for the scheduler), so the observer is in place before it runs.
-      fiber.addObserver(finished)
-      sent += 1
-      if (onProgress !== undefined && sent % 2000 === 0) onProgress(now / scenario.durationMs)
-    }
-    generating = false
-    if (inflight > 0) yield* Deferred.await(done)
-    onProgress?.(1)
-    return sent
+  Effect.withFiberRuntime<number>((fiber, status) => {
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    if (!(clock instanceof VirtualTime.VirtualClock)) return Effect.dieMessage("the drill runs in VirtualTime")
+    // What `Effect.forkDaemon` forks from: this fiber's context, fiber refs and flags.
+    const fork = Runtime.runFork(
+      Runtime.make({ context: fiber.currentContext, fiberRefs: fiber.getFiberRefs(), runtimeFlags: status.runtimeFlags })
+    )
+    return Effect.async<number>((resume) => {
+      // The generator of `Random.make(\`${seed}/${scenario.name}/arrivals\`)` (same draws), read in place.
+      const rng = new PCGRandom(Hash.hash(`${seed}/${scenario.name}/arrivals`))
+      const t = scenario.traffic
+      const poisson = (t.arrivals ?? "poisson") === "poisson"
+      const surges = t.surges ?? []
+      const requestFor = requestsOf(t)
+      const rateAt = (now: number): number => {
+        let rate = t.ratePerSecond
+        for (const s of surges) if (now >= s.from && now < s.to) rate *= s.factor
+        return rate / 1000
+      }
+      let inflight = 0
+      let generating = true
+      let stopped = false
+      let now = 0
+      let sent = 0
+      const end = () => {
+        onProgress?.(1)
+        resume(Effect.succeed(sent))
+      }
+      // A fiber observer rather than `Effect.ensuring`: it runs when the request's fiber ends,
+      // however it ends, without the mask and the four ops `ensuring` adds to every request.
+      const finished = (): void => {
+        inflight -= 1
+        if (!generating && inflight === 0) end()
+      }
+      let gap = 0
+      /** Draws the next gap; false when it falls after the end. */
+      const next = (): boolean => {
+        const u = rng.number()
+        gap = poisson ? -Math.log(1 - u) / rateAt(now) : 1 / rateAt(now)
+        return now + gap < scenario.durationMs
+      }
+      const arrive = (): void => {
+        if (stopped) return
+        now += gap
+        const request = requestFor(sent, rng.number())
+        inflight += 1
+        const child = fork(handle(request, now), { immediate: false })
+        child.addObserver(finished)
+        sent += 1
+        if (onProgress !== undefined && sent % 2000 === 0) onProgress(now / scenario.durationMs)
+        schedule()
+      }
+      const schedule = (): void => {
+        if (next()) {
+          // `Duration.millis` reads NaN and negatives as zero, as the sleep did.
+          clock.schedule(arrive, gap > 0 ? gap : 0)
+          return
+        }
+        generating = false
+        if (inflight === 0) end()
+      }
+      schedule()
+      return Effect.sync(() => {
+        stopped = true
+      })
+    })
   })
 
 const keyEnv = (scenario: Scenario): ConfigProvider.ConfigProvider =>
