@@ -326,6 +326,21 @@ export const orStatic: {
   ) as Chain<A | A2, never, R>)
 
 /**
+ * `RequestBudget.track(limits)`, made once per limits object: a client runs
+ * every request under the same limits, and `track` decodes the deadline
+ * when it is made.
+ */
+const trackers = new WeakMap<RequestBudget.Limits, ReturnType<typeof RequestBudget.track>>()
+const trackerOf = (limits: RequestBudget.Limits): ReturnType<typeof RequestBudget.track> => {
+  let tracked = trackers.get(limits)
+  if (tracked === undefined) {
+    tracked = RequestBudget.track(limits)
+    trackers.set(limits, tracked)
+  }
+  return tracked
+}
+
+/**
  * Runs the chain as one logical request under `limits` and reports who
  * answered.
  *
@@ -336,28 +351,28 @@ export const run = <A, E, R>(
   self: Chain<A, E, R>,
   limits: RequestBudget.Limits = {}
 ): Effect.Effect<Answer<A>, E, R> => {
-  const tracked = RequestBudget.track(limits)
+  const tracked = trackerOf(limits)
   // The clock and the ledger are read from the running fiber, in place of
   // `Clock.currentTimeMillis` and `RequestBudget.spent` (same values, fewer ops).
   return Effect.withFiberRuntime((fiber) => {
     const start = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
     const taken: Array<FallbackTaken> = []
-    return tracked(Effect.flatMap(self.attempt(taken), (answer) =>
-      Effect.withFiberRuntime((inner) => {
-        const ledger = inner.getFiberRef(RequestBudget.currentLedger)
-        const end = Context.get(inner.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
-        return Effect.succeed<Answer<A>>({
-          value: answer.value,
-          step: answer.step,
-          source: answer.source,
-          deployment: answer.deployment,
-          ageMs: answer.ageMs,
-          attempts: ledger === undefined ? 0 : ledger.attempts,
-          costUsd: ledger === undefined ? 0 : ledger.costUsd,
-          errors: ledger === undefined ? [] : [...ledger.errors],
-          fallbacks: taken,
-          latencyMs: end - start
-        })
-      })))
+    // The continuation runs on this same fiber: its refs and clock are read in place, without an op.
+    return tracked(Effect.flatMap(self.attempt(taken), (answer) => {
+      const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
+      const end = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+      return Effect.succeed<Answer<A>>({
+        value: answer.value,
+        step: answer.step,
+        source: answer.source,
+        deployment: answer.deployment,
+        ageMs: answer.ageMs,
+        attempts: ledger === undefined ? 0 : ledger.attempts,
+        costUsd: ledger === undefined ? 0 : ledger.costUsd,
+        errors: ledger === undefined ? [] : [...ledger.errors],
+        fallbacks: taken,
+        latencyMs: end - start
+      })
+    }))
   })
 }

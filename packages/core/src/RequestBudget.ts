@@ -21,6 +21,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import { BudgetExhaustedError } from "./Errors.js"
 import * as Deadline from "./Deadline.js"
@@ -94,6 +95,18 @@ export interface Ledger {
 export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = FiberRef.unsafeMake<Ledger | undefined>(undefined)
 
 /**
+ * Sets the ledger and the deadline in one op, as two `FiberRef.set`s would
+ * (the same stacks: each is the fiber's own write), without the second op
+ * and the `zipRight` between them.
+ */
+const setBoth = (ledger: Ledger | undefined, deadline: Option.Option<number>): Effect.Effect<void> =>
+  Effect.updateFiberRefs((fiberId, refs) =>
+    FiberRefs.updateManyAs(refs, {
+      entries: [[currentLedger, [[fiberId, ledger]]], [Deadline.currentDeadline, [[fiberId, deadline]]]]
+    })
+  )
+
+/**
  * Runs `self` as one logical request with `limits`. A request already
  * tracked keeps its ledger: nested calls draw from the outer budget.
  *
@@ -120,18 +133,16 @@ export const track = (limits: Limits = {}) => {
         }
         const deadlineAt = ledger.deadlineAt
         const previousDeadline = deadlineAt === undefined ? undefined : fiber.getFiberRef(Deadline.currentDeadline)
-        const set = FiberRef.set(currentLedger, ledger)
-        // Innermost first on the way out, as the nested `locally`s would.
-        const reset = previousDeadline === undefined
-          ? FiberRef.set(currentLedger, existing)
-          : Effect.zipRight(FiberRef.set(Deadline.currentDeadline, previousDeadline), FiberRef.set(currentLedger, existing))
-        const run = Effect.matchCauseEffect(restore(self), {
-          onFailure: (cause) => Effect.zipRight(reset, Effect.failCause(cause)),
-          onSuccess: (a) => Effect.as(reset, a)
-        })
-        if (deadlineAt === undefined || previousDeadline === undefined) return Effect.zipRight(set, run)
+        const run = (reset: Effect.Effect<void>) =>
+          Effect.matchCauseEffect(restore(self), {
+            onFailure: (cause) => Effect.zipRight(reset, Effect.failCause(cause)),
+            onSuccess: (a) => Effect.as(reset, a)
+          })
+        if (deadlineAt === undefined || previousDeadline === undefined) {
+          return Effect.zipRight(FiberRef.set(currentLedger, ledger), run(FiberRef.set(currentLedger, existing)))
+        }
         const deadline = Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
-        return Effect.zipRight(set, Effect.zipRight(FiberRef.set(Deadline.currentDeadline, deadline), run))
+        return Effect.zipRight(setBoth(ledger, deadline), run(setBoth(existing, previousDeadline)))
       })
     )
 }
