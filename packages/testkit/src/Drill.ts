@@ -237,7 +237,7 @@ class Recorder {
   }
 }
 
-/** `Effect.map(Clock.currentTimeMillis, f)` in one op instead of four: the drill records every request with it. */
+/** `Effect.map(Clock.currentTimeMillis, f)` in one op instead of four. */
 const atNow = (f: (now: number) => void): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
     f(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis())
@@ -383,23 +383,29 @@ const protectedStack = (
         keyQueues.push(yield* h.keyPool.subscribe)
       }
     }
+    // The run's clock, read in place when a request ends (the requests' fibers run on it).
+    const clock = yield* Effect.clock
+    const settled = (result: ResilientClient.ChatResult, arrivedAt: number): void => {
+      const end = clock.unsafeCurrentTimeMillis()
+      switch (result.source) {
+        case "primary":
+        case "backup-key":
+        case "fallback-provider":
+          return recorder.record(arrivedAt, end, "model", result.deployment ?? "unknown")
+        case "cache":
+        case "stale-cache":
+          return recorder.record(arrivedAt, end, "cache", "cache")
+        case "static":
+          return recorder.record(arrivedAt, end, "static", "static")
+      }
+    }
     const handle = (request: Chat.ChatRequest, arrivedAt: number) =>
       Effect.matchCauseEffect(client.chatOrStatic(request), {
         onFailure: recorder.died(arrivedAt),
-        onSuccess: (result) =>
-        atNow((end) => {
-          switch (result.source) {
-            case "primary":
-            case "backup-key":
-            case "fallback-provider":
-              return recorder.record(arrivedAt, end, "model", result.deployment ?? "unknown")
-            case "cache":
-            case "stale-cache":
-              return recorder.record(arrivedAt, end, "cache", "cache")
-            case "static":
-              return recorder.record(arrivedAt, end, "static", "static")
-          }
-        })
+        onSuccess: (result) => {
+          settled(result, arrivedAt)
+          return Effect.void
+        }
       })
     const transitions = Effect.gen(function*() {
       const breakers: Array<CircuitBreaker.Transition> = []
@@ -443,6 +449,8 @@ const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", record
     })
     const keys = primary.keys.map((k) => ({ name: k.name, key: Redacted.make(`sk-sim-${k.name}`) }))
     let turn = 0
+    // The run's clock, read in place when a request ends (the requests' fibers run on it).
+    const clock = yield* Effect.clock
     const handle = (request: Chat.ChatRequest, arrivedAt: number) => {
       const once = Effect.suspend(() => {
         const key = keys[turn++ % Math.max(1, keys.length)]
@@ -456,11 +464,12 @@ const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", record
       const call = stack === "none" ? once : naiveRetry(once)
       return Effect.matchCauseEffect(Effect.either(call), {
         onFailure: recorder.died(arrivedAt),
-        onSuccess: (result) =>
-          atNow((end) =>
-            result._tag === "Right"
-              ? recorder.record(arrivedAt, end, "model", primary.name)
-              : recorder.record(arrivedAt, end, "failed", result.left._tag))
+        onSuccess: (result) => {
+          const end = clock.unsafeCurrentTimeMillis()
+          if (result._tag === "Right") recorder.record(arrivedAt, end, "model", primary.name)
+          else recorder.record(arrivedAt, end, "failed", result.left._tag)
+          return Effect.void
+        }
       })
     }
     return { handle }

@@ -312,6 +312,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
        */
       const virtualCall = (
         clock: VirtualTime.VirtualClock,
+        traced: boolean,
         request: Chat.ChatRequest,
         context: Provider.CallContext,
         now: number,
@@ -327,7 +328,8 @@ export const make = (options: Options): Effect.Effect<Service> =>
             pending = false
             if (error !== undefined) {
               recordOutcome(context, now, down, error._tag, clock.now)
-              resume(Effect.fail(error))
+              // `Effect.fail` only adds the caller's span to the error: with no span, its exit.
+              resume(traced ? Effect.fail(error) : Exit.fail(error))
             } else {
               const answered = answer(request, context, u4)
               recordOutcome(context, now, down, "success", clock.now)
@@ -348,7 +350,9 @@ export const make = (options: Options): Effect.Effect<Service> =>
         Effect.withFiberRuntime((fiber) => {
           const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
           const { decision, now, u4 } = decideAt(clock.unsafeCurrentTimeMillis(), context.keyName)
-          if (clock instanceof VirtualTime.VirtualClock) return virtualCall(clock, request, context, now, decision, u4)
+          if (clock instanceof VirtualTime.VirtualClock) {
+            return virtualCall(clock, fiber.currentSpan !== undefined, request, context, now, decision, u4)
+          }
           const call: Effect.Effect<Provider.ProviderAnswer, Errors.ResilienceError> = decision._tag === "fail"
             ? Effect.delay(Effect.fail(errorOf(decision.failure, context, decision.afterMs)), Duration.millis(decision.afterMs))
             : Effect.delay(Effect.sync(() => answer(request, context, u4)), Duration.millis(decision.latencyMs))
