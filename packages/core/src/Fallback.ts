@@ -21,13 +21,16 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import { dual } from "effect/Function"
 import * as Option from "effect/Option"
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
+import * as Predicate from "effect/Predicate"
 import * as AttemptEvents from "./AttemptEvents.js"
 import type { FallbackableError } from "./Errors.js"
 import { isFallbackable, tagOf } from "./Errors.js"
@@ -94,16 +97,71 @@ export interface Chain<A, E, R> extends Pipeable {
   readonly attempt: (taken: Array<FallbackTaken>) => Effect.Effect<StepAnswer<A>, E, R>
 }
 
-const make = <A, E, R>(
-  steps: ReadonlyArray<string>,
-  attempt: (taken: Array<FallbackTaken>) => Effect.Effect<StepAnswer<A>, E, R>
-): Chain<A, E, R> => ({
-  steps,
-  attempt,
-  pipe() {
-    return pipeArguments(this, arguments)
+/**
+ * A step after the first: whether it takes over from an error, and how it
+ * answers then. Its types are erased: the errors that reach a step are, by
+ * construction, those of the chain before it (`stepAfter` restores them).
+ */
+interface Takeover {
+  readonly handles: (error: unknown) => boolean
+  readonly run: (taken: Array<FallbackTaken>, error: unknown) => Effect.Effect<StepAnswer<unknown>, unknown, unknown>
+}
+
+/** A chain as its first step and the steps that may take over, in order. */
+interface Plan {
+  readonly first: (taken: Array<FallbackTaken>) => Effect.Effect<StepAnswer<unknown>, unknown, unknown>
+  readonly takeovers: ReadonlyArray<Takeover>
+}
+
+const PlanId: unique symbol = Symbol.for("@resilient-ai/core/Fallback/Plan")
+
+interface Planned<A, E, R> extends Chain<A, E, R> {
+  readonly [PlanId]: Plan
+}
+
+const isPlanned = <A, E, R>(chain: Chain<A, E, R>): chain is Planned<A, E, R> => Predicate.hasProperty(chain, PlanId)
+
+/**
+ * Runs a plan as the nested `Effect.catchIf`s of its steps would, with one
+ * continuation in place of one per step: an error is offered to the steps
+ * after the one that failed, in order; the first that handles it runs, and
+ * its own error goes on to the steps after it. What a step does not handle
+ * passes on unchanged, and a cause with no failure (a defect, an
+ * interruption) ends the chain, as in `catchIf`.
+ */
+const attemptOf = (plan: Plan) => (taken: Array<FallbackTaken>): Effect.Effect<StepAnswer<unknown>, unknown, unknown> => {
+  const { first, takeovers } = plan
+  if (takeovers.length === 0) return first(taken)
+  const recover = (from: number, cause: Cause.Cause<unknown>): Effect.Effect<StepAnswer<unknown>, unknown, unknown> => {
+    const failure = Cause.failureOrCause(cause)
+    if (Either.isRight(failure)) return Effect.failCause(failure.right)
+    for (let i = from; i < takeovers.length; i++) {
+      const step = takeovers[i]
+      if (step === undefined || !step.handles(failure.left)) continue
+      const next = step.run(taken, failure.left)
+      return i + 1 < takeovers.length ? Effect.catchAllCause(next, (c) => recover(i + 1, c)) : next
+    }
+    return Effect.failCause(cause)
   }
-})
+  return Effect.catchAllCause(first(taken), (cause) => recover(0, cause))
+}
+
+const make = <A, E, R>(steps: ReadonlyArray<string>, plan: Plan): Chain<A, E, R> => {
+  const attempt = attemptOf(plan)
+  const chain: Planned<unknown, unknown, unknown> = {
+    steps,
+    attempt,
+    [PlanId]: plan,
+    pipe() {
+      return pipeArguments(this, arguments)
+    }
+  }
+  // The plan's steps were typed when they were added (`primary`, `stepAfter`): this is their union.
+  return chain as Chain<A, E, R>
+}
+
+const planOf = <A, E, R>(chain: Chain<A, E, R>): Plan =>
+  isPlanned(chain) ? chain[PlanId] : { first: chain.attempt, takeovers: [] }
 
 /**
  * Describes a step: its name, who answers when it does, and the deployment
@@ -133,7 +191,7 @@ const answerOf = <A>(options: StepOptions, fallbackSource: Source) => (value: A)
  * @category constructors
  */
 export const primary = <A, E, R>(options: StepOptions, effect: Effect.Effect<A, E, R>): Chain<A, E, R> =>
-  make([options.name], () => Effect.map(effect, answerOf<A>(options, "primary")))
+  make([options.name], { first: () => Effect.map(effect, answerOf<A>(options, "primary")), takeovers: [] })
 
 /**
  * A first step that reports its own answer (for a step that knows it used a
@@ -143,7 +201,7 @@ export const primary = <A, E, R>(options: StepOptions, effect: Effect.Effect<A, 
  * @category constructors
  */
 export const primaryAnswer = <A, E, R>(name: string, effect: Effect.Effect<StepAnswer<A>, E, R>): Chain<A, E, R> =>
-  make([name], () => effect)
+  make([name], { first: () => effect, takeovers: [] })
 
 
 /**
@@ -162,22 +220,25 @@ const stepAfter = <A, E, R, EH extends E, A2, E2, R2>(
   handles: (e: E) => e is EH,
   name: string,
   next: (e: EH) => Effect.Effect<StepAnswer<A2>, E2, R2>
-): Chain<A | A2, Exclude<E, EH> | E2, R | R2> =>
-  make([...self.steps, name], (taken) =>
-    Effect.catchIf(
-      self.attempt(taken),
-      handles,
-      (e) =>
-        Effect.suspend(() => {
-          const from = taken.length === 0 ? (self.steps[0] ?? "primary") : (taken[taken.length - 1]?.to ?? "primary")
-          const fallback = { from, to: name, tag: tagOf(e) }
-          taken.push(fallback)
-          return Effect.zipRight(
-            emitTaken((at) => ({ _tag: "FallbackTaken", at, from, to: name, errorTag: fallback.tag })),
-            next(e)
-          )
-        })
-    ) as Effect.Effect<StepAnswer<A | A2>, Exclude<E, EH> | E2, R | R2>)
+): Chain<A | A2, Exclude<E, EH> | E2, R | R2> => {
+  const plan = planOf(self)
+  const firstStep = self.steps[0] ?? "primary"
+  const takeover: Takeover = {
+    // What reaches this step is an error of the chain before it: an `E`.
+    handles: (e) => handles(e as E),
+    run: (taken, e) => {
+      const from = taken.length === 0 ? firstStep : (taken[taken.length - 1]?.to ?? "primary")
+      const fallback = { from, to: name, tag: tagOf(e) }
+      taken.push(fallback)
+      return Effect.zipRight(
+        emitTaken((at) => ({ _tag: "FallbackTaken", at, from, to: name, errorTag: fallback.tag })),
+        // Only run once `handles` accepted it: an `EH`.
+        next(e as EH)
+      )
+    }
+  }
+  return make([...self.steps, name], { first: plan.first, takeovers: [...plan.takeovers, takeover] })
+}
 
 type TagOf<E> = E extends { readonly _tag: infer T extends string } ? T : never
 
