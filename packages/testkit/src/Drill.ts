@@ -338,8 +338,7 @@ const traffic = (
       }
       const schedule = (): void => {
         if (next()) {
-          // `Duration.millis` reads NaN and negatives as zero, as the sleep did.
-          clock.schedule(arrive, gap > 0 ? gap : 0)
+          clock.schedule(arrive, VirtualTime.sleepMillis(gap))
           return
         }
         generating = false

@@ -335,8 +335,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
               recordOutcome(context, now, down, "success", clock.now)
               resume(Exit.succeed(answered))
             }
-            // `Duration.millis` reads NaN and negatives as zero, as the sleep did.
-          }, delayMs > 0 ? delayMs : 0)
+          }, VirtualTime.sleepMillis(delayMs))
           return Effect.sync(() => {
             if (!pending) return
             pending = false

@@ -162,6 +162,16 @@ export class VirtualClock implements Clock.Clock {
 }
 
 /**
+ * The milliseconds `Effect.sleep(Duration.millis(ms))` waits: a fraction is
+ * held in whole nanoseconds (so a timer set with it fires when that sleep
+ * would), NaN and negatives are 0.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const sleepMillis = (ms: number): number => Duration.toMillis(Duration.millis(ms))
+
+/**
  * @since 0.1.0
  * @category models
  */
