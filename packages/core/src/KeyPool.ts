@@ -470,7 +470,7 @@ const makeWith = (
    * Learns from an outcome: synchronously on a synchronous store (then an
    * effect only to publish transitions, else `undefined`).
    */
-  const learn = (index: number, outcome: machine.Outcome, now: () => number): Effect.Effect<void> | undefined => {
+  const learn = (index: number, outcome: machine.Outcome, clock: Clock.Clock): Effect.Effect<void> | undefined => {
     if (outcome === machine.ignored) return undefined
     if (sync === undefined) return record(index, outcome)
     const s = sync.get()
@@ -479,7 +479,7 @@ const makeWith = (
       if (next !== s) sync.set(next)
       return undefined
     }
-    const result = machine.record(config, s, index, outcome, now())
+    const result = machine.record(config, s, index, outcome, clock.unsafeCurrentTimeMillis())
     sync.set(result.state)
     return result.transitions.length === 0 ? undefined : publish(result.transitions)
   }
@@ -538,15 +538,14 @@ const makeWith = (
       const key = picked[index]
       if (key === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${index}`)
       countPick(index, labels)
-      const now = () => clock.unsafeCurrentTimeMillis()
       // Not `onExit`: an interruption of this fiber skips `onFailure`, and it would be ignored anyway.
       return Effect.matchCauseEffect(use(key), {
         onSuccess: (a) => {
-          const learnt = learn(index, machine.success, now)
+          const learnt = learn(index, machine.success, clock)
           return learnt === undefined ? Exit.succeed(a) : Effect.as(learnt, a)
         },
         onFailure: (cause) => {
-          const learnt = learn(index, outcomeOfCause(cause), now)
+          const learnt = learn(index, outcomeOfCause(cause), clock)
           return learnt === undefined ? Exit.failCause(cause) : Effect.zipRight(learnt, Exit.failCause(cause))
         }
       })
@@ -655,7 +654,7 @@ const makeWith = (
       },
       key: (index) => picked[index],
       leave: (index, cause, clock) =>
-        learn(index, cause === undefined ? machine.success : outcomeOfCause(cause), () => clock.unsafeCurrentTimeMillis())
+        learn(index, cause === undefined ? machine.success : outcomeOfCause(cause), clock)
     })
   }
   return { service, stateKey, gauges }

@@ -744,11 +744,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         const interruptible = RuntimeFlags.interruption(status.runtimeFlags)
         const first = attemptNow(fiber, run, call, callOptions, interruptible)
         if (retryGate === undefined) return first
-        const again = (): Effect.Effect<A, E | PolicyError, R> =>
-          Effect.withFiberRuntime((f) => attemptNow(f, run, call, callOptions, interruptible))
         const done = exitOf(first)
-        if (done === undefined) return Effect.catchAllCause(first, (cause) => retryGate.retryFailed(cause, again()))
-        return Exit.isSuccess(done) ? done : retryGate.retryFailed(done.cause, again())
+        if (done !== undefined && Exit.isSuccess(done)) return done
+        const again = Effect.withFiberRuntime<A, E | PolicyError, R>((f) => attemptNow(f, run, call, callOptions, interruptible))
+        if (done === undefined) return Effect.catchAllCause(first, (cause) => retryGate.retryFailed(cause, again))
+        return retryGate.retryFailed(done.cause, again)
       }))
     }
 
