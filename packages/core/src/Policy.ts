@@ -513,7 +513,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
      * fiber in between, so no mask is needed, and the bulkhead permit it would
      * take and give back is not touched. Else, or when a gate cannot decide
      * alone, nothing was taken and the attempt is admitted inside the mask
-     * (`admitMasked`).
+     * (`maskedAttempt`).
      */
     const attemptNow = <A, E, R>(
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -575,18 +575,6 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       return completed === done ? done : Effect.uninterruptible(completed)
     }
 
-    const maskedAttempt = <A, E, R>(
-      run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      attempt: number,
-      interruptible: boolean,
-      made: Made<A, E, R> | undefined
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      const admit = admitMasked(run, call, callOptions, attempt, interruptible, made)
-      return interruptible ? Effect.uninterruptible(admit) : admit
-    }
-
     /**
      * An attempt admitted inside the mask: one op takes what every gate
      * grants at once, and one handler completes them all, innermost first as
@@ -598,15 +586,15 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
      * the pool in between). `interruptible`: the caller's interruptibility,
      * given back to the call as `uninterruptibleMask` would.
      */
-    const admitMasked = <A, E, R>(
+    const maskedAttempt = <A, E, R>(
       run: Run,
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions: CallOptions<A>,
       attempt: number,
       interruptible: boolean,
       made: Made<A, E, R> | undefined
-    ): Effect.Effect<A, E | PolicyError, R> =>
-      Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
+    ): Effect.Effect<A, E | PolicyError, R> => {
+      const admit = Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
         const restore = interruptible ? Effect.interruptible : identityRestore
         const clock = clockOf(fiber)
         const now = clock.unsafeCurrentTimeMillis()
@@ -683,6 +671,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         if (done !== undefined) return complete(taken, callOptions, done, clock, 0)
         return completing(restore(inner), taken, callOptions, clock)
       })
+      return interruptible ? Effect.uninterruptible(admit) : admit
+    }
 
     /**
      * The attempt itself: `attemptOnce`, or, without events, a request
