@@ -193,7 +193,15 @@ const unsafeMake = (
           )
       )
 
+  // An effect that is done already (an `Exit`) would take a permit and give it back at once:
+  // with one free it passes in one op; a full bulkhead queues or rejects it like any other.
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
+    Exit.isExit(self) ? executeDone(self as Exit.Exit<A, E>) : executeMasked(self)
+
+  const executeDone = <A, E>(self: Exit.Exit<A, E>): Effect.Effect<A, E | BulkheadFullError> =>
+    Effect.suspend(() => (permits.available() ? self : executeMasked(self)))
+
+  const executeMasked = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
     Effect.uninterruptibleMask((restore): Effect.Effect<A, E | BulkheadFullError, R> => {
       if (permits.tryTake()) {
         return holding(restore(self))

@@ -429,9 +429,45 @@ const makeWith = (
     return Effect.fail(error)
   }
 
+  /**
+   * On a synchronous store, the admission at `now` when it makes no
+   * transition and is no rejection, and the state that takes it; nothing is
+   * taken (see internal/fastPath.ts).
+   */
+  const planAt = (now: number): fastPath.BreakerPlan | undefined => {
+    if (sync === undefined) return undefined
+    const state = sync.get()
+    const unchanged = planUnchanged(state)
+    if (unchanged !== undefined) return unchanged
+    const result = machine.admit(config, state, now)
+    return result.transitions.length === 0 && result.result._tag === "admitted"
+      ? result as fastPath.BreakerPlan
+      : undefined
+  }
+
   // The hot path: one effect op decides the admission (one clock read, one store step), and the
-  // outcome is recorded in the handler of `matchCauseEffect`, inside the same mask.
+  // outcome is recorded in the handler of `matchCauseEffect`, inside the same mask. An effect that
+  // is done already (an `Exit`) is admitted and recorded in one op: nothing can interrupt in between.
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+    sync !== undefined && Exit.isExit(self) ? executeDone(self as Exit.Exit<A, E>, sync) : executeMasked(self)
+
+  const executeDone = <A, E>(
+    self: Exit.Exit<A, E>,
+    cell: fastPath.SyncCell<machine.BreakerState>
+  ): Effect.Effect<A, E | CircuitOpenError> =>
+    Effect.withFiberRuntime((fiber) => {
+      const clock = clockOf(fiber)
+      const start = clock.unsafeCurrentTimeMillis()
+      const plan = planAt(start)
+      // A rejection or a transition to publish: the effectful path, with nothing taken here.
+      if (plan === undefined) return executeMasked(self)
+      cell.set(plan.state)
+      if (!plan.result.recorded) return self
+      const recorded = record(plan.result, Exit.isSuccess(self) ? "success" : outcomeOf(self.cause), start, clock)
+      return recorded === undefined ? self : Effect.uninterruptible(Effect.zipRight(recorded, self))
+    })
+
+  const executeMasked = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<A, E | CircuitOpenError, R>((fiber) => {
         const clock = clockOf(fiber)
@@ -496,19 +532,9 @@ const makeWith = (
     reset: force("closed")
   }
   if (sync !== undefined) {
-    const cell = sync
     fastPath.breakers.set(service, {
-      plan: (now) => {
-        const state = cell.get()
-        const unchanged = planUnchanged(state)
-        if (unchanged !== undefined) return unchanged
-        const result = machine.admit(config, state, now)
-        // Only a plain admission: a rejection or a transition goes through `execute`.
-        return result.transitions.length === 0 && result.result._tag === "admitted"
-          ? result as fastPath.BreakerPlan
-          : undefined
-      },
-      take: (plan) => cell.set(plan.state),
+      plan: planAt,
+      take: (plan) => sync.set(plan.state),
       leave: (admission, cause, start, clock) =>
         admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined
     })

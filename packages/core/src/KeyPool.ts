@@ -538,8 +538,15 @@ const makeWith = (
       const key = picked[index]
       if (key === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${index}`)
       countPick(index, labels)
+      const used = use(key)
+      if (Exit.isExit(used)) {
+        // Done already: learn from it now, without a handler.
+        const done = used as Exit.Exit<A, E>
+        const learnt = learn(index, Exit.isSuccess(done) ? machine.success : outcomeOfCause(done.cause), clock)
+        return learnt === undefined ? done : Effect.zipRight(learnt, done)
+      }
       // Not `onExit`: an interruption of this fiber skips `onFailure`, and it would be ignored anyway.
-      return Effect.matchCauseEffect(use(key), {
+      return Effect.matchCauseEffect(used, {
         onSuccess: (a) => {
           const learnt = learn(index, machine.success, clock)
           return learnt === undefined ? Exit.succeed(a) : Effect.as(learnt, a)

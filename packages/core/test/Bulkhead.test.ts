@@ -134,6 +134,26 @@ describe("Bulkhead", () => {
       expect(error).toMatchObject({ _tag: "BulkheadFullError", reason: "queue-full", maxQueue: 0 })
     }))
 
+  it.effect("an effect already done passes a free permit at once, and waits its turn behind a full bulkhead", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "done", maxConcurrent: 1, maxQueue: 2 })
+      expect(yield* bulkhead.execute(Effect.succeed("free"))).toBe("free")
+      expect(yield* bulkhead.status).toMatchObject({ running: 0, queued: 0 })
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(bulkhead.execute(Deferred.await(gate)))
+      yield* settle
+      const first = yield* Effect.fork(bulkhead.execute(Effect.succeed("first")))
+      const second = yield* Effect.fork(bulkhead.execute(Effect.fail("second")))
+      yield* settle
+      expect(yield* bulkhead.status).toMatchObject({ running: 1, queued: 2 })
+      expect(yield* Effect.flip(bulkhead.execute(Effect.succeed("refused")))).toMatchObject({ reason: "queue-full" })
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      expect(yield* Fiber.join(first)).toBe("first")
+      expect(yield* Effect.flip(Fiber.join(second))).toBe("second")
+      expect(yield* bulkhead.status).toMatchObject({ running: 0, queued: 0 })
+    }))
+
   it.effect("a queued caller fails with queue-timeout at exactly maxQueueWait, not a millisecond earlier", () =>
     Effect.gen(function*() {
       const bulkhead = yield* Bulkhead.make({ name: "openai", maxConcurrent: 1, maxQueue: 2, maxQueueWait: "1 second" })

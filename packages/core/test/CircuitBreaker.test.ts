@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -590,5 +591,41 @@ describe("CircuitBreaker: manual control, transitions, config (rule 12)", () => 
       const b = yield* make({ name: "b", trigger: { kind: "consecutive", failures: 1 } })
       yield* failWith(a)
       expect([yield* stateOf(a), yield* stateOf(b)]).toEqual(["open", "closed"])
+    })))
+})
+
+describe("CircuitBreaker: an effect already done (an Exit) and one that runs", () => {
+  // An `Exit` is admitted and recorded in one op without the mask; anything else takes the masked
+  // path. The same outcomes at the same instants must move the breaker the same way.
+  const script = ["ok", "fail", "fail", "fail", "ok", "fail", "fail", "fail", "fail", "ok", "ok", "fail", "ok", "ok", "ok", "ok", "ok", "ok"] as const
+  const drive = (name: string, wrap: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
+    Effect.gen(function*() {
+      const start = yield* Clock.currentTimeMillis
+      const breaker = yield* make({
+        name,
+        trigger: { kind: "failure-rate", threshold: 0.5, minimumCalls: 4, window: { kind: "count", size: 6 } },
+        openDuration: "2 seconds",
+        permittedCallsInHalfOpen: 2
+      })
+      const transitions = yield* breaker.subscribe
+      const seen: Array<string> = []
+      for (const outcome of script) {
+        const result = yield* Effect.either(breaker.execute(wrap(outcome === "ok" ? Effect.succeed("ok") : Effect.fail(down))))
+        const status = yield* breaker.status
+        seen.push(`${Either.isRight(result) ? "ok" : result.left._tag} ${status.state} ${status.failureRate ?? "-"}`)
+        yield* TestClock.adjust("700 millis")
+      }
+      const moves = Chunk.toReadonlyArray(yield* Queue.takeAll(transitions)).map((t) => `${t.from}->${t.to}@${t.at - start}`)
+      return { seen, moves }
+    })
+
+  it.scoped("move the breaker the same way, call for call", () =>
+    run(Effect.gen(function*() {
+      const done = yield* drive("done", (effect) => effect)
+      const running = yield* drive("running", (effect) => Effect.suspend(() => effect))
+      expect(done).toEqual(running)
+      expect(done.moves.join(" ")).toContain("closed->open")
+      expect(done.moves.join(" ")).toContain("half-open->closed")
+      expect(done.seen.join(" ")).toContain("CircuitOpenError")
     })))
 })

@@ -262,6 +262,21 @@ describe("KeyPool: health", () => {
     })))
 })
 
+describe("KeyPool: an answer already done (an Exit)", () => {
+  it.effect("teaches the pool as an answer that runs: 401 disables, 429 cools, success resets", () =>
+    run(Effect.gen(function*() {
+      const pool = yield* make({ failuresBeforeCooldown: 2 })
+      yield* Effect.either(pool.withKey(() => Effect.fail(unauthorized)))
+      expect(yield* stateOf(pool, "k1")).toBe("disabled")
+      yield* Effect.either(pool.withKey(() => Effect.fail(upstream429("10 seconds"))))
+      expect(yield* keyStatus(pool, "k2")).toMatchObject({ state: "cooling", until: 10_000 })
+      yield* Effect.either(pool.withKey(() => Effect.fail(down)))
+      expect((yield* keyStatus(pool, "k3")).consecutiveFailures).toBe(1)
+      expect(yield* pickName(pool)).toBe("k3")
+      expect((yield* keyStatus(pool, "k3")).consecutiveFailures).toBe(0)
+    })))
+})
+
 describe("KeyPool: no key available", () => {
   it.effect("every key out: NoKeyAvailableError with availableAt = the earliest return; none when all are disabled", () =>
     run(Effect.gen(function*() {
