@@ -32,6 +32,7 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -282,10 +283,11 @@ const stateCode: Record<KeyState, number> = { healthy: 0, cooling: 1, parked: 2,
 const keyStateGauge: Metric.Metric.Gauge<number> = Metric.gauge("resilient_ai_key_pool_key_state", {
   description: "state of a key, by pool and key name: 0 healthy, 1 cooling, 2 parked, 3 disabled"
 })
-const picksCounter: Metric.Metric.Counter<number> = Metric.counter("resilient_ai_key_pool_picks_total", {
+const picksKey = MetricKey.counter("resilient_ai_key_pool_picks_total", {
   description: "keys picked for an attempt, by pool and key name",
   incremental: true
 })
+const picksCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(picksKey)
 
 /**
  * The pool's metrics, tagged `pool` and `key` (the key's name), for reading
@@ -427,7 +429,9 @@ const makeWith = (
   // which chained `Metric.tagged` calls rebuild on every update.
   const labels = config.names.map((n) => [MetricLabel.make("pool", name), MetricLabel.make("key", n)])
   const gauges = labels.map((l) => Metric.taggedWithLabels(keyStateGauge, l))
-  const picks = labels.map((l) => Metric.taggedWithLabels(picksCounter, l))
+  // Made from the tagged key (as internal/metrics.ts does): an update with no fiber labels goes
+  // straight to its hook, where `taggedWithLabels` merged the tags into the labels on every pick.
+  const picks = labels.map((l) => Metric.fromMetricKey(MetricKey.taggedWithLabels(picksKey, l)))
   // Picks by this process: a statistic like the metric, kept out of the shared state so a pick
   // by round-robin writes only the cursor.
   const pickCounts = config.names.map(() => 0)
