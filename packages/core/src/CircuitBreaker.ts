@@ -535,6 +535,12 @@ const makeWith = (
     fastPath.breakers.set(service, {
       plan: planAt,
       take: (plan) => sync.set(plan.state),
+      refuse: (now) => {
+        const result = machine.admit(config, sync.get(), now)
+        if (result.transitions.length > 0 || result.result._tag !== "rejected") return undefined
+        sync.set(result.state)
+        return rejectedWith(result.result.rejection)
+      },
       leave: (admission, cause, start, clock) =>
         admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined
     })

@@ -531,7 +531,10 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       let breakerPlan: fastPath.BreakerPlan | undefined
       if (breakerGate !== undefined) {
         breakerPlan = breakerGate.plan(now)
-        if (breakerPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
+        // An open breaker fails fast here: the refusal is an `Exit`, with nothing taken.
+        if (breakerPlan === undefined) {
+          return breakerGate.refuse(now) ?? maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
+        }
       }
       let keyPlan: fastPath.KeyPlan | undefined
       let key: KeyPool.PickedKey | undefined

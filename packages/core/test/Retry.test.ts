@@ -4,6 +4,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
@@ -395,6 +397,30 @@ describe("Retry", () => {
         const { attempts, call } = yield* failing(never)
         expect(yield* Effect.exit(retry.execute(call))).toEqual(Exit.fail(never))
         expect(yield* Ref.get(attempts)).toBe(1)
+      }))
+
+    it.effect("an error it never retries fails at once, and the give-up is still heard and logged", () =>
+      Effect.gen(function*() {
+        const bad = new Errors.BadRequestError({ status: 400 })
+        // Without a hook or a debug log: the plain error, one attempt.
+        const plain = yield* Retry.make({})
+        const once = yield* failing(bad)
+        expect(yield* Effect.exit(plain.execute(once.call))).toEqual(Exit.fail(bad))
+        expect(yield* Ref.get(once.attempts)).toBe(1)
+        // With a hook: it hears why.
+        const { events, onGiveUp } = yield* recorder
+        const heard = yield* Retry.make({ onGiveUp })
+        expect(yield* Effect.exit(heard.execute((yield* failing(bad)).call))).toEqual(Exit.fail(bad))
+        expect(yield* Ref.get(events)).toMatchObject([{ _tag: "GiveUp", reason: "not-retryable", retries: 0 }])
+        // With debug logs on: a line says so.
+        const lines: Array<string> = []
+        const logger = Logger.make(({ message }) => lines.push(String(message)))
+        const logged = yield* Effect.exit(plain.execute((yield* failing(bad)).call)).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+          Logger.withMinimumLogLevel(LogLevel.Debug)
+        )
+        expect(logged).toEqual(Exit.fail(bad))
+        expect(lines).toEqual(["retry: giving up (not-retryable)"])
       }))
 
     it.effect("retryAfter above maxRetryAfter gives up at once, keeping the error's retryAfter", () =>

@@ -33,6 +33,7 @@ import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import type * as Effect from "effect/Effect"
 import type * as MetricLabel from "effect/MetricLabel"
+import type { CircuitOpenError } from "../Errors.js"
 import type * as KeyPool from "../KeyPool.js"
 import type * as StateStore from "../StateStore.js"
 import type * as breaker from "./breakerState.js"
@@ -72,6 +73,12 @@ export interface BreakerGate {
   /** The admission at `now` when it changes no state but the trial count; `undefined`: use `execute`. Takes nothing. */
   readonly plan: (now: number) => BreakerPlan | undefined
   readonly take: (plan: BreakerPlan) => void
+  /**
+   * The refusal at `now` when the breaker refuses without a transition (open,
+   * or half-open with its trials out), counted as `execute` counts it: an
+   * `Exit`. `undefined`: it admits, or moves (use `execute`).
+   */
+  readonly refuse: (now: number) => Effect.Effect<never, CircuitOpenError> | undefined
   /** Records the outcome (`undefined` cause: a success) of an admitted call that started at `start`. */
   readonly leave: (
     admission: breaker.Admitted,

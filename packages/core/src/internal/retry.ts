@@ -134,8 +134,21 @@ export const currentRetryOn: FiberRef.FiberRef<((error: Errors.RetryableError) =
 /** One step of the schedule: the next state, the decision, and whether (and when) to go on. */
 type Step = Effect.Effect<readonly [State, Decision, ScheduleDecision.ScheduleDecision]>
 
+/**
+ * Whether the policy may retry `error` (before the call's own narrowing,
+ * `currentRetryOn`); false: it never does, whatever the attempt.
+ */
+export const mayRetry = (
+  retryOn: ((error: Errors.RetryableError) => boolean) | undefined,
+  error: unknown
+): error is Errors.RetryableError =>
+  Errors.isRetryable(error) &&
+  // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
+  !(error instanceof Errors.RateLimitError && error.source === "local" && error.retryAfter === undefined) &&
+  (retryOn === undefined || retryOn(error))
+
 /** Whether a `logDebug` in `fiber` would log: when it would not, the message is not even built. */
-const debugEnabled = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+export const debugEnabled = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   LogLevel.greaterThanEqual(LogLevel.Debug, fiber.getFiberRef(FiberRef.currentMinimumLogLevel))
 
 export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknown> => {
@@ -159,14 +172,8 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
   // Retry-After check, a jitter draw, the budget and the hooks are effects of their own.
   return Schedule.makeWithState<State, unknown, Decision>(initial, (now, error, state) =>
     Effect.withFiberRuntime((fiber): Step => {
-      // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
-      const neverGranted = error instanceof Errors.RateLimitError && error.source === "local" &&
-        error.retryAfter === undefined
       const callRetryOn = fiber.getFiberRef(currentRetryOn)
-      if (
-        !Errors.isRetryable(error) || neverGranted || (policy.retryOn !== undefined && !policy.retryOn(error)) ||
-        (callRetryOn !== undefined && !callRetryOn(error))
-      ) {
+      if (!mayRetry(policy.retryOn, error) || (callRetryOn !== undefined && !callRetryOn(error))) {
         return giveUp(fiber, state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })
       }
       const retry = state.retries + 1
