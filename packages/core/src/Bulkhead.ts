@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import { Permits, type Waiter } from "./internal/bulkhead.js"
+import { exitOf } from "./internal/done.js"
 import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
@@ -196,10 +197,7 @@ const unsafeMake = (
   // An effect that is done already (an `Exit`) would take a permit and give it back at once:
   // with one free it passes in one op; a full bulkhead queues or rejects it like any other.
   const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
-    Exit.isExit(self) ? executeDone(self as Exit.Exit<A, E>) : executeMasked(self)
-
-  const executeDone = <A, E>(self: Exit.Exit<A, E>): Effect.Effect<A, E | BulkheadFullError> =>
-    Effect.suspend(() => (permits.available() ? self : executeMasked(self)))
+    exitOf(self) === undefined ? executeMasked(self) : Effect.suspend(() => (permits.available() ? self : executeMasked(self)))
 
   const executeMasked = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
     Effect.uninterruptibleMask((restore): Effect.Effect<A, E | BulkheadFullError, R> => {

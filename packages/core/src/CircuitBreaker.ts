@@ -30,6 +30,7 @@ import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
 import { type BreakerVerdict, breakerVerdict, CircuitOpenError, InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/breakerState.js"
+import { exitOf } from "./internal/done.js"
 import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import * as metrics from "./internal/metrics.js"
@@ -430,9 +431,9 @@ const makeWith = (
   }
 
   /**
-   * On a synchronous store, the admission at `now` when it makes no
-   * transition and is no rejection, and the state that takes it; nothing is
-   * taken (see internal/fastPath.ts).
+   * On a synchronous store, the decision at `now` (an admission or a
+   * refusal) when it makes no transition, and the state that follows; nothing
+   * is taken (see internal/fastPath.ts).
    */
   const planAt = (now: number): fastPath.BreakerPlan | undefined => {
     if (sync === undefined) return undefined
@@ -440,16 +441,16 @@ const makeWith = (
     const unchanged = planUnchanged(state)
     if (unchanged !== undefined) return unchanged
     const result = machine.admit(config, state, now)
-    return result.transitions.length === 0 && result.result._tag === "admitted"
-      ? result as fastPath.BreakerPlan
-      : undefined
+    return result.transitions.length === 0 ? result : undefined
   }
 
   // The hot path: one effect op decides the admission (one clock read, one store step), and the
   // outcome is recorded in the handler of `matchCauseEffect`, inside the same mask. An effect that
   // is done already (an `Exit`) is admitted and recorded in one op: nothing can interrupt in between.
-  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
-    sync !== undefined && Exit.isExit(self) ? executeDone(self as Exit.Exit<A, E>, sync) : executeMasked(self)
+  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> => {
+    const done = exitOf(self)
+    return sync === undefined || done === undefined ? executeMasked(self) : executeDone(done, sync)
+  }
 
   const executeDone = <A, E>(
     self: Exit.Exit<A, E>,
@@ -459,11 +460,13 @@ const makeWith = (
       const clock = clockOf(fiber)
       const start = clock.unsafeCurrentTimeMillis()
       const plan = planAt(start)
-      // A rejection or a transition to publish: the effectful path, with nothing taken here.
+      // A transition to publish: the effectful path, with nothing taken here.
       if (plan === undefined) return executeMasked(self)
       cell.set(plan.state)
-      if (!plan.result.recorded) return self
-      const recorded = record(plan.result, Exit.isSuccess(self) ? "success" : outcomeOf(self.cause), start, clock)
+      const admission = plan.result
+      if (admission._tag === "rejected") return rejectedWith(admission.rejection)
+      if (!admission.recorded) return self
+      const recorded = record(admission, Exit.isSuccess(self) ? "success" : outcomeOf(self.cause), start, clock)
       return recorded === undefined ? self : Effect.uninterruptible(Effect.zipRight(recorded, self))
     })
 
@@ -534,12 +537,10 @@ const makeWith = (
   if (sync !== undefined) {
     fastPath.breakers.set(service, {
       plan: planAt,
-      take: (plan) => sync.set(plan.state),
-      refuse: (now) => {
-        const result = machine.admit(config, sync.get(), now)
-        if (result.transitions.length > 0 || result.result._tag !== "rejected") return undefined
-        sync.set(result.state)
-        return rejectedWith(result.result.rejection)
+      take: (state) => sync.set(state),
+      refuse: (state, rejection) => {
+        sync.set(state)
+        return rejectedWith(rejection)
       },
       leave: (admission, cause, start, clock) =>
         admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined

@@ -45,6 +45,7 @@ import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { breakerVerdict, InvalidConfigError, NoKeyAvailableError, tagOf } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import { exitOf } from "./internal/done.js"
 import * as fastPath from "./internal/fastPath.js"
 import * as machine from "./internal/keyPoolState.js"
 import * as StateStore from "./StateStore.js"
@@ -543,9 +544,9 @@ const makeWith = (
       if (key === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${index}`)
       countPick(index, labels)
       const used = use(key)
-      if (Exit.isExit(used)) {
+      const done = exitOf(used)
+      if (done !== undefined) {
         // Done already: learn from it now, without a handler.
-        const done = used as Exit.Exit<A, E>
         const learnt = learn(index, Exit.isSuccess(done) ? machine.success : outcomeOfCause(done.cause), clock)
         return learnt === undefined ? done : Effect.zipRight(learnt, done)
       }

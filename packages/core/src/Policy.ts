@@ -35,6 +35,7 @@ import { InvalidConfigError, isResilienceError, RateLimitError, TimeoutError } f
 import * as RequestBudget from "./RequestBudget.js"
 import type * as KeyPool from "./KeyPool.js"
 import type { Admitted as BreakerAdmitted } from "./internal/breakerState.js"
+import { exitOf } from "./internal/done.js"
 import * as fastPath from "./internal/fastPath.js"
 import * as internalTimeout from "./internal/timeout.js"
 import type * as TokenBucket from "./internal/tokenBucket.js"
@@ -180,10 +181,6 @@ const optional = <A, B, E, R>(
   value: A | false | undefined,
   build: (a: A) => Effect.Effect<B, E, R>
 ): Effect.Effect<B | undefined, E, R> => (value === undefined || value === false ? Effect.succeed(undefined) : build(value))
-
-/** `self` when it is an `Exit` (an effect that has completed already), with its types. */
-const exitOf = <A, E, R>(self: Effect.Effect<A, E, R>): Exit.Exit<A, E> | undefined =>
-  Exit.isExit(self) ? (self as Exit.Exit<A, E>) : undefined
 
 type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
 const identity: Wrap = (self) => self
@@ -506,6 +503,105 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     }
 
     /**
+     * What the gates would take at `now`, nothing taken (see
+     * internal/fastPath.ts). `stop`: the first gate that cannot decide alone
+     * (a transition, a wait, a full bulkhead), or `"refused"` when the
+     * breaker refuses; the plans before it are valid, the ones after it unmade.
+     */
+    interface Plans {
+      stop: "refused" | "breaker" | "pool" | "limiter" | "bulkhead" | undefined
+      breaker: fastPath.BreakerPlan | undefined
+      key: fastPath.KeyPlan | undefined
+      keyIndex: number
+      picked: KeyPool.PickedKey | undefined
+      limiter: RateLimiter.Service | undefined
+      limiterGate: fastPath.LimiterGate | undefined
+      limiterPlan: TokenBucket.State | undefined
+    }
+
+    const planGates = <A>(run: Run, callOptions: CallOptions<A>, now: number): Plans => {
+      const plans: Plans = {
+        stop: undefined,
+        breaker: undefined,
+        key: undefined,
+        keyIndex: -1,
+        picked: undefined,
+        limiter: undefined,
+        limiterGate: undefined,
+        limiterPlan: undefined
+      }
+      if (breakerGate !== undefined) {
+        plans.breaker = breakerGate.plan(now)
+        if (plans.breaker === undefined) plans.stop = "breaker"
+        else if (plans.breaker.result._tag === "rejected") plans.stop = "refused"
+        if (plans.stop !== undefined) return plans
+      }
+      if (poolGate !== undefined) {
+        plans.key = poolGate.plan(now, avoidOf(run), callOptions.affinity)
+        if (plans.key !== undefined) {
+          plans.keyIndex = plans.key.result.index
+          plans.picked = poolGate.key(plans.keyIndex)
+        }
+        // A pick without its key cannot happen; the pool's own path says so if it does.
+        if (plans.picked === undefined) {
+          plans.stop = "pool"
+          return plans
+        }
+      }
+      const perKey = plans.keyIndex < 0 ? undefined : keyLimitersByIndex?.[plans.keyIndex]
+      plans.limiter = perKey === undefined ? rateLimiter : perKey.limiter
+      if (plans.limiter !== undefined) {
+        plans.limiterGate = perKey === undefined ? limiterGate : perKey.gate
+        plans.limiterPlan = plans.limiterGate?.plan(now, callOptions.tokens ?? 0)
+        if (plans.limiterPlan === undefined) {
+          plans.stop = "limiter"
+          return plans
+        }
+      }
+      if (bulkheadGate !== undefined && !bulkheadGate.available()) plans.stop = "bulkhead"
+      return plans
+    }
+
+    /**
+     * Takes the plans before `plans.stop` (all of them without one) but the
+     * bulkhead's, and says what was taken, for `complete`.
+     */
+    const takePlans = (
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      run: Run,
+      plans: Plans,
+      now: number
+    ): { -readonly [K in keyof Admitted]: Admitted[K] } => {
+      const taken: { -readonly [K in keyof Admitted]: Admitted[K] } = {
+        breaker: undefined,
+        start: now,
+        keyIndex: -1,
+        limiter: undefined,
+        limiterGate: undefined,
+        bulkhead: false
+      }
+      const breakerPlan = plans.breaker
+      if (breakerGate !== undefined) {
+        if (breakerPlan === undefined || breakerPlan.result._tag === "rejected") return taken
+        breakerGate.take(breakerPlan.state)
+        taken.breaker = breakerPlan.result
+      }
+      if (plans.stop === "pool") return taken
+      if (plans.key !== undefined && plans.picked !== undefined) {
+        poolGate?.take(plans.key, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        taken.keyIndex = plans.keyIndex
+        noteKey(run, plans.picked.name)
+      }
+      if (plans.stop === "limiter") return taken
+      if (plans.limiterPlan !== undefined) {
+        plans.limiterGate?.take(plans.limiterPlan)
+        taken.limiter = plans.limiter
+        taken.limiterGate = plans.limiterGate
+      }
+      return taken
+    }
+
+    /**
      * One attempt, decided in the op that runs it (see internal/fastPath.ts).
      * The gates plan what they would take, taking nothing, and the call is
      * made. When it is done already (an `Exit`), the plans are taken and the
@@ -513,7 +609,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
      * fiber in between, so no mask is needed, and the bulkhead permit it would
      * take and give back is not touched. Else, or when a gate cannot decide
      * alone, nothing was taken and the attempt is admitted inside the mask
-     * (`maskedAttempt`).
+     * (`maskedAttempt`). An open breaker fails fast here: its refusal is an `Exit`.
      */
     const attemptNow = <A, E, R>(
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -528,66 +624,37 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       const now = clock.unsafeCurrentTimeMillis()
       if (attempt === 1) run.recordFirst?.(now)
 
-      let breakerPlan: fastPath.BreakerPlan | undefined
-      if (breakerGate !== undefined) {
-        breakerPlan = breakerGate.plan(now)
-        // An open breaker fails fast here: the refusal is an `Exit`, with nothing taken.
-        if (breakerPlan === undefined) {
-          return breakerGate.refuse(now) ?? maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
-        }
-      }
-      let keyPlan: fastPath.KeyPlan | undefined
-      let key: KeyPool.PickedKey | undefined
-      let keyIndex = -1
-      if (poolGate !== undefined) {
-        keyPlan = poolGate.plan(now, avoidOf(run), callOptions.affinity)
-        if (keyPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
-        keyIndex = keyPlan.result.index
-        key = poolGate.key(keyIndex)
-        if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${keyIndex}`)
-      }
-      const perKey = keyIndex < 0 ? undefined : keyLimitersByIndex?.[keyIndex]
-      const limiter = perKey === undefined ? rateLimiter : perKey.limiter
-      const limiterGateNow = perKey === undefined ? limiterGate : perKey.gate
-      let limiterPlan: TokenBucket.State | undefined
-      if (limiter !== undefined) {
-        limiterPlan = limiterGateNow?.plan(now, callOptions.tokens ?? 0)
-        if (limiterPlan === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
-      }
-      if (bulkheadGate !== undefined && !bulkheadGate.available()) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
-
-      const inner = leanAttempt(fiber, call, callOptions, attempt, key)
+      const plans = planGates(run, callOptions, now)
+      if (plans.stop === "refused") return refusal(plans)
+      if (plans.stop !== undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
+      const inner = leanAttempt(fiber, call, callOptions, attempt, plans.picked)
       const done = exitOf(inner)
-      if (done === undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, { keyIndex, effect: inner })
-      if (breakerPlan !== undefined) breakerGate?.take(breakerPlan)
-      if (keyPlan !== undefined && key !== undefined) {
-        poolGate?.take(keyPlan, fiber.getFiberRef(FiberRef.currentMetricLabels))
-        noteKey(run, key.name)
+      if (done === undefined) {
+        return maskedAttempt(run, call, callOptions, attempt, interruptible, { keyIndex: plans.keyIndex, effect: inner })
       }
-      if (limiterPlan !== undefined) limiterGateNow?.take(limiterPlan)
-      const taken: Admitted = {
-        breaker: breakerPlan?.result,
-        start: now,
-        keyIndex,
-        limiter: limiterPlan === undefined ? undefined : limiter,
-        limiterGate: limiterPlan === undefined ? undefined : limiterGateNow,
-        bulkhead: false
-      }
-      const completed = complete(taken, callOptions, done, clock, 0)
+      const completed = complete(takePlans(fiber, run, plans, now), callOptions, done, clock, 0)
       // What is left publishes what the completion changed: as in the mask it would have run in.
       return completed === done ? done : Effect.uninterruptible(completed)
+    }
+
+    /** The breaker's refusal in `plans`, taken. */
+    const refusal = (plans: Plans): Effect.Effect<never, CircuitOpenError> => {
+      const plan = plans.breaker
+      return plan === undefined || plan.result._tag !== "rejected" || breakerGate === undefined
+        ? Effect.dieMessage(`Policy "${name}": no refusal to take`)
+        : breakerGate.refuse(plan.state, plan.result.rejection)
     }
 
     /**
      * An attempt admitted inside the mask: one op takes what every gate
      * grants at once, and one handler completes them all, innermost first as
      * the composed effects would. A gate that cannot decide alone (a
-     * transition, a wait, a rejection) hands that policy and the ones inside
-     * it to their own effects, and the handler completes only the outer ones.
-     * `made`: the call made for a planned key, used when that key is picked
-     * again (so a call is made once per attempt unless another fiber moved
-     * the pool in between). `interruptible`: the caller's interruptibility,
-     * given back to the call as `uninterruptibleMask` would.
+     * transition, a wait, a full bulkhead) hands that policy and the ones
+     * inside it to their own effects, and the handler completes only the
+     * outer ones. `made`: the call made for a planned key, used when that key
+     * is picked again (so a call is made once per attempt unless another
+     * fiber moved the pool in between). `interruptible`: the caller's
+     * interruptibility, given back to the call as `uninterruptibleMask` would.
      */
     const maskedAttempt = <A, E, R>(
       run: Run,
@@ -601,74 +668,41 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         const restore = interruptible ? Effect.interruptible : identityRestore
         const clock = clockOf(fiber)
         const now = clock.unsafeCurrentTimeMillis()
-
-        let breaker: BreakerAdmitted | undefined
-        if (breakerGate !== undefined) {
-          const plan = breakerGate.plan(now)
-          if (plan === undefined) return restore(composedAttempt(run, call, callOptions, attempt))
-          breakerGate.take(plan)
-          breaker = plan.result
-        }
-        const taken: { -readonly [K in keyof Admitted]: Admitted[K] } = {
-          breaker,
-          start: now,
-          keyIndex: -1,
-          limiter: undefined,
-          limiterGate: undefined,
-          bulkhead: false
-        }
+        const plans = planGates(run, callOptions, now)
+        if (plans.stop === "refused") return refusal(plans)
+        if (plans.stop === "breaker") return restore(composedAttempt(run, call, callOptions, attempt))
+        const taken = takePlans(fiber, run, plans, now)
+        const key = plans.picked
 
         // The key pool's own path, and the policies inside it composed, when its gate cannot pick alone.
-        let key: KeyPool.PickedKey | undefined
-        if (poolGate !== undefined && keyPool !== undefined) {
+        if (plans.stop === "pool" && keyPool !== undefined) {
           const avoid = avoidOf(run)
-          const plan = poolGate.plan(now, avoid, callOptions.affinity)
-          if (plan === undefined) {
-            const keyed = keyPool.withKey((k) => {
-              noteKey(run, k.name)
-              const limiter = keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(k.name)
-              const inner = attemptOnce(call, callOptions, attempt, k)
-              return limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
-            }, {
-              ...(avoid === undefined ? {} : { avoid }),
-              ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
-            })
-            return completing(restore(keyed), taken, callOptions, clock)
-          }
-          poolGate.take(plan, fiber.getFiberRef(FiberRef.currentMetricLabels))
-          taken.keyIndex = plan.result.index
-          key = poolGate.key(taken.keyIndex)
-          if (key === undefined) return Effect.dieMessage(`Policy "${name}": no key at ${taken.keyIndex}`)
-          noteKey(run, key.name)
+          const keyed = keyPool.withKey((k) => {
+            noteKey(run, k.name)
+            const limiter = keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(k.name)
+            const inner = attemptOnce(call, callOptions, attempt, k)
+            return limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
+          }, {
+            ...(avoid === undefined ? {} : { avoid }),
+            ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
+          })
+          return completing(restore(keyed), taken, callOptions, clock)
         }
-        const attemptEffect = (): Effect.Effect<A, E | PolicyError, R> =>
-          made !== undefined && made.keyIndex === taken.keyIndex
-            ? made.effect
-            : leanAttempt(fiber, call, callOptions, attempt, key)
-
-        const perKey = key === undefined ? undefined : keyLimitersByIndex?.[taken.keyIndex]
-        const limiter = perKey === undefined ? rateLimiter : perKey.limiter
-        if (limiter !== undefined) {
-          const gate = perKey === undefined ? limiterGate : perKey.gate
-          const plan = gate?.plan(now, callOptions.tokens ?? 0)
-          if (gate === undefined || plan === undefined) {
-            const inner = attemptOnce(call, callOptions, attempt, key)
-            const limitedInner = limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
-            return completing(restore(limitedInner), taken, callOptions, clock)
-          }
-          gate.take(plan)
-          taken.limiter = limiter
-          taken.limiterGate = gate
+        if (plans.stop === "limiter" && plans.limiter !== undefined) {
+          const inner = attemptOnce(call, callOptions, attempt, key)
+          const limitedInner = limited(plans.limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
+          return completing(restore(limitedInner), taken, callOptions, clock)
         }
-
         if (bulkheadGate !== undefined && bulkhead !== undefined) {
-          if (!bulkheadGate.tryTake()) {
+          if (plans.stop === "bulkhead" || !bulkheadGate.tryTake()) {
             return completing(restore(bulkhead.execute(attemptOnce(call, callOptions, attempt, key))), taken, callOptions, clock)
           }
           taken.bulkhead = true
         }
 
-        const inner = attemptEffect()
+        const inner = made !== undefined && made.keyIndex === taken.keyIndex
+          ? made.effect
+          : leanAttempt(fiber, call, callOptions, attempt, key)
         // Done already (an `Exit`): complete now, without the handler.
         const done = exitOf(inner)
         if (done !== undefined) return complete(taken, callOptions, done, clock, 0)

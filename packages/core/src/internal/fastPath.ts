@@ -65,20 +65,18 @@ export const syncCell = <S>(store: StateStore.Service, key: StateStore.StateKey<
 /**
  * What a gate would take, decided at one instant and taken (or dropped) in
  * the same synchronous run: a plan is made from a state no one else can
- * change before it is taken, so taking it is the admission itself.
+ * change before it is taken, so taking it is the admission itself. A
+ * breaker's plan is an admission or a refusal, and the state that follows.
  */
-export type BreakerPlan = breaker.Step<breaker.Admitted>
+export type BreakerPlan = breaker.Step<breaker.Admission>
 
 export interface BreakerGate {
-  /** The admission at `now` when it changes no state but the trial count; `undefined`: use `execute`. Takes nothing. */
+  /** The decision at `now` when it makes no transition; `undefined`: use `execute`. Takes nothing. */
   readonly plan: (now: number) => BreakerPlan | undefined
-  readonly take: (plan: BreakerPlan) => void
-  /**
-   * The refusal at `now` when the breaker refuses without a transition (open,
-   * or half-open with its trials out), counted as `execute` counts it: an
-   * `Exit`. `undefined`: it admits, or moves (use `execute`).
-   */
-  readonly refuse: (now: number) => Effect.Effect<never, CircuitOpenError> | undefined
+  /** Takes an admission: the plan's state. */
+  readonly take: (state: breaker.BreakerState) => void
+  /** Takes a refusal and counts it as `execute` does: its failure, an `Exit`. */
+  readonly refuse: (state: breaker.BreakerState, rejection: breaker.Rejection) => Effect.Effect<never, CircuitOpenError>
   /** Records the outcome (`undefined` cause: a success) of an admitted call that started at `start`. */
   readonly leave: (
     admission: breaker.Admitted,
