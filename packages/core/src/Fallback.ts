@@ -22,7 +22,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -35,6 +34,7 @@ import * as AttemptEvents from "./AttemptEvents.js"
 import type { FallbackableError } from "./Errors.js"
 import { isFallbackable, tagOf } from "./Errors.js"
 import * as RequestBudget from "./RequestBudget.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * Who answered.
@@ -212,7 +212,7 @@ const emitTaken = (event: (at: number) => AttemptEvents.AttemptEvent): Effect.Ef
   Effect.withFiberRuntime((fiber) => {
     const events = Context.getOption(fiber.currentContext, AttemptEvents.AttemptEvents)
     if (Option.isNone(events)) return Effect.void
-    return events.value.publish(event(Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()))
+    return events.value.publish(event(clockOf(fiber).unsafeCurrentTimeMillis()))
   })
 
 const stepAfter = <A, E, R, EH extends E, A2, E2, R2>(
@@ -416,12 +416,12 @@ export const run = <A, E, R>(
   // The clock and the ledger are read from the running fiber, in place of
   // `Clock.currentTimeMillis` and `RequestBudget.spent` (same values, fewer ops).
   return Effect.withFiberRuntime((fiber) => {
-    const start = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    const start = clockOf(fiber).unsafeCurrentTimeMillis()
     const taken: Array<FallbackTaken> = []
     // The continuation runs on this same fiber: its refs and clock are read in place, without an op.
     return tracked(Effect.flatMap(self.attempt(taken), (answer) => {
       const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
-      const end = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+      const end = clockOf(fiber).unsafeCurrentTimeMillis()
       return Effect.succeed<Answer<A>>({
         value: answer.value,
         step: answer.step,

@@ -16,8 +16,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -25,6 +23,7 @@ import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import { BudgetExhaustedError } from "./Errors.js"
 import * as Deadline from "./Deadline.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * @since 0.1.0
@@ -123,7 +122,7 @@ export const track = (limits: Limits = {}) => {
       Effect.withFiberRuntime<A, E, R>((fiber) => {
         const existing = fiber.getFiberRef(currentLedger)
         if (existing !== undefined) return restore(self)
-        const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+        const now = clockOf(fiber).unsafeCurrentTimeMillis()
         const ledger: Ledger = {
           limits,
           deadlineAt: deadlineMillis === undefined ? undefined : now + deadlineMillis,
@@ -167,7 +166,7 @@ export const spendAttempt = (
     if (maxAttempts !== undefined && ledger.attempts + 1 > maxAttempts) return refuse("attempts", maxAttempts)
     const cost = charge.estimatedCostUsd ?? 0
     if (maxCostUsd !== undefined && ledger.costUsd + cost > maxCostUsd) return refuse("cost", maxCostUsd)
-    const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+    const now = clockOf(fiber).unsafeCurrentTimeMillis()
     if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
     ledger.attempts += 1
     ledger.costUsd += cost

@@ -63,6 +63,7 @@ import { InvalidConfigError, isFallbackable } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import * as CacheKey from "./internal/responseCacheKey.js"
 import { Lru } from "./internal/responseCacheLru.js"
+import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * The request fields that make up the default key: what changes the answer
@@ -155,7 +156,7 @@ const lruStore = <A>(lru: Lru<Entry<A>>): Store<A> => ({
 
 /** The clock of the running fiber, read without an op. */
 const nowOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
-  Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+  clockOf(fiber).unsafeCurrentTimeMillis()
 
 /**
  * @since 0.1.0
@@ -472,7 +473,7 @@ export const make = <Req, Res>(
         return flight
       }
       // The flight's clock is the caller's: the computation's own changes to it end with it.
-      const clock = Context.get(caller.currentDefaultServices, Clock.Clock)
+      const clock = clockOf(caller)
       const fiber = Runtime.runFork(runtime)(compute)
       fiber.addObserver((exit) => {
         if (keeps(exit)) lru.set(key, entryAt(exit.value, clock.unsafeCurrentTimeMillis()))

@@ -250,14 +250,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
     // `catchAllCause`, not `catchAll`: `catchAll` is a `matchEffect` whose success handler costs a
     // call that succeeds an extra op. The failure goes through `catchAll`'s own rules as before.
     const retryFailed = <A, E, R>(cause: Cause.Cause<E>, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-      const scheduled = Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first))
+      const scheduled = () => Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first))
       // An error the policy never retries (an open breaker, a 400) with no hook to tell: the schedule
       // would give up at its first step, so its driver is not built; only a debug log still wants it.
-      if (onGiveUp !== undefined) return scheduled
+      if (onGiveUp !== undefined) return scheduled()
       const failure = Cause.failureOption(cause)
-      if (Option.isNone(failure) || internal.mayRetry(retryOn, failure.value)) return scheduled
+      if (Option.isNone(failure) || internal.mayRetry(retryOn, failure.value)) return scheduled()
       const error = failure.value
-      return Effect.withFiberRuntime((fiber) => (internal.debugEnabled(fiber) ? scheduled : Exit.fail(error)))
+      return Effect.withFiberRuntime((fiber) => (internal.debugEnabled(fiber) ? scheduled() : Exit.fail(error)))
     }
     const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
