@@ -22,7 +22,6 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -31,10 +30,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Admission from "./Admission.js"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import { Permits, type Waiter } from "./internal/bulkhead.js"
-import { exitOf } from "./internal/done.js"
-import * as fastPath from "./internal/fastPath.js"
 import { decodeOptions, Millis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
 /**
@@ -79,6 +77,8 @@ export interface Status {
  */
 export interface Service {
   readonly name: string
+  /** The bulkhead's admission: a permit per call, waiting in the queue if needed, or `BulkheadFullError`. */
+  readonly gate: Admission.Gate<void, Admission.Permit, BulkheadFullError>
   /**
    * Runs `effect` holding a permit, waiting in the queue for one if needed.
    * Fails with `BulkheadFullError` when the queue is full (at once) or the
@@ -143,25 +143,7 @@ const unsafeMake = (
   const permits = new Permits(maxConcurrent, maxQueue)
 
   const rejected = (reason: "queue-full" | "queue-timeout") =>
-    Effect.fail(new BulkheadFullError({ bulkhead: name, reason, maxConcurrent, maxQueue }))
-
-  // Gives the permit back however the call ended. Matched on `self` (already
-  // wrapped in `restore`) inside the uninterruptible region of `execute`, so
-  // the handler always runs. The release is a plain call inside the handler,
-  // not an `Effect.sync` finalizer, and the handlers are allocated once per
-  // bulkhead, not per call: this is the hot path.
-  const releasing = {
-    onFailure: <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> => {
-      permits.release()
-      return Exit.failCause(cause)
-    },
-    onSuccess: <A>(a: A): Effect.Effect<A> => {
-      permits.release()
-      return Exit.succeed(a)
-    }
-  }
-  const holding = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.matchCauseEffect<A, E, R, never, E, never, A, never, never>(self, releasing)
+    Exit.fail(new BulkheadFullError({ bulkhead: name, reason, maxConcurrent, maxQueue }))
 
   // Suspends until `waiter` is granted a permit or its wait runs out. The
   // register function takes one parameter, so effect adds no AbortController
@@ -182,7 +164,7 @@ const unsafeMake = (
   // timeout, so a permit arriving in that instant is never lost. Not
   // `Effect.timeout`: the waiter is reconciled from its state, not from
   // which fiber of a race finished first.
-  const wait = (waiter: Waiter, restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) =>
+  const wait = (waiter: Waiter, restore: Admission.Restore) =>
     maxQueueWait === undefined
       ? restore(settled(waiter))
       : Effect.flatMap(
@@ -194,31 +176,34 @@ const unsafeMake = (
           )
       )
 
-  // An effect that is done already (an `Exit`) would take a permit and give it back at once:
-  // with one free it passes in one op; a full bulkhead queues or rejects it like any other.
-  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
-    exitOf(self) === undefined ? executeMasked(self) : Effect.suspend(() => (permits.available() ? self : executeMasked(self)))
+  // One permit object serves every call: a permit is a count, and it comes back however the call ended.
+  const permit: Admission.Permit = {
+    release: () => {
+      permits.release()
+      return Exit.void
+    }
+  }
+  const granted: Effect.Effect<Admission.Permit> = Exit.succeed(permit)
 
-  const executeMasked = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
-    Effect.uninterruptibleMask((restore): Effect.Effect<A, E | BulkheadFullError, R> => {
-      if (permits.tryTake()) {
-        return holding(restore(self))
-      }
-      if (maxQueueWait === 0) {
-        return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
-      }
+  const gate: Admission.Gate<void, Admission.Permit, BulkheadFullError> = {
+    acquire: (_, { restore }) => {
+      if (permits.tryTake()) return granted
+      if (maxQueueWait === 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
       const waiter = permits.enqueue()
-      if (waiter === undefined) {
-        return rejected("queue-full")
-      }
+      if (waiter === undefined) return rejected("queue-full")
       return Effect.matchCauseEffect(wait(waiter, restore), {
         onFailure: (cause) => {
+          // Interrupted or timed out: a permit handed over in that same instant goes on to the next waiter.
           permits.leave(waiter)
           return Exit.failCause(cause)
         },
-        onSuccess: () => holding(restore(self))
+        onSuccess: () => granted
       })
-    })
+    }
+  }
+
+  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BulkheadFullError, R> =>
+    Admission.execute(gate, undefined, () => self)
 
   const status: Effect.Effect<Status> = Effect.sync(() => ({
     name,
@@ -228,11 +213,5 @@ const unsafeMake = (
     maxQueue
   }))
 
-  const service: Service = { name, execute, status }
-  fastPath.bulkheads.set(service, {
-    available: () => permits.available(),
-    tryTake: () => permits.tryTake(),
-    release: () => permits.release()
-  })
-  return service
+  return { name, gate, execute, status }
 }

@@ -12,7 +12,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -28,14 +27,14 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Chunk from "effect/Chunk"
+import * as Admission from "./Admission.js"
 import { type BreakerVerdict, breakerVerdict, CircuitOpenError, InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/breakerState.js"
 import { exitOf } from "./internal/done.js"
-import * as fastPath from "./internal/fastPath.js"
+import { published as publishedStep } from "./internal/published.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import * as metrics from "./internal/metrics.js"
 import * as StateStore from "./StateStore.js"
-import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * @since 0.1.0
@@ -96,7 +95,10 @@ export interface Options {
     | ((opening: number) => Duration.DurationInput)
   /** Trial calls HALF_OPEN admits; in consecutive mode also the successes that close it. Default 1. */
   readonly permittedCallsInHalfOpen?: number
-  /** A half-open period whose trials have not all finished by then re-opens (rule 10). Default 60 s. */
+  /**
+   * A half-open period whose trials have not all finished by then re-opens
+   * (rule 10). Default 60 s; `Duration.infinity` switches it off.
+   */
   readonly maxHalfOpenDuration?: Duration.DurationInput
   /** Calls strictly slower than this are slow (rule 6). Off unless set. */
   readonly slowCallDuration?: Duration.DurationInput
@@ -131,6 +133,18 @@ export interface Status {
   readonly generation: number
   /** Calls in the current window (failure-rate mode). */
   readonly calls: number
+  /** Failures in the current window (slow failures included). */
+  readonly failures: number
+  /** Calls in the current window strictly slower than `slowCallDuration` (failed or not). */
+  readonly slowCalls: number
+  /** Calls in the current window both slow and failed. */
+  readonly slowFailures: number
+  /** Calls this breaker refused since it was built (this process). */
+  readonly notPermitted: number
+  /** Calls the window must hold before its rates count (0 in consecutive mode). */
+  readonly minimumCalls: number
+  /** False while the window holds fewer than `minimumCalls`: its rates are "not rated yet" and cannot open it. */
+  readonly rated: boolean
   readonly failureRate: number
   readonly slowCallRate: number
   readonly consecutiveFailures: number
@@ -147,6 +161,8 @@ export interface Status {
  */
 export interface Service {
   readonly name: string
+  /** The breaker's admission: a permit per call (or `CircuitOpenError`), released with the call's outcome. */
+  readonly gate: Admission.Gate<void, Admission.Permit, CircuitOpenError>
   /** Runs `self` if the breaker admits it, and records its outcome. */
   readonly execute: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R>
   readonly status: Effect.Effect<Status>
@@ -255,7 +271,14 @@ export const make = (
 ): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
   Effect.gen(function*() {
     const component = `CircuitBreaker "${options.name}"`
-    const o = yield* decodeOptions(component, OptionsSchema, options)
+    // `Duration.infinity` switches rule 10 off: a half-open period then waits for its trials however long they take.
+    const halfOpenForever = options.maxHalfOpenDuration !== undefined &&
+      Option.exists(Duration.decodeUnknown(options.maxHalfOpenDuration), (d) => !Duration.isFinite(d))
+    const o = yield* decodeOptions(
+      component,
+      OptionsSchema,
+      halfOpenForever ? { ...options, maxHalfOpenDuration: undefined } : options
+    )
     const openMillis = yield* resolveOpenDuration(component, options.openDuration)
     if (o.trigger.kind === "failure-rate" && o.trigger.slowCallRateThreshold !== undefined && o.slowCallDuration === undefined) {
       return yield* new InvalidConfigError({
@@ -283,7 +306,7 @@ export const make = (
       trigger,
       slowCallMillis: o.slowCallDuration,
       permittedCallsInHalfOpen: o.permittedCallsInHalfOpen,
-      maxHalfOpenMillis: o.maxHalfOpenDuration,
+      maxHalfOpenMillis: halfOpenForever ? undefined : o.maxHalfOpenDuration,
       openMillis
     }
     const store = yield* StateStore.StateStore
@@ -304,7 +327,7 @@ const makeWith = (
   verdicts: { readonly countUpstreamRateLimit: boolean; readonly classify: Options["classify"] },
   onTransition: Options["onTransition"]
 ): Service => {
-  const key = StateStore.key(`breaker/${name}`, () => machine.initial(config))
+  const slot = store.breaker(name, config)
   const gauge = metrics.gauge(
     "resilient_ai_breaker_state",
     "0 closed, 1 open, 2 half-open, 3 forced-open, 4 forced-closed, 5 disabled",
@@ -322,6 +345,7 @@ const makeWith = (
     ignored: counted("ignored"),
     notPermitted: counted("not-permitted")
   }
+  let notPermitted = 0
 
   const publish = (transitions: ReadonlyArray<machine.Transition>): Effect.Effect<void> => {
     const last = transitions[transitions.length - 1]
@@ -334,19 +358,8 @@ const makeWith = (
       : Effect.zipRight(published, Effect.forEach(named, onTransition, { discard: true }))
   }
 
-  /** One atomic step of the machine at `now`; publishes the transitions it made, if any. */
-  const stepAt = <A>(now: number, f: (s: machine.BreakerState, now: number) => machine.Step<A>): Effect.Effect<A> =>
-    Effect.flatMap(
-      store.modify(key, (s) => {
-        const result = f(s, now)
-        return [result, result.state] as const
-      }),
-      (result) =>
-        result.transitions.length === 0 ? Effect.succeed(result.result) : Effect.as(publish(result.transitions), result.result)
-    )
-
-  const step = <A>(f: (s: machine.BreakerState, now: number) => machine.Step<A>): Effect.Effect<A> =>
-    Effect.clockWith((clock) => stepAt(clock.unsafeCurrentTimeMillis(), f))
+  /** A store step's result, after its transitions are published. */
+  const published = <A>(step: Effect.Effect<machine.Step<A>>): Effect.Effect<A> => publishedStep(step, publish)
 
   const verdictOf = (error: unknown): BreakerVerdict => {
     const custom = verdicts.classify?.(error)
@@ -359,64 +372,31 @@ const makeWith = (
     return breakerVerdict(error)
   }
 
-  const outcomeOf = <E>(cause: Cause.Cause<E>): machine.Outcome => {
+  const outcomeOf = (exit: Exit.Exit<unknown, unknown>): machine.Outcome => {
+    if (Exit.isSuccess(exit)) return "success"
     // Rule 1: interruption from outside says nothing about the provider.
-    if (Cause.isInterruptedOnly(cause)) return "ignored"
-    const failure = Cause.failureOption(cause)
+    if (Cause.isInterruptedOnly(exit.cause)) return "ignored"
+    const failure = Cause.failureOption(exit.cause)
     return Option.isSome(failure) ? verdictOf(failure.value) : "failure"
   }
 
-  /** The breaker's slot, when the store is synchronous (the in-memory store). */
-  const sync = fastPath.syncCell(store, key)
-
-  // The admission of the last state seen that admits without moving: the hot path reuses it while
-  // the state object is the same (a state is never mutated).
-  let unchangedPlan: fastPath.BreakerPlan | undefined
-  const planUnchanged = (state: machine.BreakerState): fastPath.BreakerPlan | undefined => {
-    if (state !== unchangedPlan?.state) {
-      const admitted = machine.admitUnchanged(state)
-      unchangedPlan = admitted === undefined ? undefined : { result: admitted, state, transitions: [] }
-      if (unchangedPlan === undefined) return undefined
+  /** A call admitted at `start`; rule 11: its generation decides whether its outcome counts. */
+  class Admitted implements Admission.Permit {
+    constructor(readonly admission: machine.Admitted, readonly start: number) {}
+    release(exit: Exit.Exit<unknown, unknown>, now: number): Effect.Effect<void> {
+      const outcome = outcomeOf(exit)
+      calls[outcome].unsafeUpdate(1, [])
+      return published(slot.record(this.admission, outcome, now - this.start, now))
     }
-    return unchangedPlan
   }
-
-  /** One step of the machine run at once on a synchronous store. */
-  const syncStep = <A>(cell: fastPath.SyncCell<machine.BreakerState>, f: (s: machine.BreakerState) => machine.Step<A>) => {
-    const result = f(cell.get())
-    cell.set(result.state)
-    return result
-  }
-
-  /**
-   * Whether a success outside half-open needs the time it ended: only to
-   * measure a slow call or to fill a time window. In consecutive mode without
-   * `slowCallDuration` the machine never reads it (nothing moves on such a
-   * success), so the hot path skips that clock read.
-   */
-  const timeless = config.trigger.kind === "consecutive" && config.slowCallMillis === undefined
-
-  /** Records an outcome: synchronously on a synchronous store (then an effect only to publish transitions). */
-  const record = (
-    admission: machine.Admitted,
-    outcome: machine.Outcome,
-    start: number,
-    clock: Clock.Clock
-  ): Effect.Effect<void> | undefined => {
-    calls[outcome].unsafeUpdate(1, [])
-    const now = timeless && outcome !== "failure" && !admission.trial ? start : clock.unsafeCurrentTimeMillis()
-    if (sync === undefined) return stepAt(now, (s) => machine.record(config, s, admission, outcome, now - start, now))
-    const state = sync.get()
-    if (machine.recordIsNoop(state, admission, outcome)) return undefined
-    const result = machine.record(config, state, admission, outcome, now - start, now)
-    sync.set(result.state)
-    return result.transitions.length === 0 ? undefined : publish(result.transitions)
-  }
+  // A disabled breaker admits every call and records nothing.
+  const unrecorded: Admission.Permit = { release: () => Effect.void }
 
   // Errors are immutable values: the rejections of one open period (same state, same `retryAt`) share one.
   let lastRejection: CircuitOpenError | undefined
-  const rejectedWith = (rejection: machine.Rejection): Effect.Effect<never, CircuitOpenError> => {
+  const refusal = (rejection: machine.Rejection): CircuitOpenError => {
     calls.notPermitted.unsafeUpdate(1, [])
+    notPermitted++
     let error = lastRejection
     if (error === undefined || error.state !== rejection.state || error.retryAt !== rejection.retryAt) {
       error = new CircuitOpenError({
@@ -427,104 +407,62 @@ const makeWith = (
       }, true) // checked fields, in the schema's order (validation would reorder them): no validation per rejection
       lastRejection = error
     }
-    return Effect.fail(error)
+    return error
   }
 
-  /**
-   * On a synchronous store, the decision at `now` (an admission or a
-   * refusal) when it makes no transition, and the state that follows; nothing
-   * is taken (see internal/fastPath.ts).
-   */
-  const planAt = (now: number): fastPath.BreakerPlan | undefined => {
-    if (sync === undefined) return undefined
-    const state = sync.get()
-    const unchanged = planUnchanged(state)
-    if (unchanged !== undefined) return unchanged
-    const result = machine.admit(config, state, now)
-    return result.transitions.length === 0 ? result : undefined
+  const permitOf = (admission: machine.Admission, now: number): Effect.Effect<Admission.Permit, CircuitOpenError> => {
+    if (admission._tag === "rejected") return Exit.fail(refusal(admission.rejection))
+    return Exit.succeed(admission.recorded ? new Admitted(admission, now) : unrecorded)
   }
 
-  // The hot path: one effect op decides the admission (one clock read, one store step), and the
-  // outcome is recorded in the handler of `matchCauseEffect`, inside the same mask. An effect that
-  // is done already (an `Exit`) is admitted and recorded in one op: nothing can interrupt in between.
-  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> => {
-    const done = exitOf(self)
-    return sync === undefined || done === undefined ? executeMasked(self) : executeDone(done, sync)
-  }
-
-  const executeDone = <A, E>(
-    self: Exit.Exit<A, E>,
-    cell: fastPath.SyncCell<machine.BreakerState>
-  ): Effect.Effect<A, E | CircuitOpenError> =>
-    Effect.withFiberRuntime((fiber) => {
-      const clock = clockOf(fiber)
-      const start = clock.unsafeCurrentTimeMillis()
-      const plan = planAt(start)
-      // A transition to publish: the effectful path, with nothing taken here.
-      if (plan === undefined) return executeMasked(self)
-      cell.set(plan.state)
-      const admission = plan.result
-      if (admission._tag === "rejected") return rejectedWith(admission.rejection)
-      if (!admission.recorded) return self
-      const recorded = record(admission, Exit.isSuccess(self) ? "success" : outcomeOf(self.cause), start, clock)
-      return recorded === undefined ? self : Effect.uninterruptible(Effect.zipRight(recorded, self))
-    })
-
-  const executeMasked = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.withFiberRuntime<A, E | CircuitOpenError, R>((fiber) => {
-        const clock = clockOf(fiber)
-        const start = clock.unsafeCurrentTimeMillis()
-        const admitted = (admission: machine.Admission): Effect.Effect<A, E | CircuitOpenError, R> => {
-          if (admission._tag === "rejected") return rejectedWith(admission.rejection)
-          if (!admission.recorded) return restore(self)
-          return Effect.matchCauseEffect(restore(self), {
-            onFailure: (cause) => {
-              const recorded = record(admission, outcomeOf(cause), start, clock)
-              return recorded === undefined ? Exit.failCause(cause) : Effect.zipRight(recorded, Exit.failCause(cause))
-            },
-            onSuccess: (a) => {
-              const recorded = record(admission, "success", start, clock)
-              return recorded === undefined ? Exit.succeed(a) : Effect.as(recorded, a)
-            }
-          })
-        }
-        if (sync === undefined) return Effect.flatMap(stepAt(start, (s) => machine.admit(config, s, start)), admitted)
-        const unchanged = planUnchanged(sync.get())
-        if (unchanged !== undefined) return admitted(unchanged.result)
-        const result = syncStep(sync, (s) => machine.admit(config, s, start))
-        return result.transitions.length === 0
-          ? admitted(result.result)
-          : Effect.zipRight(publish(result.transitions), Effect.suspend(() => admitted(result.result)))
-      })
-    )
-
-  const status = step((s, now) => {
-    const transitions: Array<machine.Transition> = []
-    const next = machine.advance(config, s, now, transitions)
-    // A shared store may have moved without this process seeing a transition: the gauge follows every read.
-    gauge.unsafeUpdate(stateCode[next.state], [])
-    const t = machine.tally(config, next.window, now)
-    const result: Status = {
-      name,
-      state: next.state,
-      generation: next.generation,
-      calls: t.calls,
-      failureRate: t.calls === 0 ? 0 : t.failures / t.calls,
-      slowCallRate: t.calls === 0 ? 0 : t.slow / t.calls,
-      consecutiveFailures: next.consecutiveFailures,
-      openings: next.openings,
-      retryAt: next.state === "open" ? next.openUntil : undefined,
-      halfOpenTrials: next.state === "half-open" ? { admitted: next.trials.admitted, done: next.trials.done } : undefined
+  const gate: Admission.Gate<void, Admission.Permit, CircuitOpenError> = {
+    acquire: (_, { now }) => {
+      const step = slot.admit(now)
+      const done = exitOf(step)
+      if (done !== undefined && Exit.isSuccess(done) && done.value.transitions.length === 0) {
+        return permitOf(done.value.result, now)
+      }
+      return Effect.flatMap(published(step), (admission) => permitOf(admission, now))
     }
-    return { result, state: next, transitions }
+  }
+
+  const execute = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+    Admission.execute(gate, undefined, () => self)
+
+  const status = Effect.clockWith((clock) => {
+    const now = clock.unsafeCurrentTimeMillis()
+    return Effect.map(published(slot.read(now)), (next): Status => {
+      // A shared store may have moved without this process seeing a transition: the gauge follows every read.
+      gauge.unsafeUpdate(stateCode[next.state], [])
+      const t = machine.counts(config, next.window, now)
+      const minimumCalls = config.trigger.kind === "consecutive" ? 0 : machine.effectiveMinimumCalls(config)
+      return {
+        name,
+        state: next.state,
+        generation: next.generation,
+        calls: t.calls,
+        failures: t.failures,
+        slowCalls: t.slow,
+        slowFailures: t.slowFailures,
+        notPermitted,
+        minimumCalls,
+        rated: config.trigger.kind === "consecutive" || t.calls >= minimumCalls,
+        failureRate: t.calls === 0 ? 0 : t.failures / t.calls,
+        slowCallRate: t.calls === 0 ? 0 : t.slow / t.calls,
+        consecutiveFailures: next.consecutiveFailures,
+        openings: next.openings,
+        retryAt: next.state === "open" ? next.openUntil : undefined,
+        halfOpenTrials: next.state === "half-open" ? { admitted: next.trials.admitted, done: next.trials.done } : undefined
+      }
+    })
   })
 
   const force = (to: "forced-open" | "forced-closed" | "disabled" | "closed") =>
-    step((s, now) => machine.force(config, s, to, now))
+    Effect.clockWith((clock) => published(slot.force(to, clock.unsafeCurrentTimeMillis())))
 
-  const service: Service = {
+  return {
     name,
+    gate,
     execute,
     status,
     transitions: Stream.fromPubSub(pubsub),
@@ -534,19 +472,6 @@ const makeWith = (
     disable: force("disabled"),
     reset: force("closed")
   }
-  if (sync !== undefined) {
-    fastPath.breakers.set(service, {
-      plan: planAt,
-      take: (state) => sync.set(state),
-      refuse: (state, rejection) => {
-        sync.set(state)
-        return rejectedWith(rejection)
-      },
-      leave: (admission, cause, start, clock) =>
-        admission.recorded ? record(admission, cause === undefined ? "success" : outcomeOf(cause), start, clock) : undefined
-    })
-  }
-  return service
 }
 
 /**

@@ -11,6 +11,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
 import * as Option from "effect/Option"
 
 /**
@@ -19,8 +20,10 @@ import * as Option from "effect/Option"
  * @since 0.1.0
  * @category fiber refs
  */
-export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = FiberRef.unsafeMake<Option.Option<number>>(
-  Option.none()
+export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = globalValue(
+  // One ref however many copies of this module are loaded: a second copy must see the same deadline.
+  Symbol.for("@resilient-ai/core/Deadline/currentDeadline"),
+  () => FiberRef.unsafeMake<Option.Option<number>>(Option.none())
 )
 
 /**

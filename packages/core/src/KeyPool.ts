@@ -24,7 +24,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -36,6 +35,7 @@ import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Admission from "./Admission.js"
 import * as AttemptEvents from "./AttemptEvents.js"
 import type * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
@@ -46,10 +46,9 @@ import * as Deadline from "./Deadline.js"
 import { breakerVerdict, InvalidConfigError, NoKeyAvailableError, tagOf } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
-import * as fastPath from "./internal/fastPath.js"
+import { published as publishedStep } from "./internal/published.js"
 import * as machine from "./internal/keyPoolState.js"
 import * as StateStore from "./StateStore.js"
-import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * `healthy` keys are picked; `cooling` ones (429, rate-limit headers, repeated
@@ -120,6 +119,18 @@ export interface PickedKey {
   readonly name: string
   readonly key: Redacted.Redacted<string>
   readonly group?: string
+}
+
+/**
+ * A call admitted on one key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyPermit extends Admission.Permit {
+  readonly key: PickedKey
+  /** The key's place in the configured order. */
+  readonly index: number
 }
 
 /**
@@ -216,6 +227,8 @@ export interface Status {
  */
 export interface Service {
   readonly name: string
+  /** The pool's admission: a healthy key per call (or `NoKeyAvailableError`), released with what the call met. */
+  readonly gate: Admission.Gate<WithKeyOptions, KeyPermit, NoKeyAvailableError>
   /**
    * Picks a healthy key, runs `use` with it, and learns from its outcome (its
    * `Exit`: see the module's rules). One key per call: a retry calls `withKey`
@@ -400,12 +413,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const events = Option.getOrUndefined(yield* Effect.serviceOption(AttemptEvents.AttemptEvents))
     const pool = makeWith(o.name, config, o.keys, o.waitForKey, o.provider, store, pubsub, events)
     // Reconcile state written for another key set now, and show every key on the gauge.
-    const now = yield* Clock.currentTimeMillis
-    const initial = yield* store.modify(pool.stateKey, (s) => {
-      const next = machine.advance(config, s, now).state
-      return [next, next] as const
-    })
-    yield* Effect.forEach(initial.keys, (k, i) => Metric.set(pool.gauges[i] ?? keyStateGauge, stateCode[k.state]), {
+    const initial = yield* Effect.clockWith((clock) => pool.slot.read(clock.unsafeCurrentTimeMillis()))
+    yield* Effect.forEach(initial.state.keys, (k, i) => Metric.set(pool.gauges[i] ?? keyStateGauge, stateCode[k.state]), {
       discard: true
     })
     return pool.service
@@ -421,10 +430,7 @@ const makeWith = (
   pubsub: PubSub.PubSub<Transition>,
   events: AttemptEvents.Service | undefined
 ) => {
-  const stateKey = StateStore.key(`key-pool/${name}`, () => machine.initial(config))
-  const picked: ReadonlyArray<PickedKey> = keys.map((k) =>
-    k.group === undefined ? { name: k.name, key: k.key } : { name: k.name, key: k.key, group: k.group }
-  )
+  const slot = store.keyHealth(name, config)
   const indexOf = new Map(config.names.map((n, i) => [n, i] as const))
   // One label array per key: effect caches a tagged metric's hook by the identity of its labels,
   // which chained `Metric.tagged` calls rebuild on every update.
@@ -433,14 +439,8 @@ const makeWith = (
   // Made from the tagged key (as internal/metrics.ts does): an update with no fiber labels goes
   // straight to its hook, where `taggedWithLabels` merged the tags into the labels on every pick.
   const picks = labels.map((l) => Metric.fromMetricKey(MetricKey.taggedWithLabels(picksKey, l)))
-  // Picks by this process: a statistic like the metric, kept out of the shared state so a pick
-  // by round-robin writes only the cursor.
+  // Picks by this process: a statistic like the metric, kept out of the shared state.
   const pickCounts = config.names.map(() => 0)
-
-  const countPick = (index: number, labels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
-    pickCounts[index] = (pickCounts[index] ?? 0) + 1
-    picks[index]?.unsafeUpdate(1, labels)
-  }
 
   const publish = (transitions: ReadonlyArray<machine.Transition>): Effect.Effect<void> =>
     Effect.zipRight(
@@ -455,45 +455,18 @@ const makeWith = (
       }, { discard: true })
     )
 
-  const step = <A>(f: (s: machine.PoolState, now: number) => machine.Step<A>): Effect.Effect<A> =>
-    Effect.clockWith((clock) => {
-      const now = clock.unsafeCurrentTimeMillis()
-      return Effect.flatMap(
-        store.modify(stateKey, (s) => {
-          const result = f(s, now)
-          return [result, result.state] as const
-        }),
-        (result) =>
-          result.transitions.length === 0 ? Effect.succeed(result.result) : Effect.as(publish(result.transitions), result.result)
-      )
-    })
+  /** A store step's result, after its transitions are published. */
+  const published = <A>(step: Effect.Effect<machine.Step<A>>): Effect.Effect<A> => publishedStep(step, publish)
 
-  /** The pool's slot, when the store is synchronous (the in-memory store). */
-  const sync = fastPath.syncCell(store, stateKey)
+  const learn = (index: number, outcome: machine.Outcome, now: number): Effect.Effect<void> =>
+    outcome === machine.ignored ? Exit.void : published(slot.record(index, outcome, now))
 
-  /**
-   * Learns from an outcome: synchronously on a synchronous store (then an
-   * effect only to publish transitions, else `undefined`).
-   */
-  const learn = (index: number, outcome: machine.Outcome, clock: Clock.Clock): Effect.Effect<void> | undefined => {
-    if (outcome === machine.ignored) return undefined
-    if (sync === undefined) return record(index, outcome)
-    const s = sync.get()
-    if (outcome === machine.success) {
-      const next = machine.succeed(config, s, index)
-      if (next !== s) sync.set(next)
-      return undefined
-    }
-    const result = machine.record(config, s, index, outcome, clock.unsafeCurrentTimeMillis())
-    sync.set(result.state)
-    return result.transitions.length === 0 ? undefined : publish(result.transitions)
-  }
-
-  const record = (index: number, outcome: machine.Outcome): Effect.Effect<void> => {
-    if (outcome === machine.ignored) return Effect.void
-    if (outcome === machine.success) return store.modify(stateKey, (s) => [undefined, machine.succeed(config, s, index)] as const)
-    return step((s, now) => machine.record(config, s, index, outcome, now))
-  }
+  /** A call on key `index`: its outcome teaches the pool about that key. One per key, made once. */
+  const permits: ReadonlyArray<KeyPermit> = keys.map((k, index) => ({
+    index,
+    key: k.group === undefined ? { name: k.name, key: k.key } : { name: k.name, key: k.key, group: k.group },
+    release: (exit, now) => learn(index, Exit.isSuccess(exit) ? machine.success : outcomeOfCause(exit.cause), now)
+  }))
 
   const noKey = (availableAt: number | undefined) =>
     new NoKeyAvailableError({
@@ -502,79 +475,51 @@ const makeWith = (
       ...(provider === undefined ? {} : { provider })
     }, true)
 
+  // `waitLimit`: the latest epoch ms a wait for a key may end, set at the first miss.
+  const pickAt = (
+    request: WithKeyOptions,
+    context: Admission.Context,
+    now: number,
+    waitLimit: number | undefined
+  ): Effect.Effect<KeyPermit, NoKeyAvailableError> => {
+    const chosen = (pick: machine.Pick): Effect.Effect<KeyPermit, NoKeyAvailableError> => {
+      if (pick._tag === "picked") {
+        const permit = permits[pick.index]
+        if (permit === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${pick.index}`)
+        pickCounts[pick.index] = (pickCounts[pick.index] ?? 0) + 1
+        picks[pick.index]?.unsafeUpdate(1, context.fiber.getFiberRef(FiberRef.currentMetricLabels))
+        return Exit.succeed(permit)
+      }
+      const availableAt = pick.availableAt
+      const limit = waitLimit ?? now + waitForKey
+      const deadline = context.fiber.getFiberRef(Deadline.currentDeadline)
+      // A key back at or after the deadline is no use to this request: fail at once.
+      if (availableAt === undefined || availableAt > limit || (Option.isSome(deadline) && availableAt >= deadline.value)) {
+        return Exit.fail(noKey(availableAt))
+      }
+      return Effect.zipRight(
+        context.restore(Effect.sleep(availableAt - now)),
+        Effect.clockWith((clock) => pickAt(request, context, clock.unsafeCurrentTimeMillis(), limit))
+      )
+    }
+    const step = slot.pick(now, request.avoid, request.affinity)
+    const done = exitOf(step)
+    if (done !== undefined && Exit.isSuccess(done) && done.value.transitions.length === 0) return chosen(done.value.result)
+    return Effect.flatMap(published(step), chosen)
+  }
+
+  const gate: Admission.Gate<WithKeyOptions, KeyPermit, NoKeyAvailableError> = {
+    acquire: (request, context) => pickAt(request, context, context.now, undefined)
+  }
+
+  const noOptions: WithKeyOptions = {}
   const withKey = <A, E, R>(
     use: (key: PickedKey) => Effect.Effect<A, E, R>,
     options?: WithKeyOptions
-  ): Effect.Effect<A, E | NoKeyAvailableError, R> => {
-    const avoid = options?.avoid
-    const affinity = options?.affinity
-    // The hot path is one fiber-runtime read (clock, metric labels, deadline), one `modify` for
-    // the pick and one for the outcome; the pick metric is updated in place, not as an effect.
-    // `waitLimit`: the latest epoch ms a wait for a key may end (set at the first miss).
-    const attempt = (waitLimit: number | undefined): Effect.Effect<A, E | NoKeyAvailableError, R> =>
-      Effect.withFiberRuntime((fiber) => {
-        const clock = clockOf(fiber)
-        const now = clock.unsafeCurrentTimeMillis()
-        const pick = (s: machine.PoolState) => {
-          const result = machine.pick(config, s, now, avoid, affinity)
-          return [result, result.state] as const
-        }
-        if (sync !== undefined) {
-          const result = machine.pick(config, sync.get(), now, avoid, affinity)
-          sync.set(result.state)
-          const r = result.result
-          const next: Effect.Effect<A, E | NoKeyAvailableError, R> = r._tag === "picked"
-            ? run(r.index, fiber.getFiberRef(FiberRef.currentMetricLabels), clock)
-            : waitFor(r.availableAt, now, waitLimit ?? now + waitForKey, fiber.getFiberRef(Deadline.currentDeadline))
-          return result.transitions.length === 0 ? next : Effect.zipRight(publish(result.transitions), next)
-        }
-        return Effect.flatMap(
-          store.modify(stateKey, pick),
-          (result): Effect.Effect<A, E | NoKeyAvailableError, R> => {
-            const r = result.result
-            const next: Effect.Effect<A, E | NoKeyAvailableError, R> = r._tag === "picked"
-              ? run(r.index, fiber.getFiberRef(FiberRef.currentMetricLabels), clock)
-              : waitFor(r.availableAt, now, waitLimit ?? now + waitForKey, fiber.getFiberRef(Deadline.currentDeadline))
-            return result.transitions.length === 0 ? next : Effect.zipRight(publish(result.transitions), next)
-          }
-        )
-      })
-    const run = (index: number, labels: ReadonlyArray<MetricLabel.MetricLabel>, clock: Clock.Clock): Effect.Effect<A, E, R> => {
-      const key = picked[index]
-      if (key === undefined) return Effect.dieMessage(`KeyPool "${name}": no key at ${index}`)
-      countPick(index, labels)
-      const used = use(key)
-      const done = exitOf(used)
-      if (done !== undefined) {
-        // Done already: learn from it now, without a handler.
-        const learnt = learn(index, Exit.isSuccess(done) ? machine.success : outcomeOfCause(done.cause), clock)
-        return learnt === undefined ? done : Effect.zipRight(learnt, done)
-      }
-      // Not `onExit`: an interruption of this fiber skips `onFailure`, and it would be ignored anyway.
-      return Effect.matchCauseEffect(used, {
-        onSuccess: (a) => {
-          const learnt = learn(index, machine.success, clock)
-          return learnt === undefined ? Exit.succeed(a) : Effect.as(learnt, a)
-        },
-        onFailure: (cause) => {
-          const learnt = learn(index, outcomeOfCause(cause), clock)
-          return learnt === undefined ? Exit.failCause(cause) : Effect.zipRight(learnt, Exit.failCause(cause))
-        }
-      })
-    }
-    const waitFor = (
-      availableAt: number | undefined,
-      now: number,
-      waitLimit: number,
-      deadline: Option.Option<number>
-    ): Effect.Effect<A, E | NoKeyAvailableError, R> =>
-      availableAt === undefined || availableAt > waitLimit ||
-        // A key back at or after the deadline is no use to this request: fail at once.
-        (Option.isSome(deadline) && availableAt >= deadline.value)
-        ? Effect.fail(noKey(availableAt))
-        : Effect.zipRight(Effect.sleep(availableAt - now), attempt(waitLimit))
-    return attempt(undefined)
-  }
+  ): Effect.Effect<A, E | NoKeyAvailableError, R> => Admission.execute(gate, options ?? noOptions, (permit) => use(permit.key))
+
+  const step = <A>(f: (now: number) => Effect.Effect<machine.Step<A>>): Effect.Effect<A> =>
+    Effect.clockWith((clock) => published(f(clock.unsafeCurrentTimeMillis())))
 
   const lookup = (key: string): Effect.Effect<number, Cause.NoSuchElementException> => {
     const i = indexOf.get(key)
@@ -584,8 +529,8 @@ const makeWith = (
   }
 
   const report = (key: string, outcome: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-    const i = indexOf.get(key)
-    return i === undefined ? Effect.void : record(i, Exit.isSuccess(outcome) ? machine.success : outcomeOfCause(outcome.cause))
+    const permit = permits[indexOf.get(key) ?? -1]
+    return permit === undefined ? Effect.void : Effect.clockWith((clock) => permit.release(outcome, clock.unsafeCurrentTimeMillis()))
   }
 
   const feedback = (key: string, f: Feedback): Effect.Effect<void> => {
@@ -593,54 +538,49 @@ const makeWith = (
     if (i === undefined || (f.remainingRequests !== 0 && f.remainingTokens !== 0)) return Effect.void
     const what = f.remainingRequests === 0 ? "requests" : "tokens"
     const after = f.resetAfter === undefined ? undefined : millisOf(f.resetAfter)
-    return step((s, now) => {
+    return step((now) => {
       const until = f.resetAt ?? (after === undefined ? now + config.rateLimitCooldown : now + after)
-      return machine.cool(
-        config,
-        s,
-        i,
-        until,
-        now,
-        `rate-limit headers: no ${what} left; cooling until ${new Date(until).toISOString()}`
-      )
+      return slot.cool(i, until, now, `rate-limit headers: no ${what} left; cooling until ${new Date(until).toISOString()}`)
     })
   }
 
   const enable = (key: string) =>
-    Effect.flatMap(lookup(key), (i) => step((s, now) => machine.force(config, s, i, "healthy", now)))
+    Effect.flatMap(lookup(key), (i) => step((now) => slot.force(i, "healthy", now)))
 
   const disable = (key: string) =>
-    Effect.flatMap(lookup(key), (i) => step((s, now) => machine.force(config, s, i, "disabled", now)))
+    Effect.flatMap(lookup(key), (i) => step((now) => slot.force(i, "disabled", now)))
 
-  const status: Effect.Effect<Status> = step((s, now) => {
-    const advanced = machine.advance(config, s, now)
-    const next = advanced.state
-    let healthy = 0
-    const statuses = next.keys.map((k, i): KeyStatus => {
-      if (k.state === "healthy") healthy++
-      return {
-        name: config.names[i] ?? "",
-        group: config.groupNames[i],
-        weight: config.weights[i] ?? 1,
-        state: k.state,
-        consecutiveFailures: k.failures,
-        until: k.state === "cooling" || k.state === "parked" ? k.until : undefined,
-        lastError: k.lastError ?? undefined,
-        picks: pickCounts[i] ?? 0
+  const status: Effect.Effect<Status> = step((now) =>
+    Effect.map(slot.read(now), (advanced) => {
+      const next = advanced.state
+      let healthy = 0
+      const statuses = next.keys.map((k, i): KeyStatus => {
+        if (k.state === "healthy") healthy++
+        return {
+          name: config.names[i] ?? "",
+          group: config.groupNames[i],
+          weight: config.weights[i] ?? 1,
+          state: k.state,
+          consecutiveFailures: k.failures,
+          until: k.state === "cooling" || k.state === "parked" ? k.until : undefined,
+          lastError: k.lastError ?? undefined,
+          picks: pickCounts[i] ?? 0
+        }
+      })
+      const result: Status = {
+        pool: name,
+        strategy: config.strategy,
+        keys: statuses,
+        healthy,
+        availableAt: healthy === 0 ? machine.availableAt(next) : undefined
       }
+      return { result, state: next, transitions: advanced.transitions }
     })
-    const result: Status = {
-      pool: name,
-      strategy: config.strategy,
-      keys: statuses,
-      healthy,
-      availableAt: healthy === 0 ? machine.availableAt(next) : undefined
-    }
-    return { result, state: next, transitions: advanced.transitions }
-  })
+  )
 
   const service: Service = {
     name,
+    gate,
     withKey,
     report,
     feedback,
@@ -650,26 +590,7 @@ const makeWith = (
     transitions: Stream.fromPubSub(pubsub),
     subscribe: PubSub.subscribe(pubsub)
   }
-  if (sync !== undefined) {
-    const cell = sync
-    fastPath.keyPools.set(service, {
-      plan: (now, avoid, affinity) => {
-        const result = machine.pick(config, cell.get(), now, avoid, affinity)
-        // Only a plain pick: a key coming back (a transition) or no key goes through `withKey`.
-        return result.transitions.length === 0 && result.result._tag === "picked"
-          ? result as fastPath.KeyPlan
-          : undefined
-      },
-      take: (plan, labels) => {
-        cell.set(plan.state)
-        countPick(plan.result.index, labels)
-      },
-      key: (index) => picked[index],
-      leave: (index, cause, clock) =>
-        learn(index, cause === undefined ? machine.success : outcomeOfCause(cause), clock)
-    })
-  }
-  return { service, stateKey, gauges }
+  return { service, slot, gauges }
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
  * The policies of one provider deployment, composed in the decided order
- * (SEMANTICS.md rule 18), outermost first:
+ * (SEMANTICS.md rule 18), outermost first, as {@link order} states it:
  *
  * ```
- * total timeout → retry (with budget) → circuit breaker → rate limiter → bulkhead → attempt timeout → call
+ * total timeout → retry (with budget) → circuit breaker → key pool → rate limiter → bulkhead → attempt timeout → call
  * ```
  *
  * So the breaker sees every attempt (it measures the provider, not the
@@ -13,6 +13,13 @@
  * the limiter; a retry tries the keys not yet tried first, and the limiter is
  * per key (providers limit requests and tokens per key).
  *
+ * Each stage is given as options or as an existing service (a breaker
+ * shared by two deployments, a limiter provided by a layer). `make` turns
+ * {@link order} into a plan once; a call runs the plan: the wrappers (the
+ * timeouts, the retry) around the gates of the stateful policies, which are
+ * admitted together through their `Admission` contract, so an attempt
+ * through four gates costs one uninterruptible region.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -21,30 +28,24 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as RuntimeFlags from "effect/RuntimeFlags"
+import * as Admission from "./Admission.js"
+import * as AttemptEvents from "./AttemptEvents.js"
 import * as Bulkhead from "./Bulkhead.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
-import * as AttemptEvents from "./AttemptEvents.js"
 import * as Deadline from "./Deadline.js"
 import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAvailableError } from "./Errors.js"
-import { InvalidConfigError, isResilienceError, RateLimitError, TimeoutError } from "./Errors.js"
-import * as RequestBudget from "./RequestBudget.js"
-import type * as KeyPool from "./KeyPool.js"
-import type { Admitted as BreakerAdmitted } from "./internal/breakerState.js"
+import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutError } from "./Errors.js"
 import { exitOf } from "./internal/done.js"
-import * as fastPath from "./internal/fastPath.js"
 import * as internalTimeout from "./internal/timeout.js"
-import type * as TokenBucket from "./internal/tokenBucket.js"
+import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
+import * as RequestBudget from "./RequestBudget.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
 import type * as StateStore from "./StateStore.js"
 import * as Timeout from "./Timeout.js"
-import { clockOf } from "./internal/fiberClock.js"
 
 /**
  * Each policy is on with its defaults unless set to `false`, except the
@@ -62,17 +63,28 @@ export interface Options {
   readonly totalTimeout?: Duration.DurationInput
   /** One attempt; the call is interrupted when it fires. */
   readonly attemptTimeout?: Duration.DurationInput
-  readonly retry?: Omit<Retry.Options, "name" | "budget"> | false
-  /** Default: retries add at most 20 % to the first attempts of a 10 s window. */
-  readonly retryBudget?: Omit<RetryBudget.Options, "name"> | false
-  /** Default: open after 5 consecutive failures for 30 s, one trial. */
-  readonly circuitBreaker?: Omit<CircuitBreaker.Options, "name"> | false
+  /**
+   * Options, or a retry built elsewhere (then `retryBudget` and the attempt
+   * events are that retry's own business).
+   */
+  readonly retry?: Omit<Retry.Options, "name" | "budget"> | Retry.Service | false
+  /** Default: retries add at most 20 % to the first attempts of a 10 s window. A budget may be shared. */
+  readonly retryBudget?: Omit<RetryBudget.Options, "name"> | RetryBudget.Service | false
+  /** Default: open after 5 consecutive failures for 30 s, one trial. A breaker may be shared by deployments. */
+  readonly circuitBreaker?: Omit<CircuitBreaker.Options, "name"> | CircuitBreaker.Service | false
   /** The keys of the deployment; a pool may be shared by deployments of one account. */
   readonly keyPool?: KeyPool.Service
-  /** Requests and tokens per minute; per key when there is a key pool, else for the deployment. */
-  readonly rateLimiter?: Omit<RateLimiter.Options, "name" | "deployment" | "provider">
-  readonly bulkhead?: Omit<Bulkhead.Options, "name">
-  /** An upstream 429 with Retry-After pauses the limiter of its key (or deployment) until then. Default true. */
+  /**
+   * Requests and tokens per minute: options make one limiter per key when
+   * there is a key pool, else one for the deployment; a limiter service is
+   * used as it is, for every key.
+   */
+  readonly rateLimiter?: Omit<RateLimiter.Options, "name" | "deployment" | "provider"> | RateLimiter.Service
+  readonly bulkhead?: Omit<Bulkhead.Options, "name"> | Bulkhead.Service
+  /**
+   * For limiters made from options: an upstream 429 with Retry-After pauses
+   * the limiter of its key (or deployment) until then. Default true.
+   */
   readonly pauseLimiterOnRateLimit?: boolean
 }
 
@@ -177,15 +189,58 @@ export interface Service {
   readonly status: Effect.Effect<Status>
 }
 
-const optional = <A, B, E, R>(
-  value: A | false | undefined,
-  build: (a: A) => Effect.Effect<B, E, R>
-): Effect.Effect<B | undefined, E, R> => (value === undefined || value === false ? Effect.succeed(undefined) : build(value))
+/**
+ * The order of rule 18, outermost first: the one place it is written.
+ * `make` folds it into a plan; the attempts of a call begin inside `retry`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const order = [
+  "totalTimeout",
+  "retry",
+  "circuitBreaker",
+  "keyPool",
+  "rateLimiter",
+  "bulkhead",
+  "attemptTimeout"
+] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Stage = typeof order[number]
+
+/** What one call (all its attempts) keeps, and what its gates hand each other. */
+interface Run {
+  readonly callOptions: CallOptions<unknown>
+  /** The limiter's request: the call's tokens, and how to read the tokens it used. */
+  readonly limiterRequest: RateLimiter.Request
+  attempts: number
+  /** Keys of earlier attempts, made at the second attempt (the pool picks them last). */
+  tried: Set<string> | undefined
+  firstKey: string | undefined
+  lastKey: string | undefined
+  /** The key the pool admitted this attempt on. */
+  key: KeyPool.KeyPermit | undefined
+}
+
+/** One element of the plan: a wrapper around what is inside, or gates admitted together. */
+type Step =
+  | { readonly _tag: "Wrap"; readonly stage: "totalTimeout" | "retry" | "attemptTimeout"; readonly wrap: Wrap }
+  | { readonly _tag: "Gates"; readonly gates: ReadonlyArray<Admission.Gate<Run, Admission.Permit, PolicyError>> }
 
 type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
-const identity: Wrap = (self) => self
+
+type GateOf = Admission.Gate<Run, Admission.Permit, PolicyError>
+
 const noCallOptions: CallOptions<unknown> = {}
-const identityRestore = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => self
+const noLimiterRequest: RateLimiter.Request = {}
+const noKeyOptions: KeyPool.WithKeyOptions = {}
+
+/** A service given for a stage, or options to build one: services carry their admission gate or their `execute`. */
+const isService = <S extends object>(value: object, member: keyof S): value is S => member in value
 
 /**
  * Builds the policies of one deployment.
@@ -204,602 +259,233 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const emit = (event: AttemptEvents.AttemptEvent): Effect.Effect<void> =>
       events === undefined ? Effect.void : events.publish(event)
 
-    const breakerOptions = options.circuitBreaker ?? {}
-    const circuitBreaker = yield* optional(breakerOptions, (o) =>
-      CircuitBreaker.make({
-        ...o,
+    const breakerOption = options.circuitBreaker ?? {}
+    const circuitBreaker = breakerOption === false
+      ? undefined
+      : isService<CircuitBreaker.Service>(breakerOption, "gate")
+      ? breakerOption
+      : yield* CircuitBreaker.make({
+        ...breakerOption,
         name,
-        ...(events === undefined && o.onTransition === undefined ? {} : {
+        ...(events === undefined && breakerOption.onTransition === undefined ? {} : {
           onTransition: (t: CircuitBreaker.Transition) =>
             Effect.zipRight(
-              o.onTransition === undefined ? Effect.void : o.onTransition(t),
+              breakerOption.onTransition === undefined ? Effect.void : breakerOption.onTransition(t),
               emit({ _tag: "BreakerTransition", at: t.at, breaker: t.breaker, from: t.from, to: t.to, reason: t.reason })
             )
         })
-      }))
-    const retryBudget = yield* optional(options.retryBudget ?? {}, (o) => RetryBudget.make({ ...o, name }))
-    const keyPool = options.keyPool
-    const retry = yield* optional(options.retry ?? {}, (o) =>
-      Retry.make({
-        ...o,
-        name,
-        ...(keyPool === undefined || o.honorRetryAfter !== undefined ? {} : {
-          // The Retry-After of a 429 belongs to the key that got it: with another healthy key, retry there now.
-          honorRetryAfter: () => Effect.map(keyPool.status, (s) => s.healthy === 0)
-        }),
-        ...(retryBudget === undefined ? {} : { budget: retryBudget }),
-        ...(events === undefined ? {} : {
-          onRetry: (e: Retry.RetryEvent) =>
-            Effect.zipRight(
-              o.onRetry === undefined ? Effect.void : o.onRetry(e),
-              Effect.flatMap(Clock.currentTimeMillis, (at) =>
-                emit({
-                  _tag: "RetryScheduled",
-                  at,
-                  deployment: name,
-                  retry: e.retry,
-                  delayMs: e.delayMs,
-                  reason: e.reason,
-                  errorTag: e.error._tag
-                }))
-            ),
-          onGiveUp: (e: Retry.GiveUpEvent) =>
-            Effect.zipRight(
-              o.onGiveUp === undefined ? Effect.void : o.onGiveUp(e),
-              Effect.flatMap(Clock.currentTimeMillis, (at) =>
-                emit({ _tag: "RetryStopped", at, deployment: name, reason: e.reason, retries: e.retries }))
-            )
-        })
-      }))
-    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
-    const rateLimiter = keyPool === undefined
-      ? yield* optional(options.rateLimiter, (o) => RateLimiter.make({ ...o, name, ...origin }))
-      : undefined
-    const keyRateLimiters = keyPool === undefined || options.rateLimiter === undefined
+      })
+    const budgetOption = options.retryBudget ?? {}
+    const retryBudget = budgetOption === false
       ? undefined
-      : new Map(
-        yield* Effect.forEach(keyNames, (keyName) =>
-          Effect.map(
-            RateLimiter.make({ ...options.rateLimiter, name: `${name}/${keyName}`, ...origin }),
-            (limiter) => [keyName, limiter] as const
-          ))
-      )
-    const bulkhead = yield* optional(options.bulkhead, (o) => Bulkhead.make({ ...o, name }))
+      : isService<RetryBudget.Service>(budgetOption, "tryAcquireRetry")
+      ? budgetOption
+      : yield* RetryBudget.make({ ...budgetOption, name })
+    const keyPool = options.keyPool
+    const retryOption = options.retry ?? {}
+    const retry = retryOption === false
+      ? undefined
+      : isService<Retry.Service>(retryOption, "execute")
+      ? retryOption
+      : yield* Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, events === undefined ? undefined : emit))
+    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
+    const limiterOption = options.rateLimiter
+    const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
+    const sharedLimiter = limiterOption === undefined
+      ? undefined
+      : isService<RateLimiter.Service>(limiterOption, "gate")
+      ? limiterOption
+      : keyPool === undefined
+      ? yield* RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit })
+      : undefined
+    // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
+    const keyRateLimiters = limiterOption === undefined || sharedLimiter !== undefined || isService<RateLimiter.Service>(limiterOption, "gate")
+      ? undefined
+      : yield* Effect.forEach(keyNames, (keyName) =>
+        RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit }))
+    const bulkheadOption = options.bulkhead
+    const bulkhead = bulkheadOption === undefined
+      ? undefined
+      : isService<Bulkhead.Service>(bulkheadOption, "gate")
+      ? bulkheadOption
+      : yield* Bulkhead.make({ ...bulkheadOption, name })
     const attemptMillis = options.attemptTimeout === undefined
       ? undefined
       : Duration.toMillis(Duration.decode(options.attemptTimeout))
-    const totalTimeout = options.totalTimeout === undefined ? identity : Timeout.total(options.totalTimeout, origin)
-    const pauseOnRateLimit = options.pauseLimiterOnRateLimit ?? true
+    const attemptTimeout: Wrap | undefined = attemptMillis === undefined || attemptMillis === Infinity
+      ? undefined
+      : Timeout.attempt(attemptMillis, origin)
 
     /**
      * The attempt timeout, shortened to the request's deadline when that
      * comes first: a request past its deadline stops its attempt with a
      * `TimeoutError` a fallback step can take over.
      */
-    const timed = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | TimeoutError, R> =>
-      Effect.flatMap(Deadline.remaining, (left) => {
-        const deadline = Option.getOrUndefined(left)
-        if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
-          return attemptMillis === undefined ? self : Timeout.attempt(attemptMillis, origin)(self)
-        }
-        return internalTimeout.timeout(
-          deadline,
-          () => new TimeoutError({ phase: "total", timeout: Duration.millis(deadline), ...(options.provider === undefined ? {} : { provider: options.provider }), deployment: name }, true),
-          false
-        )(self)
-      })
-
-    const outcomeOf = <A, E>(exit: Exit.Exit<A, E>): string => {
-      if (Exit.isSuccess(exit)) return "success"
-      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
-      const failure = Cause.failureOption(exit.cause)
-      return Option.isSome(failure) && isResilienceError(failure.value) ? failure.value._tag : "defect"
+    const timed = <A, E, R>(self: Effect.Effect<A, E, R>, deadline: number | undefined): Effect.Effect<A, E | PolicyError, R> => {
+      if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
+        return attemptTimeout === undefined ? self : attemptTimeout(self)
+      }
+      return internalTimeout.timeout(
+        deadline,
+        () =>
+          new TimeoutError({
+            phase: "total",
+            timeout: Duration.millis(deadline),
+            ...(options.provider === undefined ? {} : { provider: options.provider }),
+            deployment: name
+          }, true),
+        false
+      )(self)
     }
 
-    /** The call itself, as one attempt: budget, deadline, events, cost. */
+    // The gates of the stateful policies, adapted to one call's `Run`.
+    const breakerGate: GateOf | undefined = circuitBreaker === undefined ? undefined : {
+      acquire: (_, context) => circuitBreaker.gate.acquire(undefined, context)
+    }
+    const keyGate: GateOf | undefined = keyPool === undefined ? undefined : {
+      acquire: (run, context) => {
+        const acquired = keyPool.gate.acquire(keyOptionsOf(run), context)
+        const done = exitOf(acquired)
+        if (done === undefined) return Effect.tap(acquired, (permit) => noteKey(run, permit))
+        if (Exit.isSuccess(done)) noteKey(run, done.value)
+        return done
+      }
+    }
+    const limiterGate: GateOf | undefined = sharedLimiter === undefined && keyRateLimiters === undefined ? undefined : {
+      acquire: (run, context) => {
+        const limiter = run.key === undefined || keyRateLimiters === undefined ? sharedLimiter : keyRateLimiters[run.key.index]
+        return limiter === undefined
+          ? Effect.dieMessage(`Policy "${name}": no rate limiter for key ${run.key?.key.name}`)
+          : limiter.gate.acquire(run.limiterRequest, context)
+      }
+    }
+    const bulkheadGate: GateOf | undefined = bulkhead === undefined ? undefined : {
+      acquire: (_, context) => bulkhead.gate.acquire(undefined, context)
+    }
+
+    const stageOf = (stage: Stage): Step | GateOf | undefined => {
+      switch (stage) {
+        case "totalTimeout":
+          return options.totalTimeout === undefined ? undefined : { _tag: "Wrap", stage, wrap: Timeout.total(options.totalTimeout, origin) }
+        case "retry":
+          // Always in the plan: the attempts of a call begin inside it.
+          return { _tag: "Wrap", stage, wrap: retry === undefined ? (self) => self : retry.execute }
+        case "circuitBreaker":
+          return breakerGate
+        case "keyPool":
+          return keyGate
+        case "rateLimiter":
+          return limiterGate
+        case "bulkhead":
+          return bulkheadGate
+        case "attemptTimeout":
+          // Applied with the request's deadline in `attemptOnce`.
+          return undefined
+      }
+    }
+    const plan = planOf(order.map(stageOf))
+
+    /** The call itself, as one attempt: budget, deadline, events, cost, under the attempt timeout. */
     const attemptOnce = <A, E, R>(
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      attempt: number,
-      key: KeyPool.PickedKey | undefined
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      const keyName = key?.name
-      const charged = Effect.zipRight(
-        RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-        timed(call({ deployment: name, attempt, key }))
-      )
-      const costed = callOptions.costUsd === undefined
-        ? charged
-        : Effect.tap(charged, (a) => {
-          const actual = callOptions.costUsd?.(a)
-          return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
-        })
-      const noted = Effect.tapError(costed, (e) =>
-        isResilienceError(e) && e._tag !== "BudgetExhaustedError"
-          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
-          : Effect.void)
-      if (events === undefined) return noted
-      return Effect.flatMap(Clock.currentTimeMillis, (start) =>
-        Effect.zipRight(
-          emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
-          Effect.onExit(noted, (exit) =>
-            Effect.flatMap(Clock.currentTimeMillis, (end) =>
-              emit({
-                _tag: "AttemptEnded",
-                at: end,
-                deployment: name,
-                attempt,
-                keyName,
-                durationMs: end - start,
-                outcome: outcomeOf(exit)
-              })))
-        ))
-    }
-
-    const limited = <A, E, R>(
-      limiter: RateLimiter.Service | undefined,
-      self: Effect.Effect<A, E, R>,
-      call: CallOptions<A>
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      if (limiter === undefined) return self
-      const guarded = limiter.execute(self, call)
-      if (!pauseOnRateLimit) return guarded
-      return Effect.tapError(guarded, (error) =>
-        error instanceof RateLimitError && error.source === "upstream" && error.retryAfter !== undefined
-          ? limiter.pause(error.retryAfter)
-          : Effect.void)
-    }
-
-    /** What one call (all its attempts) keeps: attempts made and keys tried. */
-    interface Run {
-      attempts: number
-      /** Keys of earlier attempts, made at the second attempt (the pool picks them last). */
-      tried: Set<string> | undefined
-      firstKey: string | undefined
-      lastKey: string | undefined
-      /** Records the first attempt in the retry budget (the fused path does it in the first admission). */
-      readonly recordFirst: fastPath.RetryBudgetGate | undefined
-    }
-
-    const noteKey = (run: Run, name: string): void => {
-      run.tried?.add(name)
-      run.firstKey ??= name
-      run.lastKey = name
-    }
-
-    const avoidOf = (run: Run): Set<string> | undefined => {
-      if (run.tried === undefined && run.attempts > 1) {
-        run.tried = new Set(run.firstKey === undefined ? [] : [run.firstKey])
-      }
-      return run.tried
-    }
-
-    /** One attempt as composed effects: each policy's own `execute`, outermost first. */
-    const composedAttempt = <A, E, R>(
       run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      attempt: number
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      const onKey = (key: KeyPool.PickedKey | undefined) => {
-        const inner = attemptOnce(call, callOptions, attempt, key)
-        const bounded = bulkhead === undefined ? inner : bulkhead.execute(inner)
-        const limiter = key === undefined || keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(key.name)
-        return limited(limiter, bounded, callOptions)
-      }
-      const avoid = avoidOf(run)
-      const keyed = keyPool === undefined ? onKey(undefined) : keyPool.withKey((key) => {
-        noteKey(run, key.name)
-        return onKey(key)
-      }, {
-        ...(avoid === undefined ? {} : { avoid }),
-        ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
-      })
-      return circuitBreaker === undefined ? keyed : circuitBreaker.execute(keyed)
-    }
-
-    // The fused hot path (see internal/fastPath.ts and `attemptNow`): when every policy of the
-    // deployment has a synchronous gate, one op admits the attempt through breaker, key pool, limiter
-    // and bulkhead, and one handler completes them all, innermost first as the composed effects would.
-    const breakerGate = circuitBreaker === undefined ? undefined : fastPath.breakers.get(circuitBreaker)
-    const poolGate = keyPool === undefined ? undefined : fastPath.keyPools.get(keyPool)
-    const limiterGate = rateLimiter === undefined ? undefined : fastPath.limiters.get(rateLimiter)
-    const keyLimiterGates = keyRateLimiters === undefined
-      ? undefined
-      : new Map([...keyRateLimiters].map(([keyName, limiter]) => [keyName, fastPath.limiters.get(limiter)] as const))
-    // The per-key limiter and its gate by the pool's key index (the configured order), for the hot path.
-    const keyLimitersByIndex = keyRateLimiters === undefined
-      ? undefined
-      : keyNames.map((keyName) => ({ limiter: keyRateLimiters.get(keyName), gate: keyLimiterGates?.get(keyName) }))
-    const bulkheadGate = bulkhead === undefined ? undefined : fastPath.bulkheads.get(bulkhead)
-    const fused = (circuitBreaker === undefined || breakerGate !== undefined) &&
-      (keyPool === undefined || poolGate !== undefined) &&
-      (rateLimiter === undefined || limiterGate !== undefined) &&
-      (keyLimiterGates === undefined || [...keyLimiterGates.values()].every((g) => g !== undefined)) &&
-      (bulkhead === undefined || bulkheadGate !== undefined)
-    const attemptTimeout = attemptMillis === undefined ? identity : Timeout.attempt(attemptMillis, origin)
-
-    /** What the fused admission took, to give back or record when the attempt ends. */
-    interface Admitted {
-      readonly breaker: BreakerAdmitted | undefined
-      readonly start: number
-      readonly keyIndex: number
-      readonly limiter: RateLimiter.Service | undefined
-      readonly limiterGate: fastPath.LimiterGate | undefined
-      readonly bulkhead: boolean
-    }
-
-    /**
-     * Completes what the fused admission took, innermost first: bulkhead
-     * permit, limiter correction or pause, key health, breaker outcome. Each
-     * step is synchronous; a step that has effects to run (transitions to
-     * publish, a pause) runs them before the next step, so the order is the
-     * composed effects' order.
-     */
-    const complete = <A, E>(
-      taken: Admitted,
-      callOptions: CallOptions<A>,
-      exit: Exit.Exit<A, E>,
-      clock: Clock.Clock,
-      from: number
-    ): Effect.Effect<A, E> => {
-      const cause = Exit.isFailure(exit) ? exit.cause : undefined
-      for (let i = from; i < 4; i++) {
-        let effect: Effect.Effect<void> | undefined
-        if (i === 0) {
-          if (taken.bulkhead) bulkheadGate?.release()
-        } else if (i === 1) {
-          if (taken.limiter !== undefined) effect = limiterDone(taken, callOptions, exit)
-        } else if (i === 2) {
-          if (taken.keyIndex >= 0) effect = poolGate?.leave(taken.keyIndex, cause, clock)
-        } else if (taken.breaker !== undefined) {
-          effect = breakerGate?.leave(taken.breaker, cause, taken.start, clock)
-        }
-        if (effect !== undefined) {
-          const next = i + 1
-          return Effect.zipRight(effect, Effect.suspend(() => complete(taken, callOptions, exit, clock, next)))
-        }
-      }
-      return exit
-    }
-
-    /** What `limiter.execute` and `limited` do after the call: correct the grant from `usage`, or pause on an upstream 429. */
-    const limiterDone = <A, E>(
-      taken: Admitted,
-      callOptions: CallOptions<A>,
-      exit: Exit.Exit<A, E>
-    ): Effect.Effect<void> | undefined => {
-      if (Exit.isSuccess(exit)) {
-        const actual = callOptions.usage === undefined ? undefined : callOptions.usage(exit.value)
-        return actual === undefined ? undefined : taken.limiterGate?.settle(callOptions.tokens ?? 0, actual)
-      }
-      if (!pauseOnRateLimit || taken.limiter === undefined) return undefined
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isNone(failure)) return undefined
-      const error = failure.value
-      return error instanceof RateLimitError && error.source === "upstream" && error.retryAfter !== undefined
-        ? taken.limiter.pause(error.retryAfter)
-        : undefined
-    }
-
-    /** Runs `self` (already under `restore`) and completes what was taken, in the uninterruptible region. */
-    const completing = <A, E, R>(
-      self: Effect.Effect<A, E, R>,
-      taken: Admitted,
-      callOptions: CallOptions<A>,
-      clock: Clock.Clock
-    ): Effect.Effect<A, E, R> => {
-      if (taken.breaker === undefined && taken.keyIndex < 0 && taken.limiter === undefined && !taken.bulkhead) return self
-      return Effect.matchCauseEffect(self, {
-        onFailure: (cause) => complete(taken, callOptions, Exit.failCause(cause), clock, 0),
-        onSuccess: (a) => complete(taken, callOptions, Exit.succeed(a), clock, 0)
-      })
-    }
-
-    /** An attempt's call, made for the key at `keyIndex` (-1: no pool) before the admission that takes it. */
-    interface Made<A, E, R> {
-      readonly keyIndex: number
-      readonly effect: Effect.Effect<A, E | PolicyError, R>
-    }
-
-    /**
-     * What the gates would take at `now`, nothing taken (see
-     * internal/fastPath.ts). `stop`: the first gate that cannot decide alone
-     * (a transition, a wait, a full bulkhead), or `"refused"` when the
-     * breaker refuses; the plans before it are valid, the ones after it unmade.
-     */
-    interface Plans {
-      stop: "refused" | "breaker" | "pool" | "limiter" | "bulkhead" | undefined
-      breaker: fastPath.BreakerPlan | undefined
-      key: fastPath.KeyPlan | undefined
-      keyIndex: number
-      picked: KeyPool.PickedKey | undefined
-      limiter: RateLimiter.Service | undefined
-      limiterGate: fastPath.LimiterGate | undefined
-      limiterPlan: TokenBucket.State | undefined
-    }
-
-    const planGates = <A>(run: Run, callOptions: CallOptions<A>, now: number): Plans => {
-      const plans: Plans = {
-        stop: undefined,
-        breaker: undefined,
-        key: undefined,
-        keyIndex: -1,
-        picked: undefined,
-        limiter: undefined,
-        limiterGate: undefined,
-        limiterPlan: undefined
-      }
-      if (breakerGate !== undefined) {
-        plans.breaker = breakerGate.plan(now)
-        if (plans.breaker === undefined) plans.stop = "breaker"
-        else if (plans.breaker.result._tag === "rejected") plans.stop = "refused"
-        if (plans.stop !== undefined) return plans
-      }
-      if (poolGate !== undefined) {
-        plans.key = poolGate.plan(now, avoidOf(run), callOptions.affinity)
-        if (plans.key !== undefined) {
-          plans.keyIndex = plans.key.result.index
-          plans.picked = poolGate.key(plans.keyIndex)
-        }
-        // A pick without its key cannot happen; the pool's own path says so if it does.
-        if (plans.picked === undefined) {
-          plans.stop = "pool"
-          return plans
-        }
-      }
-      const perKey = plans.keyIndex < 0 ? undefined : keyLimitersByIndex?.[plans.keyIndex]
-      plans.limiter = perKey === undefined ? rateLimiter : perKey.limiter
-      if (plans.limiter !== undefined) {
-        plans.limiterGate = perKey === undefined ? limiterGate : perKey.gate
-        plans.limiterPlan = plans.limiterGate?.plan(now, callOptions.tokens ?? 0)
-        if (plans.limiterPlan === undefined) {
-          plans.stop = "limiter"
-          return plans
-        }
-      }
-      if (bulkheadGate !== undefined && !bulkheadGate.available()) plans.stop = "bulkhead"
-      return plans
-    }
-
-    /**
-     * Takes the plans before `plans.stop` (all of them without one) but the
-     * bulkhead's, and says what was taken, for `complete`.
-     */
-    const takePlans = (
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
-      run: Run,
-      plans: Plans,
-      now: number
-    ): { -readonly [K in keyof Admitted]: Admitted[K] } => {
-      const taken: { -readonly [K in keyof Admitted]: Admitted[K] } = {
-        breaker: undefined,
-        start: now,
-        keyIndex: -1,
-        limiter: undefined,
-        limiterGate: undefined,
-        bulkhead: false
-      }
-      const breakerPlan = plans.breaker
-      if (breakerGate !== undefined) {
-        if (breakerPlan === undefined || breakerPlan.result._tag === "rejected") return taken
-        breakerGate.take(breakerPlan.state)
-        taken.breaker = breakerPlan.result
-      }
-      if (plans.stop === "pool") return taken
-      if (plans.key !== undefined && plans.picked !== undefined) {
-        poolGate?.take(plans.key, fiber.getFiberRef(FiberRef.currentMetricLabels))
-        taken.keyIndex = plans.keyIndex
-        noteKey(run, plans.picked.name)
-      }
-      if (plans.stop === "limiter") return taken
-      if (plans.limiterPlan !== undefined) {
-        plans.limiterGate?.take(plans.limiterPlan)
-        taken.limiter = plans.limiter
-        taken.limiterGate = plans.limiterGate
-      }
-      return taken
-    }
-
-    /**
-     * One attempt, decided in the op that runs it (see internal/fastPath.ts).
-     * The gates plan what they would take, taking nothing, and the call is
-     * made. When it is done already (an `Exit`), the plans are taken and the
-     * attempt completed in this same op: nothing can run or interrupt the
-     * fiber in between, so no mask is needed, and the bulkhead permit it would
-     * take and give back is not touched. Else, or when a gate cannot decide
-     * alone, nothing was taken and the attempt is admitted inside the mask
-     * (`maskedAttempt`). An open breaker fails fast here: its refusal is an `Exit`.
-     */
-    const attemptNow = <A, E, R>(
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
-      run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      interruptible: boolean
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      run.attempts += 1
-      const attempt = run.attempts
-      const clock = clockOf(fiber)
-      const now = clock.unsafeCurrentTimeMillis()
-      if (attempt === 1) run.recordFirst?.(now)
-
-      const plans = planGates(run, callOptions, now)
-      if (plans.stop === "refused") return refusal(plans)
-      if (plans.stop !== undefined) return maskedAttempt(run, call, callOptions, attempt, interruptible, undefined)
-      const inner = leanAttempt(fiber, call, callOptions, attempt, plans.picked)
-      const done = exitOf(inner)
-      if (done === undefined) {
-        return maskedAttempt(run, call, callOptions, attempt, interruptible, { keyIndex: plans.keyIndex, effect: inner })
-      }
-      const completed = complete(takePlans(fiber, run, plans, now), callOptions, done, clock, 0)
-      // What is left publishes what the completion changed: as in the mask it would have run in.
-      return completed === done ? done : Effect.uninterruptible(completed)
-    }
-
-    /** The breaker's refusal in `plans`, taken. */
-    const refusal = (plans: Plans): Effect.Effect<never, CircuitOpenError> => {
-      const plan = plans.breaker
-      return plan === undefined || plan.result._tag !== "rejected" || breakerGate === undefined
-        ? Effect.dieMessage(`Policy "${name}": no refusal to take`)
-        : breakerGate.refuse(plan.state, plan.result.rejection)
-    }
-
-    /**
-     * An attempt admitted inside the mask: one op takes what every gate
-     * grants at once, and one handler completes them all, innermost first as
-     * the composed effects would. A gate that cannot decide alone (a
-     * transition, a wait, a full bulkhead) hands that policy and the ones
-     * inside it to their own effects, and the handler completes only the
-     * outer ones. `made`: the call made for a planned key, used when that key
-     * is picked again (so a call is made once per attempt unless another
-     * fiber moved the pool in between). `interruptible`: the caller's
-     * interruptibility, given back to the call as `uninterruptibleMask` would.
-     */
-    const maskedAttempt = <A, E, R>(
-      run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      attempt: number,
-      interruptible: boolean,
-      made: Made<A, E, R> | undefined
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      const admit = Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
-        const restore = interruptible ? Effect.interruptible : identityRestore
-        const clock = clockOf(fiber)
-        const now = clock.unsafeCurrentTimeMillis()
-        const plans = planGates(run, callOptions, now)
-        if (plans.stop === "refused") return refusal(plans)
-        if (plans.stop === "breaker") return restore(composedAttempt(run, call, callOptions, attempt))
-        const taken = takePlans(fiber, run, plans, now)
-        const key = plans.picked
-
-        // The key pool's own path, and the policies inside it composed, when its gate cannot pick alone.
-        if (plans.stop === "pool" && keyPool !== undefined) {
-          const avoid = avoidOf(run)
-          const keyed = keyPool.withKey((k) => {
-            noteKey(run, k.name)
-            const limiter = keyRateLimiters === undefined ? rateLimiter : keyRateLimiters.get(k.name)
-            const inner = attemptOnce(call, callOptions, attempt, k)
-            return limited(limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
-          }, {
-            ...(avoid === undefined ? {} : { avoid }),
-            ...(callOptions.affinity === undefined ? {} : { affinity: callOptions.affinity })
-          })
-          return completing(restore(keyed), taken, callOptions, clock)
-        }
-        if (plans.stop === "limiter" && plans.limiter !== undefined) {
-          const inner = attemptOnce(call, callOptions, attempt, key)
-          const limitedInner = limited(plans.limiter, bulkhead === undefined ? inner : bulkhead.execute(inner), callOptions)
-          return completing(restore(limitedInner), taken, callOptions, clock)
-        }
-        if (bulkheadGate !== undefined && bulkhead !== undefined) {
-          if (plans.stop === "bulkhead" || !bulkheadGate.tryTake()) {
-            return completing(restore(bulkhead.execute(attemptOnce(call, callOptions, attempt, key))), taken, callOptions, clock)
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | PolicyError, R> =>
+      Effect.withFiberRuntime((fiber) => {
+        const callOptions = run.callOptions
+        const attempt = run.attempts
+        const key = run.key?.key
+        const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
+        const deadline = fiber.getFiberRef(Deadline.currentDeadline)
+        const made = (): Effect.Effect<A, E, R> => {
+          try {
+            return call({ deployment: name, attempt, key })
+          } catch (defect) {
+            // A `call` that throws is a defect of its attempt.
+            return Effect.die(defect)
           }
-          taken.bulkhead = true
         }
-
-        const inner = made !== undefined && made.keyIndex === taken.keyIndex
-          ? made.effect
-          : leanAttempt(fiber, call, callOptions, attempt, key)
-        // Done already (an `Exit`): complete now, without the handler.
-        const done = exitOf(inner)
-        if (done !== undefined) return complete(taken, callOptions, done, clock, 0)
-        return completing(restore(inner), taken, callOptions, clock)
+        // Nothing to charge, note or report: just the call under its timeout.
+        if (events === undefined && ledger === undefined && Option.isNone(deadline)) return timed(made(), undefined)
+        return Effect.flatMap(Deadline.remaining, (remaining) => {
+          const charged = Effect.zipRight(
+            RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+            Effect.suspend(() => timed(made(), Option.getOrUndefined(remaining)))
+          )
+          const costUsd = callOptions.costUsd
+          const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
+            const actual = costUsd(a)
+            return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
+          })
+          const keyName = key?.name
+          const noted = Effect.tapError(costed, (e) =>
+            isResilienceError(e) && e._tag !== "BudgetExhaustedError"
+              ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
+              : Effect.void)
+          if (events === undefined) return noted
+          return Effect.flatMap(Clock.currentTimeMillis, (start) =>
+            Effect.zipRight(
+              emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
+              Effect.onExit(noted, (exit) =>
+                Effect.flatMap(Clock.currentTimeMillis, (end) =>
+                  emit({
+                    _tag: "AttemptEnded",
+                    at: end,
+                    deployment: name,
+                    attempt,
+                    keyName,
+                    durationMs: end - start,
+                    outcome: outcomeOf(exit)
+                  })))
+            ))
+        })
       })
-      return interruptible ? Effect.uninterruptible(admit) : admit
-    }
 
-    /**
-     * The attempt itself: `attemptOnce`, or, without events, a request
-     * budget, a deadline or a cost to read (each a no-op then), just the
-     * call under the attempt timeout. A `call` that throws is a defect of
-     * the attempt, never a permit left taken.
-     */
-    const leanAttempt = <A, E, R>(
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      attempt: number,
-      key: KeyPool.PickedKey | undefined
+    /** Runs the plan from step `i` for one call. */
+    const runFrom = <A, E, R>(
+      i: number,
+      run: Run,
+      call: (attempt: Attempt) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | PolicyError, R> => {
-      try {
-        return events === undefined && callOptions.costUsd === undefined &&
-            fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
-            Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
-          ? attemptTimeout(call({ deployment: name, attempt, key }))
-          : attemptOnce(call, callOptions, attempt, key)
-      } catch (defect) {
-        return Effect.die(defect)
-      }
+      const step = plan[i]
+      if (step === undefined) return attemptOnce(run, call)
+      if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(i + 1, run, call))
+      if (step.stage !== "retry") return step.wrap(runFrom(i + 1, run, call))
+      return step.wrap(Effect.suspend(() => {
+        run.attempts += 1
+        run.key = undefined
+        return runFrom(i + 1, run, call)
+      }))
     }
 
-    // The retry's side door: the first attempt's admission records it in the retry budget.
-    const retryGate = retry === undefined ? undefined : fastPath.retries.get(retry)
-    const fusedCall = fused && (retry === undefined || retryGate !== undefined)
-
-    const newRun = (): Run => ({
+    const newRun = (callOptions: CallOptions<unknown>): Run => ({
+      callOptions,
+      limiterRequest: limiterRequestOf(callOptions),
       attempts: 0,
       tried: undefined,
       firstKey: undefined,
       lastKey: undefined,
-      recordFirst: retryGate?.record
+      key: undefined
     })
-
-    /** One call: all its attempts, under the total timeout. `capture` is given the call's state. */
-    const runCall = <A, E, R>(
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A>,
-      capture: ((run: Run) => void) | undefined
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      if (!fusedCall) {
-        return Effect.suspend(() => {
-          const run = newRun()
-          capture?.(run)
-          const oneAttempt = Effect.suspend(() => {
-            run.attempts += 1
-            return composedAttempt(run, call, callOptions, run.attempts)
-          })
-          return totalTimeout(retry === undefined ? oneAttempt : retry.execute(oneAttempt))
-        })
-      }
-      // One op starts the call and makes its first attempt: a call answered at once costs this op only.
-      return totalTimeout(Effect.withFiberRuntime<A, E | PolicyError, R>((fiber, status) => {
-        const run = newRun()
-        capture?.(run)
-        const interruptible = RuntimeFlags.interruption(status.runtimeFlags)
-        const first = attemptNow(fiber, run, call, callOptions, interruptible)
-        if (retryGate === undefined) return first
-        const done = exitOf(first)
-        if (done !== undefined && Exit.isSuccess(done)) return done
-        const again = Effect.withFiberRuntime<A, E | PolicyError, R>((f) => attemptNow(f, run, call, callOptions, interruptible))
-        if (done === undefined) return Effect.catchAllCause(first, (cause) => retryGate.retryFailed(cause, again))
-        return retryGate.retryFailed(done.cause, again)
-      }))
-    }
 
     const executeDetailed = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A> = noCallOptions
+      callOptions?: CallOptions<A>
     ): Effect.Effect<Detailed<A>, E | PolicyError, R> =>
       Effect.suspend(() => {
-        let run: Run | undefined
-        return Effect.map(runCall(call, callOptions, (r) => {
-          run = r
-        }), (value): Detailed<A> => ({
+        const run = newRun(erased(callOptions))
+        return Effect.map(runFrom(0, run, call), (value): Detailed<A> => ({
           value,
           deployment: name,
-          keyName: run?.lastKey,
-          backupKey: run?.lastKey !== run?.firstKey,
-          attempts: run?.attempts ?? 0
+          keyName: run.lastKey,
+          backupKey: run.lastKey !== run.firstKey,
+          attempts: run.attempts
         }))
       })
 
     const execute = <A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-      callOptions: CallOptions<A> = noCallOptions
-    ): Effect.Effect<A, E | PolicyError, R> => runCall(call, callOptions, undefined)
+      callOptions?: CallOptions<A>
+    ): Effect.Effect<A, E | PolicyError, R> => Effect.suspend(() => runFrom(0, newRun(erased(callOptions)), call))
 
     const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
       service === undefined ? Effect.succeed(undefined) : service.status
@@ -811,17 +497,17 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       keyPool,
       circuitBreaker,
       bulkhead,
-      rateLimiter,
+      rateLimiter: sharedLimiter,
       retryBudget,
       status: Effect.all({
         deployment: Effect.succeed(name),
         circuitBreaker: statusOf(circuitBreaker),
         bulkhead: statusOf(bulkhead),
-        rateLimiter: statusOf(rateLimiter),
+        rateLimiter: statusOf(sharedLimiter),
         keyRateLimiters: keyRateLimiters === undefined
           ? Effect.succeed(undefined)
           : Effect.map(
-            Effect.forEach([...keyRateLimiters], ([keyName, limiter]) => Effect.map(limiter.status, (s) => [keyName, s] as const)),
+            Effect.forEach(keyRateLimiters, (limiter, i) => Effect.map(limiter.status, (s) => [keyNames[i] ?? "", s] as const)),
             (entries) => Object.fromEntries(entries)
           ),
         keyPool: statusOf(keyPool),
@@ -829,6 +515,108 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       })
     }
   })
+
+/** The stages of `order` that are on, consecutive gates grouped to be admitted together. */
+const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray<Step> => {
+  const plan: Array<Step> = []
+  let gates: Array<GateOf> = []
+  for (const stage of stages) {
+    if (stage === undefined) continue
+    if ("acquire" in stage) {
+      gates.push(stage)
+      continue
+    }
+    if (gates.length > 0) plan.push({ _tag: "Gates", gates })
+    gates = []
+    plan.push(stage)
+  }
+  if (gates.length > 0) plan.push({ _tag: "Gates", gates })
+  return plan
+}
+
+/** A call's options with their value type forgotten: the plan is shared by calls of every type. */
+const erased = <A>(callOptions: CallOptions<A> | undefined): CallOptions<unknown> => {
+  if (callOptions === undefined) return noCallOptions
+  const { costUsd, usage, ...rest } = callOptions
+  // Each function is only ever given the value of the call these options came with: an `A`.
+  return {
+    ...rest,
+    ...(usage === undefined ? {} : { usage: (value: unknown) => usage(value as A) }),
+    ...(costUsd === undefined ? {} : { costUsd: (value: unknown) => costUsd(value as A) })
+  }
+}
+
+const limiterRequestOf = (callOptions: CallOptions<unknown>): RateLimiter.Request =>
+  callOptions.tokens === undefined && callOptions.usage === undefined
+    ? noLimiterRequest
+    : { tokens: callOptions.tokens, usage: callOptions.usage }
+
+const noteKey = (run: Run, permit: KeyPool.KeyPermit): void => {
+  const keyName = permit.key.name
+  run.key = permit
+  run.tried?.add(keyName)
+  run.firstKey ??= keyName
+  run.lastKey = keyName
+}
+
+/** What the key pool is asked for this attempt: keys tried before come last; the call's affinity. */
+const keyOptionsOf = (run: Run): KeyPool.WithKeyOptions => {
+  if (run.tried === undefined && run.attempts > 1) {
+    run.tried = new Set(run.firstKey === undefined ? [] : [run.firstKey])
+  }
+  const affinity = run.callOptions.affinity
+  if (run.tried === undefined && affinity === undefined) return noKeyOptions
+  return {
+    ...(run.tried === undefined ? {} : { avoid: run.tried }),
+    ...(affinity === undefined ? {} : { affinity })
+  }
+}
+
+const outcomeOf = <A, E>(exit: Exit.Exit<A, E>): string => {
+  if (Exit.isSuccess(exit)) return "success"
+  if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure) && isResilienceError(failure.value) ? failure.value._tag : "defect"
+}
+
+/** The retry's options: the deployment's budget, its key pool's say on Retry-After, and the attempt events. */
+const retryOptions = (
+  o: Omit<Retry.Options, "name" | "budget">,
+  name: string,
+  keyPool: KeyPool.Service | undefined,
+  budget: RetryBudget.Service | undefined,
+  emit: ((event: AttemptEvents.AttemptEvent) => Effect.Effect<void>) | undefined
+): Retry.Options => ({
+  ...o,
+  name,
+  ...(keyPool === undefined || o.honorRetryAfter !== undefined ? {} : {
+    // The Retry-After of a 429 belongs to the key that got it: with another healthy key, retry there now.
+    honorRetryAfter: (_: RateLimitError) => Effect.map(keyPool.status, (s) => s.healthy === 0)
+  }),
+  ...(budget === undefined ? {} : { budget }),
+  ...(emit === undefined ? {} : {
+    onRetry: (e: Retry.RetryEvent) =>
+      Effect.zipRight(
+        o.onRetry === undefined ? Effect.void : o.onRetry(e),
+        Effect.flatMap(Clock.currentTimeMillis, (at) =>
+          emit({
+            _tag: "RetryScheduled",
+            at,
+            deployment: name,
+            retry: e.retry,
+            delayMs: e.delayMs,
+            reason: e.reason,
+            errorTag: e.error._tag
+          }))
+      ),
+    onGiveUp: (e: Retry.GiveUpEvent) =>
+      Effect.zipRight(
+        o.onGiveUp === undefined ? Effect.void : o.onGiveUp(e),
+        Effect.flatMap(Clock.currentTimeMillis, (at) =>
+          emit({ _tag: "RetryStopped", at, deployment: name, reason: e.reason, retries: e.retries }))
+      )
+  })
+})
 
 /**
  * The policies of every deployment, by name.

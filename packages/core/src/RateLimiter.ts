@@ -35,17 +35,20 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import * as Admission from "./Admission.js"
 import * as Deadline from "./Deadline.js"
 import { InvalidConfigError, RateLimitError } from "./Errors.js"
 import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
-import * as fastPath from "./internal/fastPath.js"
+import { exitOf } from "./internal/done.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
 import { clockOf } from "./internal/fiberClock.js"
@@ -84,6 +87,12 @@ export interface Options {
   /** Copied into the `RateLimitError`s, for logs. */
   readonly provider?: string
   readonly deployment?: string
+  /**
+   * An upstream 429 with a Retry-After, met by a call this limiter admitted,
+   * pauses the limiter until then (rule 21): the provider said when it
+   * takes calls again. Default true.
+   */
+  readonly pauseOnUpstreamRateLimit?: boolean
 }
 
 /**
@@ -112,12 +121,25 @@ export interface ExecuteCost<A> extends Cost {
 }
 
 /**
+ * What the limiter's gate is asked for: a `Cost`, and how to read the
+ * tokens really used from the admitted call's value.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Request {
+  readonly tokens?: number | undefined
+  readonly maxWait?: Duration.DurationInput | undefined
+  readonly usage?: ((value: unknown) => number | undefined) | undefined
+}
+
+/**
  * A granted call.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Permit {
+export interface Permit extends Admission.Permit {
   /** Milliseconds the call waited for its grant. */
   readonly waited: number
   /** The tokens the call declared. */
@@ -162,6 +184,8 @@ export interface Status {
  */
 export interface Service {
   readonly name: string
+  /** The limiter's admission: a grant per call (waiting up to `maxWait`), or a local `RateLimitError`. */
+  readonly gate: Admission.Gate<Request, Permit, RateLimitError>
   /**
    * Takes `cost` from every bucket at once, waiting up to `maxWait` (and never
    * past the request's `Deadline`) in FIFO order. Fails with a local
@@ -205,7 +229,8 @@ const OptionsSchema = Schema.Struct({
   })),
   maxWait: Schema.optional(Millis),
   provider: Schema.optional(Schema.String),
-  deployment: Schema.optional(Schema.String)
+  deployment: Schema.optional(Schema.String),
+  pauseOnUpstreamRateLimit: Schema.optional(Schema.Boolean)
 })
 
 const bucketOf = (
@@ -275,10 +300,10 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const defaultMaxWait = decoded.maxWait ?? 0
     const { deployment, provider } = decoded
     const store = yield* StateStore.StateStore
-    const key = StateStore.key<TokenBucket.State | null>(`rate-limiter/${name}`, () => null)
+    const slot = store.tokenBucket(name, config)
+    const pauseOnUpstreamRateLimit = decoded.pauseOnUpstreamRateLimit ?? true
 
-    const created = yield* Clock.currentTimeMillis
-    yield* store.modify(key, (s) => [undefined, TokenBucket.current(config, s, created)] as const)
+    yield* Effect.clockWith((clock) => slot.read(clock.unsafeCurrentTimeMillis()))
 
     const oneRequest: ReadonlyArray<number> = [1]
     const costsOf: (tokens: number) => ReadonlyArray<number> = requestsIndex < 0
@@ -309,9 +334,6 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       })
     }
 
-    const release = (costs: ReadonlyArray<number>): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => store.modify(key, TokenBucket.release(config, costs, now)))
-
     // After the reserved wait, a pause that arrived meanwhile still holds the grant back.
     const sleepUntilGranted = (
       wait: number,
@@ -320,135 +342,123 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     ): Effect.Effect<void, RateLimitError> =>
       Effect.zipRight(
         Effect.sleep(Duration.millis(wait)),
-        Effect.flatMap(store.get(key), (state) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            const pausedUntil = TokenBucket.pausedUntil(config, state)
+        Effect.clockWith((clock) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return Effect.flatMap(slot.read(now), (state) => {
+            const pausedUntil = state.pausedUntil
             if (pausedUntil <= now) return Effect.void
             if (pausedUntil > latestGrant || pausedUntil >= deadline) {
               return Effect.fail(rejected(pausedUntil - now, -1))
             }
             return sleepUntilGranted(pausedUntil - now, latestGrant, deadline)
-          }))
+          })
+        })
       )
 
-    const makePermit = (tokens: number, waited: number): Permit => {
-      let charged = tokens
-      return {
-        waited,
-        tokens,
-        settle: (actual) =>
-          tokensIndex < 0 || !(actual >= 0 && actual < Infinity)
-            ? Effect.void
-            : Effect.suspend(() => {
-              const delta = actual - charged
-              charged = actual
-              return delta === 0
-                ? Effect.void
-                : Effect.flatMap(
-                  Clock.currentTimeMillis,
-                  (now) => store.modify(key, TokenBucket.correct(config, tokensIndex, delta, now))
-                )
-            })
+    const pauseUntil = (until: number, now: number): Effect.Effect<void> => Effect.asVoid(slot.pause(until, now))
+
+    /** A granted call: corrects its tokens from the answer, or pauses the limiter on an upstream 429. */
+    class Granted implements Permit {
+      private charged: number
+      constructor(
+        readonly tokens: number,
+        readonly waited: number,
+        private readonly usage: ((value: unknown) => number | undefined) | undefined
+      ) {
+        this.charged = tokens
+      }
+      settle(actual: number): Effect.Effect<void> {
+        return Effect.clockWith((clock) => this.settleAt(actual, clock.unsafeCurrentTimeMillis()))
+      }
+      private settleAt(actual: number, now: number): Effect.Effect<void> {
+        if (tokensIndex < 0 || !(actual >= 0 && actual < Infinity)) return Effect.void
+        const delta = actual - this.charged
+        this.charged = actual
+        return delta === 0 ? Effect.void : slot.correct(tokensIndex, delta, now)
+      }
+      release(exit: Exit.Exit<unknown, unknown>, now: number): Effect.Effect<void> {
+        if (Exit.isSuccess(exit)) {
+          const actual = this.usage === undefined ? undefined : this.usage(exit.value)
+          return actual === undefined ? Exit.void : this.settleAt(actual, now)
+        }
+        if (!pauseOnUpstreamRateLimit) return Exit.void
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isNone(failure)) return Exit.void
+        // By tag, not `instanceof`: an error built by another copy of this package pauses too.
+        const retryAfter = upstreamRetryAfter(failure.value)
+        return retryAfter === undefined ? Exit.void : pauseUntil(now + retryAfter, now)
       }
     }
 
-    /** The limiter's slot, when the store is synchronous (the in-memory store). */
-    const sync = fastPath.syncCell(store, key)
-
-    /**
-     * The buckets after the cost of one call at `now`, when it is granted
-     * without a wait on a synchronous store; `undefined` when it would wait
-     * or be refused. Takes nothing.
-     */
-    const planNow = (
-      cell: fastPath.SyncCell<TokenBucket.State | null>,
-      costs: ReadonlyArray<number>,
-      now: number
-    ): TokenBucket.State | undefined =>
-      TokenBucket.oversized(config, costs) >= 0 ? undefined : TokenBucket.takeNow(config, costs, now, cell.get())
-
-    /** `acquire`, then `andThen(permit)`. */
-    const acquireThen = <A, E, R>(
-      cost: Cost | undefined,
-      andThen: (permit: Permit) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | RateLimitError, R> => {
-      const tokens = cost?.tokens ?? 0
-      if (!(tokens >= 0 && tokens < Infinity)) {
-        return Effect.dieMessage(`RateLimiter "${name}": tokens must be a finite number of zero or more, got ${tokens}`)
-      }
-      const costs = costsOf(tokens)
-      const over = TokenBucket.oversized(config, costs)
-      if (over >= 0) return Effect.fail(oversizedError(over, costs[over] ?? 0))
-      const maxWait = cost?.maxWait === undefined ? defaultMaxWait : Duration.toMillis(cost.maxWait)
-      // The hot path reads the clock and the deadline in one op, and on a synchronous store takes the grant there too.
-      return Effect.withFiberRuntime<A, E | RateLimitError, R>((fiber) => {
-        const now = clockOf(fiber).unsafeCurrentTimeMillis()
-        if (sync !== undefined) {
-          const granted = planNow(sync, costs, now)
-          if (granted !== undefined) {
-            sync.set(granted)
-            return andThen(makePermit(tokens, 0))
-          }
+    const gate: Admission.Gate<Request, Granted, RateLimitError> = {
+      acquire: (request, { fiber, now, restore }) => {
+        const tokens = request.tokens ?? 0
+        if (!(tokens >= 0 && tokens < Infinity)) {
+          return Effect.dieMessage(`RateLimiter "${name}": tokens must be a finite number of zero or more, got ${tokens}`)
         }
+        const costs = costsOf(tokens)
+        const over = TokenBucket.oversized(config, costs)
+        if (over >= 0) return Exit.fail(oversizedError(over, costs[over] ?? 0))
+        const maxWait = request.maxWait === undefined ? defaultMaxWait : Duration.toMillis(request.maxWait)
         const d = fiber.getFiberRef(Deadline.currentDeadline)
         const deadline = Option.isSome(d) ? d.value : Infinity
-        const reserve = store.modify(key, TokenBucket.reserve(config, costs, now, maxWait, deadline))
-        // With maxWait 0 a grant never waits, so no reservation can be left behind: no mask needed.
-        if (maxWait === 0) {
-          return Effect.flatMap(reserve, (decision): Effect.Effect<A, E | RateLimitError, R> =>
-            decision._tag === "Rejected"
-              ? Effect.fail(rejected(decision.retryAfter, decision.bucket))
-              : andThen(makePermit(tokens, 0)))
+        const decided = (decision: TokenBucket.Decision): Effect.Effect<Granted, RateLimitError> => {
+          if (decision._tag === "Rejected") return Exit.fail(rejected(decision.retryAfter, decision.bucket))
+          const granted = new Granted(tokens, decision.wait, request.usage)
+          if (decision.wait === 0) return Exit.succeed(granted)
+          // A waiter that is interrupted, or finds the limiter paused meanwhile, gives its reservation back.
+          return Effect.as(
+            Effect.onError(restore(sleepUntilGranted(decision.wait, now + maxWait, deadline)), () =>
+              Effect.clockWith((clock) => slot.release(costs, clock.unsafeCurrentTimeMillis()))),
+            granted
+          )
         }
-        return Effect.flatMap(
-          Effect.uninterruptibleMask((restore) =>
-            Effect.flatMap(reserve, (decision): Effect.Effect<Permit, RateLimitError> => {
-              if (decision._tag === "Rejected") return Effect.fail(rejected(decision.retryAfter, decision.bucket))
-              const permit = makePermit(tokens, decision.wait)
-              if (decision.wait === 0) return Effect.succeed(permit)
-              return Effect.as(
-                Effect.onError(
-                  restore(sleepUntilGranted(decision.wait, now + maxWait, deadline)),
-                  () => release(costs)
-                ),
-                permit
-              )
-            })
-          ),
-          andThen
-        )
-      })
+        const reserved = slot.reserve(costs, now, maxWait, deadline)
+        const done = exitOf(reserved)
+        return done !== undefined && Exit.isSuccess(done) ? decided(done.value) : Effect.flatMap(reserved, decided)
+      }
     }
 
-    const acquire = (cost?: Cost): Effect.Effect<Permit, RateLimitError> => acquireThen(cost, Effect.succeed)
-
-    const execute = <A, E, R>(
-      effect: Effect.Effect<A, E, R>,
-      cost?: ExecuteCost<A>
+    /** Admits one call of `cost` and runs `use` with its permit. */
+    const admitted = <A, E, R>(
+      cost: ExecuteCost<A> | undefined,
+      use: (permit: Permit) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | RateLimitError, R> => {
       const usage = cost?.usage
-      return acquireThen(
-        cost,
-        usage === undefined ? () => effect : (permit) =>
-          Effect.tap(effect, (a) => {
-            const actual = usage(a)
-            return actual === undefined ? Effect.void : permit.settle(actual)
-          })
-      )
+      const request: Request = {
+        tokens: cost?.tokens,
+        maxWait: cost?.maxWait,
+        // The permit is released with the exit of the very call it admitted: its value is an `A`.
+        usage: usage === undefined ? undefined : (value) => usage(value as A)
+      }
+      return Admission.execute(gate, request, use)
     }
+
+    const acquire = (cost?: Cost): Effect.Effect<Permit, RateLimitError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiberRuntime((fiber) =>
+          gate.acquire(
+            { tokens: cost?.tokens, maxWait: cost?.maxWait, usage: undefined },
+            { now: clockOf(fiber).unsafeCurrentTimeMillis(), restore, fiber }
+          )
+        )
+      )
+
+    const execute = <A, E, R>(effect: Effect.Effect<A, E, R>, cost?: ExecuteCost<A>): Effect.Effect<A, E | RateLimitError, R> =>
+      admitted(cost, () => effect)
 
     const pause = (duration: Duration.DurationInput): Effect.Effect<void> => {
       const millis = Duration.toMillis(duration)
       if (!(millis > 0 && millis < Infinity)) return Effect.void
-      return Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => Effect.asVoid(store.modify(key, TokenBucket.pause(config, now + millis, now)))
-      )
+      return Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        return pauseUntil(now + millis, now)
+      })
     }
 
-    const status: Effect.Effect<Status> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.map(store.get(key), (stored): Status => {
-        const state = TokenBucket.current(config, stored, now)
+    const status: Effect.Effect<Status> = Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      return Effect.map(slot.read(now), (state): Status => {
         const pausedUntil = state.pausedUntil > now ? Option.some(state.pausedUntil) : Option.none()
         const requests = requestsBucket === undefined ? undefined : bucketStatus(requestsBucket, state, requestsIndex)
         const tokens = tokensBucket === undefined ? undefined : bucketStatus(tokensBucket, state, tokensIndex)
@@ -457,19 +467,22 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
           ...(requests === undefined ? {} : { requests }),
           ...(tokens === undefined ? {} : { tokens })
         }
-      }))
-
-    const service: Service = { name, acquire, execute, pause, status }
-    if (sync !== undefined) {
-      const cell = sync
-      fastPath.limiters.set(service, {
-        plan: (now, tokens) => tokens >= 0 && tokens < Infinity ? planNow(cell, costsOf(tokens), now) : undefined,
-        take: (plan) => cell.set(plan),
-        settle: (tokens, actual) => makePermit(tokens, 0).settle(actual)
       })
-    }
-    return service
+    })
+
+    return { name, gate, acquire, execute, pause, status }
   })
+
+/** The milliseconds an upstream 429 asks to wait, read by tag and fields (any copy of the error class). */
+const upstreamRetryAfter = (error: unknown): number | undefined => {
+  if (!Predicate.isTagged(error, "RateLimitError") || !Predicate.hasProperty(error, "source") || error.source !== "upstream") {
+    return undefined
+  }
+  const retryAfter = Predicate.hasProperty(error, "retryAfter") ? Duration.decodeUnknown(error.retryAfter) : Option.none()
+  if (Option.isNone(retryAfter) || !Duration.isFinite(retryAfter.value)) return undefined
+  const millis = Duration.toMillis(retryAfter.value)
+  return millis > 0 ? millis : undefined
+}
 
 /**
  * @since 0.1.0

@@ -19,6 +19,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import { BudgetExhaustedError } from "./Errors.js"
@@ -91,7 +92,11 @@ export interface Ledger {
  * @since 0.1.0
  * @category fiber refs
  */
-export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = FiberRef.unsafeMake<Ledger | undefined>(undefined)
+export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = globalValue(
+  // One ref however many copies of this module are loaded: a second copy must spend from the same ledger.
+  Symbol.for("@resilient-ai/core/RequestBudget/currentLedger"),
+  () => FiberRef.unsafeMake<Ledger | undefined>(undefined)
+)
 
 /**
  * Sets the ledger and the deadline in one op, as two `FiberRef.set`s would

@@ -34,7 +34,6 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
-import * as fastPath from "./internal/fastPath.js"
 import * as internal from "./internal/retry.js"
 import type * as RetryBudget from "./RetryBudget.js"
 
@@ -261,20 +260,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
     }
     const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
-    // On a synchronous store the budget records the first attempt in the same op that reads the clock.
-    const record = budget === undefined ? undefined : fastPath.retryBudgets.get(budget)
     const service: Service = {
       execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
         const retried = executeRecorded(effect)
-        if (budget === undefined) return retried
-        if (record === undefined) return Effect.zipRight(budget.recordAttempt, retried)
-        return Effect.clockWith((clock) => {
-          record(clock.unsafeCurrentTimeMillis())
-          return retried
-        })
+        return budget === undefined ? retried : Effect.zipRight(budget.recordAttempt, retried)
       }
     }
-    if (budget === undefined || record !== undefined) fastPath.retries.set(service, { record, retryFailed })
     return service
   })
 }

@@ -14,15 +14,14 @@
  *
  * The window is kept as 1 s buckets aligned to the `Clock` (a bucket holds the
  * calls of one clock second) and expired by arithmetic on every call: no
- * timer fiber, and an idle gap longer than the window leaves nothing stale.
- * The state is plain JSON in the {@link StateStore.StateStore} under
- * `retry-budget/<name>`, changed only by one atomic `modify` each call, so a
- * shared store gives N replicas one budget. Budgets of the same name in the
- * same store share their counts.
+ * timer fiber, and an idle gap longer than the window leaves nothing stale
+ * (`internal/retryBudgetState.ts`). The state lives in the
+ * {@link StateStore.StateStore} under `retry-budget/<name>`, changed by one
+ * atomic store operation per call, so a shared store gives N replicas one
+ * budget. Budgets of the same name in the same store share their counts.
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -30,7 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type { InvalidConfigError } from "./Errors.js"
 import { decodeOptions, Millis } from "./internal/config.js"
-import * as fastPath from "./internal/fastPath.js"
+import * as machine from "./internal/retryBudgetState.js"
 import * as StateStore from "./StateStore.js"
 
 /**
@@ -83,27 +82,6 @@ export interface Service {
  */
 export class RetryBudget extends Context.Tag("@resilient-ai/core/RetryBudget")<RetryBudget, Service>() {}
 
-// ---------------------------------------------------------------------------
-// state: plain JSON, never mutated
-// ---------------------------------------------------------------------------
-
-/** The calls of one clock second: `second` is `⌊epochMillis / 1000⌋`. */
-interface Bucket {
-  readonly second: number
-  readonly attempts: number
-  readonly retries: number
-}
-
-interface State {
-  /** Ascending by `second`; at most one bucket a second. */
-  readonly buckets: ReadonlyArray<Bucket>
-}
-
-const BUCKET_MILLIS = 1000
-
-/** Guards `0.29 * 100 = 28.999999999999996` style float error before flooring. */
-const EPSILON = 1e-9
-
 const OptionsSchema = Schema.Struct({
   name: Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty name" })),
   ratio: Schema.optionalWith(
@@ -118,88 +96,13 @@ const OptionsSchema = Schema.Struct({
   ),
   window: Schema.optionalWith(
     Millis.pipe(
-      Schema.filter((ms) => (ms >= BUCKET_MILLIS && ms % BUCKET_MILLIS === 0) || "expected a whole number of seconds, at least 1 second")
+      Schema.filter((ms) =>
+        (ms >= machine.BUCKET_MILLIS && ms % machine.BUCKET_MILLIS === 0) || "expected a whole number of seconds, at least 1 second"
+      )
     ),
     { default: () => 10_000 }
   )
 })
-
-interface Config {
-  readonly ratio: number
-  readonly minRetriesPerSecond: number
-  readonly windowSeconds: number
-}
-
-/** The buckets still inside the window that ends with the second `now`. */
-const live = (state: State, now: number, config: Config): ReadonlyArray<Bucket> => {
-  const oldest = now - config.windowSeconds + 1
-  const first = state.buckets[0]
-  // The hot path: nothing expired, nothing copied.
-  return first === undefined || first.second >= oldest ? state.buckets : state.buckets.filter((b) => b.second >= oldest)
-}
-
-const totals = (buckets: ReadonlyArray<Bucket>): { readonly attempts: number; readonly retries: number } => {
-  let attempts = 0
-  let retries = 0
-  for (const b of buckets) {
-    attempts += b.attempts
-    retries += b.retries
-  }
-  return { attempts, retries }
-}
-
-const allowedFor = (attempts: number, config: Config): number =>
-  Math.max(
-    Math.floor(config.ratio * attempts + EPSILON),
-    Math.floor(config.minRetriesPerSecond * config.windowSeconds + EPSILON)
-  )
-
-/** Adds `count` attempts or retries to the bucket of the second `now`, creating it if needed. */
-const bump = (buckets: ReadonlyArray<Bucket>, now: number, field: "attempts" | "retries", count = 1): State => {
-  const last = buckets[buckets.length - 1]
-  if (last !== undefined && last.second === now) {
-    // The hot path: the current second is the last bucket.
-    const next = buckets.slice()
-    next[next.length - 1] = field === "attempts"
-      ? { second: now, attempts: last.attempts + count, retries: last.retries }
-      : { second: now, attempts: last.attempts, retries: last.retries + count }
-    return { buckets: next }
-  }
-  const index = buckets.findIndex((b) => b.second === now)
-  if (index === -1) {
-    const fresh: Bucket = {
-      second: now,
-      attempts: field === "attempts" ? count : 0,
-      retries: field === "retries" ? count : 0
-    }
-    return { buckets: [...buckets, fresh].sort((a, b) => a.second - b.second) }
-  }
-  return {
-    buckets: buckets.map((b, i) => (i === index ? { ...b, [field]: b[field] + count } : b))
-  }
-}
-
-/**
- * First attempts recorded on a synchronous store but not yet written to its
- * slot: one counter for the latest second. Every call records a first
- * attempt, and a new state per call (states are never mutated) cost more than
- * the rest of the retry. The count is written when the second changes, and
- * by the store before anything reads the slot, so every reader sees it.
- */
-interface Unwritten {
-  second: number
-  attempts: number
-}
-
-/** Per slot (the store keeps one cell per slot), shared by every budget of that name. */
-const unwrittenOf = new WeakMap<fastPath.SyncCell<State>, Unwritten>()
-
-const statusOf = (buckets: ReadonlyArray<Bucket>, config: Config): Status => {
-  const { attempts, retries } = totals(buckets)
-  return { attempts, retries, allowed: allowedFor(attempts, config) }
-}
-
-const currentSecond: Effect.Effect<number> = Effect.map(Clock.currentTimeMillis, (ms) => Math.floor(ms / BUCKET_MILLIS))
 
 /**
  * Builds a budget whose state lives in the {@link StateStore.StateStore}.
@@ -212,56 +115,17 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
   Effect.gen(function*() {
     const decoded = yield* decodeOptions("RetryBudget", OptionsSchema, options)
     const store = yield* StateStore.StateStore
-    const config: Config = {
+    const slot = store.retryBudget(decoded.name, {
       ratio: decoded.ratio,
       minRetriesPerSecond: decoded.minRetriesPerSecond,
-      windowSeconds: decoded.window / BUCKET_MILLIS
-    }
-    const key = StateStore.key<State>(`retry-budget/${decoded.name}`, () => ({ buckets: [] }))
-
-    const sync = fastPath.syncCell(store, key)
-    const unwritten = sync === undefined ? undefined : unwrittenOf.get(sync) ?? { second: 0, attempts: 0 }
-    const write = (): void => {
-      if (sync === undefined || unwritten === undefined || unwritten.attempts === 0) return
-      const { attempts, second } = unwritten
-      unwritten.attempts = 0
-      sync.set(bump(live(sync.get(), second, config), second, "attempts", attempts))
-    }
-    if (sync !== undefined && unwritten !== undefined && !unwrittenOf.has(sync)) {
-      unwrittenOf.set(sync, unwritten)
-      sync.beforeRead(write)
-    }
-    const recordAt = (millis: number): void => {
-      const now = Math.floor(millis / BUCKET_MILLIS)
-      if (unwritten === undefined) return
-      if (unwritten.second !== now) write()
-      unwritten.second = now
-      unwritten.attempts += 1
-    }
-    const recordAttempt: Effect.Effect<void> = Effect.clockWith((clock) => {
-      if (sync !== undefined) {
-        recordAt(clock.unsafeCurrentTimeMillis())
-        return Effect.void
-      }
-      const now = Math.floor(clock.unsafeCurrentTimeMillis() / BUCKET_MILLIS)
-      return store.modify(key, (state) => [undefined, bump(live(state, now, config), now, "attempts")] as const)
+      windowSeconds: decoded.window / machine.BUCKET_MILLIS
     })
-
-    const tryAcquireRetry: Effect.Effect<boolean> = Effect.flatMap(currentSecond, (now) =>
-      store.modify(key, (state): readonly [boolean, State] => {
-        const buckets = live(state, now, config)
-        const { attempts, retries } = totals(buckets)
-        return retries < allowedFor(attempts, config)
-          ? [true, bump(buckets, now, "retries")]
-          : [false, { buckets }]
-      }))
-
-    const status: Effect.Effect<Status> = Effect.flatMap(currentSecond, (now) =>
-      Effect.map(store.get(key), (state) => statusOf(live(state, now, config), config)))
-
-    const service: Service = { name: decoded.name, recordAttempt, tryAcquireRetry, status }
-    if (sync !== undefined) fastPath.retryBudgets.set(service, recordAt)
-    return service
+    return {
+      name: decoded.name,
+      recordAttempt: Effect.clockWith((clock) => slot.recordAttempt(clock.unsafeCurrentTimeMillis())),
+      tryAcquireRetry: Effect.clockWith((clock) => slot.tryAcquireRetry(clock.unsafeCurrentTimeMillis())),
+      status: Effect.clockWith((clock) => slot.read(clock.unsafeCurrentTimeMillis()))
+    }
   })
 
 /**

@@ -388,7 +388,7 @@ describe("KeyPool: observability and secrets", () => {
       yield* pool.report("k2", Exit.fail(upstream429("1 minute")))
       yield* pool.report("k3", Exit.fail(new Errors.QuotaExhaustedError({})))
       const error = yield* noKey(pool)
-      const stored = yield* store.get(StateStore.key("key-pool/leaky", () => null))
+      const stored = store.inspect("key-pool/leaky")
       const texts = [
         JSON.stringify(yield* pool.status),
         JSON.stringify(stored),

@@ -107,18 +107,19 @@ describe("RateLimiter: buckets", () => {
       expect(yield* available(limiter)).toEqual({ requests: 10, tokens: 1000 })
     })))
 
-  it.effect("keeps its state as JSON in the StateStore under rate-limiter/<name>, shared by limiters of that name", () =>
-    withStore(Effect.gen(function*() {
+  it.effect("keeps its state as JSON in the StateStore under rate-limiter/<name>, shared by limiters of that name", () => {
+    const store = StateStore.makeMemory()
+    return Effect.gen(function*() {
       const a = yield* RateLimiter.make({ name: "shared", requestsPerMinute: 2 })
       const b = yield* RateLimiter.make({ name: "shared", requestsPerMinute: 2 })
       yield* a.acquire()
       yield* b.acquire()
       yield* rejection(a)
-      const store = yield* StateStore.StateStore
-      const state = yield* store.get(StateStore.key<unknown>("rate-limiter/shared", () => null))
-      expect(state).not.toBeNull()
+      const state = store.inspect("rate-limiter/shared")
+      expect(state).toMatchObject({ balances: [0] })
       expect(JSON.parse(JSON.stringify(state))).toEqual(state)
-    })))
+    }).pipe(Effect.provideService(StateStore.StateStore, store))
+  })
 })
 
 describe("RateLimiter: waiting", () => {

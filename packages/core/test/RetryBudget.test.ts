@@ -87,29 +87,30 @@ describe("RetryBudget", () => {
       expect(yield* budget.status).toEqual({ attempts: 0, retries: 0, allowed: 0 })
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
-  it.effect("an idle gap longer than the window leaves nothing stale in the stored state", () =>
-    Effect.gen(function*() {
-      const store = yield* StateStore.StateStore
+  it.effect("an idle gap longer than the window leaves nothing stale in the stored state", () => {
+    const store = StateStore.makeMemory()
+    return Effect.gen(function*() {
       const budget = yield* RetryBudget.make({ name: "b" })
       yield* recordAttempts(budget, 10)
       yield* TestClock.adjust("1 hour")
       yield* budget.recordAttempt
-      const state = yield* store.get(StateStore.key<unknown>("retry-budget/b", () => undefined))
-      expect(state).toEqual({ buckets: [{ second: 3600, attempts: 1, retries: 0 }] })
-    }).pipe(Effect.provide(StateStore.layerMemory)))
+      expect(store.inspect("retry-budget/b")).toEqual({ buckets: [{ second: 3600, attempts: 1, retries: 0 }] })
+    }).pipe(Effect.provideService(StateStore.StateStore, store))
+  })
 
-  it.effect("state is plain JSON under retry-budget/<name>, shared by budgets of one name", () =>
-    Effect.gen(function*() {
-      const store = yield* StateStore.StateStore
+  it.effect("state is plain JSON under retry-budget/<name>, shared by budgets of one name", () => {
+    const store = StateStore.makeMemory()
+    return Effect.gen(function*() {
       const a = yield* RetryBudget.make({ name: "shared", minRetriesPerSecond: 0 })
       const b = yield* RetryBudget.make({ name: "shared", minRetriesPerSecond: 0 })
       yield* recordAttempts(a, 5)
       expect(yield* b.tryAcquireRetry).toBe(true)
       expect(yield* a.tryAcquireRetry).toBe(false)
-      const state = yield* store.get(StateStore.key<unknown>("retry-budget/shared", () => undefined))
+      const state = store.inspect("retry-budget/shared")
       expect(JSON.parse(JSON.stringify(state))).toEqual(state)
       expect(state).toEqual({ buckets: [{ second: 0, attempts: 5, retries: 1 }] })
-    }).pipe(Effect.provide(StateStore.layerMemory)))
+    }).pipe(Effect.provideService(StateStore.StateStore, store))
+  })
 
   it.effect("bad options fail with InvalidConfigError naming the field", () =>
     Effect.gen(function*() {

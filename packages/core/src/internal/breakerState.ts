@@ -47,6 +47,8 @@ export interface Bucket {
   readonly calls: number
   readonly failures: number
   readonly slow: number
+  /** Calls both slow and failed (for status; the rates need only `failures` and `slow`). */
+  readonly slowFailures?: number
 }
 
 export interface TimeWindow {
@@ -163,7 +165,8 @@ const pushTime = (
     epoch,
     calls: b.calls + 1,
     failures: b.failures + (failed ? 1 : 0),
-    slow: b.slow + (slow ? 1 : 0)
+    slow: b.slow + (slow ? 1 : 0),
+    slowFailures: (b.slowFailures ?? 0) + (failed && slow ? 1 : 0)
   })
   return last !== undefined && last.epoch === epoch
     ? { kind: "time", buckets: [...live.slice(0, -1), add(last)] }
@@ -174,6 +177,21 @@ export interface Tally {
   readonly calls: number
   readonly failures: number
   readonly slow: number
+}
+
+/** The window's counts for status, slow failures included. */
+export const counts = (config: Config, w: Window, now: number): Tally & { readonly slowFailures: number } => {
+  const t = tally(config, w, now)
+  let slowFailures = 0
+  if (w.kind === "count") {
+    for (let i = 0; i < w.calls; i++) if ((w.ring[i] ?? 0) === 3) slowFailures++
+  } else if (w.kind === "time") {
+    const trigger = config.trigger
+    if (trigger.kind === "failure-rate" && trigger.window.kind === "time") {
+      for (const b of liveBuckets(w, trigger.window.bucketMillis, trigger.window.buckets, now)) slowFailures += b.slowFailures ?? 0
+    }
+  }
+  return { calls: t.calls, failures: t.failures, slow: t.slow, slowFailures }
 }
 
 export const tally = (config: Config, w: Window, now: number): Tally => {

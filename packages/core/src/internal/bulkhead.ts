@@ -65,10 +65,6 @@ export class Permits {
    * a permit freed while someone waits goes to that waiter, so a non-empty
    * queue implies `running === maxConcurrent` and a newcomer cannot barge.
    */
-  available(): boolean {
-    return this.running < this.maxConcurrent
-  }
-
   tryTake(): boolean {
     if (this.running < this.maxConcurrent) {
       this.running++

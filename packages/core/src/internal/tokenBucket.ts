@@ -58,7 +58,7 @@ export type Decision =
     readonly bucket: number
   }
 
-const grantedNow: Decision = { _tag: "Granted", wait: 0 }
+export const grantedNow: Decision = { _tag: "Granted", wait: 0 }
 
 export const makeConfig = (buckets: ReadonlyArray<Bucket>): Config => ({
   buckets,
