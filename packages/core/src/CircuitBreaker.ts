@@ -106,6 +106,12 @@ export interface Options {
   readonly countUpstreamRateLimit?: boolean
   /** Overrides the verdict for an error; `undefined` keeps the default of the error table. */
   readonly classify?: (error: unknown) => BreakerVerdict | undefined
+  /**
+   * The verdict for a value (an answer the retry may also retry on, such as an
+   * empty completion); `undefined` or unset: a success. An answer is a
+   * success unless this says otherwise.
+   */
+  readonly classifyResult?: (value: unknown) => BreakerVerdict | undefined
   /** Called with every state change, in order, before the call that caused it goes on. */
   readonly onTransition?: (transition: Transition) => Effect.Effect<void>
 }
@@ -217,6 +223,7 @@ const OptionsSchema = Schema.Struct({
   slowCallDuration: Schema.optional(Millis),
   countUpstreamRateLimit: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   classify: Schema.optional(Schema.declare(Predicate.isFunction)),
+  classifyResult: Schema.optional(Schema.declare(Predicate.isFunction)),
   onTransition: Schema.optional(Schema.declare(Predicate.isFunction))
 })
 
@@ -313,7 +320,8 @@ export const make = (
     const pubsub = yield* PubSub.unbounded<Transition>()
     const breaker = makeWith(o.name, config, store, pubsub, {
       countUpstreamRateLimit: o.countUpstreamRateLimit,
-      classify: options.classify
+      classify: options.classify,
+      classifyResult: options.classifyResult
     }, options.onTransition)
     yield* breaker.status // the state gauge shows the breaker from the start, not from its first transition
     return breaker
@@ -324,7 +332,11 @@ const makeWith = (
   config: machine.Config,
   store: StateStore.Service,
   pubsub: PubSub.PubSub<Transition>,
-  verdicts: { readonly countUpstreamRateLimit: boolean; readonly classify: Options["classify"] },
+  verdicts: {
+    readonly countUpstreamRateLimit: boolean
+    readonly classify: Options["classify"]
+    readonly classifyResult: Options["classifyResult"]
+  },
   onTransition: Options["onTransition"]
 ): Service => {
   const slot = store.breaker(name, config)
@@ -373,7 +385,7 @@ const makeWith = (
   }
 
   const outcomeOf = (exit: Exit.Exit<unknown, unknown>): machine.Outcome => {
-    if (Exit.isSuccess(exit)) return "success"
+    if (Exit.isSuccess(exit)) return verdicts.classifyResult?.(exit.value) ?? "success"
     // Rule 1: interruption from outside says nothing about the provider.
     if (Cause.isInterruptedOnly(exit.cause)) return "ignored"
     const failure = Cause.failureOption(exit.cause)

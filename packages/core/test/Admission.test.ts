@@ -204,6 +204,30 @@ describe("CircuitBreaker: status counts (rule 12)", () => {
       })
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
+  it.effect("an answer counts as a failure only when classifyResult says so (an empty completion)", () =>
+    Effect.gen(function*() {
+      const plain = yield* CircuitBreaker.make({ name: "plain", trigger: { kind: "consecutive", failures: 2 } })
+      const strict = yield* CircuitBreaker.make({
+        name: "strict",
+        trigger: { kind: "consecutive", failures: 2 },
+        classifyResult: (value) => (value === "" ? "failure" : undefined)
+      })
+      for (const breaker of [plain, strict]) {
+        yield* breaker.execute(Effect.succeed(""))
+        yield* breaker.execute(Effect.succeed(""))
+      }
+      expect((yield* plain.status).state).toBe("closed")
+      expect((yield* strict.status).state).toBe("open")
+      // Non-empty answers stay successes.
+      const other = yield* CircuitBreaker.make({
+        name: "other",
+        trigger: { kind: "consecutive", failures: 1 },
+        classifyResult: (value) => (value === "" ? "failure" : undefined)
+      })
+      yield* other.execute(Effect.succeed("hello"))
+      expect((yield* other.status).state).toBe("closed")
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
   it.effect("maxHalfOpenDuration: Duration.infinity lets a half-open probe take as long as it takes (rule 10 off)", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({
