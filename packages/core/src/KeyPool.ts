@@ -240,6 +240,14 @@ export interface Service {
     use: (key: PickedKey) => Effect.Effect<A, E, R>,
     options?: WithKeyOptions
   ) => Effect.Effect<A, E | NoKeyAvailableError, R>
+  /**
+   * `withKey` for an effect that reads its key from {@link CurrentKey}: the
+   * `execute(effect, options)` shape every policy has.
+   */
+  readonly execute: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: WithKeyOptions
+  ) => Effect.Effect<A, E | NoKeyAvailableError, Exclude<R, CurrentKey>>
   /** Feeds an outcome observed elsewhere into the key's health. Unknown names are ignored. */
   readonly report: (name: string, outcome: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
   /** Rate-limit headers of an answer on this key. Unknown names are ignored. */
@@ -254,6 +262,14 @@ export interface Service {
   /** A queue of every key state change from now on; unsubscribes when the scope closes. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Transition>, never, Scope.Scope>
 }
+
+/**
+ * The key an effect run by {@link Service.execute} is to send.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CurrentKey extends Context.Tag("@resilient-ai/core/KeyPool/CurrentKey")<CurrentKey, PickedKey>() {}
 
 /**
  * The single-pool service.
@@ -518,6 +534,12 @@ const makeWith = (
     options?: WithKeyOptions
   ): Effect.Effect<A, E | NoKeyAvailableError, R> => Admission.execute(gate, options ?? noOptions, (permit) => use(permit.key))
 
+  const execute = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: WithKeyOptions
+  ): Effect.Effect<A, E | NoKeyAvailableError, Exclude<R, CurrentKey>> =>
+    Admission.execute(gate, options ?? noOptions, (permit) => Effect.provideService(effect, CurrentKey, permit.key))
+
   const step = <A>(f: (now: number) => Effect.Effect<machine.Step<A>>): Effect.Effect<A> =>
     Effect.clockWith((clock) => published(f(clock.unsafeCurrentTimeMillis())))
 
@@ -582,6 +604,7 @@ const makeWith = (
     name,
     gate,
     withKey,
+    execute,
     report,
     feedback,
     enable,

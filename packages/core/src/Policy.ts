@@ -167,20 +167,51 @@ export interface Status {
 }
 
 /**
+ * The attempt an effect run by {@link Service.execute} serves: its number and its key.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CurrentAttempt extends Context.Tag("@resilient-ai/core/Policy/CurrentAttempt")<CurrentAttempt, Attempt>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Execute {
+  <A, E, R>(effect: Effect.Effect<A, E, R>, options?: CallOptions<A>): Effect.Effect<A, E | PolicyError, Exclude<R, CurrentAttempt>>
+  <A, E, R>(call: (attempt: Attempt) => Effect.Effect<A, E, R>, options?: CallOptions<A>): Effect.Effect<A, E | PolicyError, R>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecuteDetailed {
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: CallOptions<A>
+  ): Effect.Effect<Detailed<A>, E | PolicyError, Exclude<R, CurrentAttempt>>
+  <A, E, R>(
+    call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+    options?: CallOptions<A>
+  ): Effect.Effect<Detailed<A>, E | PolicyError, R>
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Service {
   readonly deployment: string
-  readonly execute: <A, E, R>(
-    call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-    options?: CallOptions<A>
-  ) => Effect.Effect<A, E | PolicyError, R>
+  /**
+   * Runs a call under the policies: an effect, run once per attempt, that
+   * reads its attempt (and key) from {@link CurrentAttempt}, as every
+   * policy's `execute(effect, options)` does; or a function of the attempt.
+   */
+  readonly execute: Execute
   /** `execute`, telling which key answered and after how many attempts. */
-  readonly executeDetailed: <A, E, R>(
-    call: (attempt: Attempt) => Effect.Effect<A, E, R>,
-    options?: CallOptions<A>
-  ) => Effect.Effect<Detailed<A>, E | PolicyError, R>
+  readonly executeDetailed: ExecuteDetailed
   readonly keyPool: KeyPool.Service | undefined
   readonly circuitBreaker: CircuitBreaker.Service | undefined
   readonly bulkhead: Bulkhead.Service | undefined
@@ -467,13 +498,22 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       key: undefined
     })
 
-    const executeDetailed = <A, E, R>(
+    function executeDetailed<A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      callOptions?: CallOptions<A>
+    ): Effect.Effect<Detailed<A>, E | PolicyError, Exclude<R, CurrentAttempt>>
+    function executeDetailed<A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions?: CallOptions<A>
-    ): Effect.Effect<Detailed<A>, E | PolicyError, R> =>
-      Effect.suspend(() => {
+    ): Effect.Effect<Detailed<A>, E | PolicyError, R>
+    function executeDetailed<A, E, R>(
+      call: Effect.Effect<A, E, R> | ((attempt: Attempt) => Effect.Effect<A, E, R>),
+      callOptions?: CallOptions<A>
+    ): Effect.Effect<Detailed<A>, E | PolicyError, R> {
+      const made = callOf(call)
+      return Effect.suspend(() => {
         const run = newRun(erased(callOptions))
-        return Effect.map(runFrom(0, run, call), (value): Detailed<A> => ({
+        return Effect.map(runFrom(0, run, made), (value): Detailed<A> => ({
           value,
           deployment: name,
           keyName: run.lastKey,
@@ -481,11 +521,23 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
           attempts: run.attempts
         }))
       })
+    }
 
-    const execute = <A, E, R>(
+    function execute<A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      callOptions?: CallOptions<A>
+    ): Effect.Effect<A, E | PolicyError, Exclude<R, CurrentAttempt>>
+    function execute<A, E, R>(
       call: (attempt: Attempt) => Effect.Effect<A, E, R>,
       callOptions?: CallOptions<A>
-    ): Effect.Effect<A, E | PolicyError, R> => Effect.suspend(() => runFrom(0, newRun(erased(callOptions)), call))
+    ): Effect.Effect<A, E | PolicyError, R>
+    function execute<A, E, R>(
+      call: Effect.Effect<A, E, R> | ((attempt: Attempt) => Effect.Effect<A, E, R>),
+      callOptions?: CallOptions<A>
+    ): Effect.Effect<A, E | PolicyError, R> {
+      const made = callOf(call)
+      return Effect.suspend(() => runFrom(0, newRun(erased(callOptions)), made))
+    }
 
     const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
       service === undefined ? Effect.succeed(undefined) : service.status
@@ -515,6 +567,12 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       })
     }
   })
+
+/** A call as a function of its attempt: an effect reads it from `CurrentAttempt`. */
+const callOf = <A, E, R>(
+  call: Effect.Effect<A, E, R> | ((attempt: Attempt) => Effect.Effect<A, E, R>)
+): (attempt: Attempt) => Effect.Effect<A, E, R> =>
+  Effect.isEffect(call) ? (attempt) => Effect.provideService(call, CurrentAttempt, attempt) : call
 
 /** The stages of `order` that are on, consecutive gates grouped to be admitted together. */
 const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray<Step> => {

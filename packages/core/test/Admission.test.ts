@@ -5,11 +5,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as Admission from "../src/Admission.js"
 import * as Bulkhead from "../src/Bulkhead.js"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
+import * as KeyPool from "../src/KeyPool.js"
 import * as Policy from "../src/Policy.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as StateStore from "../src/StateStore.js"
@@ -158,6 +160,32 @@ describe("Policy: composes existing instances", () => {
       yield* b.execute(() => Effect.succeed(1))
       // Three requests went through the one limiter: a's, b's refused one (granted, then the bulkhead refused), b's.
       expect((yield* limiter.status).requests?.available).toBe(0)
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("execute(effect, options): the effect reads its attempt and key from Policy.CurrentAttempt, once per attempt", () =>
+    Effect.gen(function*() {
+      const pool = yield* KeyPool.make({
+        name: "keys",
+        keys: [{ name: "k1", key: Redacted.make("sk-1") }, { name: "k2", key: Redacted.make("sk-2") }]
+      })
+      const policy = yield* Policy.make({ deployment: "d", keyPool: pool, retry: { maxRetries: 1, jitter: "none", baseDelay: 0 } })
+      const seen: Array<string> = []
+      const call = Effect.flatMap(Policy.CurrentAttempt, ({ attempt, key }) => {
+        seen.push(`${key?.name}#${attempt}`)
+        return attempt === 1 ? Effect.fail(down) : Effect.succeed(`answered by ${key?.name}`)
+      })
+      const detailed = yield* policy.executeDetailed(call, { tokens: 10 })
+      expect(detailed).toMatchObject({ value: "answered by k2", keyName: "k2", backupKey: true, attempts: 2 })
+      expect(seen).toEqual(["k1#1", "k2#2"])
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("KeyPool.execute(effect, options): the effect reads its key from KeyPool.CurrentKey", () =>
+    Effect.gen(function*() {
+      const pool = yield* KeyPool.make({ name: "keys", keys: [{ name: "k1", key: Redacted.make("sk-1") }] })
+      const name = yield* pool.execute(Effect.map(KeyPool.CurrentKey, (k) => k.name), { affinity: "session-1" })
+      expect(name).toBe("k1")
+      yield* Effect.either(pool.execute(Effect.flatMap(KeyPool.CurrentKey, () => Effect.fail(new Errors.AuthError({ status: 401 })))))
+      expect((yield* pool.status).keys[0]?.state).toBe("disabled")
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
   it("states the order of rule 18 once, as data", () => {
