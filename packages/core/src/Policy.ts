@@ -273,6 +273,29 @@ const noKeyOptions: KeyPool.WithKeyOptions = {}
 /** A service given for a stage, or options to build one: services carry their admission gate or their `execute`. */
 const isService = <S extends object>(value: object, member: keyof S): value is S => member in value
 
+/** The services of a deployment's stages: made from options, or given. */
+interface Stages {
+  readonly circuitBreaker: CircuitBreaker.Service | undefined
+  readonly retryBudget: RetryBudget.Service | undefined
+  readonly retry: Retry.Service | undefined
+  readonly keyPool: KeyPool.Service | undefined
+  readonly keyNames: ReadonlyArray<string>
+  /** The deployment's limiter: made from options without a key pool, or given. */
+  readonly sharedLimiter: RateLimiter.Service | undefined
+  /** One limiter per key (by the pool's key index), made from options with a key pool. */
+  readonly keyRateLimiters: ReadonlyArray<RateLimiter.Service> | undefined
+  readonly bulkhead: Bulkhead.Service | undefined
+}
+
+/** What an attempt needs besides its call: who it is for, its events, its timeout. */
+interface AttemptContext {
+  readonly name: string
+  readonly provider: string | undefined
+  readonly events: AttemptEvents.Service | undefined
+  readonly attemptMillis: number | undefined
+  readonly attemptTimeout: Wrap | undefined
+}
+
 /**
  * Builds the policies of one deployment.
  *
@@ -287,216 +310,36 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       ...(options.provider === undefined ? {} : { provider: options.provider })
     }
     const events = Option.getOrUndefined(yield* Effect.serviceOption(AttemptEvents.AttemptEvents))
-    const emit = (event: AttemptEvents.AttemptEvent): Effect.Effect<void> =>
-      events === undefined ? Effect.void : events.publish(event)
-
-    const breakerOption = options.circuitBreaker ?? {}
-    const circuitBreaker = breakerOption === false
-      ? undefined
-      : isService<CircuitBreaker.Service>(breakerOption, "gate")
-      ? breakerOption
-      : yield* CircuitBreaker.make({
-        ...breakerOption,
-        name,
-        ...(events === undefined && breakerOption.onTransition === undefined ? {} : {
-          onTransition: (t: CircuitBreaker.Transition) =>
-            Effect.zipRight(
-              breakerOption.onTransition === undefined ? Effect.void : breakerOption.onTransition(t),
-              emit({ _tag: "BreakerTransition", at: t.at, breaker: t.breaker, from: t.from, to: t.to, reason: t.reason })
-            )
-        })
-      })
-    const budgetOption = options.retryBudget ?? {}
-    const retryBudget = budgetOption === false
-      ? undefined
-      : isService<RetryBudget.Service>(budgetOption, "tryAcquireRetry")
-      ? budgetOption
-      : yield* RetryBudget.make({ ...budgetOption, name })
-    const keyPool = options.keyPool
-    const retryOption = options.retry ?? {}
-    const retry = retryOption === false
-      ? undefined
-      : isService<Retry.Service>(retryOption, "execute")
-      ? retryOption
-      : yield* Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, events === undefined ? undefined : emit))
-    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
-    const limiterOption = options.rateLimiter
-    const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
-    const sharedLimiter = limiterOption === undefined
-      ? undefined
-      : isService<RateLimiter.Service>(limiterOption, "gate")
-      ? limiterOption
-      : keyPool === undefined
-      ? yield* RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit })
-      : undefined
-    // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
-    const keyRateLimiters = limiterOption === undefined || sharedLimiter !== undefined || isService<RateLimiter.Service>(limiterOption, "gate")
-      ? undefined
-      : yield* Effect.forEach(keyNames, (keyName) =>
-        RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit }))
-    const bulkheadOption = options.bulkhead
-    const bulkhead = bulkheadOption === undefined
-      ? undefined
-      : isService<Bulkhead.Service>(bulkheadOption, "gate")
-      ? bulkheadOption
-      : yield* Bulkhead.make({ ...bulkheadOption, name })
+    const stages = yield* stagesOf(options, origin, events)
     const attemptMillis = options.attemptTimeout === undefined
       ? undefined
       : Duration.toMillis(Duration.decode(options.attemptTimeout))
-    const attemptTimeout: Wrap | undefined = attemptMillis === undefined || attemptMillis === Infinity
-      ? undefined
-      : Timeout.attempt(attemptMillis, origin)
-
-    /**
-     * The attempt timeout, shortened to the request's deadline when that
-     * comes first: a request past its deadline stops its attempt with a
-     * `TimeoutError` a fallback step can take over.
-     */
-    const timed = <A, E, R>(self: Effect.Effect<A, E, R>, deadline: number | undefined): Effect.Effect<A, E | PolicyError, R> => {
-      if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
-        return attemptTimeout === undefined ? self : attemptTimeout(self)
-      }
-      return internalTimeout.timeout(
-        deadline,
-        () =>
-          new TimeoutError({
-            phase: "total",
-            timeout: Duration.millis(deadline),
-            ...(options.provider === undefined ? {} : { provider: options.provider }),
-            deployment: name
-          }, true),
-        false
-      )(self)
+    const context: AttemptContext = {
+      name,
+      provider: options.provider,
+      events,
+      attemptMillis,
+      attemptTimeout: attemptMillis === undefined || attemptMillis === Infinity ? undefined : Timeout.attempt(attemptMillis, origin)
     }
-
-    // The gates of the stateful policies, adapted to one call's `Run`.
-    const breakerGate: GateOf | undefined = circuitBreaker === undefined ? undefined : {
-      acquire: (_, context) => circuitBreaker.gate.acquire(undefined, context)
-    }
-    const keyGate: GateOf | undefined = keyPool === undefined ? undefined : {
-      acquire: (run, context) => {
-        const acquired = keyPool.gate.acquire(keyOptionsOf(run), context)
-        const done = exitOf(acquired)
-        if (done === undefined) return Effect.tap(acquired, (permit) => noteKey(run, permit))
-        if (Exit.isSuccess(done)) noteKey(run, done.value)
-        return done
-      }
-    }
-    const limiterGate: GateOf | undefined = sharedLimiter === undefined && keyRateLimiters === undefined ? undefined : {
-      acquire: (run, context) => {
-        const limiter = run.key === undefined || keyRateLimiters === undefined ? sharedLimiter : keyRateLimiters[run.key.index]
-        return limiter === undefined
-          ? Effect.dieMessage(`Policy "${name}": no rate limiter for key ${run.key?.key.name}`)
-          : limiter.gate.acquire(run.limiterRequest, context)
-      }
-    }
-    const bulkheadGate: GateOf | undefined = bulkhead === undefined ? undefined : {
-      acquire: (_, context) => bulkhead.gate.acquire(undefined, context)
-    }
-
+    const gates = gatesOf(name, stages)
     const stageOf = (stage: Stage): Step | GateOf | undefined => {
       switch (stage) {
         case "totalTimeout":
           return options.totalTimeout === undefined ? undefined : { _tag: "Wrap", stage, wrap: Timeout.total(options.totalTimeout, origin) }
         case "retry":
           // Always in the plan: the attempts of a call begin inside it.
-          return { _tag: "Wrap", stage, wrap: retry === undefined ? (self) => self : retry.execute }
+          return { _tag: "Wrap", stage, wrap: stages.retry === undefined ? (self) => self : stages.retry.execute }
         case "circuitBreaker":
-          return breakerGate
         case "keyPool":
-          return keyGate
         case "rateLimiter":
-          return limiterGate
         case "bulkhead":
-          return bulkheadGate
+          return gates[stage]
         case "attemptTimeout":
-          // Applied with the request's deadline in `attemptOnce`.
+          // Applied with the request's deadline, around the call itself (`attemptOnce`).
           return undefined
       }
     }
     const plan = planOf(order.map(stageOf))
-
-    /** The call itself, as one attempt: budget, deadline, events, cost, under the attempt timeout. */
-    const attemptOnce = <A, E, R>(
-      run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | PolicyError, R> =>
-      Effect.withFiberRuntime((fiber) => {
-        const callOptions = run.callOptions
-        const attempt = run.attempts
-        const key = run.key?.key
-        const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
-        const deadline = fiber.getFiberRef(Deadline.currentDeadline)
-        const made = (): Effect.Effect<A, E, R> => {
-          try {
-            return call({ deployment: name, attempt, key })
-          } catch (defect) {
-            // A `call` that throws is a defect of its attempt.
-            return Effect.die(defect)
-          }
-        }
-        // Nothing to charge, note or report: just the call under its timeout.
-        if (events === undefined && ledger === undefined && Option.isNone(deadline)) return timed(made(), undefined)
-        return Effect.flatMap(Deadline.remaining, (remaining) => {
-          const charged = Effect.zipRight(
-            RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-            Effect.suspend(() => timed(made(), Option.getOrUndefined(remaining)))
-          )
-          const costUsd = callOptions.costUsd
-          const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
-            const actual = costUsd(a)
-            return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
-          })
-          const keyName = key?.name
-          const noted = Effect.tapError(costed, (e) =>
-            isResilienceError(e) && e._tag !== "BudgetExhaustedError"
-              ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
-              : Effect.void)
-          if (events === undefined) return noted
-          return Effect.flatMap(Clock.currentTimeMillis, (start) =>
-            Effect.zipRight(
-              emit({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
-              Effect.onExit(noted, (exit) =>
-                Effect.flatMap(Clock.currentTimeMillis, (end) =>
-                  emit({
-                    _tag: "AttemptEnded",
-                    at: end,
-                    deployment: name,
-                    attempt,
-                    keyName,
-                    durationMs: end - start,
-                    outcome: outcomeOf(exit)
-                  })))
-            ))
-        })
-      })
-
-    /** Runs the plan from step `i` for one call. */
-    const runFrom = <A, E, R>(
-      i: number,
-      run: Run,
-      call: (attempt: Attempt) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | PolicyError, R> => {
-      const step = plan[i]
-      if (step === undefined) return attemptOnce(run, call)
-      if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(i + 1, run, call))
-      if (step.stage !== "retry") return step.wrap(runFrom(i + 1, run, call))
-      return step.wrap(Effect.suspend(() => {
-        run.attempts += 1
-        run.key = undefined
-        return runFrom(i + 1, run, call)
-      }))
-    }
-
-    const newRun = (callOptions: CallOptions<unknown>): Run => ({
-      callOptions,
-      limiterRequest: limiterRequestOf(callOptions),
-      attempts: 0,
-      tried: undefined,
-      firstKey: undefined,
-      lastKey: undefined,
-      key: undefined
-    })
 
     function executeDetailed<A, E, R>(
       effect: Effect.Effect<A, E, R>,
@@ -513,7 +356,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       const made = callOf(call)
       return Effect.suspend(() => {
         const run = newRun(erased(callOptions))
-        return Effect.map(runFrom(0, run, made), (value): Detailed<A> => ({
+        return Effect.map(runFrom(plan, context, 0, run, made), (value): Detailed<A> => ({
           value,
           deployment: name,
           keyName: run.lastKey,
@@ -536,37 +379,250 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       callOptions?: CallOptions<A>
     ): Effect.Effect<A, E | PolicyError, R> {
       const made = callOf(call)
-      return Effect.suspend(() => runFrom(0, newRun(erased(callOptions)), made))
+      return Effect.suspend(() => runFrom(plan, context, 0, newRun(erased(callOptions)), made))
     }
-
-    const statusOf = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
-      service === undefined ? Effect.succeed(undefined) : service.status
 
     return {
       deployment: name,
       execute,
       executeDetailed,
-      keyPool,
-      circuitBreaker,
-      bulkhead,
-      rateLimiter: sharedLimiter,
-      retryBudget,
-      status: Effect.all({
-        deployment: Effect.succeed(name),
-        circuitBreaker: statusOf(circuitBreaker),
-        bulkhead: statusOf(bulkhead),
-        rateLimiter: statusOf(sharedLimiter),
-        keyRateLimiters: keyRateLimiters === undefined
-          ? Effect.succeed(undefined)
-          : Effect.map(
-            Effect.forEach(keyRateLimiters, (limiter, i) => Effect.map(limiter.status, (s) => [keyNames[i] ?? "", s] as const)),
-            (entries) => Object.fromEntries(entries)
-          ),
-        keyPool: statusOf(keyPool),
-        retryBudget: statusOf(retryBudget)
-      })
+      keyPool: stages.keyPool,
+      circuitBreaker: stages.circuitBreaker,
+      bulkhead: stages.bulkhead,
+      rateLimiter: stages.sharedLimiter,
+      retryBudget: stages.retryBudget,
+      status: statusOf(name, stages)
     }
   })
+
+/** Each stage's service: the one given, or one made from its options (named after the deployment). */
+const stagesOf = (
+  options: Options,
+  origin: { readonly deployment: string; readonly provider?: string },
+  events: AttemptEvents.Service | undefined
+): Effect.Effect<Stages, InvalidConfigError, StateStore.StateStore> =>
+  Effect.gen(function*() {
+    const name = options.deployment
+    const emit = events === undefined ? undefined : events.publish
+    const breakerOption = options.circuitBreaker ?? {}
+    const circuitBreaker = breakerOption === false
+      ? undefined
+      : isService<CircuitBreaker.Service>(breakerOption, "gate")
+      ? breakerOption
+      : yield* CircuitBreaker.make({
+        ...breakerOption,
+        name,
+        ...(emit === undefined && breakerOption.onTransition === undefined ? {} : {
+          onTransition: (t: CircuitBreaker.Transition) =>
+            Effect.zipRight(
+              breakerOption.onTransition === undefined ? Effect.void : breakerOption.onTransition(t),
+              emit === undefined
+                ? Effect.void
+                : emit({ _tag: "BreakerTransition", at: t.at, breaker: t.breaker, from: t.from, to: t.to, reason: t.reason })
+            )
+        })
+      })
+    const budgetOption = options.retryBudget ?? {}
+    const retryBudget = budgetOption === false
+      ? undefined
+      : isService<RetryBudget.Service>(budgetOption, "tryAcquireRetry")
+      ? budgetOption
+      : yield* RetryBudget.make({ ...budgetOption, name })
+    const keyPool = options.keyPool
+    const retryOption = options.retry ?? {}
+    const retry = retryOption === false
+      ? undefined
+      : isService<Retry.Service>(retryOption, "execute")
+      ? retryOption
+      : yield* Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit))
+    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
+    const limiterOption = options.rateLimiter
+    const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
+    let sharedLimiter: RateLimiter.Service | undefined
+    let keyRateLimiters: ReadonlyArray<RateLimiter.Service> | undefined
+    if (limiterOption !== undefined && isService<RateLimiter.Service>(limiterOption, "gate")) {
+      sharedLimiter = limiterOption
+    } else if (limiterOption !== undefined && keyPool === undefined) {
+      sharedLimiter = yield* RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit })
+    } else if (limiterOption !== undefined) {
+      // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
+      keyRateLimiters = yield* Effect.forEach(keyNames, (keyName) =>
+        RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit }))
+    }
+    const bulkheadOption = options.bulkhead
+    const bulkhead = bulkheadOption === undefined
+      ? undefined
+      : isService<Bulkhead.Service>(bulkheadOption, "gate")
+      ? bulkheadOption
+      : yield* Bulkhead.make({ ...bulkheadOption, name })
+    return { circuitBreaker, retryBudget, retry, keyPool, keyNames, sharedLimiter, keyRateLimiters, bulkhead }
+  })
+
+/** The gates of the stateful stages, adapted to one call's `Run`. */
+const gatesOf = (
+  name: string,
+  { bulkhead, circuitBreaker, keyPool, keyRateLimiters, sharedLimiter }: Stages
+): Record<"circuitBreaker" | "keyPool" | "rateLimiter" | "bulkhead", GateOf | undefined> => ({
+  circuitBreaker: circuitBreaker === undefined ? undefined : {
+    acquire: (_, context) => circuitBreaker.gate.acquire(undefined, context)
+  },
+  keyPool: keyPool === undefined ? undefined : {
+    acquire: (run, context) => {
+      const acquired = keyPool.gate.acquire(keyOptionsOf(run), context)
+      const done = exitOf(acquired)
+      if (done === undefined) return Effect.tap(acquired, (permit) => noteKey(run, permit))
+      if (Exit.isSuccess(done)) noteKey(run, done.value)
+      return done
+    }
+  },
+  rateLimiter: sharedLimiter === undefined && keyRateLimiters === undefined ? undefined : {
+    acquire: (run, context) => {
+      const limiter = run.key === undefined || keyRateLimiters === undefined ? sharedLimiter : keyRateLimiters[run.key.index]
+      return limiter === undefined
+        ? Effect.dieMessage(`Policy "${name}": no rate limiter for key ${run.key?.key.name}`)
+        : limiter.gate.acquire(run.limiterRequest, context)
+    }
+  },
+  bulkhead: bulkhead === undefined ? undefined : {
+    acquire: (_, context) => bulkhead.gate.acquire(undefined, context)
+  }
+})
+
+/** Runs the plan from step `i` for one call; the attempts begin inside the retry. */
+const runFrom = <A, E, R>(
+  plan: ReadonlyArray<Step>,
+  context: AttemptContext,
+  i: number,
+  run: Run,
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | PolicyError, R> => {
+  const step = plan[i]
+  if (step === undefined) return attemptOnce(context, run, call)
+  if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call))
+  if (step.stage !== "retry") return step.wrap(runFrom(plan, context, i + 1, run, call))
+  return step.wrap(Effect.suspend(() => {
+    run.attempts += 1
+    run.key = undefined
+    return runFrom(plan, context, i + 1, run, call)
+  }))
+}
+
+/** The call itself, as one attempt: budget, deadline, events, cost, under the attempt timeout. */
+const attemptOnce = <A, E, R>(
+  context: AttemptContext,
+  run: Run,
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | PolicyError, R> =>
+  Effect.withFiberRuntime((fiber) => {
+    const { events, name } = context
+    const callOptions = run.callOptions
+    const attempt = run.attempts
+    const key = run.key?.key
+    const made = (): Effect.Effect<A, E, R> => {
+      try {
+        return call({ deployment: name, attempt, key })
+      } catch (defect) {
+        // A `call` that throws is a defect of its attempt.
+        return Effect.die(defect)
+      }
+    }
+    // Nothing to charge, note or report: just the call under its timeout.
+    if (
+      events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
+      Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
+    ) {
+      return timed(context, made(), undefined)
+    }
+    return Effect.flatMap(Deadline.remaining, (remaining) => {
+      const charged = Effect.zipRight(
+        RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+        Effect.suspend(() => timed(context, made(), Option.getOrUndefined(remaining)))
+      )
+      const costUsd = callOptions.costUsd
+      const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
+        const actual = costUsd(a)
+        return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
+      })
+      const keyName = key?.name
+      const noted = Effect.tapError(costed, (e) =>
+        isResilienceError(e) && e._tag !== "BudgetExhaustedError"
+          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
+          : Effect.void)
+      if (events === undefined) return noted
+      return Effect.flatMap(Clock.currentTimeMillis, (start) =>
+        Effect.zipRight(
+          events.publish({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
+          Effect.onExit(noted, (exit) =>
+            Effect.flatMap(Clock.currentTimeMillis, (end) =>
+              events.publish({
+                _tag: "AttemptEnded",
+                at: end,
+                deployment: name,
+                attempt,
+                keyName,
+                durationMs: end - start,
+                outcome: outcomeOf(exit)
+              })))
+        ))
+    })
+  })
+
+/**
+ * The attempt timeout, shortened to the request's deadline (`deadline`, ms
+ * left) when that comes first: a request past its deadline stops its
+ * attempt with a `TimeoutError` a fallback step can take over.
+ */
+const timed = <A, E, R>(
+  context: AttemptContext,
+  self: Effect.Effect<A, E, R>,
+  deadline: number | undefined
+): Effect.Effect<A, E | PolicyError, R> => {
+  const { attemptMillis, attemptTimeout } = context
+  if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
+    return attemptTimeout === undefined ? self : attemptTimeout(self)
+  }
+  return internalTimeout.timeout(
+    deadline,
+    () =>
+      new TimeoutError({
+        phase: "total",
+        timeout: Duration.millis(deadline),
+        ...(context.provider === undefined ? {} : { provider: context.provider }),
+        deployment: context.name
+      }, true),
+    false
+  )(self)
+}
+
+const newRun = (callOptions: CallOptions<unknown>): Run => ({
+  callOptions,
+  limiterRequest: limiterRequestOf(callOptions),
+  attempts: 0,
+  tried: undefined,
+  firstKey: undefined,
+  lastKey: undefined,
+  key: undefined
+})
+
+const statusOf = (name: string, stages: Stages): Effect.Effect<Status> => {
+  const of = <S>(service: { readonly status: Effect.Effect<S> } | undefined) =>
+    service === undefined ? Effect.succeed(undefined) : service.status
+  const { keyNames, keyRateLimiters } = stages
+  return Effect.all({
+    deployment: Effect.succeed(name),
+    circuitBreaker: of(stages.circuitBreaker),
+    bulkhead: of(stages.bulkhead),
+    rateLimiter: of(stages.sharedLimiter),
+    keyRateLimiters: keyRateLimiters === undefined
+      ? Effect.succeed(undefined)
+      : Effect.map(
+        Effect.forEach(keyRateLimiters, (limiter, i) => Effect.map(limiter.status, (s) => [keyNames[i] ?? "", s] as const)),
+        (entries) => Object.fromEntries(entries)
+      ),
+    keyPool: of(stages.keyPool),
+    retryBudget: of(stages.retryBudget)
+  })
+}
 
 /** A call as a function of its attempt: an effect reads it from `CurrentAttempt`. */
 const callOf = <A, E, R>(
