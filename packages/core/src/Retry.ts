@@ -7,9 +7,12 @@
  * - The n-th retry sleeps `baseDelay · factor^(n−1)`, jittered, and never
  *   more than `maxDelay` (see {@link backoffDelay}). Each computed delay makes
  *   exactly one draw from effect's `Random` service (none for `"none"`).
- * - A `RateLimitError` with a `retryAfter` replaces that delay exactly: no
- *   jitter, no `maxDelay`, no draw. Above `maxRetryAfter` the retry gives up
- *   at once with that error, which keeps its `retryAfter` for the caller.
+ * - Any retryable error with a `retryAfter` (a 429's, a 503's or 529's, a
+ *   local limiter's: rule 24) replaces that delay exactly: no jitter, no
+ *   `maxDelay`, no draw. Above `maxRetryAfter` the retry gives up at once with
+ *   that error, which keeps its `retryAfter` for the caller. Errors are read
+ *   by `_tag` and fields, never by class, so an error made by a second copy of
+ *   this package is treated the same.
  * - Any sleep (backoff or Retry-After) that would end at or after the
  *   request's deadline (`Deadline.currentDeadline`) gives up at once.
  * - Only tags that {@link Errors.isRetryable} marks are retried; `retryOn` can
@@ -151,8 +154,13 @@ export interface Options {
   /**
    * Whether a `RateLimitError`'s Retry-After applies to the next attempt.
    * Default: always. A key pool answers false while another key is healthy:
-   * the Retry-After belongs to the key that was refused, and the retry goes to
-   * another key after the ordinary backoff.
+   * a 429's Retry-After belongs to the key (or limiter) that refused, and the
+   * retry goes to another key after the ordinary backoff.
+   *
+   * It is asked only about a `RateLimitError` that carries a `retryAfter`.
+   * The Retry-After of any other error (a 503's, a 529's) is the
+   * deployment's, which another key does not escape (rule 24): it is always
+   * honoured, and this hook is not asked.
    */
   readonly honorRetryAfter?: ((error: Errors.RateLimitError) => Effect.Effect<boolean>) | undefined
   /** Observes each retry before its sleep (for attempt events and metrics). */

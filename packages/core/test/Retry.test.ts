@@ -7,10 +7,13 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Random from "effect/Random"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
+import * as KeyPool from "../src/KeyPool.js"
+import * as Policy from "../src/Policy.js"
 import * as Retry from "../src/Retry.js"
 import * as RetryBudget from "../src/RetryBudget.js"
 import * as StateStore from "../src/StateStore.js"
@@ -446,6 +449,134 @@ describe("Retry", () => {
         const fiber = yield* Effect.fork(retry.execute(call))
         yield* expectSleeps(attempts, [10_000])
         expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+  })
+
+  describe("Retry-After on any retryable error (rule 24)", () => {
+    const unavailableFor = (retryAfterMs: number) =>
+      new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.millis(retryAfterMs) })
+
+    it.effect("a 503's Retry-After replaces the backoff exactly as a 429's: above maxDelay, no jitter, no draw", () =>
+      Effect.gen(function*() {
+        const { events, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
+        const { attempts, call } = yield* scripted([unavailableFor(7_000), connection])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        // 7000 exactly; retry 2 is full jitter of 1000 with the FIRST draw (0.5) => 500.
+        yield* expectSleeps(attempts, [7_000, 500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
+          { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
+        ])
+        expect(yield* Random.next).toBe(0.9)
+      }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9]))))
+
+    it.effect("a 529's Retry-After above maxRetryAfter gives up at once with it, keeping its retryAfter", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ maxRetryAfter: "10 seconds", onGiveUp })
+        const overloaded = new Errors.ProviderUnavailableError({ status: 529, retryAfter: Duration.millis(10_001) })
+        const { attempts, call } = yield* failing(overloaded)
+        const error = yield* Effect.flip(retry.execute(call))
+        expect(error).toBe(overloaded)
+        expect(error.retryAfter).toEqual(Duration.millis(10_001))
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "GiveUp", reason: "retry-after-too-long", retries: 0, delayMs: 10_001 }
+        ])
+      }))
+
+    it.effect("a 503's Retry-After that would reach the deadline gives up at once", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({})
+        const down = unavailableFor(1_500)
+        const { attempts, call } = yield* failing(down)
+        expect(yield* Effect.flip(Deadline.within(1_500)(retry.execute(call)))).toBe(down)
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+      }))
+
+    it.effect("honorRetryAfter is asked about a 429's Retry-After only: a 503's binds the deployment and is always honoured", () =>
+      Effect.gen(function*() {
+        const asked: Array<string> = []
+        const retry = yield* Retry.make({
+          jitter: "none",
+          maxRetries: 1,
+          // As a key pool with another healthy key answers.
+          honorRetryAfter: (e) => Effect.sync(() => asked.push(e._tag)).pipe(Effect.as(false))
+        })
+        const limited = yield* scripted([rateLimited(7_000)])
+        const a = yield* Effect.fork(retry.execute(limited.call))
+        yield* expectSleeps(limited.attempts, [500]) // the backoff: the other key is free now
+        expect(yield* Fiber.join(a)).toBe("ok")
+
+        const down = yield* scripted([unavailableFor(7_000)])
+        const b = yield* Effect.fork(retry.execute(down.call))
+        yield* expectSleeps(down.attempts, [7_000])
+        expect(yield* Fiber.join(b)).toBe("ok")
+
+        const plain = yield* scripted([new Errors.RateLimitError({ source: "upstream" })])
+        const c = yield* Effect.fork(retry.execute(plain.call))
+        yield* expectSleeps(plain.attempts, [500])
+        expect(yield* Fiber.join(c)).toBe("ok")
+        // Asked once: about the 429 that carried a Retry-After.
+        expect(asked).toEqual(["RateLimitError"])
+      }))
+
+    it.effect("through a Policy with a key pool (fused and composed paths): a 503's Retry-After delays the next attempt though another key is healthy; a 429's does not", () =>
+      Effect.gen(function*() {
+        const memory = StateStore.makeMemory()
+        // Without a synchronous store the Policy composes each policy's `execute` instead of its fused gates.
+        const effectful: StateStore.Service = { modify: memory.modify, get: memory.get, set: memory.set }
+        for (const store of [StateStore.makeMemory(), effectful]) {
+          for (const [first, expected] of [
+            [unavailableFor(7_000), [0, 7_000]],
+            [rateLimited(7_000), [0, 100]]
+          ] as const) {
+            const attempts = yield* Effect.gen(function*() {
+              const keyPool = yield* KeyPool.make({
+                name: "keys",
+                keys: [{ name: "k1", key: Redacted.make("sk-1") }, { name: "k2", key: Redacted.make("sk-2") }]
+              })
+              const policy = yield* Policy.make({
+                deployment: "d",
+                keyPool,
+                retry: { jitter: "none", baseDelay: "100 millis", maxRetries: 1 },
+                circuitBreaker: false
+              })
+              const start = yield* Clock.currentTimeMillis
+              const log: Array<number> = []
+              const fiber = yield* Effect.fork(policy.execute(({ attempt }) =>
+                Effect.flatMap(Clock.currentTimeMillis, (now) => {
+                  log.push(now - start)
+                  return attempt === 1 ? Effect.fail(first) : Effect.succeed("ok")
+                })
+              ))
+              yield* TestClock.adjust("10 seconds")
+              expect(yield* Fiber.join(fiber)).toBe("ok")
+              return log
+            }).pipe(Effect.provideService(StateStore.StateStore, store))
+            expect(attempts).toEqual(expected)
+          }
+        }
+      }))
+
+    it.effect("errors are read by _tag and fields, not by class: a copy from a second module instance is treated the same", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        // What `instanceof` would not recognise: the same tagged data, made by another class.
+        const down = { _tag: "ProviderUnavailableError", status: 503, retryAfter: Duration.seconds(2) }
+        const remote = yield* scripted([down])
+        const fiber = yield* Effect.fork(retry.execute(remote.call))
+        yield* expectSleeps(remote.attempts, [2_000])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+
+        const never = { _tag: "RateLimitError", source: "local", detail: "cost above capacity" }
+        const local = yield* failing(never)
+        expect(yield* Effect.flip(retry.execute(local.call))).toBe(never)
+        expect(yield* Ref.get(local.attempts)).toBe(1)
       }))
   })
 

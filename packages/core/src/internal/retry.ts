@@ -5,6 +5,7 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -106,9 +107,15 @@ interface State {
 
 type Decision = Retry.RetryEvent | Retry.GiveUpEvent
 
-/** The server's (or local limiter's) Retry-After in ms, if the error carries one. */
-const retryAfterOf = (error: Errors.RetryableError): number | undefined =>
-  error._tag === "RateLimitError" && error.retryAfter !== undefined ? Duration.toMillis(error.retryAfter) : undefined
+/**
+ * The Retry-After in ms of any error that carries one: a 429's, a 503's or
+ * 529's (rule 24), a local limiter's. Read as a field, not by class, so an
+ * error made by a second copy of this package is read too.
+ */
+const retryAfterOf = (error: unknown): number | undefined =>
+  Predicate.hasProperty(error, "retryAfter") && Duration.isDuration(error.retryAfter)
+    ? Duration.toMillis(error.retryAfter)
+    : undefined
 
 /**
  * The retry policy as an effect `Schedule` over the failed errors.
@@ -144,7 +151,7 @@ export const mayRetry = (
 ): error is Errors.RetryableError =>
   Errors.isRetryable(error) &&
   // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
-  !(error instanceof Errors.RateLimitError && error.source === "local" && error.retryAfter === undefined) &&
+  !(error._tag === "RateLimitError" && error.source === "local" && error.retryAfter === undefined) &&
   (retryOn === undefined || retryOn(error))
 
 /** Whether a `logDebug` in `fiber` would log: when it would not, the message is not even built. */
@@ -228,9 +235,11 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
         )
       }
 
-      if (error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined) {
-        return Effect.flatMap(policy.honorRetryAfter(error), (honored) => withRetryAfter(honored ? retryAfterOf(error) : undefined))
+      const retryAfter = retryAfterOf(error)
+      // Only a 429's Retry-After binds a key, which another key may escape; any other error's binds the deployment.
+      if (retryAfter !== undefined && error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined) {
+        return Effect.flatMap(policy.honorRetryAfter(error), (honored) => withRetryAfter(honored ? retryAfter : undefined))
       }
-      return withRetryAfter(retryAfterOf(error))
+      return withRetryAfter(retryAfter)
     }))
 }
