@@ -83,6 +83,7 @@ export type Jitter = "none" | "full" | "equal" | "decorrelated" | Proportional
 export interface Backoff {
   readonly baseDelay: number
   readonly factor: number
+  /** `Infinity`: no ceiling. */
   readonly maxDelay: number
   readonly jitter: Jitter
 }
@@ -136,11 +137,18 @@ export interface Options {
   readonly baseDelay?: Duration.DurationInput | undefined
   /** Growth of the delay per retry, 1 or more. Default 2. */
   readonly factor?: number | undefined
-  /** Hard ceiling on every computed (not Retry-After) sleep. Default 30 seconds. */
+  /**
+   * Hard ceiling on every computed (not Retry-After) sleep. Default 30
+   * seconds; `Duration.infinity` for none.
+   */
   readonly maxDelay?: Duration.DurationInput | undefined
   /** Default `"full"`. */
   readonly jitter?: Jitter | undefined
-  /** A Retry-After above this gives up at once instead of waiting. Default 60 seconds. */
+  /**
+   * A Retry-After above this gives up at once instead of waiting. Default 60
+   * seconds; `Duration.infinity` for no limit (an infinite Retry-After still
+   * gives up: it asks for no retry at all).
+   */
   readonly maxRetryAfter?: Duration.DurationInput | undefined
   /** Records first attempts and must admit every retry. */
   readonly budget?: RetryBudget.Service | undefined
@@ -199,7 +207,8 @@ export const defaultBackoff: Backoff = { baseDelay: 500, factor: 2, maxDelay: 30
  * The computed delay in milliseconds of the `retry`-th retry (1-based) for a
  * random `draw` in `[0, 1)`; `previous` is the last computed delay, used by
  * decorrelated jitter only (default `baseDelay`). Pure: for tests and
- * benchmarks. The result is always in `[0, maxDelay]`.
+ * benchmarks. The result is always in `[0, maxDelay]`, and finite (at most
+ * `Number.MAX_SAFE_INTEGER`) when `maxDelay` is `Infinity`.
  *
  * @since 0.1.0
  * @category backoff

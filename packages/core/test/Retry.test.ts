@@ -580,6 +580,52 @@ describe("Retry", () => {
       }))
   })
 
+  describe("limits that are off: Duration.infinity", () => {
+    it.effect("maxDelay Duration.infinity: no ceiling, each sleep the exact exponential", () =>
+      Effect.gen(function*() {
+        const sleeps = yield* sleepsOf({ jitter: "none", baseDelay: "1 second", factor: 10, maxDelay: Duration.infinity })
+        expect(sleeps).toEqual([1_000, 10_000, 100_000])
+        const { attempts, call } = yield* failing(connection)
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: "1 second", factor: 10, maxDelay: Infinity })
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [1_000, 10_000, 100_000])
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(connection)
+      }))
+
+    it("with maxDelay off, a delay whose exponential overflows stays finite in every jitter mode (never Infinity or NaN)", () => {
+      const off = (jitter: Retry.Jitter): Retry.Backoff => ({ baseDelay: 500, factor: 2, maxDelay: Infinity, jitter })
+      for (const jitter of ["none", "full", "equal", "decorrelated", Retry.proportional(0.5, 1.5)] as const) {
+        for (const draw of [0, 0.5, 0.999]) {
+          const delay = Retry.backoffDelay(off(jitter), 5_000, draw, Number.MAX_VALUE)
+          expect({ jitter, draw, finite: Number.isFinite(delay) }).toEqual({ jitter, draw, finite: true })
+          expect(delay).toBeGreaterThanOrEqual(0)
+        }
+      }
+      expect(Retry.backoffDelay(off("none"), 5_000, 0)).toBe(Number.MAX_SAFE_INTEGER)
+      expect(Retry.backoffDelay(off("full"), 5_000, 0)).toBe(0)
+    })
+
+    it.effect("maxRetryAfter Duration.infinity: a Retry-After of 2 hours is waited for exactly, not given up", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ maxRetryAfter: Duration.infinity })
+        const { attempts, call } = yield* scripted([rateLimited(7_200_000)])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [7_200_000])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+
+    it.effect("an infinite Retry-After gives up at once even with maxRetryAfter off: it asks for no retry", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ maxRetryAfter: Duration.infinity, onGiveUp })
+        const never = new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.infinity })
+        const { attempts, call } = yield* failing(never)
+        expect(yield* Effect.flip(retry.execute(call))).toBe(never)
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Ref.get(events)).toMatchObject([{ _tag: "GiveUp", reason: "retry-after-too-long", retries: 0 }])
+      }))
+  })
+
   describe("deadline (rule 15)", () => {
     it.effect("a backoff that would end at or after the deadline gives up at once with the last error", () =>
       Effect.gen(function*() {
@@ -695,7 +741,9 @@ describe("Retry", () => {
           [{ factor: Number.NaN }, "factor"],
           // @ts-expect-error options read from JSON can hold anything
           [{ maxDelay: "soon" }, "maxDelay"],
-          [{ maxRetryAfter: Duration.infinity }, "maxRetryAfter"],
+          [{ maxRetryAfter: -1 }, "maxRetryAfter"],
+          // A base delay is not a limit: infinity there is a mistake, not "off".
+          [{ baseDelay: Duration.infinity }, "baseDelay"],
           [{ jitter: Retry.proportional(1.5, 0.5) }, "jitter"],
           [{ jitter: Retry.proportional(-1, 0.5) }, "jitter.min"]
         ]

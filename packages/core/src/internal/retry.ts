@@ -15,7 +15,7 @@ import * as Deadline from "../Deadline.js"
 import * as Errors from "../Errors.js"
 import type * as Retry from "../Retry.js"
 import type * as RetryBudget from "../RetryBudget.js"
-import { Millis, NonNegativeInt } from "./config.js"
+import { LimitMillis, Millis, NonNegativeInt } from "./config.js"
 
 // ---------------------------------------------------------------------------
 // options
@@ -41,9 +41,9 @@ export const OptionsSchema = Schema.Struct({
     Schema.Number.pipe(Schema.filter((n) => (Number.isFinite(n) && n >= 1) || "expected a finite factor of 1 or more")),
     { default: () => 2 }
   ),
-  maxDelay: Schema.optionalWith(Millis, { default: () => 30_000 }),
+  maxDelay: Schema.optionalWith(LimitMillis, { default: () => 30_000 }),
   jitter: Schema.optionalWith(JitterSchema, { default: () => "full" as const }),
-  maxRetryAfter: Schema.optionalWith(Millis, { default: () => 60_000 })
+  maxRetryAfter: Schema.optionalWith(LimitMillis, { default: () => 60_000 })
 })
 
 // ---------------------------------------------------------------------------
@@ -57,8 +57,15 @@ export const DECORRELATED_GROWTH = 3
 const exponential = (backoff: Retry.Backoff, retry: number): number =>
   backoff.baseDelay === 0 ? 0 : backoff.baseDelay * Math.pow(backoff.factor, Math.max(0, retry - 1))
 
+/**
+ * The longest computed sleep (about 285,000 years), whatever `maxDelay`: with
+ * `maxDelay` off (`Infinity`), `factor^n` must not overflow to `Infinity`, nor
+ * full jitter's `0 · Infinity` give NaN.
+ */
+const LONGEST_DELAY = Number.MAX_SAFE_INTEGER
+
 export const backoffDelay = (backoff: Retry.Backoff, retry: number, draw: number, previous?: number): number => {
-  const cap = backoff.maxDelay
+  const cap = Math.min(backoff.maxDelay, LONGEST_DELAY)
   const ceiling = Math.min(cap, exponential(backoff, retry))
   const jitter = backoff.jitter
   let delay: number
@@ -69,7 +76,8 @@ export const backoffDelay = (backoff: Retry.Backoff, retry: number, draw: number
   } else if (jitter === "equal") {
     delay = ceiling / 2 + (draw * ceiling) / 2
   } else if (jitter === "decorrelated") {
-    const prev = previous ?? backoff.baseDelay
+    // The previous sleep was capped too; a larger one handed in must not overflow 3 · previous.
+    const prev = Math.min(cap, previous ?? backoff.baseDelay)
     delay = backoff.baseDelay + draw * (DECORRELATED_GROWTH * prev - backoff.baseDelay)
   } else {
     delay = ceiling * (jitter.min + draw * (jitter.max - jitter.min))
@@ -217,7 +225,8 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       }
 
       const withRetryAfter = (retryAfter: number | undefined): Step => {
-        if (retryAfter !== undefined && retryAfter > policy.maxRetryAfter) {
+        // An infinite Retry-After asks for no retry at all, even with maxRetryAfter off.
+        if (retryAfter !== undefined && (retryAfter > policy.maxRetryAfter || !Number.isFinite(retryAfter))) {
           return giveUp(fiber, state, {
             _tag: "GiveUp",
             reason: "retry-after-too-long",
