@@ -19,9 +19,20 @@
  *   only narrow that set. `CircuitOpenError` is never retried.
  * - With a {@link RetryBudget.Service}, the first attempt is recorded and every
  *   retry must be admitted by the budget, else the retry gives up at once.
+ * - `retryOnResult` (for the policy, or per call in `execute`) retries an
+ *   attempt that succeeded with a value it holds for (an empty answer,
+ *   structured output that does not parse) as it retries a retryable
+ *   failure: the same backoff and draw (a value has no Retry-After), the same
+ *   `maxRetries`, deadline and budget. `retryOn` and {@link retryOnly} narrow
+ *   the failures retried; they are never asked about a value.
  *
- * Giving up always fails with the last error, so the error type of the
- * retried effect is unchanged. Defects and interruption are never retried.
+ * Giving up surfaces the last outcome as it was: the last error, so the
+ * error type of the retried effect is unchanged, or, when the last attempt
+ * gave a rejected value, that value (as Polly's `HandleResult` and
+ * resilience4j's `retryOnResult` do). Failing instead would need an error the
+ * effect's type does not have, and the caller, who wrote the predicate, can
+ * still tell the value is poor; a value that is no use at all is the
+ * caller's to turn into an error. Defects and interruption are never retried.
  * Time comes only from `Clock` and randomness only from `Random`, so
  * `TestClock` and `Effect.withRandom(Random.fixed([...]))` make it exact.
  *
@@ -31,10 +42,10 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 import * as fastPath from "./internal/fastPath.js"
@@ -89,22 +100,50 @@ export interface Backoff {
 }
 
 /**
- * A retry decided, reported before its sleep: the `retry`-th retry (1-based),
- * why it waits `delayMs`, and the error that caused it.
+ * A value an attempt succeeded with and `retryOnResult` rejected, as the
+ * retry's events carry it in the place of an error. It never reaches the
+ * caller as a failure: when the retry gives up on it, the call succeeds with
+ * `value`.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RetryEvent {
-  readonly _tag: "Retry"
-  readonly retry: number
-  readonly delayMs: number
-  readonly reason: "backoff" | "retry-after"
-  readonly error: Errors.RetryableError
+export interface RejectedResult {
+  readonly _tag: "RejectedResult"
+  readonly value: unknown
 }
 
 /**
- * The retry stopped and the call fails with `error`, after `retries` retries.
+ * A retry decided, reported before its sleep: the `retry`-th retry (1-based),
+ * why it waits `delayMs`, and what caused it:
+ *
+ * - `"backoff"`: a retryable failure, and the computed delay;
+ * - `"retry-after"`: a retryable failure, and its Retry-After;
+ * - `"result"`: a value `retryOnResult` rejected (`error` is the
+ *   {@link RejectedResult}), and the computed delay.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetryEvent =
+  | {
+    readonly _tag: "Retry"
+    readonly retry: number
+    readonly delayMs: number
+    readonly reason: "backoff" | "retry-after"
+    readonly error: Errors.RetryableError
+  }
+  | {
+    readonly _tag: "Retry"
+    readonly retry: number
+    readonly delayMs: number
+    readonly reason: "result"
+    readonly error: RejectedResult
+  }
+
+/**
+ * The retry stopped and the call ends with `error`, after `retries` retries:
+ * it fails with it, or, for a {@link RejectedResult}, succeeds with its value.
  * `delayMs` is the sleep that was refused, when one was computed.
  *
  * - `not-retryable`: the tag is not retryable, or `retryOn` refused it;
@@ -160,6 +199,17 @@ export interface Options {
    */
   readonly retryOn?: ((error: Errors.RetryableError) => boolean) | undefined
   /**
+   * Retries an attempt that succeeded with a value this holds for, as a
+   * retryable failure is retried (see the module's rules). The policy serves
+   * calls of every value type, so the value is `unknown` here: for a typed
+   * predicate, pass `retryOnResult` to `execute`. With both, a value either
+   * rejects is retried.
+   *
+   * A policy with it is composed by `Policy` through `execute` (no hot path):
+   * the hot path hands the retry failures only.
+   */
+  readonly retryOnResult?: ((value: unknown) => boolean) | undefined
+  /**
    * Whether a `RateLimitError`'s Retry-After applies to the next attempt.
    * Default: always. A key pool answers false while another key is healthy:
    * a 429's Retry-After belongs to the key (or limiter) that refused, and the
@@ -178,15 +228,31 @@ export interface Options {
 }
 
 /**
+ * What one call adds to the policy.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecuteOptions<A> {
+  /**
+   * Retries an attempt that succeeded with a value this holds for (a 200
+   * whose answer is empty, or whose structured output does not parse), on
+   * top of the policy's own `retryOnResult`.
+   */
+  readonly retryOnResult?: ((value: A) => boolean) | undefined
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Service {
   /**
-   * Runs `effect`, retrying its failures by the policy. When the policy gives
-   * up, fails with the last error.
+   * Runs `effect`, retrying its failures (and the values `retryOnResult`
+   * rejects) by the policy. When the policy gives up, the last outcome is
+   * the call's: the last error, or the last value.
    */
-  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>) => Effect.Effect<A, E, R>
 }
 
 /**
@@ -234,7 +300,7 @@ export const nextBackoffDelay: (backoff: Backoff, retry: number, previous?: numb
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, Errors.InvalidConfigError> => {
-  const { budget, honorRetryAfter, name, onGiveUp, onRetry, retryOn, ...data } = options
+  const { budget, honorRetryAfter, name, onGiveUp, onRetry, retryOn, retryOnResult, ...data } = options
   const component = name === undefined ? "Retry" : `Retry "${name}"`
   return Effect.map(decodeOptions(component, internal.OptionsSchema, data), (decoded): Service => {
     const schedule = internal.makeSchedule({
@@ -253,21 +319,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       onRetry,
       onGiveUp
     })
-    // The schedule's driver (its state and clock) is only built after a first
-    // failure: a call that succeeds at once pays for nothing but `catchAll`.
-    const retryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>, first: E): Effect.Effect<A, E, R> =>
-      Effect.flatMap(Schedule.driver(schedule), (driver) => {
-        const next = (error: E): Effect.Effect<A, E, R> =>
-          Effect.matchEffect(driver.next(error), {
-            onFailure: () => Effect.fail(error),
-            onSuccess: () => Effect.catchAll(effect, next)
-          })
-        return next(first)
-      })
     // `catchAllCause`, not `catchAll`: `catchAll` is a `matchEffect` whose success handler costs a
     // call that succeeds an extra op. The failure goes through `catchAll`'s own rules as before.
-    const retryFailed = <A, E, R>(cause: Cause.Cause<E>, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-      const scheduled = () => Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first))
+    const retryFailed = <A, E, R>(
+      cause: Cause.Cause<E>,
+      effect: Effect.Effect<A, E, R>,
+      rejects?: ((value: A) => boolean) | undefined
+    ): Effect.Effect<A, E, R> => {
+      const scheduled = () =>
+        Effect.catchAll(Exit.failCause(cause), (first) => internal.retryFrom(schedule, effect, rejects, Either.left(first)))
       // An error the policy never retries (an open breaker, a 400) with no hook to tell: the schedule
       // would give up at its first step, so its driver is not built; only a debug log still wants it.
       if (onGiveUp !== undefined) return scheduled()
@@ -276,13 +336,29 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       const error = failure.value
       return Effect.withFiberRuntime((fiber) => (internal.debugEnabled(fiber) ? scheduled() : Exit.fail(error)))
     }
-    const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
+    const executeRecorded = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      rejects: ((value: A) => boolean) | undefined
+    ): Effect.Effect<A, E, R> =>
+      rejects === undefined
+        ? Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
+        : Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => retryFailed(cause, effect, rejects),
+          onSuccess: (value) =>
+            rejects(value) ? internal.retryFrom(schedule, effect, rejects, Either.right(value)) : Effect.succeed(value)
+        })
+    // A value either predicate rejects is retried.
+    const rejectsOf = <A>(call: ((value: A) => boolean) | undefined): ((value: A) => boolean) | undefined =>
+      retryOnResult === undefined
+        ? call
+        : call === undefined
+        ? retryOnResult
+        : (value) => retryOnResult(value) || call(value)
     // On a synchronous store the budget records the first attempt in the same op that reads the clock.
     const record = budget === undefined ? undefined : fastPath.retryBudgets.get(budget)
     const service: Service = {
-      execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-        const retried = executeRecorded(effect)
+      execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>): Effect.Effect<A, E, R> => {
+        const retried = executeRecorded(effect, rejectsOf(options?.retryOnResult))
         if (budget === undefined) return retried
         if (record === undefined) return Effect.zipRight(budget.recordAttempt, retried)
         return Effect.clockWith((clock) => {
@@ -291,7 +367,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
         })
       }
     }
-    if (budget === undefined || record !== undefined) fastPath.retries.set(service, { record, retryFailed })
+    // The gate hands the retry failures only: a policy that must see every value gets none, so a
+    // `Policy` composes its `execute` instead.
+    if (retryOnResult === undefined && (budget === undefined || record !== undefined)) {
+      fastPath.retries.set(service, { record, retryFailed })
+    }
     return service
   })
 }

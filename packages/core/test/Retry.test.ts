@@ -2,14 +2,17 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
+import * as AttemptEvents from "../src/AttemptEvents.js"
 import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
 import * as KeyPool from "../src/KeyPool.js"
@@ -698,6 +701,139 @@ describe("Retry", () => {
         yield* Effect.flip(retry.execute(Effect.fail(rateLimited(120_000))))
         expect(yield* budget.status).toEqual({ attempts: 2, retries: 0, allowed: 10 })
       }).pipe(Effect.provide(StateStore.layerMemory)))
+  })
+
+  describe("retry on a result (retryOnResult)", () => {
+    /** A call whose i-th attempt gives `script[i]`: a string is its value, anything else its failure; then "ok". */
+    const outcomes = <E>(script: ReadonlyArray<string | E>) =>
+      Effect.map(Ref.make(0), (attempts) => ({
+        attempts,
+        call: Effect.flatMap(Ref.getAndUpdate(attempts, (n) => n + 1), (n): Effect.Effect<string, E> => {
+          const outcome = script[n]
+          return outcome === undefined ? Effect.succeed("ok") : typeof outcome === "string" ? Effect.succeed(outcome) : Effect.fail(outcome)
+        })
+      }))
+    const empty = (answer: string) => answer === ""
+    const rejected = (value: unknown) => ({ _tag: "RejectedResult", value })
+
+    it.effect("a rejected value is retried with a failure's backoff and draws; onRetry says the reason was the result", () =>
+      Effect.gen(function*() {
+        const { events, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ onRetry })
+        const { attempts, call } = yield* outcomes(["", ""])
+        // Per call, the predicate is typed by the call's value: `answer` is a string.
+        const fiber = yield* Effect.fork(retry.execute(call, { retryOnResult: (answer) => answer.length === 0 }))
+        // Full jitter: 0.25 x 500, then 0.5 x 1000, as for a failure.
+        yield* expectSleeps(attempts, [125, 500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(events)).toEqual([
+          { _tag: "Retry", retry: 1, delayMs: 125, reason: "result", error: rejected("") },
+          { _tag: "Retry", retry: 2, delayMs: 500, reason: "result", error: rejected("") }
+        ])
+        expect(yield* Random.next).toBe(0.75) // one draw per computed delay
+      }).pipe(Effect.withRandom(Random.fixed([0.25, 0.5, 0.75]))))
+
+    it.effect("when retries run out on rejected values, the call succeeds with the last value (Polly's HandleResult)", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, maxRetries: 2, onGiveUp })
+        const { attempts, call } = yield* outcomes(["bad-1", "bad-2", "bad-3", "bad-4"])
+        const answer = yield* retry.execute(call, { retryOnResult: (a) => a.startsWith("bad") })
+        expect(answer).toBe("bad-3")
+        expect(yield* Ref.get(attempts)).toBe(3)
+        expect(yield* Ref.get(events)).toEqual([
+          { _tag: "GiveUp", reason: "max-retries", retries: 2, error: rejected("bad-3") }
+        ])
+      }))
+
+    it.effect("failures and rejected values share one maxRetries, and the last outcome surfaces, whatever it is", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, maxRetries: 2 })
+        const bad = (a: string) => a.startsWith("bad")
+        const endsFailed = yield* outcomes<Errors.RetryableError>([connection, "bad", unavailable])
+        expect(yield* Effect.flip(retry.execute(endsFailed.call, { retryOnResult: bad }))).toBe(unavailable)
+        expect(yield* Ref.get(endsFailed.attempts)).toBe(3)
+        const endsRejected = yield* outcomes<Errors.RetryableError>(["bad-1", connection, "bad-2"])
+        expect(yield* retry.execute(endsRejected.call, { retryOnResult: bad })).toBe("bad-2")
+        expect(yield* Ref.get(endsRejected.attempts)).toBe(3)
+      }))
+
+    it.effect("the policy's retryOnResult (on unknown) and the call's both apply: a value either rejects is retried", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, retryOnResult: (value) => value === "" })
+        const both = yield* outcomes(["", "{\"broken", "{}"])
+        const parses = (a: string) => Either.isRight(Either.try(() => JSON.parse(a)))
+        expect(yield* retry.execute(both.call, { retryOnResult: (a) => !parses(a) })).toBe("{}")
+        expect(yield* Ref.get(both.attempts)).toBe(3)
+        const policyOnly = yield* outcomes(["", "{\"broken"])
+        expect(yield* retry.execute(policyOnly.call)).toBe("{\"broken")
+        expect(yield* Ref.get(policyOnly.attempts)).toBe(2)
+      }))
+
+    it.effect("a rejected value spends the retry budget and meets the deadline: either gives up at once with the value", () =>
+      Effect.gen(function*() {
+        const budget = yield* RetryBudget.make({ name: "b", minRetriesPerSecond: 0 })
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", budget, onGiveUp })
+        const refused = yield* outcomes([""])
+        expect(yield* retry.execute(refused.call, { retryOnResult: empty })).toBe("")
+        expect(yield* Ref.get(refused.attempts)).toBe(1)
+        expect(yield* budget.status).toEqual({ attempts: 1, retries: 0, allowed: 0 })
+
+        yield* Effect.repeatN(budget.recordAttempt, 8) // 10 first attempts admit 2 retries
+        const late = yield* outcomes([""])
+        expect(yield* Deadline.within(500)(retry.execute(late.call, { retryOnResult: empty }))).toBe("")
+        expect(yield* Ref.get(late.attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect((yield* Ref.get(events)).map((e) => e._tag === "GiveUp" && e.reason)).toEqual(["budget", "deadline"])
+        expect((yield* budget.status).retries).toBe(0)
+      }).pipe(Effect.provide(StateStore.layerMemory)))
+
+    it.effect("retryOn and retryOnly narrow failures only: a rejected value is still retried; a non-retryable failure still is not", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, retryOn: () => false })
+        const value = yield* outcomes([""])
+        expect(yield* Retry.retryOnly(() => false)(retry.execute(value.call, { retryOnResult: empty }))).toBe("ok")
+        expect(yield* Ref.get(value.attempts)).toBe(2)
+        const bad = new Errors.BadRequestError({ status: 400 })
+        const failure = yield* outcomes([bad])
+        expect(yield* Effect.flip(retry.execute(failure.call, { retryOnResult: empty }))).toBe(bad)
+        expect(yield* Ref.get(failure.attempts)).toBe(1)
+      }))
+
+    it.effect("a failure of the caller's own tagged RejectedResult stays a failure: not retried, not turned into a value", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0 })
+        const impostor = { _tag: "RejectedResult", value: "ok" }
+        const { attempts, call } = yield* outcomes([impostor])
+        expect(yield* Effect.flip(retry.execute(call, { retryOnResult: empty }))).toBe(impostor)
+        expect(yield* Ref.get(attempts)).toBe(1)
+      }))
+
+    it.effect("through a Policy, a policy-wide retryOnResult sees every value, and the attempt events say \"result\"", () =>
+      Effect.gen(function*() {
+        const queue = yield* (yield* AttemptEvents.AttemptEvents).subscribe
+        const policy = yield* Policy.make({
+          deployment: "d",
+          retry: { jitter: "none", baseDelay: "100 millis", retryOnResult: (value) => value === "" },
+          circuitBreaker: false
+        })
+        let calls = 0
+        const fiber = yield* Effect.fork(policy.execute(() => Effect.sync(() => (++calls === 1 ? "" : "answer"))))
+        yield* TestClock.adjust(99)
+        expect(calls).toBe(1)
+        yield* TestClock.adjust(1)
+        expect(yield* Fiber.join(fiber)).toBe("answer")
+        const retries = [...(yield* Queue.takeAll(queue))].filter((e) => e._tag === "RetryScheduled")
+        expect(retries).toMatchObject([{ reason: "result", errorTag: "RejectedResult", delayMs: 100 }])
+        // Answered at once (an Exit), as on Policy's hot path: the value is still seen.
+        let exits = 0
+        expect(yield* policy.execute(() => (++exits === 1 ? Effect.succeed("") : Effect.succeed("x"))).pipe(
+          Effect.fork,
+          Effect.tap(() => TestClock.adjust(100)),
+          Effect.flatMap(Fiber.join)
+        )).toBe("x")
+      }).pipe(Effect.scoped, Effect.provide(AttemptEvents.layer), Effect.provide(StateStore.layerMemory)))
   })
 
   describe("observation", () => {

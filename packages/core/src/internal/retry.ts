@@ -1,8 +1,10 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -125,23 +127,6 @@ const retryAfterOf = (error: unknown): number | undefined =>
     ? Duration.toMillis(error.retryAfter)
     : undefined
 
-/**
- * The retry policy as an effect `Schedule` over the failed errors.
- *
- * Built with `Schedule.makeWithState` rather than composed from
- * `exponential` / `jitteredWith` / `either` / `addDelay`, because:
- * - Retry-After must REPLACE the backoff exactly (no jitter, no `maxDelay`,
- *   no Random draw); `intersect` takes the longer of two delays, `union` the
- *   shorter, and a composed jittered schedule draws on every step anyway;
- * - giving up depends on the delay itself (above `maxRetryAfter`, or ending
- *   at or after the request's `Deadline`), which no stock combinator sees
- *   before the driver sleeps;
- * - the budget is consulted only once every other check passed, so a retry
- *   we would not make never spends a budget token.
- * The driver of `Effect.retry` still does the sleeping (on `Clock`) and
- * returns the last error when the schedule is done, so the error type of the
- * retried effect is unchanged.
- */
 /** A narrowing of the retryable set for the calls inside (one request), on top of the policy's own. */
 export const currentRetryOn: FiberRef.FiberRef<((error: Errors.RetryableError) => boolean) | undefined> = FiberRef
   .unsafeMake<((error: Errors.RetryableError) => boolean) | undefined>(undefined)
@@ -166,6 +151,55 @@ export const mayRetry = (
 export const debugEnabled = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   LogLevel.greaterThanEqual(LogLevel.Debug, fiber.getFiberRef(FiberRef.currentMinimumLogLevel))
 
+/**
+ * Marks the {@link Retry.RejectedResult}s this package made: the schedule
+ * tells a rejected value from a failure by identity, so an error of the
+ * caller's own that happens to be tagged "RejectedResult" stays an error.
+ */
+const rejectedResults = globalValue(Symbol.for("@resilient-ai/core/Retry/rejectedResults"), () => new WeakSet<object>())
+
+/** A value `retryOnResult` rejected, as the schedule's input and the events' `error`. */
+export const rejectResult = (value: unknown): Retry.RejectedResult => {
+  const rejected: Retry.RejectedResult = { _tag: "RejectedResult", value }
+  rejectedResults.add(rejected)
+  return rejected
+}
+
+const isRejectedResult = (u: unknown): u is Retry.RejectedResult =>
+  typeof u === "object" && u !== null && rejectedResults.has(u)
+
+/**
+ * What the retry would retry: a rejected value, or a failure the policy and
+ * the call (`currentRetryOn`) let it retry; `undefined`: neither.
+ */
+const retriable = (
+  policy: Policy,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  input: unknown
+): Errors.RetryableError | Retry.RejectedResult | undefined => {
+  if (isRejectedResult(input)) return input
+  const callRetryOn = fiber.getFiberRef(currentRetryOn)
+  return mayRetry(policy.retryOn, input) && (callRetryOn === undefined || callRetryOn(input)) ? input : undefined
+}
+
+/**
+ * The retry policy as an effect `Schedule` over the failed errors and the
+ * rejected values ({@link rejectResult}).
+ *
+ * Built with `Schedule.makeWithState` rather than composed from
+ * `exponential` / `jitteredWith` / `either` / `addDelay`, because:
+ * - Retry-After must REPLACE the backoff exactly (no jitter, no `maxDelay`,
+ *   no Random draw); `intersect` takes the longer of two delays, `union` the
+ *   shorter, and a composed jittered schedule draws on every step anyway;
+ * - giving up depends on the delay itself (above `maxRetryAfter`, or ending
+ *   at or after the request's `Deadline`), which no stock combinator sees
+ *   before the driver sleeps;
+ * - the budget is consulted only once every other check passed, so a retry
+ *   we would not make never spends a budget token.
+ * A driver ({@link retryFrom}) still does the sleeping (on `Clock`) and
+ * surfaces the last outcome when the schedule is done, so the error type of
+ * the retried effect is unchanged.
+ */
 export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknown> => {
   const initial: State = { retries: 0, previous: policy.backoff.baseDelay }
   const label = `retry${policy.name === undefined ? "" : ` "${policy.name}"`}`
@@ -185,11 +219,11 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
 
   // One op reads what the decision needs from the fiber (its refs, its `Random`); only a
   // Retry-After check, a jitter draw, the budget and the hooks are effects of their own.
-  return Schedule.makeWithState<State, unknown, Decision>(initial, (now, error, state) =>
+  return Schedule.makeWithState<State, unknown, Decision>(initial, (now, input, state) =>
     Effect.withFiberRuntime((fiber): Step => {
-      const callRetryOn = fiber.getFiberRef(currentRetryOn)
-      if (!mayRetry(policy.retryOn, error) || (callRetryOn !== undefined && !callRetryOn(error))) {
-        return giveUp(fiber, state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error })
+      const error = retriable(policy, fiber, input)
+      if (error === undefined) {
+        return giveUp(fiber, state, { _tag: "GiveUp", reason: "not-retryable", retries: state.retries, error: input })
       }
       const retry = state.retries + 1
       if (retry > policy.maxRetries) {
@@ -197,12 +231,14 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       }
 
       const scheduled = (delayMs: number, retryAfter: number | undefined): Step => {
-        const reason: Retry.RetryEvent["reason"] = retryAfter === undefined ? "backoff" : "retry-after"
+        const event: Retry.RetryEvent = error._tag === "RejectedResult"
+          ? { _tag: "Retry", retry, delayMs, reason: "result", error }
+          : { _tag: "Retry", retry, delayMs, reason: retryAfter === undefined ? "backoff" : "retry-after", error }
+        const reason = event.reason
         const deadline = fiber.getFiberRef(Deadline.currentDeadline)
         if (Option.isSome(deadline) && now + delayMs >= deadline.value) {
           return giveUp(fiber, state, { _tag: "GiveUp", reason: "deadline", retries: state.retries, error, delayMs })
         }
-        const event: Retry.RetryEvent = { _tag: "Retry", retry, delayMs, reason, error }
         const next: State = { retries: retry, previous: retryAfter === undefined ? delayMs : state.previous }
         const decided: readonly [State, Decision, ScheduleDecision.ScheduleDecision] = [
           next,
@@ -244,7 +280,8 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
         )
       }
 
-      const retryAfter = retryAfterOf(error)
+      // A value has no Retry-After: it is retried after the computed backoff.
+      const retryAfter = error._tag === "RejectedResult" ? undefined : retryAfterOf(error)
       // Only a 429's Retry-After binds a key, which another key may escape; any other error's binds the deployment.
       if (retryAfter !== undefined && error._tag === "RateLimitError" && policy.honorRetryAfter !== undefined) {
         return Effect.flatMap(policy.honorRetryAfter(error), (honored) => withRetryAfter(honored ? retryAfter : undefined))
@@ -252,3 +289,35 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       return withRetryAfter(retryAfter)
     }))
 }
+
+/**
+ * Runs `effect` again while `schedule` goes on, from a first outcome the
+ * retry considers: a failure (`Either.left`) or a value `rejects` holds for
+ * (`Either.right`). Each later failure, and each value `rejects` holds for,
+ * goes to the schedule; when it is done, that last outcome is the call's as
+ * it was: an error fails, a value succeeds. The schedule's driver (its state
+ * and clock) is built here, so a call whose first attempt is kept pays
+ * nothing for it.
+ */
+export const retryFrom = <A, E, R>(
+  schedule: Schedule.Schedule<unknown, unknown>,
+  effect: Effect.Effect<A, E, R>,
+  rejects: ((value: A) => boolean) | undefined,
+  first: Either.Either<A, E>
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Schedule.driver(schedule), (driver) => {
+    const failed = (error: E): Effect.Effect<A, E, R> =>
+      Effect.matchEffect(driver.next(error), { onFailure: () => Effect.fail(error), onSuccess: () => attempt })
+    const rejected = (value: A): Effect.Effect<A, E, R> =>
+      Effect.matchEffect(driver.next(rejectResult(value)), {
+        onFailure: () => Effect.succeed(value),
+        onSuccess: () => attempt
+      })
+    const attempt: Effect.Effect<A, E, R> = rejects === undefined
+      ? Effect.catchAll(effect, failed)
+      : Effect.matchEffect(effect, {
+        onFailure: failed,
+        onSuccess: (value) => (rejects(value) ? rejected(value) : Effect.succeed(value))
+      })
+    return Either.isLeft(first) ? failed(first.left) : rejected(first.right)
+  })
