@@ -2,8 +2,8 @@
  * What happened to a call, attempt by attempt.
  *
  * Every attempt emits a start and an end event (outcome tag, deployment, key
- * name, duration); every retry says which delay it chose and why (backoff or
- * Retry-After); breaker and key transitions, fallbacks and hedges are events
+ * name, duration); every retry says which delay it chose and why (backoff,
+ * Retry-After, or a value the call rejected); breaker and key transitions, fallbacks and hedges are events
  * too. They go to a subscribable stream and to effect `Metric`s. Events carry
  * names and tags only: never a key, never a prompt.
  *
@@ -50,7 +50,8 @@ export type AttemptEvent =
     readonly deployment: string
     readonly retry: number
     readonly delayMs: number
-    readonly reason: "backoff" | "retry-after"
+    /** `"result"`: a value the call rejected (`errorTag` is `"RejectedResult"`), retried after the backoff. */
+    readonly reason: "backoff" | "retry-after" | "result"
     readonly errorTag: string
   }
   | {

@@ -117,17 +117,27 @@ export class BulkheadFullError extends Schema.TaggedError<BulkheadFullError>()("
 }
 
 /**
- * The provider failed: 5xx, or 529 overloaded.
+ * The provider failed: 5xx, 529 overloaded, 408 / 409. `retryAfter` is the
+ * server's `Retry-After` when it sent one (RFC 9110 sends it with a 503): it
+ * binds the deployment, not a key, so the next attempt waits for it whichever
+ * key it would use (SEMANTICS.md rule 24).
  *
  * @since 0.1.0
  * @category errors
  */
 export class ProviderUnavailableError extends Schema.TaggedError<ProviderUnavailableError>()(
   "ProviderUnavailableError",
-  Upstream
+  {
+    retryAfter: Schema.optional(Schema.DurationFromMillis),
+    ...Upstream
+  }
 ) {
   override get message(): string {
-    return withDetail(`provider unavailable${this.status === undefined ? "" : ` (HTTP ${this.status})`}${where(this)}`, this.detail)
+    const after = this.retryAfter === undefined ? "" : `, retry after ${Duration.format(this.retryAfter)}`
+    return withDetail(
+      `provider unavailable${this.status === undefined ? "" : ` (HTTP ${this.status})`}${where(this)}${after}`,
+      this.detail
+    )
   }
 }
 

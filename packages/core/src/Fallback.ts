@@ -128,22 +128,41 @@ const isPlanned = <A, E, R>(chain: Chain<A, E, R>): chain is Planned<A, E, R> =>
  * its own error goes on to the steps after it. What a step does not handle
  * passes on unchanged, and a cause with no failure (a defect, an
  * interruption) ends the chain, as in `catchIf`.
+ *
+ * A chain that fails keeps every step's failure in its cause: the surfaced
+ * one first, then the earlier steps', newest to oldest, each once (a step
+ * that fails with the very error it was handed, as a cache miss does, passed
+ * it on). They are joined with `Cause.sequential`, not `Cause.parallel`: the
+ * steps ran one after another, never at once (the hedge, whose attempts do
+ * overlap, uses `parallel`). The surfaced failure leads so that
+ * `Cause.failureOption`, `catchAll` and `either` see exactly the error the
+ * chain's type names, while `Cause.failures` and `Cause.pretty` show what
+ * every step met. A defect or an interruption ends the chain with its own
+ * cause alone: an earlier step's failure beside it would let `catchAll`
+ * recover from a defect.
  */
 const attemptOf = (plan: Plan) => (taken: Array<FallbackTaken>): Effect.Effect<StepAnswer<unknown>, unknown, unknown> => {
   const { first, takeovers } = plan
   if (takeovers.length === 0) return first(taken)
-  const recover = (from: number, cause: Cause.Cause<unknown>): Effect.Effect<StepAnswer<unknown>, unknown, unknown> => {
+  /** `earlier`: the causes of the steps that failed before `cause`, newest first; `handed`: the error the failed step was given. */
+  const recover = (
+    from: number,
+    cause: Cause.Cause<unknown>,
+    earlier: ReadonlyArray<Cause.Cause<unknown>>,
+    handed: unknown
+  ): Effect.Effect<StepAnswer<unknown>, unknown, unknown> => {
     const failure = Cause.failureOrCause(cause)
     if (Either.isRight(failure)) return Effect.failCause(failure.right)
+    const before = earlier.length > 0 && failure.left === handed ? earlier.slice(1) : earlier
     for (let i = from; i < takeovers.length; i++) {
       const step = takeovers[i]
       if (step === undefined || !step.handles(failure.left)) continue
-      const next = step.run(taken, failure.left)
-      return i + 1 < takeovers.length ? Effect.catchAllCause(next, (c) => recover(i + 1, c)) : next
+      const met = [cause, ...before]
+      return Effect.catchAllCause(step.run(taken, failure.left), (c) => recover(i + 1, c, met, failure.left))
     }
-    return Effect.failCause(cause)
+    return Effect.failCause(before.reduce((all, c) => Cause.sequential(all, c), cause))
   }
-  return Effect.catchAllCause(first(taken), (cause) => recover(0, cause))
+  return Effect.catchAllCause(first(taken), (cause) => recover(0, cause, [], undefined))
 }
 
 const make = <A, E, R>(steps: ReadonlyArray<string>, plan: Plan): Chain<A, E, R> => {

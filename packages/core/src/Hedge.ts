@@ -50,7 +50,7 @@ import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import { InvalidConfigError, isFallbackable, isRetryable } from "./Errors.js"
-import { decodeOptions, Millis, NonNegativeInt, Ratio } from "./internal/config.js"
+import { decodeOptions, LimitMillis, Millis, NonNegativeInt, Ratio } from "./internal/config.js"
 import type * as LatencyTracker from "./LatencyTracker.js"
 import type * as RetryBudget from "./RetryBudget.js"
 import * as AttemptEvents from "./AttemptEvents.js"
@@ -68,6 +68,7 @@ export interface PercentileDelay {
   readonly percentile: number
   readonly tracker: LatencyTracker.Service
   readonly min?: Duration.DurationInput | undefined
+  /** No ceiling when absent or `Duration.infinity`. */
   readonly max?: Duration.DurationInput | undefined
   /** The delay until the tracker has enough samples. */
   readonly fallback: Duration.DurationInput
@@ -163,7 +164,7 @@ const PercentileDelaySchema = Schema.Struct({
   percentile: Ratio,
   tracker: Schema.declare(isTracker, { message: () => "expected a LatencyTracker service" }),
   min: Schema.optional(Millis),
-  max: Schema.optional(Millis),
+  max: Schema.optional(LimitMillis),
   fallback: Millis
 })
 

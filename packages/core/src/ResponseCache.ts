@@ -60,7 +60,7 @@ import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { InvalidConfigError, isFallbackable } from "./Errors.js"
-import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import { decodeOptions, LimitMillis, PositiveInt, PositiveLimitMillis } from "./internal/config.js"
 import * as CacheKey from "./internal/responseCacheKey.js"
 import { Lru } from "./internal/responseCacheLru.js"
 import { clockOf } from "./internal/fiberClock.js"
@@ -100,11 +100,28 @@ export const hashRequest = (request: unknown, fields: ReadonlyArray<string> = de
 export interface Entry<A> {
   readonly value: A
   readonly storedAt: number
-  /** Fresh while `now < expiresAt`. */
+  /** Fresh while `now < expiresAt`; `Infinity` when the time to live is. */
   readonly expiresAt: number
-  /** May answer stale while `now < staleUntil`; the store may forget the entry after. */
+  /**
+   * May answer stale while `now < staleUntil`; the store may forget the entry
+   * after. `Infinity` when `maxStale` (or the time to live) is: never.
+   */
   readonly staleUntil: number
 }
+
+/**
+ * Epoch milliseconds, or `Infinity` written as `"Infinity"`: JSON has no
+ * Infinity and `JSON.stringify` writes `null` for it, which would lose an
+ * entry that never expires the first time a store encodes it.
+ */
+const EpochOrNever = Schema.Union(
+  Schema.Number.pipe(Schema.finite()),
+  Schema.transform(Schema.Literal("Infinity"), Schema.Literal(Number.POSITIVE_INFINITY), {
+    strict: true,
+    decode: () => Number.POSITIVE_INFINITY,
+    encode: () => "Infinity" as const
+  })
+)
 
 /**
  * The schema of an {@link Entry}, for a store that keeps entries as JSON.
@@ -114,9 +131,14 @@ export interface Entry<A> {
  */
 export const entrySchema = <A, I, R>(value: Schema.Schema<A, I, R>): Schema.Schema<
   Entry<A>,
-  { readonly value: I; readonly storedAt: number; readonly expiresAt: number; readonly staleUntil: number },
+  {
+    readonly value: I
+    readonly storedAt: number
+    readonly expiresAt: number | "Infinity"
+    readonly staleUntil: number | "Infinity"
+  },
   R
-> => Schema.Struct({ value, storedAt: Schema.Number, expiresAt: Schema.Number, staleUntil: Schema.Number })
+> => Schema.Struct({ value, storedAt: Schema.Number, expiresAt: EpochOrNever, staleUntil: EpochOrNever })
 
 /**
  * Where entries live. The in-memory LRU ({@link makeMemoryStore}) is the
@@ -169,11 +191,15 @@ export interface Options<Req, Res> {
   readonly fields?: ReadonlyArray<string>
   /** A custom key instead of the hash of `fields`; used as is. */
   readonly key?: (request: Req) => string
-  /** How long an entry is fresh. Default 1 hour. */
+  /** How long an entry is fresh. Default 1 hour; `Duration.infinity`: for ever. */
   readonly timeToLive?: Duration.DurationInput
   /** Capacity of the in-memory store (LRU eviction). Default 10 000. Not with `store`. */
   readonly maxEntries?: number
-  /** How long after expiry an entry may still answer when the computation failed. Default 24 hours; 0 turns stale-if-error off. */
+  /**
+   * How long after expiry an entry may still answer when the computation
+   * failed. Default 24 hours; 0 turns stale-if-error off; `Duration.infinity`
+   * sets no limit.
+   */
   readonly maxStale?: Duration.DurationInput
   /** Which errors may be answered with a stale entry. Default `Errors.isFallbackable`. */
   readonly serveStaleOn?: (error: unknown) => boolean
@@ -268,9 +294,9 @@ const OptionsSchema = Schema.Struct({
     )
   ),
   key: Schema.optional(fn),
-  timeToLive: Schema.optionalWith(PositiveMillis, { default: () => 3_600_000 }),
+  timeToLive: Schema.optionalWith(PositiveLimitMillis, { default: () => 3_600_000 }),
   maxEntries: Schema.optional(PositiveInt),
-  maxStale: Schema.optionalWith(Millis, { default: () => 86_400_000 }),
+  maxStale: Schema.optionalWith(LimitMillis, { default: () => 86_400_000 }),
   serveStaleOn: Schema.optional(fn),
   cacheable: Schema.optional(fn),
   store: Schema.optional(storeSchema)

@@ -7,18 +7,32 @@
  * - The n-th retry sleeps `baseDelay · factor^(n−1)`, jittered, and never
  *   more than `maxDelay` (see {@link backoffDelay}). Each computed delay makes
  *   exactly one draw from effect's `Random` service (none for `"none"`).
- * - A `RateLimitError` with a `retryAfter` replaces that delay exactly: no
- *   jitter, no `maxDelay`, no draw. Above `maxRetryAfter` the retry gives up
- *   at once with that error, which keeps its `retryAfter` for the caller.
+ * - Any retryable error with a `retryAfter` (a 429's, a 503's or 529's, a
+ *   local limiter's: rule 24) replaces that delay exactly: no jitter, no
+ *   `maxDelay`, no draw. Above `maxRetryAfter` the retry gives up at once with
+ *   that error, which keeps its `retryAfter` for the caller. Errors are read
+ *   by `_tag` and fields, never by class, so an error made by a second copy of
+ *   this package is treated the same.
  * - Any sleep (backoff or Retry-After) that would end at or after the
  *   request's deadline (`Deadline.currentDeadline`) gives up at once.
  * - Only tags that {@link Errors.isRetryable} marks are retried; `retryOn` can
  *   only narrow that set. `CircuitOpenError` is never retried.
  * - With a {@link RetryBudget.Service}, the first attempt is recorded and every
  *   retry must be admitted by the budget, else the retry gives up at once.
+ * - `retryOnResult` (for the policy, or per call in `execute`) retries an
+ *   attempt that succeeded with a value it holds for (an empty answer,
+ *   structured output that does not parse) as it retries a retryable
+ *   failure: the same backoff and draw (a value has no Retry-After), the same
+ *   `maxRetries`, deadline and budget. `retryOn` and {@link retryOnly} narrow
+ *   the failures retried; they are never asked about a value.
  *
- * Giving up always fails with the last error, so the error type of the
- * retried effect is unchanged. Defects and interruption are never retried.
+ * Giving up surfaces the last outcome as it was: the last error, so the
+ * error type of the retried effect is unchanged, or, when the last attempt
+ * gave a rejected value, that value (as Polly's `HandleResult` and
+ * resilience4j's `retryOnResult` do). Failing instead would need an error the
+ * effect's type does not have, and the caller, who wrote the predicate, can
+ * still tell the value is poor; a value that is no use at all is the
+ * caller's to turn into an error. Defects and interruption are never retried.
  * Time comes only from `Clock` and randomness only from `Random`, so
  * `TestClock` and `Effect.withRandom(Random.fixed([...]))` make it exact.
  *
@@ -28,10 +42,10 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 import * as internal from "./internal/retry.js"
@@ -79,27 +93,56 @@ export type Jitter = "none" | "full" | "equal" | "decorrelated" | Proportional
 export interface Backoff {
   readonly baseDelay: number
   readonly factor: number
+  /** `Infinity`: no ceiling. */
   readonly maxDelay: number
   readonly jitter: Jitter
 }
 
 /**
- * A retry decided, reported before its sleep: the `retry`-th retry (1-based),
- * why it waits `delayMs`, and the error that caused it.
+ * A value an attempt succeeded with and `retryOnResult` rejected, as the
+ * retry's events carry it in the place of an error. It never reaches the
+ * caller as a failure: when the retry gives up on it, the call succeeds with
+ * `value`.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RetryEvent {
-  readonly _tag: "Retry"
-  readonly retry: number
-  readonly delayMs: number
-  readonly reason: "backoff" | "retry-after"
-  readonly error: Errors.RetryableError
+export interface RejectedResult {
+  readonly _tag: "RejectedResult"
+  readonly value: unknown
 }
 
 /**
- * The retry stopped and the call fails with `error`, after `retries` retries.
+ * A retry decided, reported before its sleep: the `retry`-th retry (1-based),
+ * why it waits `delayMs`, and what caused it:
+ *
+ * - `"backoff"`: a retryable failure, and the computed delay;
+ * - `"retry-after"`: a retryable failure, and its Retry-After;
+ * - `"result"`: a value `retryOnResult` rejected (`error` is the
+ *   {@link RejectedResult}), and the computed delay.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetryEvent =
+  | {
+    readonly _tag: "Retry"
+    readonly retry: number
+    readonly delayMs: number
+    readonly reason: "backoff" | "retry-after"
+    readonly error: Errors.RetryableError
+  }
+  | {
+    readonly _tag: "Retry"
+    readonly retry: number
+    readonly delayMs: number
+    readonly reason: "result"
+    readonly error: RejectedResult
+  }
+
+/**
+ * The retry stopped and the call ends with `error`, after `retries` retries:
+ * it fails with it, or, for a {@link RejectedResult}, succeeds with its value.
  * `delayMs` is the sleep that was refused, when one was computed.
  *
  * - `not-retryable`: the tag is not retryable, or `retryOn` refused it;
@@ -132,11 +175,18 @@ export interface Options {
   readonly baseDelay?: Duration.DurationInput | undefined
   /** Growth of the delay per retry, 1 or more. Default 2. */
   readonly factor?: number | undefined
-  /** Hard ceiling on every computed (not Retry-After) sleep. Default 30 seconds. */
+  /**
+   * Hard ceiling on every computed (not Retry-After) sleep. Default 30
+   * seconds; `Duration.infinity` for none.
+   */
   readonly maxDelay?: Duration.DurationInput | undefined
   /** Default `"full"`. */
   readonly jitter?: Jitter | undefined
-  /** A Retry-After above this gives up at once instead of waiting. Default 60 seconds. */
+  /**
+   * A Retry-After above this gives up at once instead of waiting. Default 60
+   * seconds; `Duration.infinity` for no limit (an infinite Retry-After still
+   * gives up: it asks for no retry at all).
+   */
   readonly maxRetryAfter?: Duration.DurationInput | undefined
   /** Records first attempts and must admit every retry. */
   readonly budget?: RetryBudget.Service | undefined
@@ -148,10 +198,26 @@ export interface Options {
    */
   readonly retryOn?: ((error: Errors.RetryableError) => boolean) | undefined
   /**
+   * Retries an attempt that succeeded with a value this holds for, as a
+   * retryable failure is retried (see the module's rules). The policy serves
+   * calls of every value type, so the value is `unknown` here: for a typed
+   * predicate, pass `retryOnResult` to `execute`. With both, a value either
+   * rejects is retried.
+   *
+   * A policy with it is composed by `Policy` through `execute` (no hot path):
+   * the hot path hands the retry failures only.
+   */
+  readonly retryOnResult?: ((value: unknown) => boolean) | undefined
+  /**
    * Whether a `RateLimitError`'s Retry-After applies to the next attempt.
    * Default: always. A key pool answers false while another key is healthy:
-   * the Retry-After belongs to the key that was refused, and the retry goes to
-   * another key after the ordinary backoff.
+   * a 429's Retry-After belongs to the key (or limiter) that refused, and the
+   * retry goes to another key after the ordinary backoff.
+   *
+   * It is asked only about a `RateLimitError` that carries a `retryAfter`.
+   * The Retry-After of any other error (a 503's, a 529's) is the
+   * deployment's, which another key does not escape (rule 24): it is always
+   * honoured, and this hook is not asked.
    */
   readonly honorRetryAfter?: ((error: Errors.RateLimitError) => Effect.Effect<boolean>) | undefined
   /** Observes each retry before its sleep (for attempt events and metrics). */
@@ -161,15 +227,31 @@ export interface Options {
 }
 
 /**
+ * What one call adds to the policy.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecuteOptions<A> {
+  /**
+   * Retries an attempt that succeeded with a value this holds for (a 200
+   * whose answer is empty, or whose structured output does not parse), on
+   * top of the policy's own `retryOnResult`.
+   */
+  readonly retryOnResult?: ((value: A) => boolean) | undefined
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Service {
   /**
-   * Runs `effect`, retrying its failures by the policy. When the policy gives
-   * up, fails with the last error.
+   * Runs `effect`, retrying its failures (and the values `retryOnResult`
+   * rejects) by the policy. When the policy gives up, the last outcome is
+   * the call's: the last error, or the last value.
    */
-  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>) => Effect.Effect<A, E, R>
 }
 
 /**
@@ -190,7 +272,8 @@ export const defaultBackoff: Backoff = { baseDelay: 500, factor: 2, maxDelay: 30
  * The computed delay in milliseconds of the `retry`-th retry (1-based) for a
  * random `draw` in `[0, 1)`; `previous` is the last computed delay, used by
  * decorrelated jitter only (default `baseDelay`). Pure: for tests and
- * benchmarks. The result is always in `[0, maxDelay]`.
+ * benchmarks. The result is always in `[0, maxDelay]`, and finite (at most
+ * `Number.MAX_SAFE_INTEGER`) when `maxDelay` is `Infinity`.
  *
  * @since 0.1.0
  * @category backoff
@@ -216,7 +299,7 @@ export const nextBackoffDelay: (backoff: Backoff, retry: number, previous?: numb
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, Errors.InvalidConfigError> => {
-  const { budget, honorRetryAfter, name, onGiveUp, onRetry, retryOn, ...data } = options
+  const { budget, honorRetryAfter, name, onGiveUp, onRetry, retryOn, retryOnResult, ...data } = options
   const component = name === undefined ? "Retry" : `Retry "${name}"`
   return Effect.map(decodeOptions(component, internal.OptionsSchema, data), (decoded): Service => {
     const schedule = internal.makeSchedule({
@@ -235,21 +318,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       onRetry,
       onGiveUp
     })
-    // The schedule's driver (its state and clock) is only built after a first
-    // failure: a call that succeeds at once pays for nothing but `catchAll`.
-    const retryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>, first: E): Effect.Effect<A, E, R> =>
-      Effect.flatMap(Schedule.driver(schedule), (driver) => {
-        const next = (error: E): Effect.Effect<A, E, R> =>
-          Effect.matchEffect(driver.next(error), {
-            onFailure: () => Effect.fail(error),
-            onSuccess: () => Effect.catchAll(effect, next)
-          })
-        return next(first)
-      })
     // `catchAllCause`, not `catchAll`: `catchAll` is a `matchEffect` whose success handler costs a
     // call that succeeds an extra op. The failure goes through `catchAll`'s own rules as before.
-    const retryFailed = <A, E, R>(cause: Cause.Cause<E>, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-      const scheduled = () => Effect.catchAll(Exit.failCause(cause), (first) => retryAfter(effect, first))
+    const retryFailed = <A, E, R>(
+      cause: Cause.Cause<E>,
+      effect: Effect.Effect<A, E, R>,
+      rejects?: ((value: A) => boolean) | undefined
+    ): Effect.Effect<A, E, R> => {
+      const scheduled = () =>
+        Effect.catchAll(Exit.failCause(cause), (first) => internal.retryFrom(schedule, effect, rejects, Either.left(first)))
       // An error the policy never retries (an open breaker, a 400) with no hook to tell: the schedule
       // would give up at its first step, so its driver is not built; only a debug log still wants it.
       if (onGiveUp !== undefined) return scheduled()
@@ -258,11 +335,27 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       const error = failure.value
       return Effect.withFiberRuntime((fiber) => (internal.debugEnabled(fiber) ? scheduled() : Exit.fail(error)))
     }
-    const executeRecorded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
+    const executeRecorded = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      rejects: ((value: A) => boolean) | undefined
+    ): Effect.Effect<A, E, R> =>
+      rejects === undefined
+        ? Effect.catchAllCause(effect, (cause) => retryFailed(cause, effect))
+        : Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => retryFailed(cause, effect, rejects),
+          onSuccess: (value) =>
+            rejects(value) ? internal.retryFrom(schedule, effect, rejects, Either.right(value)) : Effect.succeed(value)
+        })
+    // A value either predicate rejects is retried.
+    const rejectsOf = <A>(call: ((value: A) => boolean) | undefined): ((value: A) => boolean) | undefined =>
+      retryOnResult === undefined
+        ? call
+        : call === undefined
+        ? retryOnResult
+        : (value) => retryOnResult(value) || call(value)
     const service: Service = {
-      execute: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-        const retried = executeRecorded(effect)
+      execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>): Effect.Effect<A, E, R> => {
+        const retried = executeRecorded(effect, rejectsOf(options?.retryOnResult))
         return budget === undefined ? retried : Effect.zipRight(budget.recordAttempt, retried)
       }
     }

@@ -1,7 +1,10 @@
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -142,6 +145,66 @@ describe("Fallback: running", () => {
       const all = yield* Queue.takeAll(queue)
       expect([...all]).toEqual([{ _tag: "FallbackTaken", at: 0, from: "p", to: "static", errorTag: "RateLimitError" }])
     }).pipe(Effect.scoped, Effect.provide(AttemptEvents.layer)))
+})
+
+describe("Fallback: a failed chain's cause", () => {
+  const down = new Errors.ProviderUnavailableError({ status: 503 })
+  const unavailable = (): Effect.Effect<string, Errors.ProviderUnavailableError> => Effect.fail(down)
+  const refused = new Errors.BadRequestError({ status: 422 })
+
+  it.effect("keeps every step's error, the surfaced one first; the typed error is the surfaced one alone", () =>
+    Effect.gen(function*() {
+      const chain = Fallback.primary({ name: "p" }, primaryFailing(rateLimited)).pipe(
+        Fallback.orElse({ name: "b", on: ["RateLimitError"] }, () => unavailable()),
+        Fallback.run
+      )
+      expectTypeOf(chain).toEqualTypeOf<
+        Effect.Effect<Fallback.Answer<string>, Exclude<PrimaryError, Errors.RateLimitError> | Errors.ProviderUnavailableError>
+      >()
+      const cause = yield* Effect.flip(Effect.sandbox(chain))
+      expect(Cause.failures(cause)).toEqual(Chunk.make(down, rateLimited))
+      expect(Cause.failureOption(cause)).toEqual(Option.some(down))
+      expect(yield* Effect.either(chain)).toEqual(Either.left(down))
+    }))
+
+  it.effect("three failed steps: newest to oldest, and a step's error no later step names still carries the others", () =>
+    Effect.gen(function*() {
+      const cause = yield* Fallback.primary({ name: "p" }, primaryFailing(timedOut)).pipe(
+        Fallback.orElse({ name: "b", on: ["TimeoutError"] }, () => unavailable()),
+        Fallback.orElseFallbackable({ name: "c" }, () => Effect.fail(refused)),
+        Fallback.orElse({ name: "d", on: ["ContextLengthError"] }, () => Effect.succeed("never")),
+        Fallback.run,
+        Effect.sandbox,
+        Effect.flip
+      )
+      expect(Cause.failures(cause)).toEqual(Chunk.make(refused, down, timedOut))
+      expect(Cause.failureOption(cause)).toEqual(Option.some(refused))
+    }))
+
+  it.effect("a step that passes on the error it was handed (a cache miss) does not count it twice", () =>
+    Effect.gen(function*() {
+      const cause = yield* Fallback.primary({ name: "p" }, primaryFailing(timedOut)).pipe(
+        Fallback.orCache("cache", Effect.succeed(Option.none())),
+        Fallback.orElse({ name: "b", on: ["TimeoutError"] }, () => unavailable()),
+        Fallback.run,
+        Effect.sandbox,
+        Effect.flip
+      )
+      expect(Cause.failures(cause)).toEqual(Chunk.make(down, timedOut))
+    }))
+
+  it.effect("a defect in a later step ends the chain with the defect alone, so catchAll cannot recover from it", () =>
+    Effect.gen(function*() {
+      const chain = Fallback.primary({ name: "p" }, primaryFailing(rateLimited)).pipe(
+        Fallback.orElse({ name: "b", on: ["RateLimitError"] }, () => Effect.die("boom")),
+        Fallback.run
+      )
+      const cause = yield* Effect.flip(Effect.sandbox(chain))
+      expect(Cause.failures(cause)).toEqual(Chunk.empty())
+      expect(Cause.defects(cause)).toEqual(Chunk.make("boom"))
+      const exit = yield* Effect.exit(Effect.catchAll(chain, () => Effect.succeed("recovered")))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+    }))
 })
 
 describe("Fallback: one budget per request", () => {

@@ -337,6 +337,15 @@ describe("Hedge", () => {
         yield* Fiber.interrupt(fiber)
       }))
 
+    it.effect("a max of Duration.infinity is no ceiling, the same as none", () =>
+      Effect.gen(function*() {
+        const tracker = yield* trackerWith(oneToHundred)
+        const open = yield* Hedge.make({ delay: { percentile: 0.95, tracker, max: Duration.infinity, fallback: 0 } })
+        const none = yield* Hedge.make({ delay: { percentile: 0.95, tracker, fallback: 0 } })
+        expect(yield* open.currentDelay).toBe(yield* none.currentDelay)
+        expect(Number.isFinite(yield* open.currentDelay)).toBe(true)
+      }))
+
     it.effect("the fallback delay applies until the tracker has minSamples samples (it is not clamped)", () =>
       Effect.gen(function*() {
         const tracker = yield* trackerWith(Array.from({ length: 19 }, () => 40))

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { BadRequestError, InvalidConfigError, ProviderUnavailableError } from "../src/Errors.js"
 import { canonicalJson } from "../src/internal/responseCacheKey.js"
@@ -138,6 +140,26 @@ describe("ResponseCache: freshness and capacity", () => {
       expect(status).toMatchObject({ hits: 1, misses: 2, entries: 1 })
     }))
 
+  it.scoped("timeToLive Duration.infinity: an entry stays fresh for ever, a hit after ten years", () =>
+    Effect.gen(function*() {
+      const cache = yield* ResponseCache.make<Req, string>({ timeToLive: Duration.infinity })
+      const { compute, runs } = yield* counting
+      expect((yield* cache.get(request("hi"), compute)).source).toBe("computed")
+      yield* TestClock.adjust(10 * 365 * 24 * hour)
+      expect(yield* cache.get(request("hi"), compute)).toMatchObject({ value: "answer-1", source: "hit" })
+      expect(yield* Ref.get(runs)).toBe(1)
+    }))
+
+  it("an entry that never expires survives a JSON store: Infinity is written \"Infinity\", not null", () => {
+    const schema = ResponseCache.entrySchema(Schema.String)
+    const entry: ResponseCache.Entry<string> = { value: "v", storedAt: 5, expiresAt: Number.POSITIVE_INFINITY, staleUntil: Number.POSITIVE_INFINITY }
+    const json = JSON.stringify(Schema.encodeSync(schema)(entry))
+    expect(JSON.parse(json)).toEqual({ value: "v", storedAt: 5, expiresAt: "Infinity", staleUntil: "Infinity" })
+    expect(Schema.decodeUnknownSync(schema)(JSON.parse(json))).toEqual(entry)
+    const finite: ResponseCache.Entry<string> = { value: "v", storedAt: 5, expiresAt: 10, staleUntil: 20 }
+    expect(JSON.parse(JSON.stringify(Schema.encodeSync(schema)(finite)))).toEqual(finite)
+  })
+
   it.scoped("evicts the least recently used entry, and a read counts as a use", () =>
     Effect.gen(function*() {
       const cache = yield* ResponseCache.make<Req, string>({ maxEntries: 2 })
@@ -238,6 +260,23 @@ describe("ResponseCache: stale-if-error", () => {
       yield* TestClock.adjust(hour)
       expect((yield* custom.get(request("hi"), failing(new BadRequestError({})))).source).toBe("stale")
       expect(Exit.isFailure(yield* Effect.exit(off.get(request("hi"), failing(unavailable))))).toBe(true)
+    }))
+
+  it.scoped("maxStale Duration.infinity: an entry expired ten years ago still answers when the computation fails, in memory or in a store", () =>
+    Effect.gen(function*() {
+      const decade = 10 * 365 * 24 * hour
+      const memory = yield* ResponseCache.make<Req, string>({ timeToLive: "1 hour", maxStale: Duration.infinity })
+      const stored = yield* ResponseCache.make<Req, string>({
+        timeToLive: "1 hour",
+        maxStale: Duration.infinity,
+        store: ResponseCache.makeMemoryStore<string>(10)
+      })
+      for (const cache of [memory, stored]) yield* cache.set(request("hi"), "old")
+      yield* TestClock.adjust(decade)
+      for (const cache of [memory, stored]) {
+        expect(yield* cache.get(request("hi"), failing(unavailable))).toMatchObject({ value: "old", source: "stale", ageMs: decade })
+        expect(yield* cache.lookup(request("hi"))).toEqual(Option.none())
+      }
     }))
 
   it.scoped("lookup answers fresh entries only; lookupStale also expired ones, with their age", () =>
@@ -351,6 +390,7 @@ describe("ResponseCache: single-flight", () => {
 describe("ResponseCache: config", () => {
   it.scoped.each([
     ["timeToLive", { timeToLive: 0 }],
+    ["timeToLive", { timeToLive: "soon" as Duration.DurationInput }],
     ["maxEntries", { maxEntries: 0 }],
     ["maxStale", { maxStale: -1 }],
     ["key", { key: (r: Req) => r.model, fields: ["model"] }],

@@ -2,15 +2,21 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
+import * as AttemptEvents from "../src/AttemptEvents.js"
 import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
+import * as KeyPool from "../src/KeyPool.js"
+import * as Policy from "../src/Policy.js"
 import * as Retry from "../src/Retry.js"
 import * as RetryBudget from "../src/RetryBudget.js"
 import * as StateStore from "../src/StateStore.js"
@@ -449,6 +455,177 @@ describe("Retry", () => {
       }))
   })
 
+  describe("Retry-After on any retryable error (rule 24)", () => {
+    const unavailableFor = (retryAfterMs: number) =>
+      new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.millis(retryAfterMs) })
+
+    it.effect("a 503's Retry-After replaces the backoff exactly as a 429's: above maxDelay, no jitter, no draw", () =>
+      Effect.gen(function*() {
+        const { events, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
+        const { attempts, call } = yield* scripted([unavailableFor(7_000), connection])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        // 7000 exactly; retry 2 is full jitter of 1000 with the FIRST draw (0.5) => 500.
+        yield* expectSleeps(attempts, [7_000, 500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
+          { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
+        ])
+        expect(yield* Random.next).toBe(0.9)
+      }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9]))))
+
+    it.effect("a 529's Retry-After above maxRetryAfter gives up at once with it, keeping its retryAfter", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ maxRetryAfter: "10 seconds", onGiveUp })
+        const overloaded = new Errors.ProviderUnavailableError({ status: 529, retryAfter: Duration.millis(10_001) })
+        const { attempts, call } = yield* failing(overloaded)
+        const error = yield* Effect.flip(retry.execute(call))
+        expect(error).toBe(overloaded)
+        expect(error.retryAfter).toEqual(Duration.millis(10_001))
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect(yield* Ref.get(events)).toMatchObject([
+          { _tag: "GiveUp", reason: "retry-after-too-long", retries: 0, delayMs: 10_001 }
+        ])
+      }))
+
+    it.effect("a 503's Retry-After that would reach the deadline gives up at once", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({})
+        const down = unavailableFor(1_500)
+        const { attempts, call } = yield* failing(down)
+        expect(yield* Effect.flip(Deadline.within(1_500)(retry.execute(call)))).toBe(down)
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+      }))
+
+    it.effect("honorRetryAfter is asked about a 429's Retry-After only: a 503's binds the deployment and is always honoured", () =>
+      Effect.gen(function*() {
+        const asked: Array<string> = []
+        const retry = yield* Retry.make({
+          jitter: "none",
+          maxRetries: 1,
+          // As a key pool with another healthy key answers.
+          honorRetryAfter: (e) => Effect.sync(() => asked.push(e._tag)).pipe(Effect.as(false))
+        })
+        const limited = yield* scripted([rateLimited(7_000)])
+        const a = yield* Effect.fork(retry.execute(limited.call))
+        yield* expectSleeps(limited.attempts, [500]) // the backoff: the other key is free now
+        expect(yield* Fiber.join(a)).toBe("ok")
+
+        const down = yield* scripted([unavailableFor(7_000)])
+        const b = yield* Effect.fork(retry.execute(down.call))
+        yield* expectSleeps(down.attempts, [7_000])
+        expect(yield* Fiber.join(b)).toBe("ok")
+
+        const plain = yield* scripted([new Errors.RateLimitError({ source: "upstream" })])
+        const c = yield* Effect.fork(retry.execute(plain.call))
+        yield* expectSleeps(plain.attempts, [500])
+        expect(yield* Fiber.join(c)).toBe("ok")
+        // Asked once: about the 429 that carried a Retry-After.
+        expect(asked).toEqual(["RateLimitError"])
+      }))
+
+    it.effect("through a Policy with a key pool: a 503's Retry-After delays the next attempt though another key is healthy; a 429's does not", () =>
+      Effect.gen(function*() {
+        for (const store of [StateStore.makeMemory()]) {
+          for (const [first, expected] of [
+            [unavailableFor(7_000), [0, 7_000]],
+            [rateLimited(7_000), [0, 100]]
+          ] as const) {
+            const attempts = yield* Effect.gen(function*() {
+              const keyPool = yield* KeyPool.make({
+                name: "keys",
+                keys: [{ name: "k1", key: Redacted.make("sk-1") }, { name: "k2", key: Redacted.make("sk-2") }]
+              })
+              const policy = yield* Policy.make({
+                deployment: "d",
+                keyPool,
+                retry: { jitter: "none", baseDelay: "100 millis", maxRetries: 1 },
+                circuitBreaker: false
+              })
+              const start = yield* Clock.currentTimeMillis
+              const log: Array<number> = []
+              const fiber = yield* Effect.fork(policy.execute(({ attempt }) =>
+                Effect.flatMap(Clock.currentTimeMillis, (now) => {
+                  log.push(now - start)
+                  return attempt === 1 ? Effect.fail(first) : Effect.succeed("ok")
+                })
+              ))
+              yield* TestClock.adjust("10 seconds")
+              expect(yield* Fiber.join(fiber)).toBe("ok")
+              return log
+            }).pipe(Effect.provideService(StateStore.StateStore, store))
+            expect(attempts).toEqual(expected)
+          }
+        }
+      }))
+
+    it.effect("errors are read by _tag and fields, not by class: a copy from a second module instance is treated the same", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        // What `instanceof` would not recognise: the same tagged data, made by another class.
+        const down = { _tag: "ProviderUnavailableError", status: 503, retryAfter: Duration.seconds(2) }
+        const remote = yield* scripted([down])
+        const fiber = yield* Effect.fork(retry.execute(remote.call))
+        yield* expectSleeps(remote.attempts, [2_000])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+
+        const never = { _tag: "RateLimitError", source: "local", detail: "cost above capacity" }
+        const local = yield* failing(never)
+        expect(yield* Effect.flip(retry.execute(local.call))).toBe(never)
+        expect(yield* Ref.get(local.attempts)).toBe(1)
+      }))
+  })
+
+  describe("limits that are off: Duration.infinity", () => {
+    it.effect("maxDelay Duration.infinity: no ceiling, each sleep the exact exponential", () =>
+      Effect.gen(function*() {
+        const sleeps = yield* sleepsOf({ jitter: "none", baseDelay: "1 second", factor: 10, maxDelay: Duration.infinity })
+        expect(sleeps).toEqual([1_000, 10_000, 100_000])
+        const { attempts, call } = yield* failing(connection)
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: "1 second", factor: 10, maxDelay: Infinity })
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [1_000, 10_000, 100_000])
+        expect(yield* Effect.flip(Fiber.join(fiber))).toBe(connection)
+      }))
+
+    it("with maxDelay off, a delay whose exponential overflows stays finite in every jitter mode (never Infinity or NaN)", () => {
+      const off = (jitter: Retry.Jitter): Retry.Backoff => ({ baseDelay: 500, factor: 2, maxDelay: Infinity, jitter })
+      for (const jitter of ["none", "full", "equal", "decorrelated", Retry.proportional(0.5, 1.5)] as const) {
+        for (const draw of [0, 0.5, 0.999]) {
+          const delay = Retry.backoffDelay(off(jitter), 5_000, draw, Number.MAX_VALUE)
+          expect({ jitter, draw, finite: Number.isFinite(delay) }).toEqual({ jitter, draw, finite: true })
+          expect(delay).toBeGreaterThanOrEqual(0)
+        }
+      }
+      expect(Retry.backoffDelay(off("none"), 5_000, 0)).toBe(Number.MAX_SAFE_INTEGER)
+      expect(Retry.backoffDelay(off("full"), 5_000, 0)).toBe(0)
+    })
+
+    it.effect("maxRetryAfter Duration.infinity: a Retry-After of 2 hours is waited for exactly, not given up", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ maxRetryAfter: Duration.infinity })
+        const { attempts, call } = yield* scripted([rateLimited(7_200_000)])
+        const fiber = yield* Effect.fork(retry.execute(call))
+        yield* expectSleeps(attempts, [7_200_000])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+      }))
+
+    it.effect("an infinite Retry-After gives up at once even with maxRetryAfter off: it asks for no retry", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ maxRetryAfter: Duration.infinity, onGiveUp })
+        const never = new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.infinity })
+        const { attempts, call } = yield* failing(never)
+        expect(yield* Effect.flip(retry.execute(call))).toBe(never)
+        expect(yield* Ref.get(attempts)).toBe(1)
+        expect(yield* Ref.get(events)).toMatchObject([{ _tag: "GiveUp", reason: "retry-after-too-long", retries: 0 }])
+      }))
+  })
+
   describe("deadline (rule 15)", () => {
     it.effect("a backoff that would end at or after the deadline gives up at once with the last error", () =>
       Effect.gen(function*() {
@@ -523,6 +700,139 @@ describe("Retry", () => {
       }).pipe(Effect.provide(StateStore.layerMemory)))
   })
 
+  describe("retry on a result (retryOnResult)", () => {
+    /** A call whose i-th attempt gives `script[i]`: a string is its value, anything else its failure; then "ok". */
+    const outcomes = <E>(script: ReadonlyArray<string | E>) =>
+      Effect.map(Ref.make(0), (attempts) => ({
+        attempts,
+        call: Effect.flatMap(Ref.getAndUpdate(attempts, (n) => n + 1), (n): Effect.Effect<string, E> => {
+          const outcome = script[n]
+          return outcome === undefined ? Effect.succeed("ok") : typeof outcome === "string" ? Effect.succeed(outcome) : Effect.fail(outcome)
+        })
+      }))
+    const empty = (answer: string) => answer === ""
+    const rejected = (value: unknown) => ({ _tag: "RejectedResult", value })
+
+    it.effect("a rejected value is retried with a failure's backoff and draws; onRetry says the reason was the result", () =>
+      Effect.gen(function*() {
+        const { events, onRetry } = yield* recorder
+        const retry = yield* Retry.make({ onRetry })
+        const { attempts, call } = yield* outcomes(["", ""])
+        // Per call, the predicate is typed by the call's value: `answer` is a string.
+        const fiber = yield* Effect.fork(retry.execute(call, { retryOnResult: (answer) => answer.length === 0 }))
+        // Full jitter: 0.25 x 500, then 0.5 x 1000, as for a failure.
+        yield* expectSleeps(attempts, [125, 500])
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(events)).toEqual([
+          { _tag: "Retry", retry: 1, delayMs: 125, reason: "result", error: rejected("") },
+          { _tag: "Retry", retry: 2, delayMs: 500, reason: "result", error: rejected("") }
+        ])
+        expect(yield* Random.next).toBe(0.75) // one draw per computed delay
+      }).pipe(Effect.withRandom(Random.fixed([0.25, 0.5, 0.75]))))
+
+    it.effect("when retries run out on rejected values, the call succeeds with the last value (Polly's HandleResult)", () =>
+      Effect.gen(function*() {
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, maxRetries: 2, onGiveUp })
+        const { attempts, call } = yield* outcomes(["bad-1", "bad-2", "bad-3", "bad-4"])
+        const answer = yield* retry.execute(call, { retryOnResult: (a) => a.startsWith("bad") })
+        expect(answer).toBe("bad-3")
+        expect(yield* Ref.get(attempts)).toBe(3)
+        expect(yield* Ref.get(events)).toEqual([
+          { _tag: "GiveUp", reason: "max-retries", retries: 2, error: rejected("bad-3") }
+        ])
+      }))
+
+    it.effect("failures and rejected values share one maxRetries, and the last outcome surfaces, whatever it is", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, maxRetries: 2 })
+        const bad = (a: string) => a.startsWith("bad")
+        const endsFailed = yield* outcomes<Errors.RetryableError>([connection, "bad", unavailable])
+        expect(yield* Effect.flip(retry.execute(endsFailed.call, { retryOnResult: bad }))).toBe(unavailable)
+        expect(yield* Ref.get(endsFailed.attempts)).toBe(3)
+        const endsRejected = yield* outcomes<Errors.RetryableError>(["bad-1", connection, "bad-2"])
+        expect(yield* retry.execute(endsRejected.call, { retryOnResult: bad })).toBe("bad-2")
+        expect(yield* Ref.get(endsRejected.attempts)).toBe(3)
+      }))
+
+    it.effect("the policy's retryOnResult (on unknown) and the call's both apply: a value either rejects is retried", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, retryOnResult: (value) => value === "" })
+        const both = yield* outcomes(["", "{\"broken", "{}"])
+        const parses = (a: string) => Either.isRight(Either.try(() => JSON.parse(a)))
+        expect(yield* retry.execute(both.call, { retryOnResult: (a) => !parses(a) })).toBe("{}")
+        expect(yield* Ref.get(both.attempts)).toBe(3)
+        const policyOnly = yield* outcomes(["", "{\"broken"])
+        expect(yield* retry.execute(policyOnly.call)).toBe("{\"broken")
+        expect(yield* Ref.get(policyOnly.attempts)).toBe(2)
+      }))
+
+    it.effect("a rejected value spends the retry budget and meets the deadline: either gives up at once with the value", () =>
+      Effect.gen(function*() {
+        const budget = yield* RetryBudget.make({ name: "b", minRetriesPerSecond: 0 })
+        const { events, onGiveUp } = yield* recorder
+        const retry = yield* Retry.make({ jitter: "none", budget, onGiveUp })
+        const refused = yield* outcomes([""])
+        expect(yield* retry.execute(refused.call, { retryOnResult: empty })).toBe("")
+        expect(yield* Ref.get(refused.attempts)).toBe(1)
+        expect(yield* budget.status).toEqual({ attempts: 1, retries: 0, allowed: 0 })
+
+        yield* Effect.repeatN(budget.recordAttempt, 8) // 10 first attempts admit 2 retries
+        const late = yield* outcomes([""])
+        expect(yield* Deadline.within(500)(retry.execute(late.call, { retryOnResult: empty }))).toBe("")
+        expect(yield* Ref.get(late.attempts)).toBe(1)
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect((yield* Ref.get(events)).map((e) => e._tag === "GiveUp" && e.reason)).toEqual(["budget", "deadline"])
+        expect((yield* budget.status).retries).toBe(0)
+      }).pipe(Effect.provide(StateStore.layerMemory)))
+
+    it.effect("retryOn and retryOnly narrow failures only: a rejected value is still retried; a non-retryable failure still is not", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0, retryOn: () => false })
+        const value = yield* outcomes([""])
+        expect(yield* Retry.retryOnly(() => false)(retry.execute(value.call, { retryOnResult: empty }))).toBe("ok")
+        expect(yield* Ref.get(value.attempts)).toBe(2)
+        const bad = new Errors.BadRequestError({ status: 400 })
+        const failure = yield* outcomes([bad])
+        expect(yield* Effect.flip(retry.execute(failure.call, { retryOnResult: empty }))).toBe(bad)
+        expect(yield* Ref.get(failure.attempts)).toBe(1)
+      }))
+
+    it.effect("a failure of the caller's own tagged RejectedResult stays a failure: not retried, not turned into a value", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none", baseDelay: 0 })
+        const impostor = { _tag: "RejectedResult", value: "ok" }
+        const { attempts, call } = yield* outcomes([impostor])
+        expect(yield* Effect.flip(retry.execute(call, { retryOnResult: empty }))).toBe(impostor)
+        expect(yield* Ref.get(attempts)).toBe(1)
+      }))
+
+    it.effect("through a Policy, a policy-wide retryOnResult sees every value, and the attempt events say \"result\"", () =>
+      Effect.gen(function*() {
+        const queue = yield* (yield* AttemptEvents.AttemptEvents).subscribe
+        const policy = yield* Policy.make({
+          deployment: "d",
+          retry: { jitter: "none", baseDelay: "100 millis", retryOnResult: (value) => value === "" },
+          circuitBreaker: false
+        })
+        let calls = 0
+        const fiber = yield* Effect.fork(policy.execute(() => Effect.sync(() => (++calls === 1 ? "" : "answer"))))
+        yield* TestClock.adjust(99)
+        expect(calls).toBe(1)
+        yield* TestClock.adjust(1)
+        expect(yield* Fiber.join(fiber)).toBe("answer")
+        const retries = [...(yield* Queue.takeAll(queue))].filter((e) => e._tag === "RetryScheduled")
+        expect(retries).toMatchObject([{ reason: "result", errorTag: "RejectedResult", delayMs: 100 }])
+        // Answered at once (an Exit), as on Policy's hot path: the value is still seen.
+        let exits = 0
+        expect(yield* policy.execute(() => (++exits === 1 ? Effect.succeed("") : Effect.succeed("x"))).pipe(
+          Effect.fork,
+          Effect.tap(() => TestClock.adjust(100)),
+          Effect.flatMap(Fiber.join)
+        )).toBe("x")
+      }).pipe(Effect.scoped, Effect.provide(AttemptEvents.layer), Effect.provide(StateStore.layerMemory)))
+  })
+
   describe("observation", () => {
     it.effect("onRetry sees every retry with its number, delay, reason and error; onGiveUp the stop", () =>
       Effect.gen(function*() {
@@ -564,7 +874,9 @@ describe("Retry", () => {
           [{ factor: Number.NaN }, "factor"],
           // @ts-expect-error options read from JSON can hold anything
           [{ maxDelay: "soon" }, "maxDelay"],
-          [{ maxRetryAfter: Duration.infinity }, "maxRetryAfter"],
+          [{ maxRetryAfter: -1 }, "maxRetryAfter"],
+          // A base delay is not a limit: infinity there is a mistake, not "off".
+          [{ baseDelay: Duration.infinity }, "baseDelay"],
           [{ jitter: Retry.proportional(1.5, 0.5) }, "jitter"],
           [{ jitter: Retry.proportional(-1, 0.5) }, "jitter.min"]
         ]

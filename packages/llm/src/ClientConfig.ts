@@ -28,6 +28,34 @@ const DurationData = Schema.declare(
   { identifier: "Duration", message: () => `expected a duration such as "30 seconds" or a number of milliseconds` }
 )
 
+const noLimit = (u: unknown): u is "infinity" | "Infinity" => u === "infinity" || u === "Infinity"
+const isDurationData = Schema.is(DurationData)
+const limitMessage = `expected a duration such as "30 seconds", a number of milliseconds, or "infinity" for no limit`
+
+/**
+ * A limit that may be off: a duration, or no limit as `"infinity"` (JSON has
+ * no `Infinity`; effect's `Duration.format` writes it `"Infinity"`, also
+ * accepted) or the number `Infinity` from code, as `Duration.decode` takes
+ * it. Decoded to `Infinity` milliseconds, and encoded back to `"infinity"`,
+ * so a config survives JSON both ways.
+ */
+const LimitData = Schema.transform(
+  Schema.declare(
+    (u: unknown): u is Duration.DurationInput | "infinity" | "Infinity" =>
+      isDurationData(u) || noLimit(u) || u === Number.POSITIVE_INFINITY,
+    { identifier: "Limit", message: () => limitMessage }
+  ),
+  Schema.declare(
+    (u: unknown): u is Duration.DurationInput => isDurationData(u) || u === Number.POSITIVE_INFINITY,
+    { identifier: "Limit", message: () => limitMessage }
+  ),
+  {
+    strict: true,
+    decode: (input) => (noLimit(input) ? Number.POSITIVE_INFINITY : input),
+    encode: (limit) => (limit === Number.POSITIVE_INFINITY ? "infinity" as const : limit)
+  }
+)
+
 const Name = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, {
     message: () => "expected a name of letters, digits and . _ : / - (it appears in metrics and logs)"
@@ -48,14 +76,14 @@ const RetryData = Schema.Struct({
   maxRetries: opt(Schema.Number),
   baseDelay: opt(DurationData),
   factor: opt(Schema.Number),
-  maxDelay: opt(DurationData),
+  maxDelay: opt(LimitData),
   jitter: opt(
     Schema.Union(
       Schema.Literal("none", "full", "equal", "decorrelated"),
       Schema.Struct({ kind: Schema.Literal("proportional"), min: Schema.Number, max: Schema.Number })
     )
   ),
-  maxRetryAfter: opt(DurationData)
+  maxRetryAfter: opt(LimitData)
 })
 
 const TriggerData = Schema.Union(

@@ -366,7 +366,7 @@ export const table: ReadonlyArray<Row> = [
     when: "any body",
     tag: "ProviderUnavailableError",
     description:
-      "Request timeout / conflict: transient on the provider's side (the official OpenAI and Anthropic SDKs retry them).",
+      "Request timeout / conflict: transient on the provider's side (the official OpenAI and Anthropic SDKs retry them); retryAfter from retry-after-ms or retry-after.",
     matches: (a) => is(408, 409)(a.status)
   },
   {
@@ -399,7 +399,7 @@ export const table: ReadonlyArray<Row> = [
     status: "529",
     when: "any body",
     tag: "ProviderUnavailableError",
-    description: "Anthropic overloaded_error.",
+    description: "Anthropic overloaded_error; retryAfter from retry-after-ms or retry-after.",
     matches: (a) => a.status === 529
   },
   {
@@ -407,7 +407,7 @@ export const table: ReadonlyArray<Row> = [
     status: "5xx",
     when: "any body",
     tag: "ProviderUnavailableError",
-    description: "The provider failed (500, 502, 503, 504 and any other 5xx).",
+    description: "The provider failed (500, 502, 503, 504 and any other 5xx); retryAfter from retry-after-ms or retry-after.",
     matches: (a) => is5xx(a.status)
   },
   unexpectedStatus
@@ -497,8 +497,14 @@ const build = (
       return new Errors.ContentFilterError(fields)
     case "BadRequestError":
       return new Errors.BadRequestError(fields)
-    case "ProviderUnavailableError":
-      return new Errors.ProviderUnavailableError(fields)
+    case "ProviderUnavailableError": {
+      // Rule 24: a 503's (or 529's, 408's...) Retry-After delays the deployment's next attempt.
+      const retryAfter = RetryAfter.fromRetryAfterHeaders(headers, now)
+      return new Errors.ProviderUnavailableError({
+        ...fields,
+        ...(Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {})
+      })
+    }
   }
 }
 

@@ -12,7 +12,8 @@
  *    `-tokens` as Go durations, `anthropic-ratelimit-*-reset` as RFC 3339
  *    timestamps): the latest reset among the budgets the headers say are
  *    exhausted, else the earliest reset given (see
- *    `RateLimitHeaders.relevantReset`).
+ *    `RateLimitHeaders.relevantReset`). For a 429 only: a failing provider
+ *    (503, 529) is read from 1 and 2 ({@link fromRetryAfterHeaders}).
  *
  * A header whose value does not parse is skipped, never guessed at; if
  * nothing parses the answer is `None` and the caller's backoff applies. No
@@ -131,13 +132,8 @@ export const parseRetryAfter = (value: string, now: number): Option.Option<Durat
   return Option.map(parseHttpDate(value, now), (at) => Duration.millis(Math.max(0, at - now)))
 }
 
-/**
- * The delay and the header that gave it, or `None` when no header parses.
- *
- * @since 0.1.0
- * @category parsers
- */
-export const resolve = (headers: RateLimitHeaders.HeaderSource, now: number): Option.Option<RetryAfter> => {
+/** Sources 1 and 2: what the server asked for in so many words. */
+const resolveRetryAfterHeaders = (headers: RateLimitHeaders.HeaderSource, now: number): Option.Option<RetryAfter> => {
   const ms = RateLimitHeaders.getHeader(headers, "retry-after-ms")
   if (ms !== undefined) {
     const d = parseRetryAfterMs(ms)
@@ -148,11 +144,38 @@ export const resolve = (headers: RateLimitHeaders.HeaderSource, now: number): Op
     const d = parseRetryAfter(ra, now)
     if (Option.isSome(d)) return Option.some({ delay: d.value, source: "retry-after" })
   }
+  return Option.none()
+}
+
+/**
+ * The delay and the header that gave it, or `None` when no header parses.
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
+export const resolve = (headers: RateLimitHeaders.HeaderSource, now: number): Option.Option<RetryAfter> => {
+  const asked = resolveRetryAfterHeaders(headers, now)
+  if (Option.isSome(asked)) return asked
   const reset = RateLimitHeaders.relevantReset(RateLimitHeaders.budgets(headers, now))
   return reset === undefined
     ? Option.none()
     : Option.some({ delay: Duration.millis(Math.max(0, reset - now)), source: "rate-limit-reset" })
 }
+
+/**
+ * The delay of `retry-after-ms`, then `retry-after`, without source 3: what
+ * a 503 or a 529 asks for. The rate-limit reset headers, which OpenAI sends
+ * on every answer, time a key's budget: on a failing provider they would
+ * delay the next attempt until a refill that says nothing about when the
+ * provider is back.
+ *
+ * @since 0.1.0
+ * @category parsers
+ */
+export const fromRetryAfterHeaders = (
+  headers: RateLimitHeaders.HeaderSource,
+  now: number
+): Option.Option<Duration.Duration> => Option.map(resolveRetryAfterHeaders(headers, now), (r) => r.delay)
 
 /**
  * How long the provider asks us to wait, from the headers of its answer.

@@ -31,6 +31,12 @@ const openAiError = (error: Record<string, unknown>) => JSON.stringify({ error }
 const anthropicError = (type: string, message: string) =>
   JSON.stringify({ type: "error", error: { type, message }, request_id: "req_011CXYZ" })
 
+/** The `retryAfter` in ms of whichever error carries one (rule 24: a 429's or a 503's). */
+const retryAfterMs = (e: ErrorMapping.MappedError): number | undefined =>
+  (e._tag === "RateLimitError" || e._tag === "ProviderUnavailableError") && e.retryAfter !== undefined
+    ? Duration.toMillis(e.retryAfter)
+    : undefined
+
 const cloudflare502 =
   "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
 
@@ -309,6 +315,16 @@ const cases: ReadonlyArray<Case> = [
     check: (e) => expect(e.detail).toBe("408 Request Time-out")
   },
   {
+    name: "408 with retry-after: the deployment's next attempt waits for it (rule 24)",
+    wire: "openai",
+    status: 408,
+    headers: { "retry-after": "4" },
+    body: "",
+    row: "transient-client-status",
+    tag: "ProviderUnavailableError",
+    check: (e) => expect(retryAfterMs(e)).toBe(4_000)
+  },
+  {
     name: "Anthropic 409 conflict",
     wire: "anthropic",
     status: 409,
@@ -494,6 +510,16 @@ const cases: ReadonlyArray<Case> = [
     }
   },
   {
+    name: "Anthropic 529 overloaded_error with retry-after: carried as the error's retryAfter (rule 24)",
+    wire: "anthropic",
+    status: 529,
+    headers: { "retry-after": "12" },
+    body: anthropicError("overloaded_error", "Overloaded"),
+    row: "overloaded",
+    tag: "ProviderUnavailableError",
+    check: (e) => expect(retryAfterMs(e)).toBe(12_000)
+  },
+  {
     name: "a relay passing Anthropic's 529 through an OpenAI-compatible body",
     wire: "openai",
     status: 529,
@@ -536,6 +562,39 @@ const cases: ReadonlyArray<Case> = [
     }),
     row: "server-error",
     tag: "ProviderUnavailableError"
+  },
+  {
+    name: "OpenAI 503 with retry-after-ms and retry-after: retry-after-ms wins, as on a 429",
+    wire: "openai",
+    status: 503,
+    headers: { "retry-after-ms": "2500", "retry-after": "3" },
+    body: openAiError({ message: "The engine is currently overloaded, please try again later.", type: "server_error" }),
+    row: "server-error",
+    tag: "ProviderUnavailableError",
+    check: (e) => expect(retryAfterMs(e)).toBe(2_500)
+  },
+  {
+    name: "503 with retry-after as an HTTP date: the delay from now",
+    wire: "anthropic",
+    status: 503,
+    headers: { "retry-after": "Tue, 10 Jun 2025 12:00:30 GMT" },
+    body: anthropicError("api_error", "Service Unavailable"),
+    row: "server-error",
+    tag: "ProviderUnavailableError",
+    check: (e) => {
+      expect(retryAfterMs(e)).toBe(30_000)
+      expect(e.message).toContain("retry after 30s")
+    }
+  },
+  {
+    name: "OpenAI 503 with only rate-limit reset headers: no retryAfter (they time a key's budget, not the outage)",
+    wire: "openai",
+    status: 503,
+    headers: { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s" },
+    body: openAiError({ message: "Service Unavailable", type: "server_error" }),
+    row: "server-error",
+    tag: "ProviderUnavailableError",
+    check: (e) => expect(retryAfterMs(e)).toBe(undefined)
   },
   {
     name: "504 with an empty body: no detail",

@@ -113,6 +113,14 @@ describe("RetryAfter.fromHeaders: the order of sources", () => {
     expect(millis(RetryAfter.fromHeaders({ "retry-after": "later", "x-ratelimit-reset-tokens": "1s" }, now))).toBe(1000)
   })
 
+  it("fromRetryAfterHeaders (a 503's) reads retry-after-ms, then retry-after, never the reset headers", () => {
+    expect(millis(RetryAfter.fromRetryAfterHeaders({ "retry-after-ms": "750", "retry-after": "3" }, now))).toBe(750)
+    expect(millis(RetryAfter.fromRetryAfterHeaders({ "retry-after-ms": "soon", "retry-after": "3" }, now))).toBe(3000)
+    const resetsOnly = { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "10s" }
+    expect(millis(RetryAfter.fromHeaders(resetsOnly, now))).toBe(10_000)
+    expect(Option.isNone(RetryAfter.fromRetryAfterHeaders(resetsOnly, now))).toBe(true)
+  })
+
   it("nothing parseable → none (the caller's backoff applies)", () => {
     expect(Option.isNone(RetryAfter.fromHeaders({}, now))).toBe(true)
     expect(Option.isNone(RetryAfter.fromHeaders({ "retry-after": "x", "x-ratelimit-reset-tokens": "y" }, now))).toBe(true)

@@ -1,0 +1,53 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Errors, Retry } from "@resilient-ai/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
+import * as ClientConfig from "../src/ClientConfig.js"
+
+const withRetry = (retry: Record<string, unknown>, policy: Record<string, unknown> = {}) => ({
+  deployments: [{ name: "a", provider: "openai", model: "gpt-4o", keys: [], policy: { retry, ...policy } }],
+  cascade: ["a"]
+})
+
+describe("ClientConfig: limits that are off", () => {
+  it.effect("retry.maxDelay and maxRetryAfter take \"infinity\" from JSON and Infinity from code, and the retry built from them has no limit", () =>
+    Effect.gen(function*() {
+      const fromFile = yield* ClientConfig.fromJson(JSON.stringify(withRetry({ maxDelay: "infinity", maxRetryAfter: "Infinity" })))
+      const fromCode = yield* ClientConfig.decode(withRetry({ maxDelay: Infinity, maxRetryAfter: Infinity }))
+      for (const config of [fromFile, fromCode]) {
+        const retry = ClientConfig.policyOptions(config.deployments[0]).retry
+        expect(retry).toEqual({ maxDelay: Number.POSITIVE_INFINITY, maxRetryAfter: Number.POSITIVE_INFINITY })
+        if (retry === undefined || retry === false) return expect.unreachable()
+        // The core takes it as "no limit": a 2-hour Retry-After is waited for, not given up on.
+        const policy = yield* Retry.make({ ...retry, jitter: "none" })
+        let attempts = 0
+        const down = new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.hours(2) })
+        const fiber = yield* Effect.fork(policy.execute(Effect.suspend(() => ++attempts === 1 ? Effect.fail(down) : Effect.succeed("ok"))))
+        yield* TestClock.adjust(Duration.toMillis(Duration.hours(2)) - 1)
+        expect(attempts).toBe(1)
+        yield* TestClock.adjust(1)
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(attempts).toBe(2)
+      }
+    }))
+
+  it.effect("a config with a limit off survives JSON both ways: Infinity is encoded \"infinity\", not null", () =>
+    Effect.gen(function*() {
+      const config = yield* ClientConfig.decode(withRetry({ maxDelay: Infinity, maxRetryAfter: "30 seconds" }))
+      const json = JSON.stringify(Schema.encodeSync(ClientConfig.ClientConfig)(config))
+      expect(JSON.parse(json).deployments[0].policy.retry).toEqual({ maxDelay: "infinity", maxRetryAfter: "30 seconds" })
+      expect(yield* ClientConfig.fromJson(json)).toEqual(config)
+    }))
+
+  it.effect("anything else names the field; a duration that is not a limit (attemptTimeout) takes no infinity", () =>
+    Effect.gen(function*() {
+      const forever = yield* Effect.flip(ClientConfig.decode(withRetry({ maxDelay: "forever" })))
+      expect(forever.path).toBe("deployments.0.policy.retry.maxDelay")
+      expect(forever.detail).toContain("\"infinity\" for no limit")
+      const timeout = yield* Effect.flip(ClientConfig.decode(withRetry({}, { attemptTimeout: "infinity" })))
+      expect(timeout.path).toBe("deployments.0.policy.attemptTimeout")
+    }))
+})
