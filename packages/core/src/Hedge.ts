@@ -122,11 +122,30 @@ export interface Options {
 export interface Service {
   /**
    * Runs `attempt(0)`, hedges it with `attempt(1)`, ... as described in the
-   * module documentation, and returns the first success.
+   * module documentation, and returns the first success. An effect is run
+   * once per attempt and reads its index from {@link CurrentHedge} (the
+   * `execute(effect)` shape every policy has); a function is given it.
    */
-  readonly execute: <A, E, R>(attempt: (index: number) => Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly execute: Execute
   /** The hedge delay in milliseconds an `execute` starting now would use. */
   readonly currentDelay: Effect.Effect<number>
+}
+
+/**
+ * The index of the hedged attempt an effect run by {@link Service.execute} is: 0 first.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CurrentHedge extends Context.Tag("@resilient-ai/core/Hedge/CurrentHedge")<CurrentHedge, number>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Execute {
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, CurrentHedge>>
+  <A, E, R>(attempt: (index: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
 }
 
 /**
@@ -229,13 +248,19 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const onLaunch = options.onLaunch
     const hedgeName = options.name ?? "hedge"
 
-    const execute = <A, E, R>(attempt: (index: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.suspend(() => {
+    function execute<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, CurrentHedge>>
+    function execute<A, E, R>(attempt: (index: number) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
+    function execute<A, E, R>(
+      call: Effect.Effect<A, E, R> | ((index: number) => Effect.Effect<A, E, R>)
+    ): Effect.Effect<A, E, R> {
+      const attempt = Effect.isEffect(call) ? (index: number) => Effect.provideService(call, CurrentHedge, index) : call
+      return Effect.suspend(() => {
         // Every attempt fiber ever forked; all are interrupted and awaited on the way out.
         const fibers: Array<Fiber.RuntimeFiber<void>> = []
         const cleanup = Effect.suspend(() => Fiber.interruptAll(fibers))
         return Effect.ensuring(coordinate(attempt, fibers), cleanup)
       })
+    }
 
     const coordinate = <A, E, R>(
       attempt: (index: number) => Effect.Effect<A, E, R>,

@@ -83,6 +83,21 @@ describe("Hedge", () => {
       expect(h.launchInfos).toEqual([])
     }))
 
+  it.effect("execute(effect): the effect reads its attempt's index from Hedge.CurrentHedge, one run per attempt", () =>
+    Effect.gen(function*() {
+      const hedge = yield* Hedge.make({ delay: "100 millis" })
+      const started: Array<number> = []
+      const attempt = Effect.flatMap(Hedge.CurrentHedge, (index) => {
+        started.push(index)
+        // Attempt 0 hangs; the hedge answers after 10 ms.
+        return index === 0 ? Effect.never : Effect.as(Effect.sleep(10), `r${index}`)
+      })
+      const fiber = yield* Effect.fork(hedge.execute(attempt))
+      yield* TestClock.adjust(110)
+      expect(yield* Fiber.join(fiber)).toBe("r1")
+      expect(started).toEqual([0, 1])
+    }))
+
   it.effect("the hedge starts exactly at the delay since the last launch, not 1 ms before", () =>
     Effect.gen(function*() {
       const h = harness([])
