@@ -33,7 +33,7 @@ import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import { Permits, type Waiter } from "./internal/bulkhead.js"
-import { decodeOptions, Millis, NonNegativeInt, PositiveInt } from "./internal/config.js"
+import { decodeOptions, LimitMillis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
 /**
  * @since 0.1.0
@@ -48,7 +48,7 @@ export interface Options {
   readonly maxQueue?: number | undefined
   /**
    * How long a queued caller waits for a permit before it fails with
-   * `BulkheadFullError { reason: "queue-timeout" }`. Default: no limit.
+   * `BulkheadFullError { reason: "queue-timeout" }`. Default (or `Duration.infinity`): no limit.
    * 0 means no waiting: with every permit taken a caller fails at once
    * (`"queue-timeout"`, or `"queue-full"` when `maxQueue` is 0).
    */
@@ -100,7 +100,7 @@ const OptionsSchema = Schema.Struct({
   name: Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty name" })),
   maxConcurrent: PositiveInt,
   maxQueue: Schema.optional(NonNegativeInt),
-  maxQueueWait: Schema.optional(Millis)
+  maxQueueWait: Schema.optional(LimitMillis)
 })
 
 /**
@@ -112,7 +112,14 @@ const OptionsSchema = Schema.Struct({
 export const make = (options: Options): Effect.Effect<Service, InvalidConfigError> =>
   Effect.map(
     decodeOptions(`Bulkhead "${String(options.name)}"`, OptionsSchema, options),
-    (config) => unsafeMake(config.name, config.maxConcurrent, config.maxQueue ?? 0, config.maxQueueWait)
+    (config) =>
+      unsafeMake(
+        config.name,
+        config.maxConcurrent,
+        config.maxQueue ?? 0,
+        // `Duration.infinity`: no wait limit, the same as none given.
+        config.maxQueueWait === Infinity ? undefined : config.maxQueueWait
+      )
   )
 
 /**

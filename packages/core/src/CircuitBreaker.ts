@@ -32,7 +32,7 @@ import { type BreakerVerdict, breakerVerdict, CircuitOpenError, InvalidConfigErr
 import * as machine from "./internal/breakerState.js"
 import { exitOf } from "./internal/done.js"
 import { published as publishedStep } from "./internal/published.js"
-import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import { decodeOptions, Millis, PositiveInt, PositiveLimitMillis, PositiveMillis, Ratio } from "./internal/config.js"
 import * as metrics from "./internal/metrics.js"
 import * as StateStore from "./StateStore.js"
 
@@ -219,7 +219,7 @@ const OptionsSchema = Schema.Struct({
   }),
   openDuration: Schema.optional(Schema.Unknown),
   permittedCallsInHalfOpen: Schema.optionalWith(PositiveInt, { default: () => 1 }),
-  maxHalfOpenDuration: Schema.optionalWith(PositiveMillis, { default: () => 60_000 }),
+  maxHalfOpenDuration: Schema.optionalWith(PositiveLimitMillis, { default: () => 60_000 }),
   slowCallDuration: Schema.optional(Millis),
   countUpstreamRateLimit: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   classify: Schema.optional(Schema.declare(Predicate.isFunction)),
@@ -278,14 +278,7 @@ export const make = (
 ): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
   Effect.gen(function*() {
     const component = `CircuitBreaker "${options.name}"`
-    // `Duration.infinity` switches rule 10 off: a half-open period then waits for its trials however long they take.
-    const halfOpenForever = options.maxHalfOpenDuration !== undefined &&
-      Option.exists(Duration.decodeUnknown(options.maxHalfOpenDuration), (d) => !Duration.isFinite(d))
-    const o = yield* decodeOptions(
-      component,
-      OptionsSchema,
-      halfOpenForever ? { ...options, maxHalfOpenDuration: undefined } : options
-    )
+    const o = yield* decodeOptions(component, OptionsSchema, options)
     const openMillis = yield* resolveOpenDuration(component, options.openDuration)
     if (o.trigger.kind === "failure-rate" && o.trigger.slowCallRateThreshold !== undefined && o.slowCallDuration === undefined) {
       return yield* new InvalidConfigError({
@@ -313,7 +306,8 @@ export const make = (
       trigger,
       slowCallMillis: o.slowCallDuration,
       permittedCallsInHalfOpen: o.permittedCallsInHalfOpen,
-      maxHalfOpenMillis: halfOpenForever ? undefined : o.maxHalfOpenDuration,
+      // `Duration.infinity` switches rule 10 off: a half-open period then waits for its trials however long they take.
+      maxHalfOpenMillis: o.maxHalfOpenDuration === Infinity ? undefined : o.maxHalfOpenDuration,
       openMillis
     }
     const store = yield* StateStore.StateStore

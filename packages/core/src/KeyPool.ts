@@ -44,7 +44,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { breakerVerdict, InvalidConfigError, NoKeyAvailableError, tagOf } from "./Errors.js"
-import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import { published as publishedStep } from "./internal/published.js"
 import * as machine from "./internal/keyPoolState.js"
@@ -304,7 +304,7 @@ const OptionsSchema = Schema.Struct({
   failuresBeforeCooldown: Schema.optionalWith(PositiveInt, { default: () => 5 }),
   failureCooldown: Schema.optionalWith(PositiveMillis, { default: () => 30_000 }),
   quotaResetAfter: Schema.optionalWith(PositiveMillis, { default: () => 3_600_000 }),
-  waitForKey: Schema.optionalWith(Millis, { default: () => 0 }),
+  waitForKey: Schema.optionalWith(LimitMillis, { default: () => 0 }),
   provider: Schema.optional(Schema.String)
 })
 

@@ -118,6 +118,12 @@ export interface CallOptions<A> {
   readonly costUsd?: (a: A) => number | undefined
   /** A session or prompt-prefix hash: pins the call to one healthy key (the provider's prompt cache). */
   readonly affinity?: string
+  /**
+   * Retries an attempt whose value this holds for (an empty completion), on
+   * top of the retry's own `retryOnResult`; when retries run out the last
+   * value is returned.
+   */
+  readonly retryOnResult?: (a: A) => boolean
 }
 
 /**
@@ -259,7 +265,9 @@ interface Run {
 
 /** One element of the plan: a wrapper around what is inside, or gates admitted together. */
 type Step =
-  | { readonly _tag: "Wrap"; readonly stage: "totalTimeout" | "retry" | "attemptTimeout"; readonly wrap: Wrap }
+  | { readonly _tag: "Wrap"; readonly stage: "totalTimeout"; readonly wrap: Wrap }
+  /** Always in the plan: the attempts of a call begin inside it. */
+  | { readonly _tag: "Retry"; readonly retry: Retry.Service | undefined }
   | { readonly _tag: "Gates"; readonly gates: ReadonlyArray<Admission.Gate<Run, Admission.Permit, PolicyError>> }
 
 type Wrap = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | PolicyError, R>
@@ -327,8 +335,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         case "totalTimeout":
           return options.totalTimeout === undefined ? undefined : { _tag: "Wrap", stage, wrap: Timeout.total(options.totalTimeout, origin) }
         case "retry":
-          // Always in the plan: the attempts of a call begin inside it.
-          return { _tag: "Wrap", stage, wrap: stages.retry === undefined ? (self) => self : stages.retry.execute }
+          return { _tag: "Retry", retry: stages.retry }
         case "circuitBreaker":
         case "keyPool":
         case "rateLimiter":
@@ -499,12 +506,15 @@ const runFrom = <A, E, R>(
   const step = plan[i]
   if (step === undefined) return attemptOnce(context, run, call)
   if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call))
-  if (step.stage !== "retry") return step.wrap(runFrom(plan, context, i + 1, run, call))
-  return step.wrap(Effect.suspend(() => {
+  if (step._tag === "Wrap") return step.wrap(runFrom(plan, context, i + 1, run, call))
+  const attempt = Effect.suspend(() => {
     run.attempts += 1
     run.key = undefined
     return runFrom(plan, context, i + 1, run, call)
-  }))
+  })
+  if (step.retry === undefined) return attempt
+  const retryOnResult = run.callOptions.retryOnResult
+  return retryOnResult === undefined ? step.retry.execute(attempt) : step.retry.execute(attempt, { retryOnResult })
 }
 
 /** The call itself, as one attempt: budget, deadline, events, cost, under the attempt timeout. */
@@ -651,12 +661,13 @@ const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray
 /** A call's options with their value type forgotten: the plan is shared by calls of every type. */
 const erased = <A>(callOptions: CallOptions<A> | undefined): CallOptions<unknown> => {
   if (callOptions === undefined) return noCallOptions
-  const { costUsd, usage, ...rest } = callOptions
+  const { costUsd, retryOnResult, usage, ...rest } = callOptions
   // Each function is only ever given the value of the call these options came with: an `A`.
   return {
     ...rest,
     ...(usage === undefined ? {} : { usage: (value: unknown) => usage(value as A) }),
-    ...(costUsd === undefined ? {} : { costUsd: (value: unknown) => costUsd(value as A) })
+    ...(costUsd === undefined ? {} : { costUsd: (value: unknown) => costUsd(value as A) }),
+    ...(retryOnResult === undefined ? {} : { retryOnResult: (value: unknown) => retryOnResult(value as A) })
   }
 }
 

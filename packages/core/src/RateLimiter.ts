@@ -47,7 +47,7 @@ import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
 import * as Deadline from "./Deadline.js"
 import { InvalidConfigError, RateLimitError } from "./Errors.js"
-import { decodeOptions, Millis, PositiveInt, PositiveMillis } from "./internal/config.js"
+import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
@@ -82,7 +82,10 @@ export interface Options {
     readonly requests?: BucketOptions
     readonly tokens?: BucketOptions
   }
-  /** How long a call may wait for its grant; 0 (the default) rejects at once. */
+  /**
+   * How long a call may wait for its grant; 0 (the default) rejects at once,
+   * `Duration.infinity` waits as long as it takes (never past the request's deadline).
+   */
   readonly maxWait?: Duration.DurationInput
   /** Copied into the `RateLimitError`s, for logs. */
   readonly provider?: string
@@ -227,7 +230,7 @@ const OptionsSchema = Schema.Struct({
     requests: Schema.optional(BucketSchema),
     tokens: Schema.optional(BucketSchema)
   })),
-  maxWait: Schema.optional(Millis),
+  maxWait: Schema.optional(LimitMillis),
   provider: Schema.optional(Schema.String),
   deployment: Schema.optional(Schema.String),
   pauseOnUpstreamRateLimit: Schema.optional(Schema.Boolean)

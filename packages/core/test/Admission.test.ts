@@ -188,6 +188,45 @@ describe("Policy: composes existing instances", () => {
       expect((yield* pool.status).keys[0]?.state).toBe("disabled")
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
+  it.effect("a call's retryOnResult retries an answer it rejects, through the Policy's retry", () =>
+    Effect.gen(function*() {
+      const policy = yield* Policy.make({ deployment: "d", retry: { maxRetries: 2, jitter: "none", baseDelay: 0 } })
+      const answers = ["", "", "hello"]
+      const fiber = yield* Effect.fork(policy.executeDetailed(
+        Effect.map(Policy.CurrentAttempt, ({ attempt }) => answers[attempt - 1] ?? "late"),
+        { retryOnResult: (text) => text === "" }
+      ))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ value: "hello", attempts: 3 })
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("Duration.infinity switches a wait limit off: bulkhead queue wait, limiter wait, key wait", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "b", maxConcurrent: 1, maxQueue: 1, maxQueueWait: Duration.infinity })
+      const holder = yield* Effect.fork(bulkhead.execute(Effect.sleep("1 hour")))
+      yield* TestClock.adjust("1 millis")
+      const waiter = yield* Effect.fork(bulkhead.execute(Effect.succeed("served")))
+      yield* TestClock.adjust("1 hour")
+      yield* Fiber.join(holder)
+      expect(yield* Fiber.join(waiter)).toBe("served")
+
+      const limiter = yield* RateLimiter.make({
+        name: "slow",
+        buckets: { requests: { capacity: 1, refillInterval: "1 hour" } },
+        maxWait: Duration.infinity
+      })
+      yield* limiter.acquire()
+      const second = yield* Effect.fork(limiter.acquire())
+      yield* TestClock.adjust("1 hour")
+      expect((yield* Fiber.join(second)).waited).toBe(3_600_000)
+
+      const pool = yield* KeyPool.make({ name: "wait", keys: [{ name: "k1", key: Redacted.make("sk-1") }], waitForKey: Duration.infinity })
+      yield* pool.report("k1", Exit.fail(upstream429(7_200)))
+      const keyed = yield* Effect.fork(pool.execute(Effect.map(KeyPool.CurrentKey, (k) => k.name)))
+      yield* TestClock.adjust("2 hours")
+      expect(yield* Fiber.join(keyed)).toBe("k1")
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
   it("states the order of rule 18 once, as data", () => {
     expect(Policy.order).toEqual([
       "totalTimeout",

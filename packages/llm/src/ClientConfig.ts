@@ -118,17 +118,17 @@ const PolicyData = Schema.Struct({
         /** A duration, or one that grows with each consecutive opening: `{ initial, factor?, max }`. */
         openDuration: opt(Schema.Union(DurationData, GrowingDuration)),
         permittedCallsInHalfOpen: opt(Schema.Number),
-        maxHalfOpenDuration: opt(DurationData),
+        maxHalfOpenDuration: opt(LimitData),
         slowCallDuration: opt(DurationData),
         countUpstreamRateLimit: opt(Schema.Boolean)
       })
     )
   ),
   rateLimiter: opt(
-    Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(DurationData) })
+    Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(LimitData) })
   ),
   bulkhead: opt(
-    Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(DurationData) })
+    Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(LimitData) })
   )
 })
 

@@ -42,6 +42,19 @@ describe("ClientConfig: limits that are off", () => {
       expect(yield* ClientConfig.fromJson(json)).toEqual(config)
     }))
 
+  it.effect("the limiter's maxWait, the bulkhead's maxQueueWait and the breaker's maxHalfOpenDuration take \"infinity\" too", () =>
+    Effect.gen(function*() {
+      const config = yield* ClientConfig.fromJson(JSON.stringify(withRetry({}, {
+        rateLimiter: { requestsPerMinute: 10, maxWait: "infinity" },
+        bulkhead: { maxConcurrent: 2, maxQueueWait: "infinity" },
+        circuitBreaker: { maxHalfOpenDuration: "infinity" }
+      })))
+      const options = ClientConfig.policyOptions(config.deployments[0])
+      expect(options.rateLimiter).toMatchObject({ maxWait: Number.POSITIVE_INFINITY })
+      expect(options.bulkhead).toMatchObject({ maxQueueWait: Number.POSITIVE_INFINITY })
+      expect(options.circuitBreaker).toMatchObject({ maxHalfOpenDuration: Number.POSITIVE_INFINITY })
+    }))
+
   it.effect("anything else names the field; a duration that is not a limit (attemptTimeout) takes no infinity", () =>
     Effect.gen(function*() {
       const forever = yield* Effect.flip(ClientConfig.decode(withRetry({ maxDelay: "forever" })))
