@@ -28,6 +28,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Admission from "./Admission.js"
@@ -302,6 +303,10 @@ interface AttemptContext {
   readonly events: AttemptEvents.Service | undefined
   readonly attemptMillis: number | undefined
   readonly attemptTimeout: Wrap | undefined
+  /** The attempt timeout as the gates' admission applies it. */
+  readonly attemptLimit: Admission.Timeout<TimeoutError> | undefined
+  /** Whether the plan's gates time the attempt (then `attemptOnce` does not). */
+  readonly timedByGates: boolean
 }
 
 /**
@@ -322,13 +327,6 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const attemptMillis = options.attemptTimeout === undefined
       ? undefined
       : Duration.toMillis(Duration.decode(options.attemptTimeout))
-    const context: AttemptContext = {
-      name,
-      provider: options.provider,
-      events,
-      attemptMillis,
-      attemptTimeout: attemptMillis === undefined || attemptMillis === Infinity ? undefined : Timeout.attempt(attemptMillis, origin)
-    }
     const gates = gatesOf(name, stages)
     const stageOf = (stage: Stage): Step | GateOf | undefined => {
       switch (stage) {
@@ -347,6 +345,21 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       }
     }
     const plan = planOf(order.map(stageOf))
+    const timedMillis = attemptMillis === undefined || attemptMillis === Infinity ? undefined : attemptMillis
+    const context: AttemptContext = {
+      name,
+      provider: options.provider,
+      events,
+      attemptMillis: timedMillis,
+      attemptTimeout: timedMillis === undefined ? undefined : Timeout.attempt(timedMillis, origin),
+      attemptLimit: timedMillis === undefined ? undefined : {
+        millis: timedMillis,
+        onTimeout: () =>
+          new TimeoutError({ phase: "attempt", timeout: Duration.millis(timedMillis), provider: options.provider, deployment: name }, true)
+      },
+      // The attempt timeout is the innermost stage: the last gates' admission applies it, in its own region.
+      timedByGates: plan.some((step) => step._tag === "Gates")
+    }
 
     function executeDetailed<A, E, R>(
       effect: Effect.Effect<A, E, R>,
@@ -505,7 +518,9 @@ const runFrom = <A, E, R>(
 ): Effect.Effect<A, E | PolicyError, R> => {
   const step = plan[i]
   if (step === undefined) return attemptOnce(context, run, call)
-  if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call))
+  if (step._tag === "Gates") {
+    return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call), (fiber, now) => limitOf(context, fiber, now))
+  }
   if (step._tag === "Wrap") return step.wrap(runFrom(plan, context, i + 1, run, call))
   const attempt = Effect.suspend(() => {
     run.attempts += 1
@@ -541,12 +556,12 @@ const attemptOnce = <A, E, R>(
       events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
       Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
     ) {
-      return timed(context, made(), undefined)
+      return context.timedByGates ? made() : timed(context, made(), undefined)
     }
     return Effect.flatMap(Deadline.remaining, (remaining) => {
       const charged = Effect.zipRight(
         RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-        Effect.suspend(() => timed(context, made(), Option.getOrUndefined(remaining)))
+        Effect.suspend(() => context.timedByGates ? made() : timed(context, made(), Option.getOrUndefined(remaining)))
       )
       const costUsd = callOptions.costUsd
       const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
@@ -591,18 +606,33 @@ const timed = <A, E, R>(
   if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
     return attemptTimeout === undefined ? self : attemptTimeout(self)
   }
-  return internalTimeout.timeout(
-    deadline,
-    () =>
-      new TimeoutError({
-        phase: "total",
-        timeout: Duration.millis(deadline),
-        ...(context.provider === undefined ? {} : { provider: context.provider }),
-        deployment: context.name
-      }, true),
-    false
-  )(self)
+  return internalTimeout.timeout(deadline, () => totalTimeoutError(context, deadline), false)(self)
 }
+
+/**
+ * The attempt's time limit as the gates' admission applies it: the attempt
+ * timeout, or the request's deadline when that comes first (then a
+ * `TimeoutError` of phase "total", which a fallback step can take over).
+ */
+const limitOf = (
+  context: AttemptContext,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  now: number
+): Admission.Timeout<TimeoutError> | undefined => {
+  const deadline = fiber.getFiberRef(Deadline.currentDeadline)
+  if (Option.isNone(deadline)) return context.attemptLimit
+  const left = Math.max(0, deadline.value - now)
+  if (context.attemptMillis !== undefined && context.attemptMillis <= left) return context.attemptLimit
+  return { millis: left, onTimeout: () => totalTimeoutError(context, left) }
+}
+
+const totalTimeoutError = (context: AttemptContext, millis: number): TimeoutError =>
+  new TimeoutError({
+    phase: "total",
+    timeout: Duration.millis(millis),
+    ...(context.provider === undefined ? {} : { provider: context.provider }),
+    deployment: context.name
+  }, true)
 
 const newRun = (callOptions: CallOptions<unknown>): Run => ({
   callOptions,

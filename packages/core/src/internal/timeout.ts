@@ -159,7 +159,7 @@ const schedulerOf = (clock: Clock.Clock): Clock.ClockScheduler | undefined => {
  * would interrupt too. `getChildren` is not in the `RuntimeFiber` interface:
  * a fiber without it is taken to have some (the safe answer).
  */
-const hasChildren = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean => {
+export const hasChildren = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean => {
   if (!Predicate.hasProperty(fiber, "getChildren") || !Predicate.isFunction(fiber.getChildren)) return true
   const children: unknown = fiber.getChildren()
   return !Predicate.hasProperty(children, "size") || children.size !== 0
@@ -183,8 +183,10 @@ const startTimer = (clock: Clock.Clock, duration: Duration.Duration, task: () =>
  * in an uninterruptible frame, calls: it cancels the timer and, if the timer
  * fired, returns the effect that takes the timeout's interruption back and
  * fails with `onTimeout()` (undefined when the attempt ended in time).
+ * `Admission.executeAll` calls it too, so a `Policy` attempt has one
+ * uninterruptible region for its gates and its timeout.
  */
-const arm = <E1>(
+export const arm = <E1>(
   caller: Fiber.RuntimeFiber<unknown, unknown>,
   duration: Duration.Duration,
   onTimeout: () => E1
