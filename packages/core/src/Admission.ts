@@ -129,15 +129,17 @@ export interface Timeout<E1> {
 export const executeAll = <Request, Refusal, A, E, R, E1 = never>(
   gates: ReadonlyArray<Gate<Request, Permit, Refusal>>,
   request: Request,
-  use: () => Effect.Effect<A, E, R>,
+  use: (fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>,
   timeout?: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Timeout<E1> | undefined
 ): Effect.Effect<A, E | Refusal | E1, R> =>
-  gates.length === 0 && timeout === undefined ? Effect.suspend(use) : admit(gates, request, use, timeout)
+  gates.length === 0 && timeout === undefined
+    ? Effect.withFiberRuntime(use)
+    : admit(gates, request, (_, fiber) => use(fiber), timeout)
 
 const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
   gates: ReadonlyArray<Gate<Request, P, Refusal>>,
   request: Request,
-  use: (permit: P | undefined) => Effect.Effect<A, E, R>,
+  use: (permit: P | undefined, fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>,
   timeout?: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Timeout<E1> | undefined
 ): Effect.Effect<A, E | Refusal | E1, R> =>
   Effect.uninterruptibleMask((restore) =>
@@ -171,7 +173,7 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
       const run = (): Effect.Effect<A, E | E1, R> => {
         let body: Effect.Effect<A, E, R>
         try {
-          body = use(held[held.length - 1])
+          body = use(held[held.length - 1], fiber)
         } catch (defect) {
           // A `use` that throws is a defect of its call, never a permit left taken.
           body = Effect.die(defect)

@@ -508,18 +508,31 @@ const gatesOf = (
   }
 })
 
-/** Runs the plan from step `i` for one call; the attempts begin inside the retry. */
+/**
+ * Runs the plan from step `i` for one call; the attempts begin inside the
+ * retry. `fiber`: the running fiber, when the step before handed it over.
+ */
 const runFrom = <A, E, R>(
   plan: ReadonlyArray<Step>,
   context: AttemptContext,
   i: number,
   run: Run,
-  call: (attempt: Attempt) => Effect.Effect<A, E, R>
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+  fiber?: Fiber.RuntimeFiber<unknown, unknown>
 ): Effect.Effect<A, E | PolicyError, R> => {
   const step = plan[i]
-  if (step === undefined) return attemptOnce(context, run, call)
+  if (step === undefined) {
+    return fiber === undefined
+      ? Effect.withFiberRuntime((f) => attemptOnce(context, run, call, f))
+      : attemptOnce(context, run, call, fiber)
+  }
   if (step._tag === "Gates") {
-    return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call), (fiber, now) => limitOf(context, fiber, now))
+    return Admission.executeAll(
+      step.gates,
+      run,
+      (f) => runFrom(plan, context, i + 1, run, call, f),
+      (f, now) => limitOf(context, f, now)
+    )
   }
   if (step._tag === "Wrap") return step.wrap(runFrom(plan, context, i + 1, run, call))
   const attempt = Effect.suspend(() => {
@@ -536,61 +549,61 @@ const runFrom = <A, E, R>(
 const attemptOnce = <A, E, R>(
   context: AttemptContext,
   run: Run,
-  call: (attempt: Attempt) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | PolicyError, R> =>
-  Effect.withFiberRuntime((fiber) => {
-    const { events, name } = context
-    const callOptions = run.callOptions
-    const attempt = run.attempts
-    const key = run.key?.key
-    const made = (): Effect.Effect<A, E, R> => {
-      try {
-        return call({ deployment: name, attempt, key })
-      } catch (defect) {
-        // A `call` that throws is a defect of its attempt.
-        return Effect.die(defect)
-      }
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>
+): Effect.Effect<A, E | PolicyError, R> => {
+  const { events, name } = context
+  const callOptions = run.callOptions
+  const attempt = run.attempts
+  const key = run.key?.key
+  const made = (): Effect.Effect<A, E, R> => {
+    try {
+      return call({ deployment: name, attempt, key })
+    } catch (defect) {
+      // A `call` that throws is a defect of its attempt.
+      return Effect.die(defect)
     }
-    // Nothing to charge, note or report: just the call under its timeout.
-    if (
-      events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
-      Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
-    ) {
-      return context.timedByGates ? made() : timed(context, made(), undefined)
-    }
-    return Effect.flatMap(Deadline.remaining, (remaining) => {
-      const charged = Effect.zipRight(
-        RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-        Effect.suspend(() => context.timedByGates ? made() : timed(context, made(), Option.getOrUndefined(remaining)))
-      )
-      const costUsd = callOptions.costUsd
-      const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
-        const actual = costUsd(a)
-        return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
-      })
-      const keyName = key?.name
-      const noted = Effect.tapError(costed, (e) =>
-        isResilienceError(e) && e._tag !== "BudgetExhaustedError"
-          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
-          : Effect.void)
-      if (events === undefined) return noted
-      return Effect.flatMap(Clock.currentTimeMillis, (start) =>
-        Effect.zipRight(
-          events.publish({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
-          Effect.onExit(noted, (exit) =>
-            Effect.flatMap(Clock.currentTimeMillis, (end) =>
-              events.publish({
-                _tag: "AttemptEnded",
-                at: end,
-                deployment: name,
-                attempt,
-                keyName,
-                durationMs: end - start,
-                outcome: outcomeOf(exit)
-              })))
-        ))
+  }
+  // Nothing to charge, note or report: just the call under its timeout.
+  if (
+    events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
+    Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
+  ) {
+    return context.timedByGates ? made() : timed(context, made(), undefined)
+  }
+  return Effect.flatMap(Deadline.remaining, (remaining) => {
+    const charged = Effect.zipRight(
+      RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+      Effect.suspend(() => context.timedByGates ? made() : timed(context, made(), Option.getOrUndefined(remaining)))
+    )
+    const costUsd = callOptions.costUsd
+    const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
+      const actual = costUsd(a)
+      return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
     })
+    const keyName = key?.name
+    const noted = Effect.tapError(costed, (e) =>
+      isResilienceError(e) && e._tag !== "BudgetExhaustedError"
+        ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
+        : Effect.void)
+    if (events === undefined) return noted
+    return Effect.flatMap(Clock.currentTimeMillis, (start) =>
+      Effect.zipRight(
+        events.publish({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
+        Effect.onExit(noted, (exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (end) =>
+            events.publish({
+              _tag: "AttemptEnded",
+              at: end,
+              deployment: name,
+              attempt,
+              keyName,
+              durationMs: end - start,
+              outcome: outcomeOf(exit)
+            })))
+      ))
   })
+}
 
 /**
  * The attempt timeout, shortened to the request's deadline (`deadline`, ms
