@@ -156,6 +156,8 @@ export const Deployment = Schema.Struct({
   provider: Schema.Literal("openai", "anthropic"),
   /** Default: the provider's public API. OpenAI-compatible relays, DeepSeek, OpenRouter, vLLM set theirs. */
   baseUrl: opt(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "expected an http(s) URL" }))),
+  /** Send the caller's trace context (`traceparent`, `b3`) to this provider. Default false. */
+  propagateTrace: opt(Schema.Boolean),
   model: Schema.NonEmptyTrimmedString,
   keys: Schema.Array(KeyRef),
   keyStrategy: opt(Schema.Literal("round-robin", "weighted")),

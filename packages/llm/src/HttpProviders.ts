@@ -285,13 +285,17 @@ export const anthropic = (
 export const layer = (options: Options = {}): Layer.Layer<Provider.Providers, never, HttpClient.HttpClient> =>
   Layer.effect(
     Provider.Providers,
-    Effect.map(HttpClient.HttpClient, (client) => {
+    Effect.map(HttpClient.HttpClient, (traced) => {
+      // Trace headers go only to deployments that opt in (`Target.propagateTrace`).
+      const untraced = HttpClient.withTracerPropagation(traced, false)
       const cache = new Map<string, Provider.Provider>()
       return {
         forTarget: (target) => {
-          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""}`
+          const propagate = target.propagateTrace === true
+          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""} ${propagate}`
           const existing = cache.get(key)
           if (existing !== undefined) return existing
+          const client = propagate ? traced : untraced
           const made = target.kind === "openai"
             ? openAiCompatible(client, target, options)
             : anthropic(client, target, options)

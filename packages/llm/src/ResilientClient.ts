@@ -324,7 +324,13 @@ export const make = (
         Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, keyPool }),
         prefix
       )
-      const provider = providers.forTarget({ name: d.name, kind: d.provider, baseUrl: d.baseUrl, model: d.model })
+      const provider = providers.forTarget({
+        name: d.name,
+        kind: d.provider,
+        baseUrl: d.baseUrl,
+        model: d.model,
+        propagateTrace: d.propagateTrace
+      })
       handles.push({ config: d, policy, keyPool, provider })
     }
     const byName = new Map(handles.map((h) => [h.config.name, h]))

@@ -71,6 +71,31 @@ const providerOn = (kind: Provider.Kind, url: string, options: HttpProviders.Opt
     )
 const openAiOn = (url: string, options: HttpProviders.Options = {}) => providerOn("openai", url, options)
 
+describe("HttpProviders: trace context", () => {
+  it.scoped("sends no trace headers unless the deployment opts in (propagateTrace)", () =>
+    Effect.gen(function*() {
+      const seen: Array<Http.IncomingHttpHeaders> = []
+      const { url } = yield* upstream((req, _body, res) => {
+        seen.push(req.headers)
+        json(res, 200, completion("hello"))
+      })
+      const onTarget = (propagateTrace: boolean) =>
+        Effect.flatMap(
+          Effect.map(Provider.Providers, (providers) =>
+            providers.forTarget({ name: "gpt", kind: "openai", baseUrl: url, model: "m", propagateTrace })).pipe(
+              Effect.provide(HttpProviders.layer())
+            ),
+          (provider) => provider.chat(request, context)
+        ).pipe(Effect.withSpan("user request"))
+      yield* onTarget(false)
+      yield* onTarget(true)
+      const [plain, traced] = seen
+      expect(plain?.traceparent).toBeUndefined()
+      expect(plain?.b3).toBeUndefined()
+      expect(traced?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+    }).pipe(Effect.provide(transport)))
+})
+
 describe("HttpProviders: OpenAI-compatible over real HTTP", () => {
   it.scoped("sends the deployment's model and the key as a bearer token; parses the answer and rate-limit headers", () =>
     Effect.gen(function*() {
