@@ -736,6 +736,7 @@ describe("Translate", () => {
       ["tool_use", "tool_calls", "tool_calls"],
       ["refusal", "content_filter", "content_filter"],
       ["pause_turn", "other", "stop"],
+      ["some_future_reason", "other", "stop"],
       [null, "other", "stop"]
     ] as const)("stop reason %s → neutral %s → OpenAI %s", ([stopReason, neutral, openAi]) =>
       Effect.gen(function*() {
