@@ -188,7 +188,9 @@ const fromWire = <W, E>(
     const origin = originOf(target, context)
     return Stream.unwrap(Effect.gen(function*() {
       const body = yield* wire.encode({ ...request, model: context.model }, true)
-      const response = yield* send(client, wire.build(body, context), origin, firstByte, "first-token")
+      const sse = HttpClientRequest.setHeader(wire.build(body, context), "accept", "text/event-stream")
+      const response = yield* send(client, sse, origin, firstByte, "first-token")
+      yield* expectEventStream(response, origin)
       const events = response.stream.pipe(
         Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
         Sse.decode(),
@@ -204,6 +206,32 @@ const fromWire = <W, E>(
   }
 
   return { kind: wire.kind, chat, stream }
+}
+
+/**
+ * A 2xx answer to a stream request that is not an event stream (a relay
+ * that answered JSON, say) is a `MalformedResponseError` that says what
+ * arrived, read before any chunk: never a stream "cut without its
+ * terminator" to be retried.
+ */
+const expectEventStream = (
+  response: HttpClientResponse.HttpClientResponse,
+  origin: ErrorMapping.Origin
+): Effect.Effect<void, CallError> => {
+  const type = response.headers["content-type"] ?? ""
+  if (type.toLowerCase().startsWith("text/event-stream")) return Effect.void
+  return Effect.flatMap(
+    Effect.orElseSucceed(response.text, () => ""),
+    (text) =>
+      Effect.fail(
+        new Errors.MalformedResponseError({
+          ...origin,
+          status: response.status,
+          detail: `expected an event stream (text/event-stream), got ${type === "" ? "no content type" : type}` +
+            (text === "" ? "" : `: ${ErrorMapping.sanitize(text.slice(0, 200))}`)
+        })
+      )
+  )
 }
 
 const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuard.GuardOptions => ({

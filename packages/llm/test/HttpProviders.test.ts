@@ -214,6 +214,22 @@ describe("HttpProviders: streams over real HTTP", () => {
       expect(all.at(-1)?.finishReason).toBe("stop")
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("a stream request says it accepts text/event-stream; a JSON 200 instead is a MalformedResponseError saying what arrived", () =>
+    Effect.gen(function*() {
+      const accepts: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        accepts.push(req.headers.accept)
+        json(res, 200, completion("not a stream"))
+      })
+      for (const kind of ["openai", "anthropic"] as const) {
+        const provider = yield* providerOn(kind, url)
+        const error = yield* Effect.flip(Stream.runCollect(provider.stream(request, context)))
+        expect(error).toMatchObject({ _tag: "MalformedResponseError", status: 200 })
+        expect(error.message).toContain("expected an event stream (text/event-stream), got application/json")
+      }
+      expect(accepts).toEqual(["text/event-stream", "text/event-stream"])
+    }).pipe(Effect.provide(transport)))
+
   it.scoped("a stream cut after content is a StreamInterruptedError, after the chunks that arrived", () =>
     Effect.gen(function*() {
       const { url } = yield* upstream((_, __, res) => sse(res, [delta("partial ")], "cut"))
