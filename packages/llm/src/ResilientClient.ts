@@ -117,7 +117,8 @@ export interface ChatResult {
 export interface DeploymentHandle {
   readonly config: ClientConfig.Deployment
   readonly policy: Policy.Service
-  readonly keyPool: KeyPool.Service
+  /** None for a keyless deployment (self-hosted vLLM or Ollama, a relay with its own auth). */
+  readonly keyPool: KeyPool.Service | undefined
   readonly provider: Provider.Provider
 }
 
@@ -307,7 +308,8 @@ export const make = (
         })
       const poolName = d.keyPool ?? d.name
       let keyPool = pools.get(poolName)
-      if (keyPool === undefined) {
+      // A deployment without keys sends no credentials: no pool to pick from.
+      if (keyPool === undefined && d.keys.length > 0) {
         const keys = yield* ClientConfig.resolveKeys(d, index)
         keyPool = yield* Effect.mapError(
           KeyPool.make({
@@ -321,7 +323,7 @@ export const make = (
         pools.set(poolName, keyPool)
       }
       const policy = yield* Effect.mapError(
-        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, keyPool }),
+        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, ...(keyPool === undefined ? {} : { keyPool }) }),
         prefix
       )
       const provider = providers.forTarget({
@@ -417,7 +419,7 @@ export const make = (
               const call = Effect.flatMap(
                 h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }),
                 (answer) =>
-                  answer.rateLimit === undefined || key === undefined
+                  answer.rateLimit === undefined || key === undefined || h.keyPool === undefined
                     ? Effect.succeed(answer.response)
                     : Effect.as(h.keyPool.feedback(key.name, answer.rateLimit), answer.response)
               )

@@ -408,8 +408,28 @@ describe("ResilientClient over real HTTP", () => {
       yield* c.chat(request)
       yield* c.chat(request)
       expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
-      const status = yield* c.deployments[0]!.keyPool.status
+      const pool = c.deployments[0]?.keyPool
+      if (pool === undefined) return expect.unreachable()
+      const status = yield* pool.status
       expect(status.keys.map((k) => [k.name, k.state])).toEqual([["p1", "cooling"], ["p2", "healthy"]])
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a keyless deployment (keys: []) is built and called with no credentials", () =>
+    Effect.gen(function*() {
+      const auth: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        auth.push(req.headers.authorization)
+        json(res, 200, completion("local model"))
+      })
+      const c = yield* client({
+        deployments: [{ name: "ollama", provider: "openai", baseUrl: url, model: "llama3", keys: [] }],
+        cascade: ["ollama"]
+      })
+      const result = yield* c.chat(request)
+      expect(result).toMatchObject({ source: "primary", deployment: "ollama", keyName: undefined })
+      expect(result.response.text).toBe("local model")
+      expect(auth).toEqual([undefined])
+      expect(c.deployments[0]?.keyPool).toBeUndefined()
     }).pipe(Effect.provide(transport)))
 
   it.scoped("chat falls back across real HTTP and reports the metadata", () =>
