@@ -300,10 +300,15 @@ export const make = (
     const pools = new Map<string, KeyPool.Service>()
     const handles: Array<DeploymentHandle> = []
     for (const [index, d] of config.deployments.entries()) {
+      // The path in the user's file: a policy's own fields under `policy`, the pool's keys as they are.
       const prefix = (e: Errors.InvalidConfigError) =>
         new Errors.InvalidConfigError({
           component: e.component,
-          path: `deployments.${index}.${e.component.startsWith("KeyPool") ? "keys" : "policy"}${e.path === "" ? "" : `.${e.path}`}`,
+          path: `deployments.${index}.${
+            e.component.startsWith("KeyPool")
+              ? e.path === "strategy" ? "keyStrategy" : e.path === "" ? "keys" : e.path
+              : e.path === "" ? "policy" : `policy.${e.path}`
+          }`,
           detail: e.detail
         })
       const poolName = d.keyPool ?? d.name
