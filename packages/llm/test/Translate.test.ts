@@ -488,6 +488,24 @@ describe("Translate", () => {
         expect((yield* Translate.toAnthropicRequest(chat({ topP: 0.9 }))).top_p).toBe(0.9)
       }))
 
+    it.effect("empty turns are dropped (Anthropic refuses empty content), a final assistant prefill is kept", () =>
+      Effect.gen(function*() {
+        const result = yield* Translate.toAnthropicRequest(chat({
+          messages: [
+            { role: "user", content: "hi" },
+            { role: "assistant", content: "" },
+            { role: "user", content: [{ _tag: "Text", text: "  " }, { _tag: "Text", text: "again" }] },
+            { role: "assistant", content: "   " },
+            { role: "user", content: "and again" },
+            { role: "assistant", content: "" }
+          ]
+        }))
+        expect(result.messages).toEqual([
+          { role: "user", content: [{ type: "text", text: "hi" }, { type: "text", text: "again" }, { type: "text", text: "and again" }] },
+          { role: "assistant", content: "" }
+        ])
+      }))
+
     it.effect("temperature and top_p together: only temperature is sent (current Claude models refuse both)", () =>
       Effect.gen(function*() {
         const both = yield* Translate.toAnthropicRequest(chat({ temperature: 0.3, topP: 0.9 }))

@@ -133,7 +133,26 @@ const blocksOf = (content: Turn["content"]): ReadonlyArray<AnthropicWire.Content
  * user and assistant to alternate, and all results of one round of tool
  * calls in one user message.
  */
-const mergeTurns = (turns: ReadonlyArray<Turn>): Array<AnthropicWire.MessageParam> => {
+/** A text block with no text but whitespace, which Anthropic refuses. */
+const isBlankText = (block: AnthropicWire.ContentBlock): boolean =>
+  block.type === "text" && typeof block.text === "string" && block.text.trim() === ""
+
+/**
+ * Anthropic refuses a message with empty content ("all messages must have
+ * non-empty content except for the optional final assistant message"): blank
+ * text blocks are dropped, and so is a turn left with nothing, except a final
+ * assistant turn (a prefill).
+ */
+const withoutEmptyTurns = (turns: ReadonlyArray<Turn>): ReadonlyArray<Turn> =>
+  turns.flatMap((turn, i): ReadonlyArray<Turn> => {
+    const content = typeof turn.content === "string" ? turn.content : turn.content.filter((b) => !isBlankText(b))
+    const empty = typeof content === "string" ? content.trim() === "" : content.length === 0
+    if (empty && !(i === turns.length - 1 && turn.role === "assistant")) return []
+    return [content === turn.content ? turn : { role: turn.role, content }]
+  })
+
+const mergeTurns = (all: ReadonlyArray<Turn>): Array<AnthropicWire.MessageParam> => {
+  const turns = withoutEmptyTurns(all)
   const out: Array<Turn> = []
   for (const turn of turns) {
     const last = out[out.length - 1]
