@@ -56,6 +56,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
 import * as ClientConfig from "./ClientConfig.js"
+import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
 
 /**
@@ -582,10 +583,19 @@ export const make = (
         }
       })
 
+    // OpenAI takes at most 4 stop sequences; a cascade with an OpenAI-compatible step must not send more.
+    const requestLimits = { maxStopSequences: cascade.some((h) => h.config.provider === "openai") ? 4 : undefined }
+    /** A request no deployment can serve, refused before any attempt is spent on it. */
+    const refusedLocally = (request: Chat.ChatRequest): Errors.BadRequestError | undefined => {
+      const problem = firstProblem(request, requestLimits)
+      return problem === undefined ? undefined : new Errors.BadRequestError({ detail: `invalid request: ${problem}` })
+    }
+
     const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
       Effect.withFiberRuntime((fiber) => {
         const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
-        const self = recorded(respond(fiber, request, options, tracing))
+        const refused = refusedLocally(request)
+        const self = recorded(refused === undefined ? respond(fiber, request, options, tracing) : Effect.fail(refused))
         // `Effect.withSpan` only when tracing is on: with it off the span would be a no-op that
         // still costs a context copy, a finalizer and a stack trace.
         return tracing ? Effect.withSpan(self, "ResilientClient.chat", { captureStackTrace: false }) : self
@@ -668,6 +678,8 @@ export const make = (
       }).pipe(trackStream))
 
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => {
+      const refused = refusedLocally(request)
+      if (refused !== undefined) return Stream.fail(refused)
       if (midStream !== "continue-with-prefix") return streamOn(request, options)
       return Stream.suspend(() => {
         let written = ""

@@ -313,6 +313,31 @@ describe("ResilientClient: cache and static replies", () => {
   })
 })
 
+describe("ResilientClient: requests no provider can serve", () => {
+  it.effect.each([
+    [{ messages: [] }, "messages: expected at least one message"],
+    [{ temperature: 2.5 }, "temperature: expected a number from 0 to 2, got 2.5"],
+    [{ maxTokens: 10.5 }, "maxTokens: expected a whole number of 1 or more, got 10.5"],
+    [{ stop: ["a", "b", "c", "d", "e"] }, "stop: expected at most 4 stop sequences, got 5"],
+    [
+      { messages: [{ role: "user", content: [{ _tag: "Image", source: { _tag: "Url", url: "https://x/y.png" }, detail: "ultra" }] }] },
+      "messages.0.content.0.detail: expected \"auto\", \"low\" or \"high\", got \"ultra\""
+    ]
+  ] as const)("%j is refused with a BadRequestError naming the field, before any attempt", ([fields, detail]) => {
+    const { calls, layer } = scripted({ "gpt-4o": ok("never") })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const bad: Chat.ChatRequest = { ...request, ...fields }
+        const error = yield* Effect.flip(client.chat(bad))
+        expect(error).toMatchObject({ _tag: "BadRequestError" })
+        expect(error.message).toContain(detail)
+        const streamed = yield* Effect.flip(Stream.runDrain(client.stream(bad)))
+        expect(streamed).toMatchObject({ _tag: "BadRequestError" })
+        expect(calls).toEqual([])
+      }))
+  })
+})
+
 describe("ResilientClient: configuration", () => {
   const failsWith = (config: unknown, path: string, detail?: RegExp) => {
     const { layer } = scripted({})
