@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
+import * as Secrets from "./internal/secrets.js"
 import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
 
@@ -341,14 +342,20 @@ export const resolveKeys = (
         // A variable set to nothing would send `Authorization: Bearer ` on every call: refused at start.
         Redacted.value(key).trim() === ""
           ? Effect.fail(refused("is set but empty"))
-          : Effect.succeed({
+          : Effect.succeed(registered(key, {
             name: ref.name,
             key,
             ...(ref.weight === undefined ? {} : { weight: ref.weight }),
             ...(ref.group === undefined ? {} : { group: ref.group })
-          })
+          }))
     )
   })
+
+/** A key, once its value is known to the masking of provider texts (see internal/secrets.ts). */
+const registered = <A>(key: Redacted.Redacted<string>, value: A): A => {
+  Secrets.register(Redacted.value(key))
+  return value
+}
 
 /**
  * The policy options of a deployment, for `Policy.make`.

@@ -37,6 +37,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
+import * as Secrets from "./internal/secrets.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as RetryAfter from "./RetryAfter.js"
 
@@ -167,6 +168,10 @@ const secretPatterns: ReadonlyArray<readonly [RegExp, string]> = [
   [/(api[ -]?key(?: provided)?\s*[:=]\s*)\S+?(?=[.,;]?(?:\s|$))/gi, "$1***"],
   [/(bearer\s+)[A-Za-z0-9._~+/=*-]+/gi, "$1***"],
   [/([?&](?:api[_-]?key|key|token|access_token|sig)=)[^&\s"']+/gi, "$1***"],
+  // Google (AIza…), Hugging Face (hf_…), Azure (32 hex digits) keys.
+  [/\bAIza[0-9A-Za-z_-]{20,}/g, "***"],
+  [/\bhf_[A-Za-z0-9]{20,}/g, "***"],
+  [/\b[0-9a-fA-F]{32}\b/g, "***"],
   // Long opaque tokens (JWTs, hex or base64 secrets) that are not words.
   [/\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{40,}\b/g, "***"]
 ]
@@ -191,7 +196,8 @@ export const truncate = (text: string, max: number = maxDetailLength): string =>
  */
 export const sanitize = (text: string | undefined): string | undefined => {
   if (text === undefined) return undefined
-  let out = text
+  // The configured keys themselves first: a key of no known shape is masked all the same.
+  let out = Secrets.mask(text)
   for (const [pattern, replacement] of secretPatterns) out = out.replace(pattern, replacement)
   out = out.replace(/\s+/g, " ").trim()
   return out === "" ? undefined : truncate(out)

@@ -33,6 +33,7 @@ import type * as Chat from "./Chat.js"
 import * as ErrorMapping from "./ErrorMapping.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import * as Provider from "./Provider.js"
+import * as Secrets from "./internal/secrets.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as Sse from "./Sse.js"
 import * as StreamGuard from "./StreamGuard.js"
@@ -262,7 +263,10 @@ export const openAiCompatible = (
     kind: "openai",
     build: (body, context) => {
       const request = jsonPost(url, options.headers ?? {}, body)
-      return context.key === undefined ? request : HttpClientRequest.bearerToken(request, context.key)
+      if (context.key === undefined) return request
+      // A key given in code (not from the config) is masked in provider texts too.
+      Secrets.register(Redacted.value(context.key))
+      return HttpClientRequest.bearerToken(request, context.key)
     },
     encode: (request, stream) =>
       Effect.map(Translate.toOpenAiRequest({ ...request, stream }), (body) =>
@@ -293,7 +297,9 @@ export const anthropic = (
     kind: "anthropic",
     build: (body, context) => {
       const request = jsonPost(url, headers, body)
-      return context.key === undefined ? request : HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
+      if (context.key === undefined) return request
+      Secrets.register(Redacted.value(context.key))
+      return HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
     },
     encode: (request, stream) => Translate.toAnthropicRequest({ ...request, stream }, translateOptions),
     decodeResponse: AnthropicWire.decodeResponse,

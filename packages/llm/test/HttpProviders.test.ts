@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { StateStore } from "@resilient-ai/core"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -70,6 +71,41 @@ const providerOn = (kind: Provider.Kind, url: string, options: HttpProviders.Opt
       Effect.provide(HttpProviders.layer(options))
     )
 const openAiOn = (url: string, options: HttpProviders.Options = {}) => providerOn("openai", url, options)
+
+describe("HttpProviders: a key quoted by the provider never leaks", () => {
+  const keys = [
+    "relay-SECRET123xyz",
+    "sk-proj-abcdefghijklmnop1234",
+    "sk-ant-api03-abcdefghijklmnop",
+    "AIzaSyA1234567890abcdefghijklmnop",
+    "hf_abcdefghijklmnopqrstuvwxyz",
+    "0123456789abcdef0123456789abcdef"
+  ]
+  it.scoped("401, 403, 429, 5xx, 400 and malformed bodies quoting the key: no trace of it in the error, its message, String or Cause.pretty", () =>
+    Effect.gen(function*() {
+      let current = ""
+      let status = 401
+      const { url } = yield* upstream((_req, _body, res) => {
+        if (status === 200) {
+          res.writeHead(200, { "content-type": "application/json" })
+          res.end(`{"choices": "Key ${current} is not a list"}`)
+          return
+        }
+        json(res, status, { error: { message: `Key '${current}' is not valid`, type: "invalid_request_error", code: `bad ${current}` } })
+      })
+      const provider = yield* openAiOn(url)
+      for (const key of keys) {
+        current = key
+        for (status of [401, 403, 429, 500, 503, 400, 200]) {
+          const exit = yield* Effect.exit(provider.chat(request, { ...context, key: Redacted.make(key) }))
+          expect(Exit.isFailure(exit)).toBe(true)
+          if (!Exit.isFailure(exit)) continue
+          const texts = [JSON.stringify(exit.cause), Cause.pretty(exit.cause), String(Cause.squash(exit.cause))]
+          for (const text of texts) expect(text, `status ${status}`).not.toContain(key)
+        }
+      }
+    }).pipe(Effect.provide(transport)))
+})
 
 describe("HttpProviders: trace context", () => {
   it.scoped("sends no trace headers unless the deployment opts in (propagateTrace)", () =>
