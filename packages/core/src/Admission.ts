@@ -1,5 +1,5 @@
 /**
- * The admission contract of every stateful policy (SEMANTICS.md rule 27):
+ * The admission contract of every stateful policy (docs/semantics.md rule 27):
  * the circuit breaker, the key pool, the rate limiter and the bulkhead each
  * offer one {@link Gate}. A gate's `acquire` gives a {@link Permit} for one
  * call, or a typed refusal that says when to come back; the permit's

@@ -1,6 +1,6 @@
 /**
  * The timeout behind `Timeout.attempt`, `Timeout.total` and the policy's
- * deadline (SEMANTICS.md rule 19), built to cost nothing when the effect
+ * deadline (docs/semantics.md rule 19), built to cost nothing when the effect
  * completes at once.
  *
  * Why not `Effect.timeoutFail` (effect 3.22.4, `internal/effect/circular.ts`
