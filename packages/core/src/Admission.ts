@@ -21,11 +21,13 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
+import * as internalTimeout from "./internal/timeout.js"
 
 /**
  * Gives an effect back the caller's interruptibility, inside the
@@ -93,7 +95,21 @@ export const execute = <Request, P extends Permit, Refusal, A, E, R>(
   gate: Gate<Request, P, Refusal>,
   request: Request,
   use: (permit: P) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | Refusal, R> => admit([gate], request, use)
+): Effect.Effect<A, E | Refusal, R> =>
+  admit([gate], request, (permit) => permit === undefined ? Effect.dieMessage("Admission: no permit") : use(permit))
+
+/**
+ * How long the admitted call may run, decided when it starts: `millis`, then
+ * it is interrupted (and awaited) and fails with `onTimeout()` (docs/semantics.md
+ * rule 19). `undefined`: no limit.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Timeout<E1> {
+  readonly millis: number
+  readonly onTimeout: () => E1
+}
 
 /**
  * Runs `use` under a permit of every gate, taken in order (outermost
@@ -103,27 +119,36 @@ export const execute = <Request, P extends Permit, Refusal, A, E, R>(
  * `request` is handed to every gate, so a gate may leave something there
  * for the gates after it (the key a key pool picked, for a per-key limiter).
  *
+ * `timeout` (read when the call starts) limits the call as
+ * `Timeout.attempt` would, inside the same uninterruptible region as the
+ * admission: the gates see the `TimeoutError` as the call's outcome.
+ *
  * @since 0.1.0
  * @category combinators
  */
-export const executeAll = <Request, Refusal, A, E, R>(
+export const executeAll = <Request, Refusal, A, E, R, E1 = never>(
   gates: ReadonlyArray<Gate<Request, Permit, Refusal>>,
   request: Request,
-  use: () => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | Refusal, R> => gates.length === 0 ? Effect.suspend(use) : admit(gates, request, use)
+  use: (fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>,
+  timeout?: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Timeout<E1> | undefined
+): Effect.Effect<A, E | Refusal | E1, R> =>
+  gates.length === 0 && timeout === undefined
+    ? Effect.withFiberRuntime(use)
+    : admit(gates, request, (_, fiber) => use(fiber), timeout)
 
-const admit = <Request, P extends Permit, Refusal, A, E, R>(
+const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
   gates: ReadonlyArray<Gate<Request, P, Refusal>>,
   request: Request,
-  use: (permit: P) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | Refusal, R> =>
+  use: (permit: P | undefined, fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>,
+  timeout?: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Timeout<E1> | undefined
+): Effect.Effect<A, E | Refusal | E1, R> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.withFiberRuntime<A, E | Refusal, R>((fiber) => {
+    Effect.withFiberRuntime<A, E | Refusal | E1, R>((fiber) => {
       const clock = clockOf(fiber)
       const held: Array<P> = []
       const context = { now: clock.unsafeCurrentTimeMillis(), restore, fiber }
 
-      const acquireFrom = (from: number): Effect.Effect<A, E | Refusal, R> => {
+      const acquireFrom = (from: number): Effect.Effect<A, E | Refusal | E1, R> => {
         for (let i = from; i < gates.length; i++) {
           const gate = gates[i]!
           const acquired = gate.acquire(request, context)
@@ -145,22 +170,45 @@ const admit = <Request, P extends Permit, Refusal, A, E, R>(
         return run()
       }
 
-      const run = (): Effect.Effect<A, E, R> => {
+      const run = (): Effect.Effect<A, E | E1, R> => {
         let body: Effect.Effect<A, E, R>
         try {
-          body = use(held[held.length - 1]!)
+          body = use(held[held.length - 1], fiber)
         } catch (defect) {
           // A `use` that throws is a defect of its call, never a permit left taken.
           body = Effect.die(defect)
         }
-        // Done at once (an `Exit`): released in this op, with no handler.
+        // Done at once (an `Exit`): released in this op, with no handler and no timer.
         const done = exitOf(body)
         if (done !== undefined) return releaseAll(held, done, clock.unsafeCurrentTimeMillis())
-        return Effect.matchCauseEffect(restore(body), {
-          onFailure: (cause) => releaseAll(held, Exit.failCause(cause), clock.unsafeCurrentTimeMillis()),
-          onSuccess: (a) => releaseAll(held, Exit.succeed(a), clock.unsafeCurrentTimeMillis())
-        })
+        const limit = timeout?.(fiber, context.now)
+        if (limit !== undefined && internalTimeout.hasChildren(fiber)) {
+          // Interrupting a fiber with children of its own would stop them too: the timeout's own fiber instead.
+          return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined)
+        }
+        const settle = limit === undefined ? undefined : internalTimeout.arm(fiber, Duration.millis(limit.millis), limit.onTimeout)
+        return ended(restore(body), settle)
       }
+
+      /** Releases every permit with how `body` ended: its timeout's error if the timer fired first (rule 19). */
+      const ended = <E2>(
+        body: Effect.Effect<A, E2, R>,
+        settle: (() => Effect.Effect<never, E1> | undefined) | undefined
+      ): Effect.Effect<A, E2 | E1, R> =>
+        Effect.matchCauseEffect(body, {
+          onFailure: (cause): Effect.Effect<A, E2 | E1> => {
+            const timedOut = settle?.()
+            return timedOut === undefined
+              ? releaseAll(held, Exit.failCause(cause), clock.unsafeCurrentTimeMillis())
+              : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
+          },
+          onSuccess: (a): Effect.Effect<A, E1> => {
+            const timedOut = settle?.()
+            return timedOut === undefined
+              ? releaseAll(held, Exit.succeed(a), clock.unsafeCurrentTimeMillis())
+              : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
+          }
+        })
 
       return acquireFrom(0)
     })

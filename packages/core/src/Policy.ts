@@ -28,6 +28,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Admission from "./Admission.js"
@@ -302,6 +303,10 @@ interface AttemptContext {
   readonly events: AttemptEvents.Service | undefined
   readonly attemptMillis: number | undefined
   readonly attemptTimeout: Wrap | undefined
+  /** The attempt timeout as the gates' admission applies it. */
+  readonly attemptLimit: Admission.Timeout<TimeoutError> | undefined
+  /** Whether the plan's gates time the attempt (then `attemptOnce` does not). */
+  readonly timedByGates: boolean
 }
 
 /**
@@ -322,13 +327,6 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const attemptMillis = options.attemptTimeout === undefined
       ? undefined
       : Duration.toMillis(Duration.decode(options.attemptTimeout))
-    const context: AttemptContext = {
-      name,
-      provider: options.provider,
-      events,
-      attemptMillis,
-      attemptTimeout: attemptMillis === undefined || attemptMillis === Infinity ? undefined : Timeout.attempt(attemptMillis, origin)
-    }
     const gates = gatesOf(name, stages)
     const stageOf = (stage: Stage): Step | GateOf | undefined => {
       switch (stage) {
@@ -347,6 +345,21 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       }
     }
     const plan = planOf(order.map(stageOf))
+    const timedMillis = attemptMillis === undefined || attemptMillis === Infinity ? undefined : attemptMillis
+    const context: AttemptContext = {
+      name,
+      provider: options.provider,
+      events,
+      attemptMillis: timedMillis,
+      attemptTimeout: timedMillis === undefined ? undefined : Timeout.attempt(timedMillis, origin),
+      attemptLimit: timedMillis === undefined ? undefined : {
+        millis: timedMillis,
+        onTimeout: () =>
+          new TimeoutError({ phase: "attempt", timeout: Duration.millis(timedMillis), provider: options.provider, deployment: name }, true)
+      },
+      // The attempt timeout is the innermost stage: the last gates' admission applies it, in its own region.
+      timedByGates: plan.some((step) => step._tag === "Gates")
+    }
 
     function executeDetailed<A, E, R>(
       effect: Effect.Effect<A, E, R>,
@@ -495,17 +508,32 @@ const gatesOf = (
   }
 })
 
-/** Runs the plan from step `i` for one call; the attempts begin inside the retry. */
+/**
+ * Runs the plan from step `i` for one call; the attempts begin inside the
+ * retry. `fiber`: the running fiber, when the step before handed it over.
+ */
 const runFrom = <A, E, R>(
   plan: ReadonlyArray<Step>,
   context: AttemptContext,
   i: number,
   run: Run,
-  call: (attempt: Attempt) => Effect.Effect<A, E, R>
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+  fiber?: Fiber.RuntimeFiber<unknown, unknown>
 ): Effect.Effect<A, E | PolicyError, R> => {
   const step = plan[i]
-  if (step === undefined) return attemptOnce(context, run, call)
-  if (step._tag === "Gates") return Admission.executeAll(step.gates, run, () => runFrom(plan, context, i + 1, run, call))
+  if (step === undefined) {
+    return fiber === undefined
+      ? Effect.withFiberRuntime((f) => attemptOnce(context, run, call, f))
+      : attemptOnce(context, run, call, fiber)
+  }
+  if (step._tag === "Gates") {
+    return Admission.executeAll(
+      step.gates,
+      run,
+      (f) => runFrom(plan, context, i + 1, run, call, f),
+      (f, now) => limitOf(context, f, now)
+    )
+  }
   if (step._tag === "Wrap") return step.wrap(runFrom(plan, context, i + 1, run, call))
   const attempt = Effect.suspend(() => {
     run.attempts += 1
@@ -521,61 +549,61 @@ const runFrom = <A, E, R>(
 const attemptOnce = <A, E, R>(
   context: AttemptContext,
   run: Run,
-  call: (attempt: Attempt) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | PolicyError, R> =>
-  Effect.withFiberRuntime((fiber) => {
-    const { events, name } = context
-    const callOptions = run.callOptions
-    const attempt = run.attempts
-    const key = run.key?.key
-    const made = (): Effect.Effect<A, E, R> => {
-      try {
-        return call({ deployment: name, attempt, key })
-      } catch (defect) {
-        // A `call` that throws is a defect of its attempt.
-        return Effect.die(defect)
-      }
+  call: (attempt: Attempt) => Effect.Effect<A, E, R>,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>
+): Effect.Effect<A, E | PolicyError, R> => {
+  const { events, name } = context
+  const callOptions = run.callOptions
+  const attempt = run.attempts
+  const key = run.key?.key
+  const made = (): Effect.Effect<A, E, R> => {
+    try {
+      return call({ deployment: name, attempt, key })
+    } catch (defect) {
+      // A `call` that throws is a defect of its attempt.
+      return Effect.die(defect)
     }
-    // Nothing to charge, note or report: just the call under its timeout.
-    if (
-      events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
-      Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
-    ) {
-      return timed(context, made(), undefined)
-    }
-    return Effect.flatMap(Deadline.remaining, (remaining) => {
-      const charged = Effect.zipRight(
-        RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-        Effect.suspend(() => timed(context, made(), Option.getOrUndefined(remaining)))
-      )
-      const costUsd = callOptions.costUsd
-      const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
-        const actual = costUsd(a)
-        return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
-      })
-      const keyName = key?.name
-      const noted = Effect.tapError(costed, (e) =>
-        isResilienceError(e) && e._tag !== "BudgetExhaustedError"
-          ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
-          : Effect.void)
-      if (events === undefined) return noted
-      return Effect.flatMap(Clock.currentTimeMillis, (start) =>
-        Effect.zipRight(
-          events.publish({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
-          Effect.onExit(noted, (exit) =>
-            Effect.flatMap(Clock.currentTimeMillis, (end) =>
-              events.publish({
-                _tag: "AttemptEnded",
-                at: end,
-                deployment: name,
-                attempt,
-                keyName,
-                durationMs: end - start,
-                outcome: outcomeOf(exit)
-              })))
-        ))
+  }
+  // Nothing to charge, note or report: just the call under its timeout.
+  if (
+    events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
+    Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
+  ) {
+    return context.timedByGates ? made() : timed(context, made(), undefined)
+  }
+  return Effect.flatMap(Deadline.remaining, (remaining) => {
+    const charged = Effect.zipRight(
+      RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+      Effect.suspend(() => context.timedByGates ? made() : timed(context, made(), Option.getOrUndefined(remaining)))
+    )
+    const costUsd = callOptions.costUsd
+    const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
+      const actual = costUsd(a)
+      return actual === undefined ? Effect.void : RequestBudget.settleCost(callOptions.estimatedCostUsd ?? 0, actual)
     })
+    const keyName = key?.name
+    const noted = Effect.tapError(costed, (e) =>
+      isResilienceError(e) && e._tag !== "BudgetExhaustedError"
+        ? RequestBudget.noteError({ tag: e._tag, deployment: name, keyName })
+        : Effect.void)
+    if (events === undefined) return noted
+    return Effect.flatMap(Clock.currentTimeMillis, (start) =>
+      Effect.zipRight(
+        events.publish({ _tag: "AttemptStarted", at: start, deployment: name, attempt, keyName }),
+        Effect.onExit(noted, (exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (end) =>
+            events.publish({
+              _tag: "AttemptEnded",
+              at: end,
+              deployment: name,
+              attempt,
+              keyName,
+              durationMs: end - start,
+              outcome: outcomeOf(exit)
+            })))
+      ))
   })
+}
 
 /**
  * The attempt timeout, shortened to the request's deadline (`deadline`, ms
@@ -591,18 +619,33 @@ const timed = <A, E, R>(
   if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
     return attemptTimeout === undefined ? self : attemptTimeout(self)
   }
-  return internalTimeout.timeout(
-    deadline,
-    () =>
-      new TimeoutError({
-        phase: "total",
-        timeout: Duration.millis(deadline),
-        ...(context.provider === undefined ? {} : { provider: context.provider }),
-        deployment: context.name
-      }, true),
-    false
-  )(self)
+  return internalTimeout.timeout(deadline, () => totalTimeoutError(context, deadline), false)(self)
 }
+
+/**
+ * The attempt's time limit as the gates' admission applies it: the attempt
+ * timeout, or the request's deadline when that comes first (then a
+ * `TimeoutError` of phase "total", which a fallback step can take over).
+ */
+const limitOf = (
+  context: AttemptContext,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  now: number
+): Admission.Timeout<TimeoutError> | undefined => {
+  const deadline = fiber.getFiberRef(Deadline.currentDeadline)
+  if (Option.isNone(deadline)) return context.attemptLimit
+  const left = Math.max(0, deadline.value - now)
+  if (context.attemptMillis !== undefined && context.attemptMillis <= left) return context.attemptLimit
+  return { millis: left, onTimeout: () => totalTimeoutError(context, left) }
+}
+
+const totalTimeoutError = (context: AttemptContext, millis: number): TimeoutError =>
+  new TimeoutError({
+    phase: "total",
+    timeout: Duration.millis(millis),
+    ...(context.provider === undefined ? {} : { provider: context.provider }),
+    deployment: context.name
+  }, true)
 
 const newRun = (callOptions: CallOptions<unknown>): Run => ({
   callOptions,

@@ -472,8 +472,8 @@ export const make = <Req, Res>(
 
     /**
      * Starts `key`'s computation in a fiber of its own, made from the caller's runtime (context,
-     * fiber refs) and run on this stack until it first suspends, as `internal/timeout.ts` does:
-     * no scheduler hop to start it. It runs interruptible whatever the caller's region, so that
+     * fiber refs) and run on this stack until it first suspends, with no scheduler hop to
+     * start it. It runs interruptible whatever the caller's region, so that
      * a leaving last waiter or the closing scope can stop it. With the in-memory store the flight
      * lands from an observer of that fiber, with no `onExit` (a mask and five ops) around the
      * computation; observers run in the order they came, so it has landed before anyone who

@@ -49,6 +49,8 @@ import * as Option from "effect/Option"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 import * as internal from "./internal/retry.js"
+import { exitOf } from "./internal/done.js"
+import { clockOf } from "./internal/fiberClock.js"
 import type * as RetryBudget from "./RetryBudget.js"
 
 /**
@@ -356,7 +358,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
     const service: Service = {
       execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>): Effect.Effect<A, E, R> => {
         const retried = executeRecorded(effect, rejectsOf(options?.retryOnResult))
-        return budget === undefined ? retried : Effect.zipRight(budget.recordAttempt, retried)
+        if (budget === undefined) return retried
+        // The first attempt is recorded in the op that reads the clock: on the memory store, no op of its own.
+        return Effect.withFiberRuntime((fiber) => {
+          const recorded = budget.recordAttemptAt(clockOf(fiber).unsafeCurrentTimeMillis())
+          return exitOf(recorded) === undefined ? Effect.zipRight(recorded, retried) : retried
+        })
       }
     }
     return service

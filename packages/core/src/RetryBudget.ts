@@ -70,6 +70,8 @@ export interface Service {
   readonly name: string
   /** Records a first attempt (not a retry) in the current second. */
   readonly recordAttempt: Effect.Effect<void>
+  /** `recordAttempt` at epoch ms `now`, for a caller that has read the clock already. */
+  readonly recordAttemptAt: (now: number) => Effect.Effect<void>
   /** Takes one retry from the budget if the window admits it; `false` means fail fast. */
   readonly tryAcquireRetry: Effect.Effect<boolean>
   /** The counts of the current window. */
@@ -123,6 +125,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     return {
       name: decoded.name,
       recordAttempt: Effect.clockWith((clock) => slot.recordAttempt(clock.unsafeCurrentTimeMillis())),
+      recordAttemptAt: slot.recordAttempt,
       tryAcquireRetry: Effect.clockWith((clock) => slot.tryAcquireRetry(clock.unsafeCurrentTimeMillis())),
       status: Effect.clockWith((clock) => slot.read(clock.unsafeCurrentTimeMillis()))
     }

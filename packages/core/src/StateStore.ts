@@ -193,25 +193,29 @@ export const makeMemory = (): MemoryStore => {
       cell.value = step.state
       return Exit.succeed(step)
     }
-    // The hot path of a closed breaker: the admission depends on the state object only, so the
-    // one made for the last state seen is handed out again while that state stays (it is never mutated).
-    let unchanged: breaker.Step<breaker.Admission> | undefined
+    // The hot path of a closed breaker: the admission, and a record that changes nothing, depend on
+    // the state object only, so the ones made for the last state seen are handed out again while
+    // that state stays (it is never mutated).
+    let unchanged: { readonly state: breaker.BreakerState; readonly exit: Effect.Effect<breaker.Step<breaker.Admission>> } | undefined
+    let noop: { readonly state: breaker.BreakerState; readonly exit: Effect.Effect<breaker.Step<void>> } | undefined
     return {
       admit: (now) => {
         const state = get()
-        if (unchanged?.state === state) return Exit.succeed(unchanged)
+        if (unchanged?.state === state) return unchanged.exit
         const admitted = breaker.admitUnchanged(state)
         if (admitted !== undefined) {
-          unchanged = { result: admitted, state, transitions: [] }
-          return Exit.succeed(unchanged)
+          unchanged = { state, exit: Exit.succeed({ result: admitted, state, transitions: [] }) }
+          return unchanged.exit
         }
         return run(breaker.admit(config, state, now))
       },
       record: (admission, outcome, durationMillis, now) => {
         const state = get()
-        return breaker.recordIsNoop(state, admission, outcome)
-          ? Exit.succeed({ result: undefined, state, transitions: [] })
-          : run(breaker.record(config, state, admission, outcome, durationMillis, now))
+        if (!breaker.recordIsNoop(state, admission, outcome)) {
+          return run(breaker.record(config, state, admission, outcome, durationMillis, now))
+        }
+        if (noop?.state !== state) noop = { state, exit: Exit.succeed({ result: undefined, state, transitions: [] }) }
+        return noop.exit
       },
       read: (now) => {
         const transitions: Array<breaker.Transition> = []

@@ -9,9 +9,9 @@
  * interruption in the background. Time is the effect `Clock`, so `TestClock`
  * drives it.
  *
- * The semantics are `Effect.timeoutFail`'s, without its cost: an effect that
- * completes at once sets no timer and starts no fiber through the scheduler
- * (see `internal/timeout.ts`).
+ * The semantics are `Effect.timeoutFail`'s, without its fibers: the effect
+ * runs on the caller's fiber and one timer interrupts it, and an effect that
+ * is already an `Exit` is returned as it is (see `internal/timeout.ts`).
  *
  * `total` also sets the request's `Deadline`, so inner policies (retry, key
  * pool, rate limiter) can see how much time is left and give up at once

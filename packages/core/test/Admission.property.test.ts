@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
+import * as Bulkhead from "../src/Bulkhead.js"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
 import * as breaker from "../src/internal/breakerState.js"
@@ -335,6 +336,121 @@ describe("KeyPool as a service = its key-health machine (property)", () => {
       await fc.assert(
         fc.asyncProperty(fc.array(keyCommand, { minLength: 20, maxLength: 80 }), (commands) => runTest(keyScript(via, commands))),
         { numRuns: 15, seed: 5 }
+      )
+    }, 60_000)
+  }
+})
+
+// ---------------------------------------------------------------------------
+// bulkhead
+
+type BulkheadCommand =
+  | { readonly _tag: "advance"; readonly millis: number }
+  | { readonly _tag: "call"; readonly millis: number }
+  | { readonly _tag: "interrupt"; readonly pick: number }
+
+const bulkheadCommand: fc.Arbitrary<BulkheadCommand> = fc.oneof(
+  fc.record({ _tag: fc.constant("advance" as const), millis: fc.integer({ min: 0, max: 300 }) }),
+  fc.record({ _tag: fc.constant("call" as const), millis: fc.integer({ min: 1, max: 500 }) }),
+  fc.record({ _tag: fc.constant("interrupt" as const), pick: fc.nat() })
+)
+
+/**
+ * A model of rule 20: `maxConcurrent` permits, a FIFO queue of `maxQueue`, a
+ * freed permit handed to the oldest waiter, an interrupted waiter leaving
+ * without a permit, a full queue refusing at once.
+ */
+const bulkheadScript = (via: Via, commands: ReadonlyArray<BulkheadCommand>) =>
+  Effect.gen(function*() {
+    const maxConcurrent = 2
+    const maxQueue = 2
+    const options = { maxConcurrent, maxQueue }
+    const started: Array<number> = []
+    const body = (id: number, millis: number) => Effect.zipRight(Effect.sync(() => started.push(id)), Effect.sleep(millis))
+    const { run, status } = via === "alone"
+      ? yield* Effect.map(Bulkhead.make({ ...options, name: "b" }), (b) => ({
+        run: (id: number, millis: number): Effect.Effect<void, unknown> => b.execute(body(id, millis)),
+        status: b.status
+      }))
+      : yield* Effect.map(
+        Policy.make({ deployment: "b", retry: false, retryBudget: false, circuitBreaker: false, bulkhead: options }),
+        (p) => ({
+          run: (id: number, millis: number): Effect.Effect<void, unknown> => p.execute(() => body(id, millis)),
+          status: Effect.map(p.status, (s) => s.bulkhead)
+        })
+      )
+    const fibers: Array<{ readonly id: number; readonly fiber: Fiber.RuntimeFiber<void, unknown> }> = []
+    // The model: who runs (until when), who waits, in order.
+    const running = new Map<number, number>()
+    let waiting: Array<{ readonly id: number; readonly millis: number }> = []
+    const expectedStarts: Array<number> = []
+    const refused: Array<number> = []
+    let now = 0
+    const grant = () => {
+      while (running.size < maxConcurrent && waiting.length > 0) {
+        const next = waiting.shift()!
+        running.set(next.id, now + next.millis)
+        expectedStarts.push(next.id)
+      }
+    }
+    const finishUpTo = (until: number) => {
+      // Calls end in time order; each end frees a permit for the oldest waiter at that instant.
+      for (;;) {
+        const ends = [...running.entries()].filter(([, end]) => end <= until).sort((a, b) => a[1] - b[1] || a[0] - b[0])
+        const first = ends[0]
+        if (first === undefined) break
+        now = first[1]
+        running.delete(first[0])
+        grant()
+      }
+      now = until
+    }
+    let nextId = 0
+    for (const c of commands) {
+      if (c._tag === "advance") {
+        yield* TestClock.adjust(c.millis)
+        finishUpTo(now + c.millis)
+        continue
+      }
+      if (c._tag === "call") {
+        const id = nextId++
+        const fiber = yield* Effect.fork(run(id, c.millis))
+        yield* Effect.yieldNow()
+        fibers.push({ id, fiber })
+        if (running.size < maxConcurrent) {
+          running.set(id, now + c.millis)
+          expectedStarts.push(id)
+        } else if (waiting.length < maxQueue) {
+          waiting.push({ id, millis: c.millis })
+        } else {
+          refused.push(id)
+        }
+        continue
+      }
+      const target = fibers[c.pick % Math.max(1, fibers.length)]
+      if (target === undefined) continue
+      yield* Fiber.interrupt(target.fiber)
+      if (running.delete(target.id)) grant()
+      waiting = waiting.filter((w) => w.id !== target.id)
+    }
+    expect(started).toEqual(expectedStarts)
+    for (const id of refused) {
+      const exit = yield* Fiber.await(fibers.find((f) => f.id === id)!.fiber)
+      expect(failureOf(exit)).toMatchObject({ _tag: "BulkheadFullError", reason: "queue-full" })
+    }
+    // However the calls ended, no permit is left taken and nobody is left queued.
+    yield* TestClock.adjust(100_000)
+    yield* Effect.forEach(fibers, (f) => Fiber.await(f.fiber), { discard: true })
+    expect(yield* status).toMatchObject({ running: 0, queued: 0 })
+  })
+
+describe("Bulkhead as a service = rule 20's permits and FIFO queue (property)", () => {
+  for (const via of vias) {
+    it(`random calls, durations, interruptions and clock steps: same start order, refusals, nothing leaked (${via})`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(bulkheadCommand, { minLength: 20, maxLength: 80 }), (commands) =>
+          runTest(bulkheadScript(via, commands))),
+        { numRuns: 25, seed: 3 }
       )
     }, 60_000)
   }

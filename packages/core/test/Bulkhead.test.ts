@@ -306,7 +306,7 @@ describe("Bulkhead", () => {
       [{ name: "openai", maxConcurrent: 1.5 }, "maxConcurrent"],
       [{ name: "openai", maxConcurrent: 1, maxQueue: -1 }, "maxQueue"],
       [{ name: "openai", maxConcurrent: 1, maxQueueWait: "soon" }, "maxQueueWait"],
-      [{ name: "openai", maxConcurrent: 1, maxQueueWait: Infinity }, "maxQueueWait"],
+      [{ name: "openai", maxConcurrent: 1, maxQueueWait: Number.NaN }, "maxQueueWait"],
       [{ name: "", maxConcurrent: 1 }, "name"]
     ] as const
   )("rejects %o naming the field %s", ([options, path]) =>

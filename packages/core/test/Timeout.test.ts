@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -6,9 +7,11 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
 import { TimeoutError } from "../src/Errors.js"
@@ -95,10 +98,10 @@ describe("Timeout.attempt", () => {
     }))
 })
 
-describe("Timeout.attempt: the fiber-light mechanism", () => {
+describe("Timeout.attempt: on the caller's fiber", () => {
   const answer = FiberRef.unsafeMake("none")
 
-  it.effect("an effect that completes at once returns its value (or its failure) and starts no timer", () =>
+  it.effect("an effect that completes at once returns its value (or its failure) and leaves nothing sleeping", () =>
     Effect.gen(function*() {
       const timed = Timeout.attempt("1 second")
       expect(yield* timed(Effect.sync(() => "now"))).toBe("now")
@@ -160,6 +163,288 @@ describe("Timeout.attempt: the fiber-light mechanism", () => {
       const probe = Timeout.attempt("1 second")(Effect.checkInterruptible((interruptible) => Effect.succeed(interruptible)))
       expect(yield* Effect.uninterruptible(probe)).toBe(false)
       expect(yield* probe).toBe(true)
+    }))
+})
+
+/**
+ * The test's `TestClock`, counting the sleeps on it that have neither woken
+ * nor been interrupted. It hands out no scheduler: a timeout sleeps on it in
+ * a fiber, as on `TestClock` itself.
+ */
+class CountingClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  pending = 0
+
+  constructor(protected readonly clock: TestClock.TestClock) {}
+
+  unsafeCurrentTimeMillis(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  unsafeCurrentTimeNanos(): bigint {
+    return this.clock.unsafeCurrentTimeNanos()
+  }
+
+  get currentTimeMillis(): Effect.Effect<number> {
+    return this.clock.currentTimeMillis
+  }
+
+  get currentTimeNanos(): Effect.Effect<bigint> {
+    return this.clock.currentTimeNanos
+  }
+
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.pending += 1
+      return Effect.ensuring(this.clock.sleep(duration), Effect.sync(() => this.pending -= 1))
+    })
+  }
+}
+
+/**
+ * The same with a scheduler, as effect's live clock and the testkit's
+ * virtual clock have one: a timeout then takes its production path (one
+ * timer, no fiber of its own). Each timer sleeps on the `TestClock` in a
+ * fiber of the default runtime, outside the test's fibers.
+ */
+class SchedulingClock extends CountingClock {
+  /**
+   * With `lateCancel`, cancelling does not stop the task, as when a timer is
+   * cancelled after it was dispatched.
+   */
+  constructor(clock: TestClock.TestClock, private readonly lateCancel = false) {
+    super(clock)
+  }
+
+  scheduler(): Effect.Effect<Clock.ClockScheduler> {
+    return Effect.succeed({
+      unsafeSchedule: (task, duration) => {
+        const timer = Effect.runFork(Effect.zipRight(this.sleep(duration), Effect.sync(task)))
+        return () => {
+          if (this.lateCancel || timer.unsafePoll() !== null) return false
+          timer.unsafeInterruptAsFork(FiberId.none)
+          return true
+        }
+      }
+    })
+  }
+}
+
+/** A clock to run the timed effects on, and the number of its sleeps in flight (each timer's among them). */
+interface TimerSource {
+  readonly run: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  readonly sleeping: Effect.Effect<number>
+}
+
+const timerSource = (make: (clock: TestClock.TestClock) => CountingClock): Effect.Effect<TimerSource> =>
+  Effect.map(TestClock.testClock(), (testClock) => {
+    const clock = make(testClock)
+    return { run: (effect) => Effect.withClock(effect, clock), sleeping: Effect.sync(() => clock.pending) }
+  })
+
+const timerSources = [
+  ["a clock with a scheduler (one timer, no fiber)", timerSource((clock) => new SchedulingClock(clock))],
+  ["a clock without one (a fiber sleeps on it)", timerSource((clock) => new CountingClock(clock))]
+] as const
+
+describe.each(timerSources)("Timeout: the rules with the timer from %s", (_, source) => {
+  /** Records what happened and at what virtual time. */
+  const journal = Effect.map(Ref.make<ReadonlyArray<string>>([]), (log) => ({
+    note: (what: string) => Effect.flatMap(Clock.currentTimeMillis, (t) => Ref.update(log, (l) => [...l, `${what} at ${t}`])),
+    read: Ref.get(log)
+  }))
+
+  it.effect("rule 19: the effect's finalizer, slow as it is, has run before the TimeoutError is seen", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const { note, read } = yield* journal
+      const body = Effect.onInterrupt(Effect.never, () => Effect.zipRight(Effect.sleep(500), note("finalized")))
+      const fiber = yield* Effect.fork(run(Effect.tap(Effect.flip(Timeout.attempt(1000)(body)), () => note("timeout seen"))))
+      yield* TestClock.adjust(1000)
+      expect(yield* isDone(fiber)).toBe(false)
+      yield* TestClock.adjust(500)
+      expect((yield* Fiber.join(fiber)).phase).toBe("attempt")
+      expect(yield* read).toEqual(["finalized at 1500", "timeout seen at 1500"])
+    }))
+
+  it.effect("rule 19: a value produced after the deadline (uninterruptibly) is dropped, and the fiber is not left interrupted", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const late = Effect.uninterruptible(Effect.as(Effect.sleep(2000), "late value"))
+      const fiber = yield* Effect.fork(run(Effect.gen(function*() {
+        const result = yield* Effect.either(Timeout.attempt(1000)(late))
+        // A fiber left interrupted would stop here.
+        yield* Effect.sleep(500)
+        return [Either.getLeft(result).pipe(Option.map((e) => e.phase)), yield* Clock.currentTimeMillis] as const
+      })))
+      yield* TestClock.adjust(2000)
+      yield* TestClock.adjust(500)
+      expect(yield* Fiber.join(fiber)).toEqual([Option.some("attempt"), 2500])
+    }))
+
+  it.effect("rule 19: in an uninterruptible caller, a value produced after the deadline is dropped, and the fiber is not left interrupted", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const late = Effect.as(Effect.sleep(2000), "late value")
+      const fiber = yield* Effect.fork(run(Effect.gen(function*() {
+        const result = yield* Effect.uninterruptible(Effect.either(Timeout.attempt(1000)(late)))
+        // Interruptible again: a fiber left interrupted would stop here.
+        yield* Effect.sleep(500)
+        return [Either.getLeft(result).pipe(Option.map((e) => e.phase)), yield* Clock.currentTimeMillis] as const
+      })))
+      yield* TestClock.adjust(2000)
+      yield* TestClock.adjust(500)
+      expect(yield* Fiber.join(fiber)).toEqual([Option.some("attempt"), 2500])
+    }))
+
+  it.effect("after a timeout the same fiber retries, suspends, and is interrupted by its interruptor only", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const { note, read } = yield* journal
+      let attempts = 0
+      const call = Effect.suspend(() => {
+        attempts += 1
+        return attempts === 1 ? Effect.never : Effect.as(Effect.sleep(100), "second attempt")
+      })
+      const fiber = yield* Effect.fork(run(
+        Effect.flatMap(Effect.retry(Timeout.attempt(1000)(call), { times: 1 }), (value) => Effect.zipRight(note(value), Effect.never))
+      ))
+      yield* TestClock.adjust(1000)
+      yield* TestClock.adjust(100)
+      expect(yield* read).toEqual(["second attempt at 1100"])
+      const exit = yield* Fiber.interrupt(fiber)
+      expect(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)).toBe(true)
+      expect(Exit.isFailure(exit) && [...Cause.interruptors(exit.cause)]).toEqual([yield* Effect.fiberId])
+    }))
+
+  it.effect("a caller interrupted from outside is interrupted, not failed with a TimeoutError, and its timer is cancelled", () =>
+    Effect.gen(function*() {
+      const { run, sleeping } = yield* source
+      const caller = yield* Effect.fork(run(Timeout.attempt(1000)(Effect.never)))
+      yield* TestClock.adjust(100)
+      const exit = yield* Fiber.interrupt(caller)
+      expect(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)).toBe(true)
+      yield* TestClock.adjust(0)
+      expect(yield* sleeping).toBe(0)
+    }))
+
+  it.effect("a caller interrupted from outside just before the deadline stays interrupted when the timer fires during the effect's finalizer", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const slow = Effect.onInterrupt(Effect.never, () => Effect.sleep(500))
+      const caller = yield* Effect.fork(run(Timeout.attempt(1000)(slow)))
+      yield* TestClock.adjust(900)
+      const interrupting = yield* Effect.fork(Fiber.interrupt(caller))
+      yield* TestClock.adjust(500)
+      const exit = yield* Fiber.join(interrupting)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      // Only the interruptor from outside: the timeout took its own interruption back.
+      expect(Exit.isFailure(exit) && [...Cause.interruptors(exit.cause)]).toEqual([interrupting.id()])
+    }))
+
+  it.effect("nested: the attempt timeout fires first inside the total one, and the request goes on", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const { note, read } = yield* journal
+      const attempt = Timeout.attempt(1000)(Effect.onInterrupt(Effect.never, () => note("attempt finalized")))
+      const request = Timeout.total(5000)(
+        Effect.zipRight(
+          Effect.catchTag(attempt, "TimeoutError", (e) => note(`${e.phase} timeout`)),
+          Effect.as(Effect.sleep(500), "recovered")
+        )
+      )
+      const fiber = yield* Effect.fork(run(request))
+      yield* TestClock.adjust(1000)
+      yield* TestClock.adjust(500)
+      expect(yield* Fiber.join(fiber)).toBe("recovered")
+      expect(yield* read).toEqual(["attempt finalized at 1000", "attempt timeout at 1000"])
+    }))
+
+  it.effect("nested: the total timeout fires first, around a longer attempt timeout, and wins", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const { note, read } = yield* journal
+      const attempt = Timeout.attempt(5000)(Effect.onInterrupt(Effect.never, () => note("attempt finalized")))
+      const fiber = yield* Effect.fork(run(Effect.flip(Timeout.total(1000)(attempt))))
+      yield* TestClock.adjust(1000)
+      expect((yield* Fiber.join(fiber)).phase).toBe("total")
+      expect(yield* read).toEqual(["attempt finalized at 1000"])
+      yield* TestClock.adjust(5000)
+    }))
+
+  it.effect("nested: a total timeout that fired is not taken back by an attempt timeout firing while the attempt unwinds", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      let attempts = 0
+      // The total deadline comes at 1000, the attempt's at 1050, while the attempt's finalizer runs (until 1100).
+      const call = Effect.suspend(() => {
+        attempts += 1
+        return Effect.onInterrupt(Effect.never, () => Effect.sleep(100))
+      })
+      const retried = Effect.retry(Timeout.attempt(1050)(call), { while: (e) => e._tag === "TimeoutError", times: 3 })
+      const fiber = yield* Effect.fork(run(Effect.flip(Timeout.total(1000)(retried))))
+      yield* TestClock.adjust(1100)
+      expect(yield* isDone(fiber)).toBe(true)
+      expect((yield* Fiber.join(fiber)).phase).toBe("total")
+      expect(attempts).toBe(1)
+    }))
+
+  it.effect("a timeout leaves alone the fibers its caller forked before it", () =>
+    Effect.gen(function*() {
+      const { run } = yield* source
+      const fiber = yield* Effect.fork(run(Effect.gen(function*() {
+        const background = yield* Effect.fork(Effect.as(Effect.sleep(2000), "background done"))
+        const error = yield* Effect.flip(Timeout.attempt(1000)(Effect.never))
+        return [error.phase, yield* Fiber.join(background)] as const
+      })))
+      yield* TestClock.adjust(1000)
+      yield* TestClock.adjust(1000)
+      expect(yield* Fiber.join(fiber)).toEqual(["attempt", "background done"])
+    }))
+})
+
+describe("Timeout.attempt: a timer that fires after the effect settled", () => {
+  it.effect("does nothing: the fiber goes on uninterrupted", () =>
+    Effect.gen(function*() {
+      const clock = new SchedulingClock(yield* TestClock.testClock(), true)
+      const fiber = yield* Effect.fork(Effect.withClock(
+        Effect.gen(function*() {
+          const value = yield* Timeout.attempt(1000)(Effect.as(Effect.sleep(500), "in time"))
+          // Still running when the uncancelled timer fires at 1000.
+          yield* Effect.sleep(1000)
+          return [value, yield* Clock.currentTimeMillis] as const
+        }),
+        clock
+      ))
+      yield* TestClock.adjust(1500)
+      expect(yield* Fiber.join(fiber)).toEqual(["in time", 1500])
+    }))
+})
+
+/** Counts the fibers started under it. */
+class CountingSupervisor extends Supervisor.AbstractSupervisor<number> {
+  started = 0
+  get value(): Effect.Effect<number> {
+    return Effect.sync(() => this.started)
+  }
+  override onStart(): void {
+    this.started += 1
+  }
+}
+
+describe("Timeout.attempt: no fiber per call", () => {
+  it.effect("with a clock that has a scheduler (effect's live clock), the effect runs on the caller's fiber and no fiber is started", () =>
+    Effect.gen(function*() {
+      const supervisor = new CountingSupervisor()
+      const caller = yield* Effect.fiberId
+      // Resumes on the next turn of the event loop, as I/O does.
+      const io = Effect.async<FiberId.FiberId>((resume) => {
+        setImmediate(() => resume(Effect.fiberId))
+      })
+      const timed = Timeout.attempt("10 seconds")
+      const ids = yield* Effect.supervised(Effect.withClock(Effect.forEach([1, 2, 3], () => timed(io)), Clock.make()), supervisor)
+      expect(ids).toEqual([caller, caller, caller])
+      expect(yield* supervisor.value).toBe(0)
     }))
 })
 
