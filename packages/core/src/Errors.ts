@@ -27,7 +27,12 @@ const Origin = {
 const Upstream = {
   ...Origin,
   status: Schema.optional(Schema.Number),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  /**
+   * The provider's own advice (`x-should-retry`, honoured by both official
+   * SDKs): `false` makes an error the retry would retry final.
+   */
+  shouldRetry: Schema.optional(Schema.Boolean)
 }
 
 const where = (e: { readonly provider?: string | undefined; readonly deployment?: string | undefined; readonly keyName?: string | undefined }): string => {

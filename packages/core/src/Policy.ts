@@ -31,6 +31,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
 import * as AttemptEvents from "./AttemptEvents.js"
 import * as Bulkhead from "./Bulkhead.js"
@@ -38,6 +39,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
 import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAvailableError } from "./Errors.js"
 import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutError } from "./Errors.js"
+import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import * as internalTimeout from "./internal/timeout.js"
 import type * as KeyPool from "./KeyPool.js"
@@ -323,15 +325,20 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       ...(options.provider === undefined ? {} : { provider: options.provider })
     }
     const events = Option.getOrUndefined(yield* Effect.serviceOption(AttemptEvents.AttemptEvents))
+    // A bad duration is a config error naming the field, never a thrown `Duration.decode`.
+    const timeouts = yield* decodeOptions(`Policy "${name}"`, TimeoutsSchema, {
+      attemptTimeout: options.attemptTimeout,
+      totalTimeout: options.totalTimeout
+    })
     const stages = yield* stagesOf(options, origin, events)
-    const attemptMillis = options.attemptTimeout === undefined
-      ? undefined
-      : Duration.toMillis(Duration.decode(options.attemptTimeout))
+    const attemptMillis = timeouts.attemptTimeout
     const gates = gatesOf(name, stages)
     const stageOf = (stage: Stage): Step | GateOf | undefined => {
       switch (stage) {
         case "totalTimeout":
-          return options.totalTimeout === undefined ? undefined : { _tag: "Wrap", stage, wrap: Timeout.total(options.totalTimeout, origin) }
+          return timeouts.totalTimeout === undefined || timeouts.totalTimeout === Infinity
+            ? undefined
+            : { _tag: "Wrap", stage, wrap: Timeout.total(timeouts.totalTimeout, origin) }
         case "retry":
           return { _tag: "Retry", retry: stages.retry }
         case "circuitBreaker":
@@ -415,6 +422,17 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     }
   })
 
+const TimeoutsSchema = Schema.Struct({
+  attemptTimeout: Schema.optional(PositiveLimitMillis),
+  totalTimeout: Schema.optional(PositiveLimitMillis)
+})
+
+/** A stage's config error, with the path from the Policy's options (`circuitBreaker.trigger.threshold`). */
+const inStage = (stage: "circuitBreaker" | "retryBudget" | "retry" | "rateLimiter" | "bulkhead") =>
+<A, R>(self: Effect.Effect<A, InvalidConfigError, R>): Effect.Effect<A, InvalidConfigError, R> =>
+  Effect.mapError(self, (e) =>
+    new InvalidConfigError({ component: e.component, path: e.path === "" ? stage : `${stage}.${e.path}`, detail: e.detail }))
+
 /** Each stage's service: the one given, or one made from its options (named after the deployment). */
 const stagesOf = (
   options: Options,
@@ -429,7 +447,7 @@ const stagesOf = (
       ? undefined
       : isService<CircuitBreaker.Service>(breakerOption, "gate")
       ? breakerOption
-      : yield* CircuitBreaker.make({
+      : yield* inStage("circuitBreaker")(CircuitBreaker.make({
         ...breakerOption,
         name,
         ...(emit === undefined && breakerOption.onTransition === undefined ? {} : {
@@ -441,20 +459,20 @@ const stagesOf = (
                 : emit({ _tag: "BreakerTransition", at: t.at, breaker: t.breaker, from: t.from, to: t.to, reason: t.reason })
             )
         })
-      })
+      }))
     const budgetOption = options.retryBudget ?? {}
     const retryBudget = budgetOption === false
       ? undefined
       : isService<RetryBudget.Service>(budgetOption, "tryAcquireRetry")
       ? budgetOption
-      : yield* RetryBudget.make({ ...budgetOption, name })
+      : yield* inStage("retryBudget")(RetryBudget.make({ ...budgetOption, name }))
     const keyPool = options.keyPool
     const retryOption = options.retry ?? {}
     const retry = retryOption === false
       ? undefined
       : isService<Retry.Service>(retryOption, "execute")
       ? retryOption
-      : yield* Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit))
+      : yield* inStage("retry")(Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit)))
     const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
     const limiterOption = options.rateLimiter
     const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
@@ -463,18 +481,18 @@ const stagesOf = (
     if (limiterOption !== undefined && isService<RateLimiter.Service>(limiterOption, "gate")) {
       sharedLimiter = limiterOption
     } else if (limiterOption !== undefined && keyPool === undefined) {
-      sharedLimiter = yield* RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit })
+      sharedLimiter = yield* inStage("rateLimiter")(RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit }))
     } else if (limiterOption !== undefined) {
       // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
-      keyRateLimiters = yield* Effect.forEach(keyNames, (keyName) =>
-        RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit }))
+      keyRateLimiters = yield* inStage("rateLimiter")(Effect.forEach(keyNames, (keyName) =>
+        RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit })))
     }
     const bulkheadOption = options.bulkhead
     const bulkhead = bulkheadOption === undefined
       ? undefined
       : isService<Bulkhead.Service>(bulkheadOption, "gate")
       ? bulkheadOption
-      : yield* Bulkhead.make({ ...bulkheadOption, name })
+      : yield* inStage("bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
     return { circuitBreaker, retryBudget, retry, keyPool, keyNames, sharedLimiter, keyRateLimiters, bulkhead }
   })
 

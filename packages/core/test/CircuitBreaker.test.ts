@@ -551,6 +551,9 @@ describe("CircuitBreaker: manual control, transitions, config (rule 12)", () => 
     [{ trigger: { kind: "consecutive", failures: 0 } }, "trigger.failures"],
     [{ permittedCallsInHalfOpen: 0 }, "permittedCallsInHalfOpen"],
     [{ openDuration: "soon" }, "openDuration"],
+    // Duration.decode would clamp it to 0: a breaker that reopens for no time at all.
+    [{ openDuration: "-1 seconds" }, "openDuration"],
+    [{ slowCallDuration: "-2 seconds" }, "slowCallDuration"],
     [{ name: "" }, "name"]
   ] as const)("a bad option names its field: %j", ([options, path]) =>
     Effect.gen(function*() {

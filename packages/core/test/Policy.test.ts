@@ -279,11 +279,27 @@ describe("Policy: registry", () => {
       expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "1.deployment" } })
     }))
 
+  it.effect("a bad timeout is a config error naming the field, never a thrown Duration.decode; 0 and negative are refused", () =>
+    Effect.gen(function*() {
+      // "5s" as a JavaScript caller or a hand-written config would pass it.
+      const typo: Duration.DurationInput = JSON.parse("\"5s\"")
+      const inputs: ReadonlyArray<Duration.DurationInput> = [typo, "-5 seconds", 0]
+      for (const attemptTimeout of inputs) {
+        const exit = yield* Effect.exit(run(Policy.make({ deployment: "a", attemptTimeout })))
+        expect(Exit.isFailure(exit) && exit.cause).toMatchObject({
+          _tag: "Fail",
+          error: { _tag: "InvalidConfigError", path: "attemptTimeout" }
+        })
+      }
+      const total = yield* Effect.exit(run(Policy.make({ deployment: "a", totalTimeout: -1 })))
+      expect(Exit.isFailure(total) && total.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "totalTimeout" } })
+    }))
+
   it.effect("a bad option of one policy names the deployment's policy and field", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(run(Policy.make({ deployment: "a", bulkhead: { maxConcurrent: 0 } })))
       expect(Exit.isFailure(exit) && exit.cause).toMatchObject({
-        error: { _tag: "InvalidConfigError", path: "maxConcurrent" }
+        error: { _tag: "InvalidConfigError", path: "bulkhead.maxConcurrent" }
       })
     }))
 })

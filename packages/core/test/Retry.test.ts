@@ -455,6 +455,24 @@ describe("Retry", () => {
       }))
   })
 
+  describe("the provider's advice (x-should-retry)", () => {
+    it.effect("an error marked shouldRetry: false is not retried, whatever its tag", () =>
+      Effect.gen(function*() {
+        const retry = yield* Retry.make({ jitter: "none" })
+        const final = new Errors.ProviderUnavailableError({ status: 503, shouldRetry: false })
+        const { attempts, call } = yield* scripted([final])
+        const error = yield* Effect.flip(retry.execute(call))
+        expect(error).toBe(final)
+        expect(yield* Ref.get(attempts)).toBe(1)
+        // Without the advice, the same error is retried.
+        const again = yield* scripted([new Errors.ProviderUnavailableError({ status: 503 })])
+        const fiber = yield* Effect.fork(retry.execute(again.call))
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toBe("ok")
+        expect(yield* Ref.get(again.attempts)).toBe(2)
+      }))
+  })
+
   describe("Retry-After on any retryable error (rule 24)", () => {
     const unavailableFor = (retryAfterMs: number) =>
       new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.millis(retryAfterMs) })

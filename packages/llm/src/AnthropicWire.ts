@@ -317,10 +317,12 @@ export const Usage = open({
 export interface Usage extends Schema.Schema.Type<typeof Usage> {}
 
 /**
+ * The stop reasons this version knows.
+ *
  * @since 0.1.0
  * @category schemas
  */
-export const StopReason = Schema.Literal(
+export const KnownStopReason = Schema.Literal(
   "end_turn",
   "max_tokens",
   "stop_sequence",
@@ -329,6 +331,16 @@ export const StopReason = Schema.Literal(
   "refusal",
   "model_context_window_exceeded"
 )
+
+/**
+ * Open, as the block and event unions are: a reason Anthropic adds later
+ * passes through as its string (the neutral model reads it as "other")
+ * instead of failing a paid-for answer as malformed.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const StopReason = Schema.Union(KnownStopReason, Schema.String)
 
 /**
  * @since 0.1.0

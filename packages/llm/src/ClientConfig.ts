@@ -17,6 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
 
@@ -155,6 +156,8 @@ export const Deployment = Schema.Struct({
   provider: Schema.Literal("openai", "anthropic"),
   /** Default: the provider's public API. OpenAI-compatible relays, DeepSeek, OpenRouter, vLLM set theirs. */
   baseUrl: opt(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "expected an http(s) URL" }))),
+  /** Send the caller's trace context (`traceparent`, `b3`) to this provider. Default false. */
+  propagateTrace: opt(Schema.Boolean),
   model: Schema.NonEmptyTrimmedString,
   keys: Schema.Array(KeyRef),
   keyStrategy: opt(Schema.Literal("round-robin", "weighted")),
@@ -325,21 +328,27 @@ export const resolveKeys = (
   deployment: Deployment,
   index: number
 ): Effect.Effect<ReadonlyArray<KeyPool.Key>, Errors.InvalidConfigError> =>
-  Effect.forEach(deployment.keys, (ref, k) =>
-    Effect.mapBoth(Config.redacted(ref.env), {
-      onFailure: () =>
-        new Errors.InvalidConfigError({
-          component: "ResilientClient",
-          path: `deployments.${index}.keys.${k}.env`,
-          detail: `environment variable ${ref.env} (key "${ref.name}" of deployment "${deployment.name}") is not set`
-        }),
-      onSuccess: (key): KeyPool.Key => ({
-        name: ref.name,
-        key,
-        ...(ref.weight === undefined ? {} : { weight: ref.weight }),
-        ...(ref.group === undefined ? {} : { group: ref.group })
+  Effect.forEach(deployment.keys, (ref, k) => {
+    const refused = (why: string) =>
+      new Errors.InvalidConfigError({
+        component: "ResilientClient",
+        path: `deployments.${index}.keys.${k}.env`,
+        detail: `environment variable ${ref.env} (key "${ref.name}" of deployment "${deployment.name}") ${why}`
       })
-    }))
+    return Effect.flatMap(
+      Effect.mapError(Config.redacted(ref.env), () => refused("is not set")),
+      (key): Effect.Effect<KeyPool.Key, Errors.InvalidConfigError> =>
+        // A variable set to nothing would send `Authorization: Bearer ` on every call: refused at start.
+        Redacted.value(key).trim() === ""
+          ? Effect.fail(refused("is set but empty"))
+          : Effect.succeed({
+            name: ref.name,
+            key,
+            ...(ref.weight === undefined ? {} : { weight: ref.weight }),
+            ...(ref.group === undefined ? {} : { group: ref.group })
+          })
+    )
+  })
 
 /**
  * The policy options of a deployment, for `Policy.make`.

@@ -528,7 +528,32 @@ export interface MapOptions extends Origin {
 export const fromResponse = (answer: UpstreamAnswer, options: MapOptions): MappedError => {
   const body = parseErrorBody(answer.body)
   const row = classify({ status: answer.status, body })
-  return build(row.tag, answer.status, answer.headers, body, options, options.now)
+  const advice = RateLimitHeaders.getHeader(answer.headers, "x-should-retry")?.trim().toLowerCase()
+  // `x-should-retry` (both official SDKs honour it) overrides the table's retry verdict, never its tag's other rules:
+  // `true` on an answer the retry would not retry makes it a ProviderUnavailableError (the provider says it is
+  // temporarily unable); `false` marks the error final for the retry.
+  const tag = advice === "true" && !Errors.isRetryable({ _tag: row.tag }) ? "ProviderUnavailableError" : row.tag
+  const error = build(tag, answer.status, answer.headers, body, options, options.now)
+  return advice === "false" ? withShouldRetry(error, false) : advice === "true" ? withShouldRetry(error, true) : error
+}
+
+const withShouldRetry = (error: MappedError, shouldRetry: boolean): MappedError => {
+  switch (error._tag) {
+    case "RateLimitError":
+      return new Errors.RateLimitError({ ...error, shouldRetry })
+    case "QuotaExhaustedError":
+      return new Errors.QuotaExhaustedError({ ...error, shouldRetry })
+    case "AuthError":
+      return new Errors.AuthError({ ...error, shouldRetry })
+    case "ContextLengthError":
+      return new Errors.ContextLengthError({ ...error, shouldRetry })
+    case "ContentFilterError":
+      return new Errors.ContentFilterError({ ...error, shouldRetry })
+    case "BadRequestError":
+      return new Errors.BadRequestError({ ...error, shouldRetry })
+    case "ProviderUnavailableError":
+      return new Errors.ProviderUnavailableError({ ...error, shouldRetry })
+  }
 }
 
 /**

@@ -188,7 +188,9 @@ const fromWire = <W, E>(
     const origin = originOf(target, context)
     return Stream.unwrap(Effect.gen(function*() {
       const body = yield* wire.encode({ ...request, model: context.model }, true)
-      const response = yield* send(client, wire.build(body, context), origin, firstByte, "first-token")
+      const sse = HttpClientRequest.setHeader(wire.build(body, context), "accept", "text/event-stream")
+      const response = yield* send(client, sse, origin, firstByte, "first-token")
+      yield* expectEventStream(response, origin)
       const events = response.stream.pipe(
         Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
         Sse.decode(),
@@ -204,6 +206,32 @@ const fromWire = <W, E>(
   }
 
   return { kind: wire.kind, chat, stream }
+}
+
+/**
+ * A 2xx answer to a stream request that is not an event stream (a relay
+ * that answered JSON, say) is a `MalformedResponseError` that says what
+ * arrived, read before any chunk: never a stream "cut without its
+ * terminator" to be retried.
+ */
+const expectEventStream = (
+  response: HttpClientResponse.HttpClientResponse,
+  origin: ErrorMapping.Origin
+): Effect.Effect<void, CallError> => {
+  const type = response.headers["content-type"] ?? ""
+  if (type.toLowerCase().startsWith("text/event-stream")) return Effect.void
+  return Effect.flatMap(
+    Effect.orElseSucceed(response.text, () => ""),
+    (text) =>
+      Effect.fail(
+        new Errors.MalformedResponseError({
+          ...origin,
+          status: response.status,
+          detail: `expected an event stream (text/event-stream), got ${type === "" ? "no content type" : type}` +
+            (text === "" ? "" : `: ${ErrorMapping.sanitize(text.slice(0, 200))}`)
+        })
+      )
+  )
 }
 
 const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuard.GuardOptions => ({
@@ -285,13 +313,17 @@ export const anthropic = (
 export const layer = (options: Options = {}): Layer.Layer<Provider.Providers, never, HttpClient.HttpClient> =>
   Layer.effect(
     Provider.Providers,
-    Effect.map(HttpClient.HttpClient, (client) => {
+    Effect.map(HttpClient.HttpClient, (traced) => {
+      // Trace headers go only to deployments that opt in (`Target.propagateTrace`).
+      const untraced = HttpClient.withTracerPropagation(traced, false)
       const cache = new Map<string, Provider.Provider>()
       return {
         forTarget: (target) => {
-          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""}`
+          const propagate = target.propagateTrace === true
+          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""} ${propagate}`
           const existing = cache.get(key)
           if (existing !== undefined) return existing
+          const client = propagate ? traced : untraced
           const made = target.kind === "openai"
             ? openAiCompatible(client, target, options)
             : anthropic(client, target, options)

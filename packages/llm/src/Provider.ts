@@ -87,6 +87,12 @@ export interface Target {
   readonly kind: Kind
   readonly baseUrl: string | undefined
   readonly model: string
+  /**
+   * Send the caller's trace context (`traceparent`, `b3`) to the provider.
+   * Default false: a trace id says which user and request a call belongs
+   * to, and a third party has no need of it.
+   */
+  readonly propagateTrace?: boolean | undefined
 }
 
 /**

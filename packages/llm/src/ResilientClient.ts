@@ -117,7 +117,8 @@ export interface ChatResult {
 export interface DeploymentHandle {
   readonly config: ClientConfig.Deployment
   readonly policy: Policy.Service
-  readonly keyPool: KeyPool.Service
+  /** None for a keyless deployment (self-hosted vLLM or Ollama, a relay with its own auth). */
+  readonly keyPool: KeyPool.Service | undefined
   readonly provider: Provider.Provider
 }
 
@@ -299,15 +300,21 @@ export const make = (
     const pools = new Map<string, KeyPool.Service>()
     const handles: Array<DeploymentHandle> = []
     for (const [index, d] of config.deployments.entries()) {
+      // The path in the user's file: a policy's own fields under `policy`, the pool's keys as they are.
       const prefix = (e: Errors.InvalidConfigError) =>
         new Errors.InvalidConfigError({
           component: e.component,
-          path: `deployments.${index}.${e.component.startsWith("KeyPool") ? "keys" : "policy"}${e.path === "" ? "" : `.${e.path}`}`,
+          path: `deployments.${index}.${
+            e.component.startsWith("KeyPool")
+              ? e.path === "strategy" ? "keyStrategy" : e.path === "" ? "keys" : e.path
+              : e.path === "" ? "policy" : `policy.${e.path}`
+          }`,
           detail: e.detail
         })
       const poolName = d.keyPool ?? d.name
       let keyPool = pools.get(poolName)
-      if (keyPool === undefined) {
+      // A deployment without keys sends no credentials: no pool to pick from.
+      if (keyPool === undefined && d.keys.length > 0) {
         const keys = yield* ClientConfig.resolveKeys(d, index)
         keyPool = yield* Effect.mapError(
           KeyPool.make({
@@ -321,10 +328,16 @@ export const make = (
         pools.set(poolName, keyPool)
       }
       const policy = yield* Effect.mapError(
-        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, keyPool }),
+        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, ...(keyPool === undefined ? {} : { keyPool }) }),
         prefix
       )
-      const provider = providers.forTarget({ name: d.name, kind: d.provider, baseUrl: d.baseUrl, model: d.model })
+      const provider = providers.forTarget({
+        name: d.name,
+        kind: d.provider,
+        baseUrl: d.baseUrl,
+        model: d.model,
+        propagateTrace: d.propagateTrace
+      })
       handles.push({ config: d, policy, keyPool, provider })
     }
     const byName = new Map(handles.map((h) => [h.config.name, h]))
@@ -411,7 +424,7 @@ export const make = (
               const call = Effect.flatMap(
                 h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }),
                 (answer) =>
-                  answer.rateLimit === undefined || key === undefined
+                  answer.rateLimit === undefined || key === undefined || h.keyPool === undefined
                     ? Effect.succeed(answer.response)
                     : Effect.as(h.keyPool.feedback(key.name, answer.rateLimit), answer.response)
               )

@@ -151,7 +151,7 @@ describe("AnthropicWire", () => {
       ...message,
       content: [{ type: "tool_use", id: "t", name: "f", input: "{}" }]
     }],
-    ["an unknown stop reason", AnthropicWire.Message, { ...message, stop_reason: "done" }],
+    ["a stop reason that is not a string", AnthropicWire.Message, { ...message, stop_reason: 42 }],
     ["a message without usage", AnthropicWire.Message, { ...message, usage: undefined }],
     ["a request without max_tokens", AnthropicWire.MessagesRequest, { ...request, max_tokens: undefined }],
     ["a system role message", AnthropicWire.MessagesRequest, {
@@ -165,6 +165,17 @@ describe("AnthropicWire", () => {
     }]
   ] as const)("rejects %s", (_, schema, body) => {
     expect(Either.isLeft(Schema.decodeUnknownEither(schema as Schema.Schema<unknown, unknown>)(body))).toBe(true)
+  })
+
+  it("a stop reason Anthropic adds later decodes as its string, in a message and in a message_delta", () => {
+    const decoded = Schema.decodeUnknownSync(AnthropicWire.Message)({ ...message, stop_reason: "some_future_reason" })
+    expect(decoded.stop_reason).toBe("some_future_reason")
+    const delta = Schema.decodeUnknownSync(AnthropicWire.StreamEvent)({
+      type: "message_delta",
+      delta: { stop_reason: "some_future_reason", stop_sequence: null },
+      usage: { output_tokens: 3 }
+    })
+    expect(delta).toMatchObject({ delta: { stop_reason: "some_future_reason" } })
   })
 
   describe("unknown fields pass through, byte for byte", () => {

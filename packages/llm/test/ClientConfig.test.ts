@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Errors, Retry } from "@resilient-ai/core"
 import * as Duration from "effect/Duration"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
@@ -62,5 +63,26 @@ describe("ClientConfig: limits that are off", () => {
       expect(forever.detail).toContain("\"infinity\" for no limit")
       const timeout = yield* Effect.flip(ClientConfig.decode(withRetry({}, { attemptTimeout: "infinity" })))
       expect(timeout.path).toBe("deployments.0.policy.attemptTimeout")
+    }))
+})
+
+describe("ClientConfig: keys", () => {
+  it.effect("a key variable that is set but empty is refused at start, naming the variable and its path", () =>
+    Effect.gen(function*() {
+      const config = yield* ClientConfig.decode({
+        deployments: [{ name: "a", provider: "openai", model: "gpt-4o", keys: [{ name: "main", env: "OPENAI_KEY" }, { name: "spare", env: "SPARE_KEY" }] }],
+        cascade: ["a"]
+      })
+      const deployment = config.deployments[0]
+      if (deployment === undefined) return expect.unreachable()
+      const withEnv = (vars: ReadonlyArray<readonly [string, string]>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(vars)))
+      const empty = yield* Effect.flip(ClientConfig.resolveKeys(deployment, 0).pipe(withEnv([["OPENAI_KEY", "sk-1"], ["SPARE_KEY", "  "]])))
+      expect(empty.path).toBe("deployments.0.keys.1.env")
+      expect(empty.detail).toContain("SPARE_KEY")
+      expect(empty.detail).toContain("set but empty")
+      const unset = yield* Effect.flip(ClientConfig.resolveKeys(deployment, 0).pipe(withEnv([["OPENAI_KEY", "sk-1"]])))
+      expect(unset.detail).toContain("is not set")
+      const keys = yield* ClientConfig.resolveKeys(deployment, 0).pipe(withEnv([["OPENAI_KEY", "sk-1"], ["SPARE_KEY", "sk-2"]]))
+      expect(keys.map((k) => k.name)).toEqual(["main", "spare"])
     }))
 })

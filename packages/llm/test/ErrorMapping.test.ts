@@ -708,6 +708,28 @@ describe("ErrorMapping.table", () => {
     expect(error._tag).toBe("AuthError")
   })
 
+  it("x-should-retry: false makes a retryable answer final for the retry; its tag, status and Retry-After stay", () => {
+    const error = ErrorMapping.fromResponse(
+      { status: 503, headers: { "x-should-retry": "false", "retry-after": "3" }, body: openAiError({ message: "down" }) },
+      { now }
+    )
+    expect(error).toMatchObject({ _tag: "ProviderUnavailableError", status: 503, shouldRetry: false, detail: "down" })
+    expect(error._tag === "ProviderUnavailableError" && error.retryAfter).toEqual(Duration.seconds(3))
+  })
+
+  it("x-should-retry: true makes an answer the retry would not retry a retryable ProviderUnavailableError; a retryable one keeps its tag", () => {
+    const conflict = ErrorMapping.fromResponse(
+      { status: 400, headers: { "X-Should-Retry": "true" }, body: openAiError({ message: "lock timeout" }) },
+      { now }
+    )
+    expect(conflict).toMatchObject({ _tag: "ProviderUnavailableError", status: 400, shouldRetry: true, detail: "lock timeout" })
+    const limited = ErrorMapping.fromResponse({ status: 429, headers: { "x-should-retry": "true" }, body: "" }, { now })
+    expect(limited).toMatchObject({ _tag: "RateLimitError", shouldRetry: true })
+    const plain = ErrorMapping.fromResponse({ status: 400, headers: {}, body: "" }, { now })
+    expect(plain._tag).toBe("BadRequestError")
+    expect("shouldRetry" in plain).toBe(false)
+  })
+
   it("origin fields are omitted when not given (exactOptionalPropertyTypes-safe)", () => {
     const error = ErrorMapping.fromResponse({ status: 500, headers: {}, body: "" }, { now })
     expect("provider" in error).toBe(false)

@@ -71,6 +71,31 @@ const providerOn = (kind: Provider.Kind, url: string, options: HttpProviders.Opt
     )
 const openAiOn = (url: string, options: HttpProviders.Options = {}) => providerOn("openai", url, options)
 
+describe("HttpProviders: trace context", () => {
+  it.scoped("sends no trace headers unless the deployment opts in (propagateTrace)", () =>
+    Effect.gen(function*() {
+      const seen: Array<Http.IncomingHttpHeaders> = []
+      const { url } = yield* upstream((req, _body, res) => {
+        seen.push(req.headers)
+        json(res, 200, completion("hello"))
+      })
+      const onTarget = (propagateTrace: boolean) =>
+        Effect.flatMap(
+          Effect.map(Provider.Providers, (providers) =>
+            providers.forTarget({ name: "gpt", kind: "openai", baseUrl: url, model: "m", propagateTrace })).pipe(
+              Effect.provide(HttpProviders.layer())
+            ),
+          (provider) => provider.chat(request, context)
+        ).pipe(Effect.withSpan("user request"))
+      yield* onTarget(false)
+      yield* onTarget(true)
+      const [plain, traced] = seen
+      expect(plain?.traceparent).toBeUndefined()
+      expect(plain?.b3).toBeUndefined()
+      expect(traced?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+    }).pipe(Effect.provide(transport)))
+})
+
 describe("HttpProviders: OpenAI-compatible over real HTTP", () => {
   it.scoped("sends the deployment's model and the key as a bearer token; parses the answer and rate-limit headers", () =>
     Effect.gen(function*() {
@@ -187,6 +212,22 @@ describe("HttpProviders: streams over real HTTP", () => {
       const all = Chunk.toReadonlyArray(chunks)
       expect(all.map((c) => c.text ?? "").join("")).toBe("Hello")
       expect(all.at(-1)?.finishReason).toBe("stop")
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a stream request says it accepts text/event-stream; a JSON 200 instead is a MalformedResponseError saying what arrived", () =>
+    Effect.gen(function*() {
+      const accepts: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        accepts.push(req.headers.accept)
+        json(res, 200, completion("not a stream"))
+      })
+      for (const kind of ["openai", "anthropic"] as const) {
+        const provider = yield* providerOn(kind, url)
+        const error = yield* Effect.flip(Stream.runCollect(provider.stream(request, context)))
+        expect(error).toMatchObject({ _tag: "MalformedResponseError", status: 200 })
+        expect(error.message).toContain("expected an event stream (text/event-stream), got application/json")
+      }
+      expect(accepts).toEqual(["text/event-stream", "text/event-stream"])
     }).pipe(Effect.provide(transport)))
 
   it.scoped("a stream cut after content is a StreamInterruptedError, after the chunks that arrived", () =>
@@ -367,8 +408,28 @@ describe("ResilientClient over real HTTP", () => {
       yield* c.chat(request)
       yield* c.chat(request)
       expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
-      const status = yield* c.deployments[0]!.keyPool.status
+      const pool = c.deployments[0]?.keyPool
+      if (pool === undefined) return expect.unreachable()
+      const status = yield* pool.status
       expect(status.keys.map((k) => [k.name, k.state])).toEqual([["p1", "cooling"], ["p2", "healthy"]])
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("a keyless deployment (keys: []) is built and called with no credentials", () =>
+    Effect.gen(function*() {
+      const auth: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        auth.push(req.headers.authorization)
+        json(res, 200, completion("local model"))
+      })
+      const c = yield* client({
+        deployments: [{ name: "ollama", provider: "openai", baseUrl: url, model: "llama3", keys: [] }],
+        cascade: ["ollama"]
+      })
+      const result = yield* c.chat(request)
+      expect(result).toMatchObject({ source: "primary", deployment: "ollama", keyName: undefined })
+      expect(result.response.text).toBe("local model")
+      expect(auth).toEqual([undefined])
+      expect(c.deployments[0]?.keyPool).toBeUndefined()
     }).pipe(Effect.provide(transport)))
 
   it.scoped("chat falls back across real HTTP and reports the metadata", () =>

@@ -340,7 +340,7 @@ describe("ResilientClient: configuration", () => {
           ...baseConfig.deployments.slice(1)
         ]
       },
-      "deployments.0.policy.trigger.threshold"
+      "deployments.0.policy.circuitBreaker.trigger.threshold"
     ))
 
   it.effect("a missing key variable names the key and the variable, never a value", () =>

@@ -488,6 +488,13 @@ describe("Translate", () => {
         expect((yield* Translate.toAnthropicRequest(chat({ topP: 0.9 }))).top_p).toBe(0.9)
       }))
 
+    it.effect("temperature and top_p together: only temperature is sent (current Claude models refuse both)", () =>
+      Effect.gen(function*() {
+        const both = yield* Translate.toAnthropicRequest(chat({ temperature: 0.3, topP: 0.9 }))
+        expect(both.temperature).toBe(0.3)
+        expect("top_p" in both).toBe(false)
+      }))
+
     it.effect.each([
       ["n", { n: 2 }],
       ["logprobs", { logprobs: true }],
@@ -736,6 +743,7 @@ describe("Translate", () => {
       ["tool_use", "tool_calls", "tool_calls"],
       ["refusal", "content_filter", "content_filter"],
       ["pause_turn", "other", "stop"],
+      ["some_future_reason", "other", "stop"],
       [null, "other", "stop"]
     ] as const)("stop reason %s → neutral %s → OpenAI %s", ([stopReason, neutral, openAi]) =>
       Effect.gen(function*() {

@@ -377,7 +377,7 @@ const protectedStack = (
     const pools = new Set<KeyPool.Service>()
     for (const h of client.deployments) {
       if (h.policy.circuitBreaker !== undefined) breakerQueues.push(yield* h.policy.circuitBreaker.subscribe)
-      if (!pools.has(h.keyPool)) {
+      if (h.keyPool !== undefined && !pools.has(h.keyPool)) {
         pools.add(h.keyPool)
         keyQueues.push(yield* h.keyPool.subscribe)
       }

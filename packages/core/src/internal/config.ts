@@ -11,8 +11,8 @@ import { type InvalidConfigError, invalidConfig } from "../Errors.js"
  * duration is `Infinity` when `infinite` allows it.
  */
 const millisOf = (input: unknown, infinite: boolean): Either.Either<number, string> => {
-  // Duration.decode clamps a negative number of milliseconds to zero; a typo must not pass silently.
-  if (typeof input === "number" && !(input >= 0)) {
+  // Duration.decode clamps a negative duration to zero ("-5 seconds" would be 0): a typo must not pass silently.
+  if ((typeof input === "number" && !(input >= 0)) || (typeof input === "string" && input.trim().startsWith("-"))) {
     return Either.left(infinite ? "expected a non-negative duration" : "expected a finite, non-negative duration")
   }
   const decoded = Duration.decodeUnknown(input)

@@ -148,6 +148,8 @@ export const mayRetry = (
   Errors.isRetryable(error) &&
   // A local limiter that gives no retryAfter refused a cost it can never grant: waiting cannot help.
   !(error._tag === "RateLimitError" && error.source === "local" && error.retryAfter === undefined) &&
+  // The provider said not to (`x-should-retry: false`).
+  !(Predicate.hasProperty(error, "shouldRetry") && error.shouldRetry === false) &&
   (retryOn === undefined || retryOn(error))
 
 /** Whether a `logDebug` in `fiber` would log: when it would not, the message is not even built. */

@@ -189,7 +189,8 @@ export const toRequest = (
       ...(system === undefined ? {} : { system: typeof system === "string" ? system : system.map(textBlock) }),
       ...(request.stop === undefined || request.stop.length === 0 ? {} : { stop_sequences: request.stop }),
       ...(request.temperature === undefined ? {} : { temperature: clamp(request.temperature, 0, 1) }),
-      ...(request.topP === undefined || request.topP === 1 ? {} : { top_p: request.topP }),
+      // Current Claude models refuse temperature and top_p together: temperature wins, top_p goes only alone.
+      ...(request.topP === undefined || request.topP === 1 || request.temperature !== undefined ? {} : { top_p: request.topP }),
       ...(request.stream === undefined ? {} : { stream: request.stream }),
       ...(request.tools === undefined ? {} : { tools: request.tools.map(toolOf) }),
       ...(toolChoice === undefined ? {} : { tool_choice: toolChoice })
