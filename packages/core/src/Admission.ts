@@ -1,5 +1,5 @@
 /**
- * The admission contract of every stateful policy (SEMANTICS.md rule 27):
+ * The admission contract of every stateful policy (docs/semantics.md rule 27):
  * the circuit breaker, the key pool, the rate limiter and the bulkhead each
  * offer one {@link Gate}. A gate's `acquire` gives a {@link Permit} for one
  * call, or a typed refusal that says when to come back; the permit's
@@ -100,7 +100,7 @@ export const execute = <Request, P extends Permit, Refusal, A, E, R>(
 
 /**
  * How long the admitted call may run, decided when it starts: `millis`, then
- * it is interrupted (and awaited) and fails with `onTimeout()` (SEMANTICS.md
+ * it is interrupted (and awaited) and fails with `onTimeout()` (docs/semantics.md
  * rule 19). `undefined`: no limit.
  *
  * @since 0.1.0

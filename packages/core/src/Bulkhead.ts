@@ -1,5 +1,5 @@
 /**
- * The bulkhead of one deployment (SEMANTICS.md rule 20): at most
+ * The bulkhead of one deployment (docs/semantics.md rule 20): at most
  * `maxConcurrent` calls run at once; the next `maxQueue` callers wait in a
  * FIFO queue, each at most `maxQueueWait`; anyone beyond that is refused at
  * once with `BulkheadFullError`, which the fallback chain may take over.

@@ -5,7 +5,7 @@
  * merged), so this one is ours. It offers the seed's consecutive-failure mode
  * and resilience4j's sliding-window failure-rate and slow-call-rate modes
  * over a count or time window, with a half-open budget of trial calls. The
- * rules are SEMANTICS.md 1-12; the state machine is pure
+ * rules are 1-12 of docs/semantics.md; the state machine is pure
  * (`internal/breakerState.ts`) and its state lives in the {@link StateStore},
  * so N replicas on a shared store open one breaker together.
  *

@@ -2,7 +2,7 @@
  * The deadline of the current request, visible to every policy inside it.
  *
  * The total timeout sets it; the retry reads it to give up at once instead
- * of sleeping past it (SEMANTICS.md rule 15), and the key pool reads it to
+ * of sleeping past it (docs/semantics.md rule 15), and the key pool reads it to
  * bound a wait for a cooling key. Nested deadlines only ever shrink.
  * Times are epoch milliseconds on effect's `Clock`, so `TestClock` drives them.
  *

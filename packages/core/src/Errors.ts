@@ -125,7 +125,7 @@ export class BulkheadFullError extends Schema.TaggedError<BulkheadFullError>()("
  * The provider failed: 5xx, 529 overloaded, 408 / 409. `retryAfter` is the
  * server's `Retry-After` when it sent one (RFC 9110 sends it with a 503): it
  * binds the deployment, not a key, so the next attempt waits for it whichever
- * key it would use (SEMANTICS.md rule 24).
+ * key it would use (docs/semantics.md rule 24).
  *
  * @since 0.1.0
  * @category errors
@@ -393,7 +393,7 @@ export const ResilienceError: Schema.Union<
 export type Tag = ResilienceError["_tag"]
 
 /**
- * How the circuit breaker counts an outcome (SEMANTICS.md rule 1).
+ * How the circuit breaker counts an outcome (docs/semantics.md rule 1).
  *
  * @since 0.1.0
  * @category models

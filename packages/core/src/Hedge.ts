@@ -1,5 +1,5 @@
 /**
- * Hedged requests (SEMANTICS.md rule 22): when an attempt is slow, start
+ * Hedged requests (docs/semantics.md rule 22): when an attempt is slow, start
  * another one and take whichever answers first.
  *
  * - Attempt 0 starts at once. The next attempt starts when the hedge delay

@@ -1,7 +1,7 @@
 /**
  * Latencies of one deployment's successful calls over a rolling time window,
  * answering percentiles (p50, p95, p99, ...) cheaply. The hedge reads its
- * delay from here (SEMANTICS.md rule 22).
+ * delay from here (docs/semantics.md rule 22).
  *
  * The window is `buckets` slices of `window / buckets`, aligned to the effect
  * `Clock` (slice `⌊now / slice⌋`) and expired by arithmetic on every record

@@ -1,6 +1,6 @@
 /**
  * The policies of one provider deployment, composed in the decided order
- * (SEMANTICS.md rule 18), outermost first, as {@link order} states it:
+ * (docs/semantics.md rule 18), outermost first, as {@link order} states it:
  *
  * ```
  * total timeout → retry (with budget) → circuit breaker → key pool → rate limiter → bulkhead → attempt timeout → call

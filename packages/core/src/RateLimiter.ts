@@ -2,7 +2,7 @@
  * A client-side rate limiter for one deployment (or one key): discrete token
  * buckets for requests and for tokens, weighted costs, FIFO reservations, a
  * bounded wait with an exact `retryAfter`, correction from the real usage,
- * and a pause when the upstream answers 429 (SEMANTICS.md rule 21).
+ * and a pause when the upstream answers 429 (docs/semantics.md rule 21).
  *
  * Why not effect's own limiters:
  * - `effect/RateLimiter` (3.22) is a semaphore refilled by a background fiber

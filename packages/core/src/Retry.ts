@@ -1,6 +1,6 @@
 /**
  * Retry with exponential backoff, jitter, Retry-After, a deadline and a
- * retry budget (SEMANTICS.md rules 13–17).
+ * retry budget (docs/semantics.md rules 13–17).
  *
  * - `maxRetries` counts retries after the first attempt: a call makes at most
  *   `maxRetries + 1` attempts.

@@ -1,6 +1,6 @@
 /**
  * A retry budget: retries may add at most a fixed share to the load of first
- * attempts (SEMANTICS.md rule 17, Envoy / gRPC / Finagle retry throttling).
+ * attempts (docs/semantics.md rule 17, Envoy / gRPC / Finagle retry throttling).
  *
  * Over a rolling window (default 10 s) the budget counts first attempts and
  * retries. A retry is admitted while the retries of the window stay below

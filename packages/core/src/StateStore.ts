@@ -40,7 +40,7 @@ import * as retryBudget from "./internal/retryBudgetState.js"
 import * as tokenBucket from "./internal/tokenBucket.js"
 
 /**
- * The breaker's operations (SEMANTICS.md rules 1-12), each one atomic step
+ * The breaker's operations (docs/semantics.md rules 1-12), each one atomic step
  * of the breaker's machine that returns its result, the state after it and
  * the transitions it made, for the policy to publish.
  *

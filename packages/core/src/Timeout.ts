@@ -1,5 +1,5 @@
 /**
- * Timeouts for one attempt and for a whole request (SEMANTICS.md rule 19).
+ * Timeouts for one attempt and for a whole request (docs/semantics.md rule 19).
  *
  * When the timeout fires, the effect is interrupted (an HTTP request's
  * `AbortSignal` fires) and awaited before the `TimeoutError` is returned, so

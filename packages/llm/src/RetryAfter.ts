@@ -1,6 +1,6 @@
 /**
  * When does the provider want us back? Reads the answer's headers into a
- * `Duration` (SEMANTICS.md rule 15: the retry waits exactly this long).
+ * `Duration` (docs/semantics.md rule 15: the retry waits exactly this long).
  *
  * Sources, first valid one wins:
  *

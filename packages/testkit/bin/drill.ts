@@ -16,9 +16,9 @@ import { writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { isMainThread, parentPort, Worker } from "node:worker_threads"
 import * as Effect from "effect/Effect"
-import * as Drill from "../src/Drill.js"
-import * as DrillReport from "../src/DrillReport.js"
-import * as Scenarios from "../src/Scenarios.js"
+import * as Drill from "@resilient-ai/testkit/Drill"
+import * as DrillReport from "@resilient-ai/testkit/DrillReport"
+import * as Scenarios from "@resilient-ai/testkit/Scenarios"
 
 interface Job {
   readonly scenario: Scenarios.Name

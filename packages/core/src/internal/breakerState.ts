@@ -3,7 +3,7 @@
  *
  * Every function takes the state and `now` and returns the next state, so the
  * same rules run on the in-memory store and on a shared store, and property
- * tests can drive it without fibers. SEMANTICS.md rules 1-11 are numbered
+ * tests can drive it without fibers. docs/semantics.md rules 1-11 are numbered
  * where they are implemented.
  */
 

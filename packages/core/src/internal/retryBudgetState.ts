@@ -1,6 +1,6 @@
 /**
  * The retry budget's window as a pure function of (state, now) over plain
- * JSON state (SEMANTICS.md rule 17). The window is kept as 1 s buckets
+ * JSON state (docs/semantics.md rule 17). The window is kept as 1 s buckets
  * aligned to the clock (a bucket holds the calls of one clock second) and
  * expired by arithmetic on every call: no timer, and an idle gap longer than
  * the window leaves nothing stale.

@@ -1,6 +1,6 @@
 /**
  * The timeout behind `Timeout.attempt`, `Timeout.total` and the policy's
- * deadline (SEMANTICS.md rule 19): at the deadline the effect is interrupted
+ * deadline (docs/semantics.md rule 19): at the deadline the effect is interrupted
  * and awaited, so its finalizers have run when the timeout error is
  * returned, and a value it produced after the deadline is dropped.
  *

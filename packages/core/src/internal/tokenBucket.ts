@@ -1,6 +1,6 @@
 /**
  * The pure state machine behind `RateLimiter`: discrete token buckets with
- * reservations (SEMANTICS.md rule 21).
+ * reservations (docs/semantics.md rule 21).
  *
  * Every function here is a pure function of (state, now) meant to run inside
  * one `StateStore.modify`, so the same code is atomic on the in-memory store
