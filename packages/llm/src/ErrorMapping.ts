@@ -796,6 +796,19 @@ export const fromResponseError = (
  * @since 0.1.0
  * @category decoding
  */
+/**
+ * A decode failure as the paths of the body that were wrong and what was
+ * expected there (`choices.0.message.content: expected string, got 42`),
+ * not the schema's type signature.
+ */
+const issuesOf = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const shown = issues.slice(0, 3).map((issue) =>
+    `${issue.path.length === 0 ? "body" : issue.path.map(String).join(".")}: ${issue.message}`
+  )
+  return issues.length > 3 ? `${shown.join("; ")}; and ${issues.length - 3} more` : shown.join("; ")
+}
+
 export const malformed = (
   error: unknown,
   where: Origin & { readonly status?: number } = {}
@@ -803,7 +816,7 @@ export const malformed = (
   const text = typeof error === "string"
     ? error
     : ParseResult.isParseError(error)
-    ? ParseResult.TreeFormatter.formatErrorSync(error)
+    ? issuesOf(error)
     : str(field(error, "message"))
   return new Errors.MalformedResponseError({
     ...origin(where),

@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as ErrorMapping from "../src/ErrorMapping.js"
+import * as OpenAiWire from "../src/OpenAiWire.js"
 
 const now = Date.UTC(2025, 5, 10, 12, 0, 0)
 
@@ -913,18 +914,32 @@ describe("ErrorMapping transport failures", () => {
 })
 
 describe("ErrorMapping.malformed", () => {
-  it("carries the schema's message, cut to 300 characters", () => {
+  it("names the bad field's path and what was expected there, not the schema's type signature; cut to 300 characters", () => {
     const Chunk = Schema.Struct({ id: Schema.String, choices: Schema.Array(Schema.Struct({ index: Schema.Number })) })
-    const result = Schema.decodeUnknownEither(Chunk)({ id: 1, choices: [{ index: "x".repeat(1000) }] })
+    const result = Schema.decodeUnknownEither(Chunk)({ id: "c", choices: [{ index: "x".repeat(1000) }] })
     expect(Either.isLeft(result)).toBe(true)
     if (Either.isLeft(result)) {
       const e = ErrorMapping.malformed(result.left, { provider: "openai", status: 200 })
       expect(e._tag).toBe("MalformedResponseError")
-      expect(e.detail).toMatch(/^\{ readonly id: string/)
+      expect(e.detail).toMatch(/^choices\.0\.index: Expected number, actual "xxx/)
+      expect(e.detail).not.toContain("readonly")
       expect(Array.from(e.detail ?? "").length).toBeLessThanOrEqual(300)
       expect(e.status).toBe(200)
     }
   })
+
+  it("an OpenAI answer whose content is not a string says choices.0.message.content", () =>
+    Effect.gen(function*() {
+      const body = {
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 1,
+        model: "m",
+        choices: [{ index: 0, message: { role: "assistant", content: 42 }, finish_reason: "stop" }]
+      }
+      const error = yield* Effect.flip(OpenAiWire.decodeResponse(body))
+      expect(ErrorMapping.malformed(error).detail).toMatch(/^choices\.0\.message\.content: /)
+    }).pipe(Effect.runSync))
 })
 
 describe("ErrorMapping.attemptTimeout", () => {
