@@ -294,10 +294,14 @@ export class MalformedResponseError extends Schema.TaggedError<MalformedResponse
 export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()("InvalidConfigError", {
   component: Schema.String,
   path: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  /** Every problem found, when there were more than one (`path` and `detail` are the first). */
+  problems: Schema.optional(Schema.Array(Schema.Struct({ path: Schema.String, detail: Schema.String })))
 }) {
   override get message(): string {
-    return `invalid config for ${this.component}: ${this.path === "" ? "" : `${this.path}: `}${this.detail}`
+    const one = (p: { readonly path: string; readonly detail: string }) => `${p.path === "" ? "" : `${p.path}: `}${p.detail}`
+    const all = this.problems === undefined || this.problems.length < 2 ? [this] : this.problems
+    return `invalid config for ${this.component}: ${all.map(one).join("; ")}`
   }
 }
 
@@ -310,16 +314,51 @@ export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()
  * @category constructors
  */
 export const invalidConfig = (component: string, error: ParseResult.ParseError): InvalidConfigError => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error).reduce<ParseResult.ArrayFormatterIssue | undefined>(
-    (best, next) => (best === undefined || next.path.length > best.path.length ? next : best),
-    undefined
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const keyOf = (path: ReadonlyArray<PropertyKey>) => path.map(String).join(".")
+  // A union such as `false | { ... }` reports "expected false" at the field and the real problem inside it:
+  // an issue with a deeper one under it is dropped; issues at one path (a union's members) are one problem.
+  const deepest = issues.filter((issue) =>
+    !issues.some((other) =>
+      other.path.length > issue.path.length && issue.path.every((step, i) => other.path[i] === step)
+    )
   )
+  const byPath = new Map<string, Array<ParseResult.ArrayFormatterIssue>>()
+  for (const issue of deepest) {
+    const key = keyOf(issue.path)
+    byPath.set(key, [...(byPath.get(key) ?? []), issue])
+  }
+  const problems = [...byPath.entries()].map(([path, group]) => ({ path, detail: alternatives(group) }))
+  const first = problems[0]
   return new InvalidConfigError({
     component,
-    path: issue === undefined ? "" : issue.path.map(String).join("."),
-    detail: issue?.message ?? error.message
+    path: first?.path ?? "",
+    detail: first?.detail ?? error.message,
+    ...(problems.length > 1 ? { problems } : {})
   })
 }
+
+/**
+ * One sentence for the issues of one field: "expected a or b, got x" for a
+ * union's members, without the schema's `readonly` signatures.
+ */
+const alternatives = (group: ReadonlyArray<ParseResult.ArrayFormatterIssue>): string => {
+  const expected: Array<string> = []
+  let actual: string | undefined
+  for (const issue of group) {
+    const m = /^Expected (.*), actual (.*)$/s.exec(issue.message)
+    if (m === null) return tidy(issue.message)
+    expected.push(tidy(m[1] ?? ""))
+    actual = m[2]
+  }
+  const choices = [...new Set(expected.flatMap((e) => e.split(" | ")))]
+  const list = choices.length <= 1
+    ? (choices[0] ?? "")
+    : `${choices.slice(0, -1).join(", ")} or ${choices[choices.length - 1]}`
+  return `expected ${list}, got ${actual ?? "something else"}`
+}
+
+const tidy = (text: string): string => text.replace(/readonly /g, "")
 
 /**
  * Every error of the taxonomy.

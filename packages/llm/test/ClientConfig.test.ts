@@ -86,3 +86,21 @@ describe("ClientConfig: keys", () => {
       expect(keys.map((k) => k.name)).toEqual(["main", "spare"])
     }))
 })
+
+describe("ClientConfig: every problem at once", () => {
+  it.effect("names each bad field with what was allowed, not the first alone nor a schema signature", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ClientConfig.decode({
+        deployments: [{ name: "a", provider: "openia", model: "m", keys: [], policy: { retry: { jitter: "fuzzy" } } }],
+        cascade: ["a"]
+      }))
+      expect(error.path).toBe("deployments.0.provider")
+      expect(error.detail).toBe("expected \"openai\" or \"anthropic\", got \"openia\"")
+      expect(error.problems?.map((p) => p.path)).toEqual(["deployments.0.provider", "deployments.0.policy.retry.jitter"])
+      const jitter = error.problems?.[1]?.detail ?? ""
+      expect(jitter).toContain("\"none\", \"full\", \"equal\" or \"decorrelated\", got \"fuzzy\"")
+      expect(jitter).not.toContain("readonly")
+      expect(error.message).toContain("deployments.0.provider: expected")
+      expect(error.message).toContain("; deployments.0.policy.retry.jitter: expected")
+    }))
+})
