@@ -159,6 +159,8 @@ export const Deployment = Schema.Struct({
   baseUrl: opt(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "expected an http(s) URL" }))),
   /** Send the caller's trace context (`traceparent`, `b3`) to this provider. Default false. */
   propagateTrace: opt(Schema.Boolean),
+  /** Headers of this deployment's requests (a relay's own header, an organisation id). Never logged. */
+  headers: opt(Schema.Record({ key: Schema.String, value: Schema.String })),
   model: Schema.NonEmptyTrimmedString,
   keys: Schema.Array(KeyRef),
   keyStrategy: opt(Schema.Literal("round-robin", "weighted")),

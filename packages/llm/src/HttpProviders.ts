@@ -241,6 +241,12 @@ const guardOptions = (options: Options, origin: ErrorMapping.Origin): StreamGuar
   origin
 })
 
+/** A deployment's headers, their values masked in provider texts from now on (a relay's header may be its key). */
+const registered = (headers: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> => {
+  for (const value of Object.values(headers ?? {})) Secrets.register(value)
+  return headers ?? {}
+}
+
 const jsonPost = (url: string, headers: Readonly<Record<string, string>>, body: unknown) =>
   HttpClientRequest.post(url).pipe(
     HttpClientRequest.setHeaders(headers),
@@ -259,10 +265,11 @@ export const openAiCompatible = (
   options: Options = {}
 ): Provider.Provider => {
   const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.openai)}/chat/completions`
+  const headers = { ...options.headers, ...registered(target.headers) }
   return fromWire(client, target, options, {
     kind: "openai",
     build: (body, context) => {
-      const request = jsonPost(url, options.headers ?? {}, body)
+      const request = jsonPost(url, headers, body)
       if (context.key === undefined) return request
       // A key given in code (not from the config) is masked in provider texts too.
       Secrets.register(Redacted.value(context.key))
@@ -292,7 +299,7 @@ export const anthropic = (
 ): Provider.Provider => {
   const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.anthropic)}/v1/messages`
   const translateOptions = { defaultMaxTokens: options.anthropicDefaultMaxTokens ?? Translate.defaultAnthropicMaxTokens }
-  const headers = { "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers }
+  const headers = { "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers, ...registered(target.headers) }
   return fromWire(client, target, options, {
     kind: "anthropic",
     build: (body, context) => {
@@ -326,7 +333,7 @@ export const layer = (options: Options = {}): Layer.Layer<Provider.Providers, ne
       return {
         forTarget: (target) => {
           const propagate = target.propagateTrace === true
-          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""} ${propagate}`
+          const key = `${target.kind} ${target.name} ${target.baseUrl ?? ""} ${propagate} ${JSON.stringify(target.headers ?? {})}`
           const existing = cache.get(key)
           if (existing !== undefined) return existing
           const client = propagate ? traced : untraced

@@ -93,6 +93,11 @@ export interface Target {
    * to, and a third party has no need of it.
    */
   readonly propagateTrace?: boolean | undefined
+  /**
+   * Headers of this deployment's requests (a relay's own header, an
+   * organisation id), over the provider layer's. Never logged.
+   */
+  readonly headers?: Readonly<Record<string, string>> | undefined
 }
 
 /**

@@ -337,7 +337,8 @@ export const make = (
         kind: d.provider,
         baseUrl: d.baseUrl,
         model: d.model,
-        propagateTrace: d.propagateTrace
+        propagateTrace: d.propagateTrace,
+        headers: d.headers
       })
       handles.push({ config: d, policy, keyPool, provider })
     }

@@ -450,6 +450,38 @@ describe("ResilientClient over real HTTP", () => {
       expect(status.keys.map((k) => [k.name, k.state])).toEqual([["p1", "cooling"], ["p2", "healthy"]])
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("each deployment sends its own headers (config `headers`), over the provider layer's", () =>
+    Effect.gen(function*() {
+      const seen: Array<Record<string, string | undefined>> = []
+      const record = (req: Http.IncomingMessage) =>
+        seen.push({ relay: req.headers["x-relay-token"] as string | undefined, org: req.headers["openai-organization"] as string | undefined })
+      const { url: down } = yield* upstream((req, _, res) => {
+        record(req)
+        json(res, 500, { error: { message: "boom" } })
+      })
+      const { url: up } = yield* upstream((req, _, res) => {
+        record(req)
+        json(res, 200, completion("ok"))
+      })
+      const c = yield* client({
+        deployments: [
+          {
+            name: "a",
+            provider: "openai",
+            baseUrl: down,
+            model: "m",
+            keys: [],
+            headers: { "x-relay-token": "relay-token-a1", "OpenAI-Organization": "org-a" },
+            policy: { retry: false }
+          },
+          { name: "b", provider: "openai", baseUrl: up, model: "m", keys: [], headers: { "x-relay-token": "relay-token-b2" } }
+        ],
+        cascade: ["a", "b"]
+      })
+      expect((yield* c.chat(request)).deployment).toBe("b")
+      expect(seen).toEqual([{ relay: "relay-token-a1", org: "org-a" }, { relay: "relay-token-b2", org: undefined }])
+    }).pipe(Effect.provide(transport)))
+
   it.scoped("a keyless deployment (keys: []) is built and called with no credentials", () =>
     Effect.gen(function*() {
       const auth: Array<string | undefined> = []
