@@ -166,6 +166,14 @@ export const Deployment = Schema.Struct({
   keyStrategy: opt(Schema.Literal("round-robin", "weighted")),
   /** Share one key pool (and its health) between deployments of one account. Default: the deployment's name. */
   keyPool: opt(Name),
+  /** How the key pool learns (see `KeyPool.Options`): cooldowns, parking, the wait for a key. */
+  keyHealth: opt(Schema.Struct({
+    rateLimitCooldown: opt(DurationData),
+    failuresBeforeCooldown: opt(Schema.Number),
+    failureCooldown: opt(DurationData),
+    quotaResetAfter: opt(DurationData),
+    waitForKey: opt(LimitData)
+  })),
   /** Prompt plus answer tokens the model accepts. */
   contextWindow: opt(PositiveInt),
   capabilities: opt(

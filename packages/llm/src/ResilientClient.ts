@@ -307,7 +307,11 @@ export const make = (
           component: e.component,
           path: `deployments.${index}.${
             e.component.startsWith("KeyPool")
-              ? e.path === "strategy" ? "keyStrategy" : e.path === "" ? "keys" : e.path
+              ? e.path === "strategy"
+                ? "keyStrategy"
+                : e.path === "" || e.path.startsWith("keys")
+                ? (e.path === "" ? "keys" : e.path)
+                : `keyHealth.${e.path}`
               : e.path === "" ? "policy" : `policy.${e.path}`
           }`,
           detail: e.detail
@@ -322,7 +326,8 @@ export const make = (
             name: poolName,
             keys,
             provider: d.provider,
-            ...(d.keyStrategy === undefined ? {} : { strategy: d.keyStrategy })
+            ...(d.keyStrategy === undefined ? {} : { strategy: d.keyStrategy }),
+            ...d.keyHealth
           }),
           prefix
         )

@@ -368,6 +368,25 @@ describe("ResilientClient: configuration", () => {
       "deployments.0.policy.circuitBreaker.trigger.threshold"
     ))
 
+  it.effect("the key pool's settings come from the config file (keyHealth), and a bad one names its path there", () =>
+    Effect.gen(function*() {
+      const { layer } = scripted({ "gpt-4o": failing(new Errors.RateLimitError({ source: "upstream" })), claude: ok("backup") })
+      const withHealth = (keyHealth: unknown) => ({
+        ...baseConfig,
+        deployments: [{ ...baseConfig.deployments[0], keyHealth, policy: { retry: false } }, ...baseConfig.deployments.slice(1)]
+      })
+      yield* withClient(layer, (client) =>
+        Effect.gen(function*() {
+          yield* client.chat(request)
+          const pool = client.deployments[0]?.keyPool
+          if (pool === undefined) return expect.unreachable()
+          const cooled = (yield* pool.status).keys.find((k) => k.state === "cooling")
+          // A 429 without Retry-After cools its key for the configured rateLimitCooldown, not the default minute.
+          expect(cooled?.until).toBe(5_000)
+        }), withHealth({ rateLimitCooldown: "5 seconds" }))
+      yield* failsWith(withHealth({ failureCooldown: "-3 seconds" }), "deployments.0.keyHealth.failureCooldown")
+    }))
+
   it.effect("a missing key variable names the key and the variable, never a value", () =>
     failsWith(
       {
