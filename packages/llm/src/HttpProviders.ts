@@ -88,8 +88,17 @@ const send = (
   phase: "attempt" | "first-token"
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, CallError> =>
   client.execute(request).pipe(
-    Effect.mapError((e: HttpClientError.HttpClientError): CallError =>
-      e._tag === "RequestError" ? ErrorMapping.fromRequestError(e, origin) : ErrorMapping.connectionError(e, origin)
+    Effect.catchAll((e: HttpClientError.HttpClientError): Effect.Effect<never, CallError> =>
+      // Our own dispatcher, closed with its layer's scope, is a bug in the program, not a provider failure to
+      // retry and fall back from (`Effect.provide(ResilientClient.ResilientClient, layer)` closes it at once).
+      ErrorMapping.findErrorCode(e._tag === "RequestError" ? e.cause : e).code === "UND_ERR_DESTROYED"
+        ? Effect.dieMessage(
+          "the HTTP transport is closed: the scope of the layer that made it has ended " +
+            "(build the ResilientClient layer once, and keep it provided while calls are made)"
+        )
+        : Effect.fail(
+          e._tag === "RequestError" ? ErrorMapping.fromRequestError(e, origin) : ErrorMapping.connectionError(e, origin)
+        )
     ),
     Effect.timeoutFail({
       duration: firstByte,

@@ -107,6 +107,18 @@ describe("HttpProviders: a key quoted by the provider never leaks", () => {
     }).pipe(Effect.provide(transport)))
 })
 
+describe("HttpProviders: a closed transport", () => {
+  it.scoped("a call through a transport whose layer has closed is a defect that says so, never a retryable ConnectionError", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((_, __, res) => json(res, 200, completion("never")))
+      // `Effect.provide` with a layer closes it when the effect ends: the provider outlives its dispatcher.
+      const provider = yield* Effect.provide(openAiOn(url), transport)
+      const exit = yield* Effect.exit(provider.chat(request, context))
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "").toContain("the HTTP transport is closed")
+    }))
+})
+
 describe("HttpProviders: trace context", () => {
   it.scoped("sends no trace headers unless the deployment opts in (propagateTrace)", () =>
     Effect.gen(function*() {
