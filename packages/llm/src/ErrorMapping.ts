@@ -239,6 +239,22 @@ const pick = <K extends string>(key: K, value: string | undefined): { readonly [
  * @since 0.1.0
  * @category parsing
  */
+/**
+ * A validation body's list (`{"detail":[{"loc":["body","temperature"],"msg":"..."}]}`,
+ * as FastAPI-based relays answer 422) as one line: each field's path and message.
+ */
+const validationDetail = (detail: unknown): string | undefined => {
+  if (!Array.isArray(detail)) return undefined
+  const lines = detail.flatMap((item) => {
+    const msg = str(field(item, "msg")) ?? str(field(item, "message"))
+    if (msg === undefined) return []
+    const loc = field(item, "loc")
+    const path = Array.isArray(loc) ? loc.filter((p) => p !== "body").map(String).join(".") : undefined
+    return [path === undefined || path === "" ? msg : `${path}: ${msg}`]
+  })
+  return lines.length === 0 ? undefined : lines.join("; ")
+}
+
 export const parseErrorBody = (body: string): ErrorBody => {
   const json0 = parseJson(body)
   // Some gateways wrap the error in a one-element array.
@@ -250,7 +266,7 @@ export const parseErrorBody = (body: string): ErrorBody => {
   }
   // OpenAI {error:{...}}, Anthropic {type:"error", error:{...}}; else vLLM's flat {object:"error", message, type, code}.
   const source: Record<string, unknown> = Predicate.isRecord(error) ? error : json
-  const message = str(source["message"]) ?? str(json["detail"]) ?? str(json["message"])
+  const message = str(source["message"]) ?? str(json["detail"]) ?? validationDetail(json["detail"]) ?? str(json["message"])
   const inner = field(source, "innererror") // Azure: {"innererror":{"code":"ResponsibleAIPolicyViolation"}}
   const code = lower(source["code"]) ?? lower(field(inner, "code"))
   const rawType = lower(source["type"])

@@ -731,6 +731,18 @@ describe("ErrorMapping.table", () => {
     expect("shouldRetry" in plain).toBe(false)
   })
 
+  it("a relay's 422 validation list keeps each field's own message (FastAPI's detail: [{ loc, msg }])", () => {
+    const body = JSON.stringify({
+      detail: [
+        { loc: ["body", "temperature"], msg: "ensure this value is less than or equal to 2", type: "value_error" },
+        { loc: ["body", "messages", 0, "role"], msg: "unexpected value", type: "value_error" }
+      ]
+    })
+    const error = ErrorMapping.fromResponse({ status: 422, headers: {}, body }, { now })
+    expect(error._tag).toBe("BadRequestError")
+    expect(error.detail).toBe("temperature: ensure this value is less than or equal to 2; messages.0.role: unexpected value")
+  })
+
   it("origin fields are omitted when not given (exactOptionalPropertyTypes-safe)", () => {
     const error = ErrorMapping.fromResponse({ status: 500, headers: {}, body: "" }, { now })
     expect("provider" in error).toBe(false)
