@@ -27,8 +27,33 @@ export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = globalV
 )
 
 /**
- * Runs `self` with the deadline at `at` (epoch ms), or the enclosing
- * deadline if that one is earlier.
+ * The longest wait, in milliseconds, worth making inside
+ * `self` before giving up and letting the caller go elsewhere (SEMANTICS.md
+ * rule 25): a fallback chain sets it on every step that has a later step to
+ * fall back to. A Retry-After or a wait for a key longer than this ends the
+ * step at once with its error. `Infinity`: no such limit.
+ *
+ * @since 0.1.0
+ * @category fiber refs
+ */
+export const currentMaxWait: FiberRef.FiberRef<number> = globalValue(
+  Symbol.for("@resilient-ai/core/Deadline/currentMaxWait"),
+  () => FiberRef.unsafeMake<number>(Number.POSITIVE_INFINITY)
+)
+
+/**
+ * Runs `self` giving up on any wait longer than `millis` (rule 25), or the
+ * enclosing limit if that one is shorter.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const maxWait = (millis: number) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locallyWith(self, currentMaxWait, (current) => Math.min(current, millis))
+
+/**
+ * Runs `self` with the deadline at `at` (epoch ms), or the
+ * enclosing deadline if that one is earlier.
  *
  * @since 0.1.0
  * @category combinators

@@ -507,7 +507,8 @@ const makeWith = (
         return Exit.succeed(permit)
       }
       const availableAt = pick.availableAt
-      const limit = waitLimit ?? now + waitForKey
+      // Rule 25: with a later step of a fallback chain to go to, no wait for a key above its limit.
+      const limit = waitLimit ?? now + Math.min(waitForKey, context.fiber.getFiberRef(Deadline.currentMaxWait))
       const deadline = context.fiber.getFiberRef(Deadline.currentDeadline)
       // A key back at or after the deadline is no use to this request: fail at once.
       if (availableAt === undefined || availableAt > limit || (Option.isSome(deadline) && availableAt >= deadline.value)) {

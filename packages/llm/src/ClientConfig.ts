@@ -233,6 +233,12 @@ export const ClientConfig = Schema.Struct({
   /** The request's deadline across everything. */
   deadline: opt(DurationData),
   midStreamPolicy: opt(MidStreamPolicy),
+  /**
+   * A step of the cascade with a later step to go to gives up on a
+   * Retry-After or a wait for a key longer than this, and the next step
+   * answers now (rule 25). Default 1 second; "infinity": always wait.
+   */
+  maxWaitBeforeFallback: opt(LimitData),
   /** Answer tokens assumed for a cost estimate when the request sets no max. Default 1024. */
   defaultMaxOutputTokens: opt(PositiveInt)
 }).pipe(

@@ -27,6 +27,7 @@
  */
 import {
   AttemptEvents,
+  Deadline,
   Errors,
   Fallback,
   KeyPool,
@@ -41,7 +42,7 @@ import {
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberRef from "effect/FiberRef"
@@ -371,6 +372,9 @@ export const make = (
     )
     const replies = yield* StaticReply.make(extras.staticReplies)
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
+    const maxWaitBeforeFallback = config.maxWaitBeforeFallback === undefined
+      ? 1_000
+      : Duration.toMillis(Duration.decode(config.maxWaitBeforeFallback))
 
     const estimateCost = (d: ClientConfig.Deployment, promptTokens: number, maxOutput: number): number =>
       ClientConfig.costUsd(d.price, promptTokens, maxOutput)
@@ -485,16 +489,19 @@ export const make = (
             })
           )
         }
+        // Rule 25: a step with a later step to go to does not sit out a long Retry-After or key wait.
+        const beforeFallback = (self: ReturnType<typeof step>, hasNext: boolean) =>
+          hasNext && maxWaitBeforeFallback !== Infinity ? Deadline.maxWait(maxWaitBeforeFallback)(self) : self
         let chain: Fallback.Chain<Chat.ChatResponse, Errors.ResilienceError, never> = Fallback.primaryAnswer(
           first.config.name,
-          step(first, true)
+          beforeFallback(step(first, true), rest.length > 0)
         )
-        for (const h of rest) {
+        for (const [i, h] of rest.entries()) {
           chain = Fallback.orElseWhen(
             chain,
             h.config.name,
             (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e),
-            () => step(h, false)
+            () => beforeFallback(step(h, false), i < rest.length - 1)
           )
         }
         for (const h of largerWindows) {

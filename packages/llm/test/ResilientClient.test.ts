@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -311,6 +312,33 @@ describe("ResilientClient: cache and static replies", () => {
         expect(result.fallbacks).toEqual([{ from: "chain", to: "static", tag: "ProviderUnavailableError" }])
       }))
   })
+})
+
+describe("ResilientClient: a long wait never blocks a chain that can serve elsewhere (rule 25)", () => {
+  const busy = new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.seconds(30) })
+  const answeredWithin = (config: unknown, millis: number) => {
+    const { calls, layer } = scripted({ "gpt-4o": failing(busy), claude: ok("claude") })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.fork(client.chat(request))
+        yield* TestClock.adjust(millis)
+        const done = yield* Fiber.poll(fiber)
+        yield* Fiber.interrupt(fiber)
+        return { done: Option.isSome(done), calls: calls.map((c) => c.deployment) }
+      }), config)
+  }
+
+  it.effect("a 30 s Retry-After on the primary ends its step: the next deployment answers now", () =>
+    Effect.gen(function*() {
+      const result = yield* answeredWithin(baseConfig, 10)
+      expect(result).toEqual({ done: true, calls: ["gpt-4o", "claude"] })
+    }))
+
+  it.effect("maxWaitBeforeFallback: \"infinity\" waits out the Retry-After on the same deployment", () =>
+    Effect.gen(function*() {
+      const result = yield* answeredWithin({ ...baseConfig, maxWaitBeforeFallback: "infinity" }, 10)
+      expect(result).toEqual({ done: false, calls: ["gpt-4o"] })
+    }))
 })
 
 describe("ResilientClient: requests no provider can serve", () => {

@@ -266,8 +266,10 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       }
 
       const withRetryAfter = (retryAfter: number | undefined): Step => {
-        // An infinite Retry-After asks for no retry at all, even with maxRetryAfter off.
-        if (retryAfter !== undefined && (retryAfter > policy.maxRetryAfter || !Number.isFinite(retryAfter))) {
+        // An infinite Retry-After asks for no retry at all, even with maxRetryAfter off. Rule 25: with a later
+        // step of a fallback chain to go to, a wait above its limit ends this step instead.
+        const limit = Math.min(policy.maxRetryAfter, fiber.getFiberRef(Deadline.currentMaxWait))
+        if (retryAfter !== undefined && (retryAfter > limit || !Number.isFinite(retryAfter))) {
           return giveUp(fiber, state, {
             _tag: "GiveUp",
             reason: "retry-after-too-long",
