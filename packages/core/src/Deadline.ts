@@ -28,7 +28,7 @@ export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = globalV
 
 /**
  * The longest wait, in milliseconds, worth making inside
- * `self` before giving up and letting the caller go elsewhere (SEMANTICS.md
+ * `self` before giving up and letting the caller go elsewhere (docs/semantics.md
  * rule 25): a fallback chain sets it on every step that has a later step to
  * fall back to. A Retry-After or a wait for a key longer than this ends the
  * step at once with its error. `Infinity`: no such limit.
