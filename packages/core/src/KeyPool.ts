@@ -8,15 +8,19 @@
  * - A 401/403 (`AuthError`) disables the key until {@link Service.enable}.
  * - Quota exhaustion parks the key, and every key of its `group` (the account
  *   whose quota they share), until the error's `resetAt` (default 1 h).
- * - `failuresBeforeCooldown` (default 5) transient failures in a row (the
- *   breaker's "failure" verdict: 5xx, timeouts, connection, malformed bodies)
- *   cool it for `failureCooldown` (default 30 s); a success resets the count.
+ * - A provider-wide failure (connection refused, 5xx, timeout) is the
+ *   breaker's business and never cools a key (docs/semantics.md rule 23):
+ *   otherwise every key cools during an outage and the provider comes back
+ *   late. Opt in with `failuresBeforeCooldown`: that many transient
+ *   failures in a row (the breaker's "failure" verdict: 5xx, timeouts,
+ *   connection, malformed bodies) cool it for `failureCooldown` (default
+ *   30 s); a success resets the count.
  * - Interruption and our own rejections (local rate limit, open breaker, full
  *   bulkhead, ...) say nothing about a key and are ignored.
  *
  * Keys come back lazily when their time comes (no timer fibers). The pool
  * keeps names and health in the {@link StateStore} under `key-pool/<name>`,
- * changed by one atomic `modify` per pick and one per outcome, so replicas on
+ * changed by one atomic store operation per pick and one per outcome, so replicas on
  * a shared store agree on which keys are out. Secrets never leave the
  * `Redacted` they came in: state, status, transitions, metrics and errors
  * carry key names only.
@@ -93,7 +97,10 @@ export interface Options {
   readonly strategy?: "round-robin" | "weighted"
   /** How long an upstream 429 without `retryAfter` cools its key. Default 60 s. */
   readonly rateLimitCooldown?: Duration.DurationInput
-  /** Transient failures in a row that cool a key. Default 5. */
+  /**
+   * Transient failures in a row that cool a key. Default: none ever do
+   * (`Infinity`, rule 23: a provider-wide failure is the breaker's business).
+   */
   readonly failuresBeforeCooldown?: number
   /** How long those failures cool it. Default 30 s. */
   readonly failureCooldown?: Duration.DurationInput
@@ -301,7 +308,9 @@ const OptionsSchema = Schema.Struct({
   keys: Schema.Array(KeySchema).pipe(Schema.minItems(1, { message: () => "expected at least one key" })),
   strategy: Schema.optionalWith(Schema.Literal("round-robin", "weighted"), { default: () => "round-robin" as const }),
   rateLimitCooldown: Schema.optionalWith(PositiveMillis, { default: () => 60_000 }),
-  failuresBeforeCooldown: Schema.optionalWith(PositiveInt, { default: () => 5 }),
+  failuresBeforeCooldown: Schema.optionalWith(Schema.Union(PositiveInt, Schema.Literal(Number.POSITIVE_INFINITY)), {
+    default: () => Number.POSITIVE_INFINITY
+  }),
   failureCooldown: Schema.optionalWith(PositiveMillis, { default: () => 30_000 }),
   quotaResetAfter: Schema.optionalWith(PositiveMillis, { default: () => 3_600_000 }),
   waitForKey: Schema.optionalWith(LimitMillis, { default: () => 0 }),

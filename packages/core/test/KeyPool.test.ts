@@ -196,9 +196,17 @@ describe("KeyPool: health", () => {
       })
     })))
 
-  it.effect("5 transient failures in a row cool the key for 30 s; 4 do not", () =>
+  it.effect("rule 23: by default a provider-wide failure (5xx, timeout) never cools a key, however many in a row", () =>
     run(Effect.gen(function*() {
       const pool = yield* make()
+      for (let i = 0; i < 50; i++) yield* pool.report("k1", Exit.fail(down))
+      yield* pool.report("k1", Exit.fail(new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(5) })))
+      expect(yield* keyStatus(pool, "k1")).toMatchObject({ state: "healthy", consecutiveFailures: 51 })
+    })))
+
+  it.effect("opted in with failuresBeforeCooldown: 5 transient failures in a row cool the key for 30 s; 4 do not", () =>
+    run(Effect.gen(function*() {
+      const pool = yield* make({ failuresBeforeCooldown: 5 })
       for (let i = 0; i < 4; i++) yield* pool.report("k1", Exit.fail(down))
       expect(yield* keyStatus(pool, "k1")).toMatchObject({ state: "healthy", consecutiveFailures: 4 })
       yield* pool.report("k1", Exit.fail(new Errors.TimeoutError({ phase: "attempt", timeout: Duration.seconds(5) })))
