@@ -79,6 +79,12 @@ export interface Key {
   readonly weight?: number
   /** The account or project whose quota this key shares: a quota error parks the whole group. */
   readonly group?: string
+  /**
+   * The rate limit this key shares (one organisation, one relay): an
+   * upstream 429, or rate-limit headers saying nothing is left, cools every
+   * key of the group together.
+   */
+  readonly rateLimitGroup?: string
 }
 
 /**
@@ -300,7 +306,8 @@ const KeySchema = Schema.Struct({
   name: NonEmptyString,
   key: RedactedString,
   weight: Schema.optional(PositiveInt),
-  group: Schema.optional(NonEmptyString)
+  group: Schema.optional(NonEmptyString),
+  rateLimitGroup: Schema.optional(NonEmptyString)
 })
 
 const OptionsSchema = Schema.Struct({
@@ -426,6 +433,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       groupNames,
       groups: o.keys.map((k, i) =>
         k.group === undefined ? [i] : o.keys.flatMap((other, j) => (other.group === k.group ? [j] : []))
+      ),
+      rateLimitGroups: o.keys.map((k, i) =>
+        k.rateLimitGroup === undefined
+          ? [i]
+          : o.keys.flatMap((other, j) => (other.rateLimitGroup === k.rateLimitGroup ? [j] : []))
       ),
       strategy: o.strategy,
       rateLimitCooldown: o.rateLimitCooldown,

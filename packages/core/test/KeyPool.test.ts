@@ -196,6 +196,23 @@ describe("KeyPool: health", () => {
       })
     })))
 
+  it.effect("keys sharing a rate limit (rateLimitGroup) cool together on a 429 or on headers saying nothing is left", () =>
+    run(Effect.gen(function*() {
+      const pool = yield* make({
+        keys: [keyOf("k1", { rateLimitGroup: "org" }), keyOf("k2", { rateLimitGroup: "org" }), keyOf("k3")]
+      })
+      yield* pool.report("k1", Exit.fail(upstream429("20 seconds")))
+      expect(yield* keyStatus(pool, "k1")).toMatchObject({ state: "cooling", until: 20_000 })
+      expect(yield* keyStatus(pool, "k2")).toMatchObject({ state: "cooling", until: 20_000 })
+      expect(yield* stateOf(pool, "k3")).toBe("healthy")
+      expect([yield* pickName(pool), yield* pickName(pool)]).toEqual(["k3", "k3"])
+      yield* TestClock.adjust("20 seconds")
+      yield* pool.feedback("k2", { remainingRequests: 0, resetAfter: "5 seconds" })
+      expect(yield* stateOf(pool, "k1")).toBe("cooling")
+      expect(yield* stateOf(pool, "k2")).toBe("cooling")
+      expect(yield* stateOf(pool, "k3")).toBe("healthy")
+    })))
+
   it.effect("rule 23: by default a provider-wide failure (5xx, timeout) never cools a key, however many in a row", () =>
     run(Effect.gen(function*() {
       const pool = yield* make()

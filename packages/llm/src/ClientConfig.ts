@@ -145,7 +145,9 @@ export const KeyRef = Schema.Struct({
   env: Schema.NonEmptyTrimmedString,
   weight: opt(PositiveInt),
   /** The account or project whose quota the key shares. */
-  group: opt(Schema.String)
+  group: opt(Schema.String),
+  /** The rate limit the key shares (one organisation, one relay): a 429 cools the whole group. */
+  rateLimitGroup: opt(Name)
 })
 
 /**
@@ -362,7 +364,8 @@ export const resolveKeys = (
             name: ref.name,
             key,
             ...(ref.weight === undefined ? {} : { weight: ref.weight }),
-            ...(ref.group === undefined ? {} : { group: ref.group })
+            ...(ref.group === undefined ? {} : { group: ref.group }),
+            ...(ref.rateLimitGroup === undefined ? {} : { rateLimitGroup: ref.rateLimitGroup })
           }))
     )
   })

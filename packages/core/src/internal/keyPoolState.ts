@@ -22,6 +22,8 @@ export interface Config {
   readonly weights: ReadonlyArray<number>
   /** For each key, the indices of every key of its quota group (itself included). */
   readonly groups: ReadonlyArray<ReadonlyArray<number>>
+  /** For each key, the indices of every key sharing its rate limit (itself included); none: each key alone. */
+  readonly rateLimitGroups?: ReadonlyArray<ReadonlyArray<number>>
   /** The group's name per key, for reasons. */
   readonly groupNames: ReadonlyArray<string | undefined>
   readonly strategy: Strategy
@@ -368,7 +370,7 @@ export const record = (config: Config, state: PoolState, i: number, outcome: Out
     case "rate-limited": {
       withError(d, i, outcome.error)
       const millis = outcome.retryAfter ?? config.rateLimitCooldown
-      coolInto(config, d, i, now + millis, now, `upstream rate limit; cooling for ${format(millis)}`)
+      coolGroupInto(config, d, i, now + millis, now, `upstream rate limit; cooling for ${format(millis)}`)
       return done()
     }
     case "auth": {
@@ -405,10 +407,18 @@ export const record = (config: Config, state: PoolState, i: number, outcome: Out
   }
 }
 
-/** Cools key `i` until `until` (rate-limit headers said nothing is left). */
+/** Cools key `i` and the keys sharing its rate limit (a 429, or rate-limit headers on it). */
+const coolGroupInto = (config: Config, d: Draft, i: number, until: number, now: number, reason: string): void => {
+  const group = config.rateLimitGroups?.[i] ?? [i]
+  for (const j of group) {
+    coolInto(config, d, j, until, now, j === i ? reason : `${reason} (shares the rate limit of ${config.names[i] ?? ""})`)
+  }
+}
+
+/** Cools key `i`, and the keys sharing its rate limit, until `until` (rate-limit headers said nothing is left). */
 export const cool = (config: Config, state: PoolState, i: number, until: number, now: number, reason: string): Step<void> => {
   const d = begin(config, state, now)
-  coolInto(config, d, i, until, now, reason)
+  coolGroupInto(config, d, i, until, now, reason)
   return d.step(undefined)
 }
 
