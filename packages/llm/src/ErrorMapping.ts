@@ -494,9 +494,15 @@ const build = (
   headers: RateLimitHeaders.HeaderSource,
   body: ErrorBody,
   where: Origin,
-  now: number
+  now: number,
+  shouldRetry: boolean | undefined
 ): MappedError => {
-  const fields = { ...origin(where), status, ...pick("detail", bodyDetail(body)) }
+  const fields = {
+    ...origin(where),
+    status,
+    ...pick("detail", bodyDetail(body)),
+    ...(shouldRetry === undefined ? {} : { shouldRetry })
+  }
   switch (tag) {
     case "RateLimitError": {
       const retryAfter = Option.orElse(RetryAfter.fromHeaders(headers, now), () =>
@@ -555,27 +561,8 @@ export const fromResponse = (answer: UpstreamAnswer, options: MapOptions): Mappe
   // `true` on an answer the retry would not retry makes it a ProviderUnavailableError (the provider says it is
   // temporarily unable); `false` marks the error final for the retry.
   const tag = advice === "true" && !Errors.isRetryable({ _tag: row.tag }) ? "ProviderUnavailableError" : row.tag
-  const error = build(tag, answer.status, answer.headers, body, options, options.now)
-  return advice === "false" ? withShouldRetry(error, false) : advice === "true" ? withShouldRetry(error, true) : error
-}
-
-const withShouldRetry = (error: MappedError, shouldRetry: boolean): MappedError => {
-  switch (error._tag) {
-    case "RateLimitError":
-      return new Errors.RateLimitError({ ...error, shouldRetry })
-    case "QuotaExhaustedError":
-      return new Errors.QuotaExhaustedError({ ...error, shouldRetry })
-    case "AuthError":
-      return new Errors.AuthError({ ...error, shouldRetry })
-    case "ContextLengthError":
-      return new Errors.ContextLengthError({ ...error, shouldRetry })
-    case "ContentFilterError":
-      return new Errors.ContentFilterError({ ...error, shouldRetry })
-    case "BadRequestError":
-      return new Errors.BadRequestError({ ...error, shouldRetry })
-    case "ProviderUnavailableError":
-      return new Errors.ProviderUnavailableError({ ...error, shouldRetry })
-  }
+  const shouldRetry = advice === "false" ? false : advice === "true" ? true : undefined
+  return build(tag, answer.status, answer.headers, body, options, options.now, shouldRetry)
 }
 
 /**
@@ -654,7 +641,7 @@ export const fromStreamError = (kind: ProviderKind, payload: string, options: Ma
     : statusOfErrorType[body.code ?? ""] ?? statusOfErrorType[body.type ?? ""]
   const status = numeric ?? byName ?? 500
   const row = classify({ status, body })
-  return build(row.tag, status, {}, body, options, options.now)
+  return build(row.tag, status, {}, body, options, options.now, undefined)
 }
 
 /**
