@@ -132,9 +132,13 @@ export const executeAll = <Request, Refusal, A, E, R, E1 = never>(
   use: (fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>,
   timeout?: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Timeout<E1> | undefined
 ): Effect.Effect<A, E | Refusal | E1, R> =>
-  gates.length === 0 && timeout === undefined
-    ? Effect.withFiberRuntime(use)
-    : admit(gates, request, (_, fiber) => use(fiber), timeout)
+  gates.length > 0
+    ? admit(gates, request, (_, fiber) => use(fiber), timeout)
+    // No gate: the region is only worth its cost when the call has a time limit.
+    : Effect.withFiberRuntime((fiber) => {
+      const limit = timeout?.(fiber, clockOf(fiber).unsafeCurrentTimeMillis())
+      return limit === undefined ? use(fiber) : admit(gates, request, (_, f) => use(f), () => limit)
+    })
 
 const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
   gates: ReadonlyArray<Gate<Request, P, Refusal>>,

@@ -41,7 +41,6 @@ import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAv
 import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutError } from "./Errors.js"
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
-import * as internalTimeout from "./internal/timeout.js"
 import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as RequestBudget from "./RequestBudget.js"
@@ -304,11 +303,8 @@ interface AttemptContext {
   readonly provider: string | undefined
   readonly events: AttemptEvents.Service | undefined
   readonly attemptMillis: number | undefined
-  readonly attemptTimeout: Wrap | undefined
-  /** The attempt timeout as the gates' admission applies it. */
+  /** The attempt timeout as the admission of the attempt applies it. */
   readonly attemptLimit: Admission.Timeout<TimeoutError> | undefined
-  /** Whether the plan's gates time the attempt (then `attemptOnce` does not). */
-  readonly timedByGates: boolean
 }
 
 /**
@@ -347,7 +343,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         case "bulkhead":
           return gates[stage]
         case "attemptTimeout":
-          // Applied with the request's deadline, around the call itself (`attemptOnce`).
+          // Applied with the request's deadline by the attempt's admission, the plan's last step (`limitOf`).
           return undefined
       }
     }
@@ -358,14 +354,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       provider: options.provider,
       events,
       attemptMillis: timedMillis,
-      attemptTimeout: timedMillis === undefined ? undefined : Timeout.attempt(timedMillis, origin),
       attemptLimit: timedMillis === undefined ? undefined : {
         millis: timedMillis,
         onTimeout: () =>
           new TimeoutError({ phase: "attempt", timeout: Duration.millis(timedMillis), provider: options.provider, deployment: name }, true)
-      },
-      // The attempt timeout is the innermost stage: the last gates' admission applies it, in its own region.
-      timedByGates: plan.some((step) => step._tag === "Gates")
+      }
     }
 
     function executeDetailed<A, E, R>(
@@ -587,12 +580,12 @@ const attemptOnce = <A, E, R>(
     events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
     Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
   ) {
-    return context.timedByGates ? made() : timed(context, made(), undefined)
+    return made()
   }
-  return Effect.flatMap(Deadline.remaining, (remaining) => {
+  return Effect.suspend(() => {
     const charged = Effect.zipRight(
       RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
-      Effect.suspend(() => context.timedByGates ? made() : timed(context, made(), Option.getOrUndefined(remaining)))
+      Effect.suspend(made)
     )
     const costUsd = callOptions.costUsd
     const costed = costUsd === undefined ? charged : Effect.tap(charged, (a) => {
@@ -621,23 +614,6 @@ const attemptOnce = <A, E, R>(
             })))
       ))
   })
-}
-
-/**
- * The attempt timeout, shortened to the request's deadline (`deadline`, ms
- * left) when that comes first: a request past its deadline stops its
- * attempt with a `TimeoutError` a fallback step can take over.
- */
-const timed = <A, E, R>(
-  context: AttemptContext,
-  self: Effect.Effect<A, E, R>,
-  deadline: number | undefined
-): Effect.Effect<A, E | PolicyError, R> => {
-  const { attemptMillis, attemptTimeout } = context
-  if (deadline === undefined || (attemptMillis !== undefined && attemptMillis <= deadline)) {
-    return attemptTimeout === undefined ? self : attemptTimeout(self)
-  }
-  return internalTimeout.timeout(deadline, () => totalTimeoutError(context, deadline), false)(self)
 }
 
 /**
@@ -701,7 +677,11 @@ const callOf = <A, E, R>(
 ): (attempt: Attempt) => Effect.Effect<A, E, R> =>
   Effect.isEffect(call) ? (attempt) => Effect.provideService(call, CurrentAttempt, attempt) : call
 
-/** The stages of `order` that are on, consecutive gates grouped to be admitted together. */
+/**
+ * The stages of `order` that are on, consecutive gates grouped to be
+ * admitted together. The last step is always an admission (with no gate if
+ * none is on): it applies the attempt timeout, the innermost stage.
+ */
 const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray<Step> => {
   const plan: Array<Step> = []
   let gates: Array<GateOf> = []
@@ -715,7 +695,7 @@ const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray
     gates = []
     plan.push(stage)
   }
-  if (gates.length > 0) plan.push({ _tag: "Gates", gates })
+  plan.push({ _tag: "Gates", gates })
   return plan
 }
 
