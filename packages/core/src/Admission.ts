@@ -198,21 +198,18 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
       const ended = <E2>(
         body: Effect.Effect<A, E2, R>,
         settle: (() => Effect.Effect<never, E1> | undefined) | undefined
-      ): Effect.Effect<A, E2 | E1, R> =>
-        Effect.matchCauseEffect(body, {
-          onFailure: (cause): Effect.Effect<A, E2 | E1> => {
-            const timedOut = settle?.()
-            return timedOut === undefined
-              ? releaseAll(held, Exit.failCause(cause), clock.unsafeCurrentTimeMillis())
-              : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
-          },
-          onSuccess: (a): Effect.Effect<A, E1> => {
-            const timedOut = settle?.()
-            return timedOut === undefined
-              ? releaseAll(held, Exit.succeed(a), clock.unsafeCurrentTimeMillis())
-              : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
-          }
+      ): Effect.Effect<A, E2 | E1, R> => {
+        const settled = <X>(exit: Exit.Exit<A, X>): Effect.Effect<A, X | E1> => {
+          const timedOut = settle?.()
+          return timedOut === undefined
+            ? releaseAll(held, exit, clock.unsafeCurrentTimeMillis())
+            : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
+        }
+        return Effect.matchCauseEffect(body, {
+          onFailure: (cause) => settled(Exit.failCause(cause)),
+          onSuccess: (a) => settled(Exit.succeed(a))
         })
+      }
 
       return acquireFrom(0)
     })
