@@ -52,6 +52,7 @@ import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./inter
 import { exitOf } from "./internal/done.js"
 import { published as publishedStep } from "./internal/published.js"
 import * as machine from "./internal/keyPoolState.js"
+import { millisOf } from "./internal/retryAfter.js"
 import * as StateStore from "./StateStore.js"
 
 /**
@@ -346,14 +347,6 @@ const picksCounter: Metric.Metric.Counter<number> = Metric.fromMetricKey(picksKe
  */
 export const metrics = { picks: picksCounter, keyState: keyStateGauge } as const
 
-
-/** `retryAfter` is a `Duration` in the taxonomy; a number of ms or a duration string from elsewhere is read too. */
-const millisOf = (d: unknown): number | undefined => {
-  const decoded = Duration.decodeUnknown(d)
-  if (Option.isNone(decoded) || !Duration.isFinite(decoded.value)) return undefined
-  const millis = Duration.toMillis(decoded.value)
-  return millis >= 0 ? millis : undefined
-}
 
 /**
  * What an error says about the key that met it. Upstream 429, 401/403 and

@@ -49,6 +49,7 @@ import * as Deadline from "./Deadline.js"
 import { InvalidConfigError, RateLimitError } from "./Errors.js"
 import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
+import { millisOf } from "./internal/retryAfter.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
 import { clockOf } from "./internal/fiberClock.js"
@@ -481,10 +482,8 @@ const upstreamRetryAfter = (error: unknown): number | undefined => {
   if (!Predicate.isTagged(error, "RateLimitError") || !Predicate.hasProperty(error, "source") || error.source !== "upstream") {
     return undefined
   }
-  const retryAfter = Predicate.hasProperty(error, "retryAfter") ? Duration.decodeUnknown(error.retryAfter) : Option.none()
-  if (Option.isNone(retryAfter) || !Duration.isFinite(retryAfter.value)) return undefined
-  const millis = Duration.toMillis(retryAfter.value)
-  return millis > 0 ? millis : undefined
+  const millis = Predicate.hasProperty(error, "retryAfter") ? millisOf(error.retryAfter) : undefined
+  return millis !== undefined && millis > 0 ? millis : undefined
 }
 
 /**
