@@ -553,7 +553,7 @@ const makeWith = (
     effect: Effect.Effect<A, E, R>,
     options?: WithKeyOptions
   ): Effect.Effect<A, E | NoKeyAvailableError, Exclude<R, CurrentKey>> =>
-    Admission.execute(gate, options ?? noOptions, (permit) => Effect.provideService(effect, CurrentKey, permit.key))
+    withKey((key) => Effect.provideService(effect, CurrentKey, key), options)
 
   const step = <A>(f: (now: number) => Effect.Effect<machine.Step<A>>): Effect.Effect<A> =>
     Effect.clockWith((clock) => published(f(clock.unsafeCurrentTimeMillis())))
