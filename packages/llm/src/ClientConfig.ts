@@ -372,7 +372,7 @@ export const resolveKeys = (
 
 /** A key, once its value is known to the masking of provider texts (see internal/secrets.ts). */
 const registered = <A>(key: Redacted.Redacted<string>, value: A): A => {
-  Secrets.register(Redacted.value(key))
+  Secrets.registerKey(key)
   return value
 }
 

@@ -281,7 +281,7 @@ export const openAiCompatible = (
       const request = jsonPost(url, headers, body)
       if (context.key === undefined) return request
       // A key given in code (not from the config) is masked in provider texts too.
-      Secrets.register(Redacted.value(context.key))
+      Secrets.registerKey(context.key)
       return HttpClientRequest.bearerToken(request, context.key)
     },
     encode: (request, stream) =>
@@ -314,7 +314,7 @@ export const anthropic = (
     build: (body, context) => {
       const request = jsonPost(url, headers, body)
       if (context.key === undefined) return request
-      Secrets.register(Redacted.value(context.key))
+      Secrets.registerKey(context.key)
       return HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
     },
     encode: (request, stream) => Translate.toAnthropicRequest({ ...request, stream }, translateOptions),

@@ -11,8 +11,11 @@
  * @internal
  */
 import { globalValue } from "effect/GlobalValue"
+import * as Redacted from "effect/Redacted"
 
 const known = globalValue(Symbol.for("@resilient-ai/llm/Secrets/known"), () => new Set<string>())
+/** The `Redacted` keys already registered: a request's key is read out of it once, not on every call. */
+const seen = globalValue(Symbol.for("@resilient-ai/llm/Secrets/seen"), () => new WeakSet<Redacted.Redacted<string>>())
 
 /** Too short a value would mask ordinary words: such a key is not a secret worth the name anyway. */
 const MIN_LENGTH = 8
@@ -20,6 +23,12 @@ const MIN_LENGTH = 8
 export const register = (secret: string): void => {
   const value = secret.trim()
   if (value.length >= MIN_LENGTH) known.add(value)
+}
+
+export const registerKey = (key: Redacted.Redacted<string>): void => {
+  if (seen.has(key)) return
+  seen.add(key)
+  register(Redacted.value(key))
 }
 
 /** `text` with every registered key value replaced by `***`. */
