@@ -92,6 +92,27 @@ const sleepsOf = (options: Retry.Options) =>
 const sequence = () => Random.fixed([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09])
 const drawsMade = Effect.map(Random.next, (next) => Math.round(next * 100) - 1)
 
+/**
+ * A first error with a 7 s Retry-After, then a connection error: the sleep is
+ * 7000 exactly (above maxDelay 1 s), and retry 2 is full jitter of 1000 with
+ * the FIRST draw (0.5) => 500. Had the Retry-After drawn, retry 2 would have
+ * used 0.9 => 900.
+ */
+const replacesBackoffExactly = (first: Errors.RetryableError) =>
+  Effect.gen(function*() {
+    const { events, onRetry } = yield* recorder
+    const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
+    const { attempts, call } = yield* scripted([first, connection])
+    const fiber = yield* Effect.fork(retry.execute(call))
+    yield* expectSleeps(attempts, [7_000, 500])
+    expect(yield* Fiber.join(fiber)).toBe("ok")
+    expect(yield* Ref.get(events)).toMatchObject([
+      { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
+      { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
+    ])
+    expect(yield* Random.next).toBe(0.9)
+  }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9])))
+
 describe("Retry", () => {
   describe("maxRetries (rule 13)", () => {
     it.effect("makes exactly maxRetries + 1 attempts, then fails with the last error", () =>
@@ -346,21 +367,7 @@ describe("Retry", () => {
 
   describe("Retry-After (rule 15)", () => {
     it.effect("a Retry-After of 7 s replaces the backoff exactly, above maxDelay, without a Random draw", () =>
-      Effect.gen(function*() {
-        const { events, onRetry } = yield* recorder
-        const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
-        const { attempts, call } = yield* scripted([rateLimited(7_000), connection])
-        const fiber = yield* Effect.fork(retry.execute(call))
-        // 7000 exactly; then retry 2 = full jitter of 1000 with the FIRST draw (0.5) => 500.
-        // Had the Retry-After drawn, retry 2 would have used 0.9 => 900.
-        yield* expectSleeps(attempts, [7_000, 500])
-        expect(yield* Fiber.join(fiber)).toBe("ok")
-        expect(yield* Ref.get(events)).toMatchObject([
-          { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
-          { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
-        ])
-        expect(yield* Random.next).toBe(0.9)
-      }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9]))))
+      replacesBackoffExactly(rateLimited(7_000)))
 
     it.effect("a local RateLimitError's retryAfter is used the same way", () =>
       Effect.gen(function*() {
@@ -478,20 +485,7 @@ describe("Retry", () => {
       new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.millis(retryAfterMs) })
 
     it.effect("a 503's Retry-After replaces the backoff exactly as a 429's: above maxDelay, no jitter, no draw", () =>
-      Effect.gen(function*() {
-        const { events, onRetry } = yield* recorder
-        const retry = yield* Retry.make({ maxDelay: "1 second", onRetry })
-        const { attempts, call } = yield* scripted([unavailableFor(7_000), connection])
-        const fiber = yield* Effect.fork(retry.execute(call))
-        // 7000 exactly; retry 2 is full jitter of 1000 with the FIRST draw (0.5) => 500.
-        yield* expectSleeps(attempts, [7_000, 500])
-        expect(yield* Fiber.join(fiber)).toBe("ok")
-        expect(yield* Ref.get(events)).toMatchObject([
-          { _tag: "Retry", retry: 1, delayMs: 7_000, reason: "retry-after" },
-          { _tag: "Retry", retry: 2, delayMs: 500, reason: "backoff" }
-        ])
-        expect(yield* Random.next).toBe(0.9)
-      }).pipe(Effect.withRandom(Random.fixed([0.5, 0.9]))))
+      replacesBackoffExactly(unavailableFor(7_000)))
 
     it.effect("a 529's Retry-After above maxRetryAfter gives up at once with it, keeping its retryAfter", () =>
       Effect.gen(function*() {
