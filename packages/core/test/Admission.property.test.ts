@@ -30,6 +30,9 @@ import * as StateStore from "../src/StateStore.js"
 const runTest = <A, E>(program: Effect.Effect<A, E, StateStore.StateStore>): Promise<A> =>
   Effect.runPromise(program.pipe(Effect.provide(StateStore.layerMemory), Effect.provide(TestContext.TestContext)))
 
+/** Moves the TestClock and the model's clock together. */
+const advance = (now: number, millis: number) => Effect.as(TestClock.adjust(millis), now + millis)
+
 /** How a script's call is made: through the policy alone, or through a `Policy` holding only it. */
 type Via = "alone" | "policy"
 const vias: ReadonlyArray<Via> = ["alone", "policy"]
@@ -111,8 +114,7 @@ const breakerScript = (via: Via, options: Omit<CircuitBreaker.Options, "name">, 
     }
     for (const c of commands) {
       if (c._tag === "advance") {
-        yield* TestClock.adjust(c.millis)
-        now += c.millis
+        now = yield* advance(now, c.millis)
         continue
       }
       const admission = step(breaker.admit(config, state, now))
@@ -124,8 +126,7 @@ const breakerScript = (via: Via, options: Omit<CircuitBreaker.Options, "name">, 
         ? Effect.fail(new Errors.RateLimitError({ source: "local" }))
         : Effect.never
       const fiber = yield* Effect.fork(run(Effect.zipRight(Effect.sleep(c.millis), body)))
-      yield* TestClock.adjust(c.millis)
-      now += c.millis
+      now = yield* advance(now, c.millis)
       if (c.outcome === "interrupted") yield* Fiber.interrupt(fiber)
       const exit = yield* Fiber.await(fiber)
       if (admission._tag === "rejected") {
@@ -192,8 +193,7 @@ const limiterScript = (via: Via, commands: ReadonlyArray<LimiterCommand>) =>
     let now = 0
     for (const c of commands) {
       if (c._tag === "advance") {
-        yield* TestClock.adjust(c.millis)
-        now += c.millis
+        now = yield* advance(now, c.millis)
         continue
       }
       const [decision, next] = bucket.reserve(config, [1, c.tokens], now, 0, Infinity)(state)
@@ -303,8 +303,7 @@ const keyScript = (via: Via, commands: ReadonlyArray<KeyCommand>) =>
     let now = 0
     for (const c of commands) {
       if (c._tag === "advance") {
-        yield* TestClock.adjust(c.millis)
-        now += c.millis
+        now = yield* advance(now, c.millis)
         continue
       }
       const pick = keys.pick(config, state, now, undefined, undefined)
