@@ -17,11 +17,12 @@ const projectFiles = (dir: string): ReadonlyArray<string> =>
   })
 
 const semantics = read("docs/semantics.md")
+const ruleNumbers = [...semantics.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]))
 
 describe("docs/semantics.md", () => {
-  it("numbers the policy rules 1 to 27, each once and in order", () => {
-    const numbers = [...semantics.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]))
-    expect(numbers).toEqual(Array.from({ length: 27 }, (_, i) => i + 1))
+  it("numbers the policy rules from 1, each once and in order", () => {
+    expect(ruleNumbers.length).toBeGreaterThanOrEqual(28)
+    expect(ruleNumbers).toEqual(Array.from({ length: ruleNumbers.length }, (_, i) => i + 1))
   })
 
   it("is what the code, the tests and the READMEs cite: no reference to another rules page, no rule it lacks", () => {
@@ -36,6 +37,6 @@ describe("docs/semantics.md", () => {
         if (m[2] !== undefined) cited.add(Number(m[2]))
       }
     }
-    expect([...cited].filter((n) => n < 1 || n > 27)).toEqual([])
+    expect([...cited].filter((n) => n < 1 || n > ruleNumbers.length)).toEqual([])
   })
 })

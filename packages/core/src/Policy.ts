@@ -41,6 +41,8 @@ import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAv
 import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutError } from "./Errors.js"
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
+import { clockOf } from "./internal/fiberClock.js"
+import * as internalTimeout from "./internal/timeout.js"
 import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as RequestBudget from "./RequestBudget.js"
@@ -102,6 +104,13 @@ export interface Attempt {
   readonly attempt: number
   /** The key to send, when the deployment has a key pool. */
   readonly key: KeyPool.PickedKey | undefined
+  /**
+   * The attempt's time limit (the attempt timeout, or the request's deadline
+   * when it comes first), for a call made with `appliesTimeLimit`: the call
+   * puts it around the part of its work the limit is for. For any other call
+   * it is the identity: the policy limits the whole call.
+   */
+  readonly timeLimit: Timeout.Timeout
 }
 
 /**
@@ -126,6 +135,15 @@ export interface CallOptions<A> {
    * value is returned.
    */
   readonly retryOnResult?: (a: A) => boolean
+  /**
+   * The call applies the attempt's time limit itself, with
+   * {@link Attempt.timeLimit}, to the part of its work the limit is for: a
+   * stream until its first output, after which the transport's stall timeout
+   * guards it (docs/semantics.md rule 28). The total timeout then sets the
+   * request's deadline without cutting the call. Default false: the whole
+   * call is limited. The gates see the whole call's outcome either way.
+   */
+  readonly appliesTimeLimit?: boolean
 }
 
 /**
@@ -267,7 +285,13 @@ interface Run {
 
 /** One element of the plan: a wrapper around what is inside, or gates admitted together. */
 type Step =
-  | { readonly _tag: "Wrap"; readonly stage: "totalTimeout"; readonly wrap: Wrap }
+  | {
+    readonly _tag: "Wrap"
+    readonly stage: "totalTimeout"
+    readonly wrap: Wrap
+    /** The deadline alone, for a call that applies its time limit itself. */
+    readonly deadline: Wrap
+  }
   /** Always in the plan: the attempts of a call begin inside it. */
   | { readonly _tag: "Retry"; readonly retry: Retry.Service | undefined }
   | { readonly _tag: "Gates"; readonly gates: ReadonlyArray<Admission.Gate<Run, Admission.Permit, PolicyError>> }
@@ -334,7 +358,12 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         case "totalTimeout":
           return timeouts.totalTimeout === undefined || timeouts.totalTimeout === Infinity
             ? undefined
-            : { _tag: "Wrap", stage, wrap: Timeout.total(timeouts.totalTimeout, origin) }
+            : {
+              _tag: "Wrap",
+              stage,
+              wrap: Timeout.total(timeouts.totalTimeout, origin),
+              deadline: Deadline.within(timeouts.totalTimeout)
+            }
         case "retry":
           return { _tag: "Retry", retry: stages.retry }
         case "circuitBreaker":
@@ -542,10 +571,13 @@ const runFrom = <A, E, R>(
       step.gates,
       run,
       (f) => runFrom(plan, context, i + 1, run, call, f),
-      (f, now) => limitOf(context, f, now)
+      run.callOptions.appliesTimeLimit === true ? noLimit : (f, now) => limitOf(context, f, now)
     )
   }
-  if (step._tag === "Wrap") return step.wrap(runFrom(plan, context, i + 1, run, call))
+  if (step._tag === "Wrap") {
+    const inner = runFrom(plan, context, i + 1, run, call)
+    return run.callOptions.appliesTimeLimit === true ? step.deadline(inner) : step.wrap(inner)
+  }
   const attempt = Effect.suspend(() => {
     run.attempts += 1
     run.key = undefined
@@ -567,9 +599,10 @@ const attemptOnce = <A, E, R>(
   const callOptions = run.callOptions
   const attempt = run.attempts
   const key = run.key?.key
+  const timeLimit = callOptions.appliesTimeLimit === true ? timeLimitOf(context, fiber) : untimed
   const made = (): Effect.Effect<A, E, R> => {
     try {
-      return call({ deployment: name, attempt, key })
+      return call({ deployment: name, attempt, key, timeLimit })
     } catch (defect) {
       // A `call` that throws is a defect of its attempt.
       return Effect.die(defect)
@@ -631,6 +664,16 @@ const limitOf = (
   const left = Math.max(0, deadline.value - now)
   if (context.attemptMillis !== undefined && context.attemptMillis <= left) return context.attemptLimit
   return { millis: left, onTimeout: () => totalTimeoutError(context, left) }
+}
+
+const noLimit = (): undefined => undefined
+
+const untimed: Timeout.Timeout = (self) => self
+
+/** The attempt's limit (`limitOf`, from now) as a timeout the call applies itself. */
+const timeLimitOf = (context: AttemptContext, fiber: Fiber.RuntimeFiber<unknown, unknown>): Timeout.Timeout => {
+  const limit = limitOf(context, fiber, clockOf(fiber).unsafeCurrentTimeMillis())
+  return limit === undefined ? untimed : internalTimeout.timeout(limit.millis, limit.onTimeout, false)
 }
 
 const totalTimeoutError = (context: AttemptContext, millis: number): TimeoutError =>

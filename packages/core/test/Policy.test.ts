@@ -302,4 +302,40 @@ describe("Policy: registry", () => {
         error: { _tag: "InvalidConfigError", path: "bulkhead.maxConcurrent" }
       })
     }))
+
+  it.effect("appliesTimeLimit: the call puts the attempt's limit around its opening only; the total timeout sets the deadline without cutting the call (rule 28)", () =>
+    Effect.gen(function*() {
+      const policy = yield* run(Policy.make({ deployment: "a", attemptTimeout: "1 second", totalTimeout: "3 seconds", retry: false }))
+      // Opens in 0.5 s, then runs 10 s: longer than both timeouts, and cut by neither.
+      const long = policy.execute(
+        ({ timeLimit }) => Effect.zipRight(timeLimit(Effect.sleep("500 millis")), Effect.as(Effect.sleep("10 seconds"), "whole answer")),
+        { appliesTimeLimit: true }
+      )
+      const fiber = yield* Effect.fork(long)
+      yield* TestClock.adjust("11 seconds")
+      expect(yield* Fiber.join(fiber)).toBe("whole answer")
+      // An opening slower than the limit fails as the attempt timeout.
+      const late = policy.execute(({ timeLimit }) => timeLimit(Effect.sleep("2 seconds")), { appliesTimeLimit: true })
+      const lateFiber = yield* Effect.fork(Effect.flip(late))
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Fiber.join(lateFiber)).toMatchObject({ _tag: "TimeoutError", phase: "attempt" })
+      // Without the option the whole call is limited, and `timeLimit` is the identity.
+      const whole = policy.execute(({ timeLimit }) => timeLimit(Effect.sleep("2 seconds")))
+      const wholeFiber = yield* Effect.fork(Effect.flip(whole))
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Fiber.join(wholeFiber)).toMatchObject({ _tag: "TimeoutError", phase: "attempt" })
+      const untimed = policy.execute(({ timeLimit }) => Effect.as(timeLimit(Effect.sleep("500 millis")), "ok"))
+      const untimedFiber = yield* Effect.fork(untimed)
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(untimedFiber)).toBe("ok")
+    }))
+
+  it.effect("appliesTimeLimit: the request's deadline bounds the opening as the attempt timeout does", () =>
+    Effect.gen(function*() {
+      const policy = yield* run(Policy.make({ deployment: "a", attemptTimeout: "10 seconds", retry: false }))
+      const call = policy.execute(({ timeLimit }) => timeLimit(Effect.sleep("5 seconds")), { appliesTimeLimit: true })
+      const fiber = yield* Effect.fork(Effect.flip(Deadline.within(2_000)(call)))
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "TimeoutError", phase: "total" })
+    }))
 })

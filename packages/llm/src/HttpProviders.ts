@@ -194,13 +194,14 @@ const fromWire = <W, E>(
     })
   }
 
-  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Stream.Stream<Chat.ChatChunk, CallError> => {
+  const stream = (request: Chat.ChatRequest, context: Provider.CallContext): Effect.Effect<Provider.StreamAnswer, CallError> => {
     const origin = originOf(target, context)
-    return Stream.unwrap(Effect.gen(function*() {
+    return Effect.gen(function*() {
       const body = yield* wire.encode({ ...request, model: context.model }, true)
       const sse = HttpClientRequest.setHeader(wire.build(body, context), "accept", "text/event-stream")
       const response = yield* send(client, sse, origin, firstByte, "first-token")
       yield* expectEventStream(response, origin)
+      const now = yield* Clock.currentTimeMillis
       const events = response.stream.pipe(
         Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
         Sse.decode(),
@@ -211,8 +212,8 @@ const fromWire = <W, E>(
           Effect.mapError(wire.decodeEvent(data), (e) => ErrorMapping.malformed(e, origin)),
           (event) => [event]
         ), origin)
-      return wire.toChunks(decoded)
-    }))
+      return { chunks: wire.toChunks(decoded), rateLimit: RateLimitHeaders.parse(response.headers, now) }
+    })
   }
 
   return { kind: wire.kind, chat, stream }

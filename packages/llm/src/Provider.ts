@@ -10,9 +10,9 @@
  */
 import type { Errors } from "@resilient-ai/core"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
 
 /**
@@ -62,6 +62,34 @@ export interface ProviderAnswer {
 }
 
 /**
+ * A stream whose answer has begun: the provider accepted it (its status and
+ * headers arrived), the chunks are still to be read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamAnswer {
+  /**
+   * Fails with a typed error: before its first chunk with the error's own
+   * tag, after it with `StreamInterruptedError`.
+   */
+  readonly chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  /** From the response headers: the key pool hears it before the first chunk is handed on. */
+  readonly rateLimit: RateLimitInfo | undefined
+}
+
+/**
+ * A provider's stream as one `Stream`, opened when it is run (the headers
+ * are dropped).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const chunksOf = (
+  opened: Effect.Effect<StreamAnswer, Errors.ResilienceError>
+): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => Stream.unwrap(Effect.map(opened, (answer) => answer.chunks))
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -70,10 +98,10 @@ export interface Provider {
   /** One non-streamed call. Every failure is a typed error of the taxonomy. */
   readonly chat: (request: Chat.ChatRequest, context: CallContext) => Effect.Effect<ProviderAnswer, Errors.ResilienceError>
   /**
-   * One streamed call. The stream fails with a typed error: before its first
-   * chunk with the error's own tag, after it with `StreamInterruptedError`.
+   * One streamed call, opened: succeeds when the provider has accepted it,
+   * fails with a typed error when it refused (a status, a connection error).
    */
-  readonly stream: (request: Chat.ChatRequest, context: CallContext) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  readonly stream: (request: Chat.ChatRequest, context: CallContext) => Effect.Effect<StreamAnswer, Errors.ResilienceError>
 }
 
 /**

@@ -50,15 +50,16 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Chunk from "effect/Chunk"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
+import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
+import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
+import * as StreamGuard from "./StreamGuard.js"
 
 /**
  * @since 0.1.0
@@ -278,6 +279,52 @@ export const transformFor = (request: Chat.ChatRequest, deployment: ClientConfig
   return strip({ ...request, model: deployment.model, messages })
 }
 
+/**
+ * How each attempt of a request makes its answer: `called` for `chat`, a
+ * stream handed to its caller for `stream`. Everything else an attempt does
+ * (policies, key feedback, budget, events, metrics) is the same code for both.
+ */
+interface Answering {
+  readonly answer: (h: DeploymentHandle, target: Chat.ChatRequest, attempt: Policy.Attempt) => Effect.Effect<Chat.ChatResponse, Errors.ResilienceError>
+  /** A stream applies the attempt's time limit to its opening only (rule 28). */
+  readonly streams: boolean
+  /** Why `h` cannot answer this way, if it cannot. */
+  readonly refuses: (h: DeploymentHandle) => string | undefined
+}
+
+/** Where a streamed request's attempts hand their chunks. */
+interface Sink {
+  readonly mailbox: Mailbox.Mailbox<Chat.ChatChunk, Errors.ResilienceError>
+  /** Some chunk reached the caller: from then on the request is that stream's. */
+  handedOn: boolean
+  /** The stream that was handed on broke. */
+  cut: Errors.StreamInterruptedError | undefined
+}
+
+/** The rate-limit headers of an answer, told to the key pool before the answer is handed on. */
+const feedback = (
+  h: DeploymentHandle,
+  key: KeyPool.PickedKey | undefined,
+  rateLimit: Provider.RateLimitInfo | undefined
+): Effect.Effect<void> =>
+  rateLimit === undefined || key === undefined || h.keyPool === undefined ? Effect.void : h.keyPool.feedback(key.name, rateLimit)
+
+const answersAll = (): undefined => undefined
+
+const called: Answering = {
+  streams: false,
+  refuses: answersAll,
+  answer: (h, target, { key }) =>
+    // One continuation for the key pool's feedback and the response (not a `tap` and a `map`).
+    Effect.flatMap(
+      h.provider.chat(target, { deployment: h.config.name, model: h.config.model, key: key?.key, keyName: key?.name }),
+      (answer) => {
+        const told = feedback(h, key, answer.rateLimit)
+        return told === Effect.void ? Effect.succeed(answer.response) : Effect.as(told, answer.response)
+      }
+    )
+}
+
 const staticResponse = (reply: StaticReply.Reply): Chat.ChatResponse => ({
   id: `static-${reply.intent}`,
   model: "static",
@@ -403,22 +450,26 @@ export const make = (
       ...(config.deadline === undefined ? {} : { deadline: config.deadline })
     }
 
-    // Built once: `track` decodes the deadline when it is made, not per request.
-    const trackStream = RequestBudget.track(limits)
-
     /**
      * Runs the cascade for `request` and hands its result to `then` (the one map the chain's
      * answer goes through). `tracing` is the caller's `currentTracerEnabled`, read once per
      * request: the attempts run in fibers that inherit it, and nothing on the way sets it.
+     * `answering` makes each attempt's answer: a call, or a stream handed on as it comes.
      */
-    const runChain = <B>(request: Chat.ChatRequest, options: ChatOptions, tracing: boolean, then: (result: ChatResult) => B) =>
+    const runChain = <B>(
+      request: Chat.ChatRequest,
+      options: ChatOptions,
+      tracing: boolean,
+      answering: Answering,
+      then: (result: ChatResult) => B
+    ) =>
       Effect.suspend(() => {
         const promptTokens = estimatePromptTokens(request)
         const skipped: Array<Skipped> = []
         const keyOf = new Map<string, string | undefined>()
         const eligible = (hs: ReadonlyArray<DeploymentHandle>) =>
           hs.filter((h) => {
-            const reason = incompatibility(h, request, promptTokens)
+            const reason = incompatibility(h, request, promptTokens) ?? answering.refuses(h)
             if (reason !== undefined && !skipped.some((s) => s.deployment === h.config.name)) {
               skipped.push({ deployment: h.config.name, reason })
             }
@@ -430,18 +481,11 @@ export const make = (
           const target = transformFor(request, d)
           const maxOutput = request.maxTokens ?? defaultMaxOutput
           return h.policy.executeDetailed(
-            ({ attempt, key }) => {
-              // One continuation for the key pool's feedback and the response (not a `tap` and a `map`).
-              const call = Effect.flatMap(
-                h.provider.chat(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }),
-                (answer) =>
-                  answer.rateLimit === undefined || key === undefined || h.keyPool === undefined
-                    ? Effect.succeed(answer.response)
-                    : Effect.as(h.keyPool.feedback(key.name, answer.rateLimit), answer.response)
-              )
+            (attempt) => {
+              const call = answering.answer(h, target, attempt)
               return tracing
                 ? Effect.withSpan(call, "ResilientClient.attempt", {
-                  attributes: { deployment: d.name, attempt, key: key?.name ?? "none" },
+                  attributes: { deployment: d.name, attempt: attempt.attempt, key: attempt.key?.name ?? "none" },
                   captureStackTrace: false
                 })
                 : call
@@ -451,7 +495,8 @@ export const make = (
               usage: (r) => (r.usage === undefined ? undefined : r.usage.inputTokens + r.usage.outputTokens),
               estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
               costUsd: (r) => actualCost(d, r.usage),
-              ...(options.affinity === undefined ? {} : { affinity: options.affinity })
+              ...(options.affinity === undefined ? {} : { affinity: options.affinity }),
+              ...(answering.streams ? { appliesTimeLimit: true } : {})
             }
           ).pipe(
             // `mapError` and `map` in one continuation; the failure side reads the cause as `mapError` does.
@@ -505,7 +550,7 @@ export const make = (
           )
         }
         for (const h of largerWindows) {
-          if (incompatibility(h, request, promptTokens) !== undefined) continue
+          if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
           const window = h.config.contextWindow ?? 0
           chain = Fallback.orElseWhen(
             chain,
@@ -551,14 +596,15 @@ export const make = (
       fiber: { readonly currentDefaultServices: Context.Context<Clock.Clock> },
       request: Chat.ChatRequest,
       options: ChatOptions,
-      tracing: boolean
+      tracing: boolean,
+      answering: Answering = called
     ): Effect.Effect<ChatResult, Errors.ResilienceError> => {
-      if (options.idempotent === false) return notPaidTwice(runChain(request, options, tracing, identity))
-      if (cache === undefined) return runChain(request, options, tracing, identity)
+      if (options.idempotent === false) return notPaidTwice(runChain(request, options, tracing, answering, identity))
+      if (cache === undefined) return runChain(request, options, tracing, answering, identity)
       const start = nowOf(fiber)
       let computed: ChatResult | undefined
       return Effect.flatMap(
-        cache.get(request, runChain(request, options, tracing, (r) => {
+        cache.get(request, runChain(request, options, tracing, answering, (r) => {
           computed = r
           return r.response
         })),
@@ -622,85 +668,116 @@ export const make = (
       chunk.finishReason !== undefined
 
     /**
-     * Opens a stream on `h` as one policy call: the call ends at the first
-     * content chunk (buffered with what came before it). Each attempt gets its
-     * own scope, closed when the attempt fails, so a retried stream leaks no socket.
+     * A streamed request through the same chain as `chat` (cache, fallbacks,
+     * budget, idempotency, metrics), its attempts handing chunks to the
+     * caller as they come (`streamedTo`). The chain runs in a fiber of the
+     * stream's scope: a caller that stops reading interrupts it. The stream
+     * ends when the chain does, so its outcome is recorded at its end (rule 26).
      */
-    const openOn = (
-      h: DeploymentHandle,
+    const streamThrough = (
       request: Chat.ChatRequest,
       options: ChatOptions,
-      outer: Scope.Scope
-    ): Effect.Effect<Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, Errors.ResilienceError> => {
-      const d = h.config
-      const target = transformFor({ ...request, stream: true }, d)
-      const promptTokens = estimatePromptTokens(request)
-      const maxOutput = request.maxTokens ?? defaultMaxOutput
-      return h.policy.execute(
-        ({ key }) =>
-          Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) => {
-            const opening: Effect.Effect<Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, Errors.ResilienceError, Scope.Scope> =
-              Effect.gen(function*() {
-              const pull = yield* Stream.toPull(
-                h.provider.stream(target, { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name })
-              )
-              const buffered: Array<Chat.ChatChunk> = []
-              for (;;) {
-                const next = yield* Effect.either(pull)
-                if (next._tag === "Left") {
-                  if (Option.isNone(next.left)) break // ended: whatever came is the answer
-                  return yield* Effect.fail(next.left.value)
-                }
-                buffered.push(...Chunk.toReadonlyArray(next.right))
-                if (buffered.some(isContent)) break
-              }
-              const rest = Stream.repeatEffectChunkOption(pull)
-              return Stream.concat(Stream.fromIterable(buffered), rest)
-              })
-            return Effect.onError(Scope.extend(opening, scope), () => Scope.close(scope, Exit.void))
-          }),
-        {
-          tokens: promptTokens + maxOutput,
-          estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
-          ...(options.affinity === undefined ? {} : { affinity: options.affinity })
-        }
-      )
-    }
-
-    const streamOn = (
-      request: Chat.ChatRequest,
-      options: ChatOptions,
-      exclude: string | undefined = undefined
+      exclude: string | undefined
     ): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const outer = yield* Effect.scope
-        const promptTokens = estimatePromptTokens(request)
-        const steps = cascade.filter((h) =>
-          h.config.name !== exclude && incompatibility(h, request, promptTokens) === undefined &&
-          h.config.capabilities?.streaming !== false
-        )
-        const [first, ...rest] = steps
-        if (first === undefined) {
-          return yield* Effect.fail(new Errors.BadRequestError({ detail: "no deployment can stream this request" }))
-        }
-        let opened = openOn(first, request, options, outer)
-        for (const h of rest) {
-          opened = Effect.catchIf(opened, Errors.isFallbackable, () => openOn(h, request, options, outer))
-        }
-        return yield* opened
-      }).pipe(trackStream))
+      Stream.unwrapScoped(Effect.withFiberRuntime((fiber) =>
+        Effect.gen(function*() {
+          const sink: Sink = { mailbox: yield* Mailbox.make<Chat.ChatChunk, Errors.ResilienceError>(16), handedOn: false, cut: undefined }
+          const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+          const answered = recorded(respond(fiber, request, options, tracing, streamedTo(sink, exclude)))
+          yield* Effect.forkScoped(Effect.matchCauseEffect(answered, {
+            // Once chunks were handed on, a cut is the answer: nothing (a stale cache entry) may follow it.
+            onFailure: (cause) => sink.mailbox.failCause(sink.cut === undefined ? cause : Cause.fail(sink.cut)),
+            onSuccess: (result) =>
+              sink.cut !== undefined
+                ? sink.mailbox.fail(sink.cut)
+                : sink.handedOn
+                ? sink.mailbox.end
+                // Answered whole (the cache, another request's single flight): handed on as chunks.
+                : Effect.zipRight(sink.mailbox.offerAll(Chunks.fromResponse(result.response)), sink.mailbox.end)
+          }))
+          return Mailbox.toStream(sink.mailbox)
+        })
+      ))
+
+    /**
+     * Each attempt opens a stream and reads it up to its first content chunk
+     * under the attempt's time limit (buffering what came before), then hands
+     * every chunk to the caller and ends, with the whole answer, when the
+     * stream does. Until the first content chunk a failure is an ordinary
+     * failure of the attempt; after it the stream's `StreamInterruptedError`.
+     * Each attempt has its own scope, so a retried stream leaks no socket.
+     */
+    const streamedTo = (sink: Sink, exclude: string | undefined): Answering => ({
+      streams: true,
+      refuses: (h) =>
+        h.config.name === exclude
+          ? "was cut off and is not asked to continue itself"
+          : h.config.capabilities?.streaming === false
+          ? "does not stream"
+          : undefined,
+      answer: (h, target, attempt) =>
+        Effect.scoped(Effect.gen(function*() {
+          const { key } = attempt
+          const opened = yield* attempt.timeLimit(Effect.gen(function*() {
+            const answer = yield* h.provider.stream(target, {
+              deployment: h.config.name,
+              model: h.config.model,
+              key: key?.key,
+              keyName: key?.name
+            })
+            yield* feedback(h, key, answer.rateLimit)
+            const pull = yield* Stream.toPull(answer.chunks)
+            const buffered: Array<Chat.ChatChunk> = []
+            for (;;) {
+              const next = yield* Effect.either(pull)
+              if (Either.isLeft(next)) {
+                if (Option.isNone(next.left)) return { pull, buffered, ended: true }
+                return yield* Effect.fail(next.left.value)
+              }
+              buffered.push(...Chunk.toReadonlyArray(next.right))
+              if (buffered.some(isContent)) return { pull, buffered, ended: false }
+            }
+          }))
+          const answer = Chunks.collector()
+          let handed = 0
+          const handOn = (chunks: ReadonlyArray<Chat.ChatChunk>) => {
+            for (const chunk of chunks) answer.add(chunk)
+            handed += chunks.length
+            sink.handedOn = true
+            return sink.mailbox.offerAll(chunks)
+          }
+          yield* handOn(opened.buffered)
+          if (!opened.ended) {
+            for (;;) {
+              const next = yield* Effect.either(opened.pull)
+              if (Either.isRight(next)) {
+                yield* handOn(Chunk.toReadonlyArray(next.right))
+                continue
+              }
+              if (Option.isNone(next.left)) break
+              const cut = StreamGuard.interrupted(next.left.value, handed, {
+                deployment: h.config.name,
+                ...(key === undefined ? {} : { keyName: key.name })
+              })
+              sink.cut = cut
+              return yield* Effect.fail(cut)
+            }
+          }
+          return answer.response()
+        }))
+    })
 
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => {
       const refused = refusedLocally(request)
       if (refused !== undefined) return Stream.fail(refused)
-      if (midStream !== "continue-with-prefix") return streamOn(request, options)
+      if (midStream !== "continue-with-prefix") return streamThrough(request, options, undefined)
       return Stream.suspend(() => {
         let written = ""
-        const first = Stream.tap(streamOn(request, options), (c) => Effect.sync(() => { written += c.text ?? "" }))
+        const first = Stream.tap(streamThrough(request, options, undefined), (c) => Effect.sync(() => { written += c.text ?? "" }))
         return Stream.catchTag(first, "StreamInterruptedError", (interrupted) =>
           written === ""
             ? Stream.fail(interrupted)
-            : streamOn({
+            : streamThrough({
               ...request,
               messages: [
                 ...request.messages,

@@ -3,6 +3,7 @@
  */
 export * as AnthropicWire from "./AnthropicWire.js"
 export * as Chat from "./Chat.js"
+export * as Chunks from "./Chunks.js"
 export * as ClientConfig from "./ClientConfig.js"
 export * as ErrorMapping from "./ErrorMapping.js"
 export * as HttpProviders from "./HttpProviders.js"

@@ -238,8 +238,13 @@ describe("HttpProviders: OpenAI-compatible over real HTTP", () => {
     })).pipe(Effect.provide(transport)))
 })
 
-const sse = (res: Http.ServerResponse, events: ReadonlyArray<unknown>, end: "done" | "cut" | "hang") => {
-  res.writeHead(200, { "content-type": "text/event-stream" })
+const sse = (
+  res: Http.ServerResponse,
+  events: ReadonlyArray<unknown>,
+  end: "done" | "cut" | "hang",
+  headers: Record<string, string> = {}
+) => {
+  res.writeHead(200, { "content-type": "text/event-stream", ...headers })
   for (const e of events) res.write(`data: ${JSON.stringify(e)}\n\n`)
   if (end === "done") res.end("data: [DONE]\n\n")
   else if (end === "cut") setTimeout(() => res.socket?.destroy(), 30) // after the chunks are flushed
@@ -256,7 +261,7 @@ describe("HttpProviders: streams over real HTTP", () => {
   it.scoped("SSE chunks arrive as chat chunks, and the stream ends at [DONE]", () =>
     Effect.gen(function*() {
       const { url } = yield* upstream((_, __, res) => sse(res, [delta("Hel"), delta("lo"), delta("", "stop")], "done"))
-      const chunks = yield* Stream.runCollect((yield* openAiOn(url)).stream(request, context))
+      const chunks = yield* Stream.runCollect(Provider.chunksOf((yield* openAiOn(url)).stream(request, context)))
       const all = Chunk.toReadonlyArray(chunks)
       expect(all.map((c) => c.text ?? "").join("")).toBe("Hello")
       expect(all.at(-1)?.finishReason).toBe("stop")
@@ -271,7 +276,7 @@ describe("HttpProviders: streams over real HTTP", () => {
       })
       for (const kind of ["openai", "anthropic"] as const) {
         const provider = yield* providerOn(kind, url)
-        const error = yield* Effect.flip(Stream.runCollect(provider.stream(request, context)))
+        const error = yield* Effect.flip(Stream.runCollect(Provider.chunksOf(provider.stream(request, context))))
         expect(error).toMatchObject({ _tag: "MalformedResponseError", status: 200 })
         expect(error.message).toContain("expected an event stream (text/event-stream), got application/json")
       }
@@ -283,7 +288,7 @@ describe("HttpProviders: streams over real HTTP", () => {
       const { url } = yield* upstream((_, __, res) => sse(res, [delta("partial ")], "cut"))
       const received: Array<string> = []
       const error = yield* Effect.flip(
-        Stream.runForEach((yield* openAiOn(url)).stream(request, context), (c) => Effect.sync(() => received.push(c.text ?? "")))
+        Stream.runForEach(Provider.chunksOf((yield* openAiOn(url)).stream(request, context)), (c) => Effect.sync(() => received.push(c.text ?? "")))
       )
       expect(received).toEqual(["partial "])
       expect(error).toMatchObject({ _tag: "StreamInterruptedError", chunksReceived: 1 })
@@ -292,7 +297,7 @@ describe("HttpProviders: streams over real HTTP", () => {
   it.scoped("an error status before the stream keeps its own tag", () =>
     Effect.gen(function*() {
       const { url } = yield* upstream((_, __, res) => json(res, 503, { error: { message: "down" } }))
-      const error = yield* Effect.flip(Stream.runDrain((yield* openAiOn(url)).stream(request, context)))
+      const error = yield* Effect.flip(Stream.runDrain(Provider.chunksOf((yield* openAiOn(url)).stream(request, context))))
       expect(error._tag).toBe("ProviderUnavailableError")
     }).pipe(Effect.provide(transport)))
 
@@ -300,7 +305,7 @@ describe("HttpProviders: streams over real HTTP", () => {
     Effect.scoped(Effect.gen(function*() {
       const { url } = yield* upstream((_, __, res) => sse(res, [delta("slow")], "hang"))
       const error = yield* Effect.flip(
-        Stream.runDrain((yield* openAiOn(url, { stallTimeout: "150 millis" })).stream(request, context))
+        Stream.runDrain(Provider.chunksOf((yield* openAiOn(url, { stallTimeout: "150 millis" })).stream(request, context)))
       )
       expect(error).toMatchObject({ _tag: "StreamInterruptedError" })
       expect(error._tag === "StreamInterruptedError" && error.detail).toMatch(/TimeoutError/)
@@ -384,6 +389,10 @@ describe("ResilientClient over real HTTP", () => {
     ],
     cascade: ["primary", "backup"]
   })
+  const primaryOnly = (url: string, keys: ReadonlyArray<{ name: string; env: string }>, policy: object = {}) => ({
+    deployments: [{ name: "primary", provider: "openai", baseUrl: url, model: "p", keys, policy }],
+    cascade: ["primary"]
+  })
   const env = ConfigProvider.fromMap(new Map([["P_KEY", "sk-p"], ["B_KEY", "sk-b"]]))
   const client = (c: unknown) =>
     Effect.flatMap(ClientConfig.decode(c), (decoded) => ResilientClient.make(decoded)).pipe(
@@ -442,16 +451,7 @@ describe("ResilientClient over real HTTP", () => {
           ? { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m0s" }
           : {})
       })
-      const c = yield* client({
-        deployments: [{
-          name: "primary",
-          provider: "openai",
-          baseUrl: url,
-          model: "p",
-          keys: [{ name: "p1", env: "P_KEY" }, { name: "p2", env: "B_KEY" }]
-        }],
-        cascade: ["primary"]
-      })
+      const c = yield* client(primaryOnly(url, [{ name: "p1", env: "P_KEY" }, { name: "p2", env: "B_KEY" }]))
       yield* c.chat(request)
       yield* c.chat(request)
       yield* c.chat(request)
@@ -461,6 +461,48 @@ describe("ResilientClient over real HTTP", () => {
       const status = yield* pool.status
       expect(status.keys.map((k) => [k.name, k.state])).toEqual([["p1", "cooling"], ["p2", "healthy"]])
     }).pipe(Effect.provide(transport)))
+
+  it.scoped("a stream's rate-limit headers reach the key pool before its first chunk: the next stream takes the other key", () =>
+    Effect.gen(function*() {
+      const keys: Array<string | undefined> = []
+      const { url } = yield* upstream((req, _, res) => {
+        keys.push(req.headers.authorization)
+        sse(res, [delta("ok", "stop")], "done", req.headers.authorization === "Bearer sk-p"
+          ? { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m0s" }
+          : {})
+      })
+      const c = yield* client(primaryOnly(url, [{ name: "p1", env: "P_KEY" }, { name: "p2", env: "B_KEY" }]))
+      // The pool hears p1's spent budget while the first stream is still open, before its chunk reaches us.
+      const stateWhenFirstChunkArrived: Array<string> = []
+      yield* Stream.runDrain(Stream.tap(Stream.take(c.stream(request), 1), () =>
+        Effect.map(c.deployments[0]!.keyPool!.status, (s) => {
+          stateWhenFirstChunkArrived.push(s.keys[0]?.state ?? "none")
+        })))
+      yield* Stream.runDrain(c.stream(request))
+      yield* Stream.runDrain(c.stream(request))
+      expect(stateWhenFirstChunkArrived).toEqual(["cooling"])
+      expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
+    }).pipe(Effect.provide(transport)))
+
+  // Live: the retry's 1 ms backoff sleeps on the real clock.
+  it.live("stream(request, { idempotent: false }): a connection reset after the request was sent is not retried", () =>
+    Effect.gen(function*() {
+      let hits = 0
+      const { url } = yield* upstream((req) => {
+        hits++
+        // The request was read: the upstream may have started work, then the socket goes (UND_ERR_SOCKET).
+        req.socket.destroy()
+      })
+      const c = yield* client(
+        primaryOnly(url, [{ name: "p1", env: "P_KEY" }], { retry: { maxRetries: 2, baseDelay: "1 millis", jitter: "none" } })
+      )
+      const once = yield* Effect.flip(Stream.runDrain(c.stream(request, { idempotent: false })))
+      expect(once._tag).toBe("ConnectionError")
+      expect(hits).toBe(1)
+      hits = 0
+      yield* Effect.flip(Stream.runDrain(c.stream(request)))
+      expect(hits).toBe(3)
+    }).pipe(Effect.scoped, Effect.provide(transport)))
 
   it.scoped("each deployment sends its own headers (config `headers`), over the provider layer's", () =>
     Effect.gen(function*() {

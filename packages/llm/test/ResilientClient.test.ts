@@ -42,7 +42,7 @@ const scripted = (behaviours: Record<string, Behaviour>) => {
           ? Effect.fail(new Errors.ConnectionError({ detail: `no script for ${target.name}` }))
           : Effect.map(behaviour(request, context), (response) => ({ response, rateLimit: undefined }))
       },
-      stream: () => Stream.fail(new Errors.BadRequestError({ detail: "not scripted" }))
+      stream: () => Effect.fail(new Errors.BadRequestError({ detail: "not scripted" }))
     })
   })
   return { calls, layer }

@@ -359,20 +359,15 @@ export const make = (options: Options): Effect.Effect<Service> =>
         })
 
       const stream: Provider.Provider["stream"] = (request, context) =>
-        Stream.unwrap(Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }): Effect.Effect<
-          Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+        Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }): Effect.Effect<
+          Provider.StreamAnswer,
+          Errors.ResilienceError
         > => {
           if (decision._tag === "fail") {
-            return Effect.succeed(
-              Stream.fromEffect(
-                Effect.onExit(
-                  Effect.delay(
-                    Effect.fail(errorOf(decision.failure, context, decision.afterMs)),
-                    Duration.millis(decision.afterMs)
-                  ),
-                  (exit) => finish(context, now, decision.down, exit)
-                )
-              )
+            // Refused when it opens, as an HTTP provider's status would refuse it.
+            return Effect.onExit(
+              Effect.delay(Effect.fail(errorOf(decision.failure, context, decision.afterMs)), Duration.millis(decision.afterMs)),
+              (exit) => finish(context, now, decision.down, exit)
             )
           }
           return Effect.map(next, (roll) => {
@@ -402,9 +397,9 @@ export const make = (options: Options): Effect.Effect<Service> =>
                   Duration.millis(ms)
                 ))
             })
-            return Stream.onDone(chunked, () => finish(context, now, false, Exit.void))
+            return { chunks: Stream.onDone(chunked, () => finish(context, now, false, Exit.void)), rateLimit: undefined }
           })
-        }))
+        })
 
       return { kind, chat, stream }
     }
@@ -414,8 +409,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
     const unknown = (target: Provider.Target): Provider.Provider => ({
       kind: target.kind,
       chat: () => Effect.fail(new Errors.ConnectionError({ deployment: target.name, detail: "no simulated deployment of that name" })),
-      stream: () =>
-        Stream.fail(new Errors.ConnectionError({ deployment: target.name, detail: "no simulated deployment of that name" }))
+      stream: () => Effect.fail(new Errors.ConnectionError({ deployment: target.name, detail: "no simulated deployment of that name" }))
     })
 
     return {

@@ -73,7 +73,7 @@ describe("ChaosUpstream: answers in both wire formats", () => {
         const answer = yield* provider.chat(request, contextFor("d"))
         expect(answer.response).toMatchObject({ text: "answer from d", finishReason: "stop", model: "chaos-model" })
         expect(answer.response.usage?.outputTokens).toBeGreaterThanOrEqual(100)
-        const chunks = yield* Stream.runCollect(provider.stream(request, contextFor("d")))
+        const chunks = yield* Stream.runCollect(Provider.chunksOf(provider.stream(request, contextFor("d"))))
         expect(textOf(chunks)).toBe("word1 word2 word3")
         expect(Chunk.toReadonlyArray(chunks).some((c) => c.finishReason === "stop")).toBe(true)
         // OpenAI sends usage only when asked (our provider asks); Anthropic always.
@@ -111,7 +111,7 @@ describe("ChaosUpstream: each fault reaches the real providers as its typed erro
           const exit = yield* Effect.exit(provider.chat(request, contextFor("d")))
           expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: tag, deployment: "d", ...fields } })
           // A streamed call meets the same fault before its first chunk: same tag.
-          const streamed = yield* Effect.flip(Stream.runDrain(provider.stream(request, contextFor("d"))))
+          const streamed = yield* Effect.flip(Stream.runDrain(Provider.chunksOf(provider.stream(request, contextFor("d")))))
           expect(streamed._tag).toBe(tag)
         }))
     }
@@ -172,7 +172,7 @@ describe("ChaosUpstream: streams that fail after content", () => {
         const provider = yield* providerOn(chaos, kind, "d", options)
         const received: Array<string> = []
         const error = yield* Effect.flip(
-          Stream.runForEach(provider.stream(request, contextFor("d")), (c) => Effect.sync(() => received.push(c.text ?? "")))
+          Stream.runForEach(Provider.chunksOf(provider.stream(request, contextFor("d"))), (c) => Effect.sync(() => received.push(c.text ?? "")))
         )
         return { received: received.join(""), error }
       })

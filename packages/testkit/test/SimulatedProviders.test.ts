@@ -120,7 +120,7 @@ describe("SimulatedProviders", () => {
       const provider = (yield* Provider.Providers).forTarget(target)
       const start = yield* Clock.currentTimeMillis
       const chunks = yield* Stream.runCollect(
-        Stream.mapEffect(provider.stream(request, call()), (c) => Effect.map(Clock.currentTimeMillis, (t) => ({ c, t: t - start })))
+        Stream.mapEffect(Provider.chunksOf(provider.stream(request, call())), (c) => Effect.map(Clock.currentTimeMillis, (t) => ({ c, t: t - start })))
       )
       return Chunk.toReadonlyArray(chunks)
     })
