@@ -683,7 +683,10 @@ export const make = (
         Effect.gen(function*() {
           const sink: Sink = { mailbox: yield* Mailbox.make<Chat.ChatChunk, Errors.ResilienceError>(16), handedOn: false, cut: undefined }
           const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
-          const answered = recorded(respond(fiber, request, options, tracing, streamedTo(sink, exclude)))
+          const recordedAnswer = recorded(respond(fiber, request, options, tracing, streamedTo(sink, exclude)))
+          const answered = tracing
+            ? Effect.withSpan(recordedAnswer, "ResilientClient.stream", { captureStackTrace: false })
+            : recordedAnswer
           yield* Effect.forkScoped(Effect.matchCauseEffect(answered, {
             // Once chunks were handed on, a cut is the answer: nothing (a stale cache entry) may follow it.
             onFailure: (cause) => sink.mailbox.failCause(sink.cut === undefined ? cause : Cause.fail(sink.cut)),

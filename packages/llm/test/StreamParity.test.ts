@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
@@ -228,5 +229,26 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
       expect(chunks.map((c) => c.text ?? "").join("")).toBe("ab")
       expect(chunks.at(-1)).toMatchObject({ finishReason: "stop", usage })
       expect(calls).toEqual(["primary/p1"])
+    }))
+
+  it.scoped("a streamed attempt is traced as chat's is: a ResilientClient.attempt span under a ResilientClient.stream span", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const spans = Layer.succeed(Provider.Providers, {
+        forTarget: (target) => ({
+          kind: target.kind,
+          chat: () => Effect.die("not called"),
+          stream: (_, context) =>
+            Effect.map(Effect.option(Effect.currentSpan), (current) => {
+              const span = Option.getOrUndefined(current)
+              const parent = span === undefined ? undefined : Option.getOrUndefined(span.parent)
+              seen.push(`${span?.name ?? "none"} < ${parent?._tag === "Span" ? parent.name : "none"}`)
+              return { chunks: Stream.make({ id: "r", model: context.model, text: "ab", finishReason: "stop" as const }), rateLimit: undefined }
+            })
+        })
+      })
+      const client = yield* clientOn(spans, config())
+      expect(yield* streamText(client)).toBe("ab")
+      expect(seen).toEqual(["ResilientClient.attempt < ResilientClient.stream"])
     }))
 })
