@@ -79,6 +79,14 @@ export type AttemptEvent =
     readonly reason: string
   }
   | {
+    readonly _tag: "LimitChanged"
+    readonly at: number
+    readonly limit: string
+    readonly from: number
+    readonly to: number
+    readonly reason: "drop" | "hang" | "pressed"
+  }
+  | {
     readonly _tag: "FallbackTaken"
     readonly at: number
     readonly from: string

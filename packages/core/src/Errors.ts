@@ -109,15 +109,21 @@ export class CircuitOpenError extends Schema.TaggedError<CircuitOpenError>()("Ci
  */
 export class BulkheadFullError extends Schema.TaggedError<BulkheadFullError>()("BulkheadFullError", {
   bulkhead: Schema.String,
-  reason: Schema.Literal("queue-full", "queue-timeout"),
+  /** `adaptive-limit`: the calls in flight reached the limit an `AdaptiveLimit` learned (`maxConcurrent`). */
+  reason: Schema.Literal("queue-full", "queue-timeout", "adaptive-limit"),
   maxConcurrent: Schema.Number,
   maxQueue: Schema.Number,
   ...Origin
 }) {
   override get message(): string {
-    return this.reason === "queue-full"
-      ? `bulkhead "${this.bulkhead}" is full (${this.maxConcurrent} running, ${this.maxQueue} queued)`
-      : `bulkhead "${this.bulkhead}": no permit within the queue's wait limit`
+    switch (this.reason) {
+      case "queue-full":
+        return `bulkhead "${this.bulkhead}" is full (${this.maxConcurrent} running, ${this.maxQueue} queued)`
+      case "queue-timeout":
+        return `bulkhead "${this.bulkhead}": no permit within the queue's wait limit`
+      case "adaptive-limit":
+        return `bulkhead "${this.bulkhead}" is at its adaptive limit (${this.maxConcurrent} running)`
+    }
   }
 }
 

@@ -32,6 +32,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as AdaptiveLimit from "./AdaptiveLimit.js"
 import * as Admission from "./Admission.js"
 import * as AttemptEvents from "./AttemptEvents.js"
 import * as Bulkhead from "./Bulkhead.js"
@@ -84,7 +85,15 @@ export interface Options {
    * used as it is, for every key.
    */
   readonly rateLimiter?: Omit<RateLimiter.Options, "name" | "deployment" | "provider"> | RateLimiter.Service
-  readonly bulkhead?: Omit<Bulkhead.Options, "name"> | Bulkhead.Service
+  /**
+   * A fixed limit (options or a service), or one that learns
+   * (`{ adaptive: {...} }` or an `AdaptiveLimit` service, rule 29).
+   */
+  readonly bulkhead?:
+    | Omit<Bulkhead.Options, "name">
+    | Bulkhead.Service
+    | { readonly adaptive: Omit<AdaptiveLimit.Options, "name" | "onChange"> }
+    | AdaptiveLimit.Service
   /**
    * For limiters made from options: an upstream 429 with Retry-After pauses
    * the limiter of its key (or deployment) until then. Default true.
@@ -125,6 +134,8 @@ export interface CallOptions<A> {
   readonly usage?: (a: A) => number | undefined
   /** Estimated cost of one attempt, drawn from the request's `RequestBudget`. */
   readonly estimatedCostUsd?: number
+  /** The size of an answer (its output tokens), so an adaptive limit does not read a long answer as a slow provider. */
+  readonly work?: (a: A) => number | undefined
   /** The real cost of an answered attempt, to correct the estimate. */
   readonly costUsd?: (a: A) => number | undefined
   /** A session or prompt-prefix hash: pins the call to one healthy key (the provider's prompt cache). */
@@ -185,6 +196,7 @@ export interface Status {
   readonly deployment: string
   readonly circuitBreaker: CircuitBreaker.Status | undefined
   readonly bulkhead: Bulkhead.Status | undefined
+  readonly adaptiveLimit: AdaptiveLimit.Status | undefined
   readonly rateLimiter: RateLimiter.Status | undefined
   /** Per key name, when the limiter is per key. */
   readonly keyRateLimiters: Readonly<Record<string, RateLimiter.Status>> | undefined
@@ -241,6 +253,7 @@ export interface Service {
   readonly keyPool: KeyPool.Service | undefined
   readonly circuitBreaker: CircuitBreaker.Service | undefined
   readonly bulkhead: Bulkhead.Service | undefined
+  readonly adaptiveLimit: AdaptiveLimit.Service | undefined
   readonly rateLimiter: RateLimiter.Service | undefined
   readonly retryBudget: RetryBudget.Service | undefined
   readonly status: Effect.Effect<Status>
@@ -319,6 +332,7 @@ interface Stages {
   /** One limiter per key (by the pool's key index), made from options with a key pool. */
   readonly keyRateLimiters: ReadonlyArray<RateLimiter.Service> | undefined
   readonly bulkhead: Bulkhead.Service | undefined
+  readonly adaptiveLimit: AdaptiveLimit.Service | undefined
 }
 
 /** What an attempt needs besides its call: who it is for, its events, its timeout. */
@@ -438,6 +452,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       keyPool: stages.keyPool,
       circuitBreaker: stages.circuitBreaker,
       bulkhead: stages.bulkhead,
+      adaptiveLimit: stages.adaptiveLimit,
       rateLimiter: stages.sharedLimiter,
       retryBudget: stages.retryBudget,
       status: statusOf(name, stages)
@@ -510,18 +525,36 @@ const stagesOf = (
         RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit })))
     }
     const bulkheadOption = options.bulkhead
-    const bulkhead = bulkheadOption === undefined
-      ? undefined
-      : isService<Bulkhead.Service>(bulkheadOption, "gate")
-      ? bulkheadOption
-      : yield* inStage("bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
-    return { circuitBreaker, retryBudget, retry, keyPool, keyNames, sharedLimiter, keyRateLimiters, bulkhead }
+    let bulkhead: Bulkhead.Service | undefined
+    let adaptiveLimit: AdaptiveLimit.Service | undefined
+    if (bulkheadOption === undefined) {
+      // Neither.
+    } else if (isService<AdaptiveLimit.Service>(bulkheadOption, "learns")) {
+      adaptiveLimit = bulkheadOption
+    } else if (isService<Bulkhead.Service>(bulkheadOption, "gate")) {
+      bulkhead = bulkheadOption
+    } else if ("adaptive" in bulkheadOption) {
+      adaptiveLimit = yield* inStage("bulkhead")(Effect.mapError(
+        AdaptiveLimit.make({
+          ...bulkheadOption.adaptive,
+          name,
+          ...(emit === undefined ? {} : {
+            onChange: (c: AdaptiveLimit.Change) =>
+              emit({ _tag: "LimitChanged", at: c.at, limit: c.name, from: c.from, to: c.to, reason: c.reason })
+          })
+        }),
+        (e) => new InvalidConfigError({ component: e.component, path: e.path === "" ? "adaptive" : `adaptive.${e.path}`, detail: e.detail })
+      ))
+    } else {
+      bulkhead = yield* inStage("bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
+    }
+    return { circuitBreaker, retryBudget, retry, keyPool, keyNames, sharedLimiter, keyRateLimiters, bulkhead, adaptiveLimit }
   })
 
 /** The gates of the stateful stages, adapted to one call's `Run`. */
 const gatesOf = (
   name: string,
-  { bulkhead, circuitBreaker, keyPool, keyRateLimiters, sharedLimiter }: Stages
+  { adaptiveLimit, bulkhead, circuitBreaker, keyPool, keyRateLimiters, sharedLimiter }: Stages
 ): Record<"circuitBreaker" | "keyPool" | "rateLimiter" | "bulkhead", GateOf | undefined> => ({
   circuitBreaker: circuitBreaker === undefined ? undefined : {
     acquire: (_, context) => circuitBreaker.gate.acquire(undefined, context)
@@ -543,9 +576,11 @@ const gatesOf = (
         : limiter.gate.acquire(run.limiterRequest, context)
     }
   },
-  bulkhead: bulkhead === undefined ? undefined : {
-    acquire: (_, context) => bulkhead.gate.acquire(undefined, context)
-  }
+  bulkhead: adaptiveLimit !== undefined
+    ? { acquire: (run, context) => adaptiveLimit.gate.acquire(run.callOptions, context) }
+    : bulkhead === undefined
+    ? undefined
+    : { acquire: (_, context) => bulkhead.gate.acquire(undefined, context) }
 })
 
 /**
@@ -702,6 +737,7 @@ const statusOf = (name: string, stages: Stages): Effect.Effect<Status> => {
     deployment: Effect.succeed(name),
     circuitBreaker: of(stages.circuitBreaker),
     bulkhead: of(stages.bulkhead),
+    adaptiveLimit: of(stages.adaptiveLimit),
     rateLimiter: of(stages.sharedLimiter),
     keyRateLimiters: keyRateLimiters === undefined
       ? Effect.succeed(undefined)
@@ -745,11 +781,12 @@ const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray
 /** A call's options with their value type forgotten: the plan is shared by calls of every type. */
 const erased = <A>(callOptions: CallOptions<A> | undefined): CallOptions<unknown> => {
   if (callOptions === undefined) return noCallOptions
-  const { costUsd, retryOnResult, usage, ...rest } = callOptions
+  const { costUsd, retryOnResult, usage, work, ...rest } = callOptions
   // Each function is only ever given the value of the call these options came with: an `A`.
   return {
     ...rest,
     ...(usage === undefined ? {} : { usage: (value: unknown) => usage(value as A) }),
+    ...(work === undefined ? {} : { work: (value: unknown) => work(value as A) }),
     ...(costUsd === undefined ? {} : { costUsd: (value: unknown) => costUsd(value as A) }),
     ...(retryOnResult === undefined ? {} : { retryOnResult: (value: unknown) => retryOnResult(value as A) })
   }

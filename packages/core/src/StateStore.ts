@@ -25,7 +25,8 @@
  * keeps the state as data and the property tests drive the machines alone.
  *
  * Slots are named by policy kind and name (`breaker/<name>`,
- * `rate-limiter/<name>`, `key-pool/<name>`, `retry-budget/<name>`):
+ * `rate-limiter/<name>`, `key-pool/<name>`, `retry-budget/<name>`,
+ * `adaptive-limit/<name>`):
  * policies of one kind and name in one store share their state.
  *
  * @since 0.1.0
@@ -34,6 +35,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as adaptiveLimit from "./internal/adaptiveLimitState.js"
 import * as breaker from "./internal/breakerState.js"
 import * as keyPool from "./internal/keyPoolState.js"
 import * as retryBudget from "./internal/retryBudgetState.js"
@@ -134,11 +136,32 @@ export interface RetryBudgetSlot {
 }
 
 /**
+ * An adaptive concurrency limit (rule 29). The calls in flight are the
+ * process's own (a permit belongs to a live fiber, as the bulkhead's does);
+ * the learned limit is state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AdaptiveLimitSlot {
+  /**
+   * Records `event` at `now`, then closes the window if its time is over.
+   * `inFlightSince(t)`: this process's calls in flight that started before `t`.
+   */
+  readonly step: (
+    event: adaptiveLimit.Event,
+    now: number,
+    inFlightSince: (start: number) => number
+  ) => Effect.Effect<readonly [adaptiveLimit.State, adaptiveLimit.Change | undefined]>
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Service {
   readonly breaker: (name: string, config: breaker.Config) => BreakerSlot
+  readonly adaptiveLimit: (name: string, config: adaptiveLimit.Config) => AdaptiveLimitSlot
   readonly tokenBucket: (name: string, config: tokenBucket.Config) => TokenBucketSlot
   readonly keyHealth: (name: string, config: keyPool.Config) => KeyHealthSlot
   readonly retryBudget: (name: string, config: retryBudget.Config) => RetryBudgetSlot
@@ -291,8 +314,20 @@ export const makeMemory = (): MemoryStore => {
     }
   }
 
+  const adaptiveLimitSlot = (name: string, config: adaptiveLimit.Config): AdaptiveLimitSlot => {
+    const cell = cellOf(`adaptive-limit/${name}`)
+    return {
+      step: (event, now, inFlightSince) => {
+        const stepped = adaptiveLimit.step(config, cell.value as adaptiveLimit.State | undefined, event, now, inFlightSince)
+        cell.value = stepped[0]
+        return Exit.succeed(stepped)
+      }
+    }
+  }
+
   return {
     breaker: breakerSlot,
+    adaptiveLimit: adaptiveLimitSlot,
     tokenBucket: tokenBucketSlot,
     keyHealth: keyHealthSlot,
     retryBudget: retryBudgetSlot,

@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as AdaptiveLimit from "./AdaptiveLimit.js"
 export * as Admission from "./Admission.js"
 export * as AttemptEvents from "./AttemptEvents.js"
 export * as Bulkhead from "./Bulkhead.js"

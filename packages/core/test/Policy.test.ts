@@ -338,4 +338,20 @@ describe("Policy: registry", () => {
       yield* TestClock.adjust("6 seconds")
       expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "TimeoutError", phase: "total" })
     }))
+
+  it.effect("bulkhead: { adaptive }: an adaptive limit in the bulkhead's place; over it a call is refused at once, and a bad option names its path", () =>
+    Effect.gen(function*() {
+      const policy = yield* run(Policy.make({ deployment: "a", retry: false, bulkhead: { adaptive: { initialLimit: 2 } } }))
+      const slow = policy.execute(() => Effect.as(Effect.sleep("1 second"), "ok"))
+      const first = yield* Effect.fork(slow)
+      const second = yield* Effect.fork(slow)
+      yield* TestClock.adjust("10 millis")
+      const third = yield* Effect.flip(slow)
+      expect(third).toMatchObject({ _tag: "BulkheadFullError", reason: "adaptive-limit", maxConcurrent: 2 })
+      expect((yield* policy.status).adaptiveLimit).toMatchObject({ name: "a", limit: 2, running: 2 })
+      yield* TestClock.adjust("1 second")
+      expect([yield* Fiber.join(first), yield* Fiber.join(second)]).toEqual(["ok", "ok"])
+      const bad = yield* Effect.exit(run(Policy.make({ deployment: "a", bulkhead: { adaptive: { minLimit: 0 } } })))
+      expect(Exit.isFailure(bad) && bad.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "bulkhead.adaptive.minLimit" } })
+    }))
 })

@@ -54,6 +54,10 @@ const suspendingStore = (): StateStore.Service => {
         read: (now) => later(() => slot.read(now))
       }
     },
+    adaptiveLimit: (name, config) => {
+      const slot = memory.adaptiveLimit(name, config)
+      return { step: (event, now, inFlightSince) => later(() => slot.step(event, now, inFlightSince)) }
+    },
     retryBudget: (name, config) => {
       const slot = memory.retryBudget(name, config)
       return {

@@ -129,8 +129,24 @@ const PolicyData = Schema.Struct({
   rateLimiter: opt(
     Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(LimitData) })
   ),
+  /** A fixed limit, or `{ adaptive: {...} }`: a limit that learns what the provider keeps up with (rule 29). */
   bulkhead: opt(
-    Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(LimitData) })
+    Schema.Union(
+      Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(LimitData) }),
+      Schema.Struct({
+        adaptive: Schema.Struct({
+          initialLimit: opt(Schema.Number),
+          minLimit: opt(Schema.Number),
+          maxLimit: opt(Schema.Number),
+          window: opt(DurationData),
+          slowFactor: opt(Schema.Number),
+          backoff: opt(Schema.Number),
+          saturation: opt(Schema.Number),
+          workBase: opt(Schema.Number),
+          initialHangAfter: opt(DurationData)
+        })
+      })
+    )
   )
 })
 

@@ -311,6 +311,8 @@ const feedback = (
 
 const answersAll = (): undefined => undefined
 
+const outputTokens = (response: Chat.ChatResponse): number | undefined => response.usage?.outputTokens
+
 const called: Answering = {
   streams: false,
   refuses: answersAll,
@@ -493,6 +495,7 @@ export const make = (
             {
               tokens: promptTokens + maxOutput,
               usage: (r) => (r.usage === undefined ? undefined : r.usage.inputTokens + r.usage.outputTokens),
+              work: outputTokens,
               estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
               costUsd: (r) => actualCost(d, r.usage),
               ...(options.affinity === undefined ? {} : { affinity: options.affinity }),

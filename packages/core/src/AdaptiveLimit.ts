@@ -1,0 +1,262 @@
+/**
+ * A concurrency limit that learns (docs/semantics.md rule 29): the bulkhead
+ * of a deployment without a hand-set number. It grows while the provider
+ * keeps up with what is asked of it and shrinks when it stops; a call over
+ * the limit is refused at once with `BulkheadFullError` (reason
+ * `adaptive-limit`), so the fallback chain answers it elsewhere instead of
+ * piling it onto a provider that hangs.
+ *
+ * Why this shape (the machine is `internal/adaptiveLimitState.ts`):
+ * - AIMD over windows, as Netflix's concurrency-limits `AIMDLimit`: a window
+ *   with a drop halves the limit, a window whose calls pressed against the
+ *   limit and ended well as fast as they were admitted adds √limit. A limit that is not reached never
+ *   grows, so it stays near what the traffic needs, and a provider that
+ *   starts to hang fills it within about one usual call time: from then on
+ *   every call is refused and falls back at once.
+ * - Drops are what the breaker counts as failures (`Errors.breakerVerdict`:
+ *   timeouts, 5xx and 529, connection failures, cut streams), and successes
+ *   far slower than usual for their size. Size is the answer's tokens (the
+ *   call's `work`), so long answers are not read as congestion: latency
+ *   gradients (Netflix's Gradient2, Envoy's adaptive concurrency filter)
+ *   assume calls of one size, and LLM calls vary 100× with the answer.
+ * - A hang sends no outcome at all: a window in which no call ended well
+ *   while two or more calls were in flight for longer than `slowFactor`
+ *   usual call times is a drop too.
+ *
+ * The calls in flight are this process's own (a permit belongs to a live
+ * fiber, as the bulkhead's does); the learned limit lives in the
+ * `StateStore`, so a shared store shares it.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Admission from "./Admission.js"
+import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
+import * as machine from "./internal/adaptiveLimitState.js"
+import { decodeOptions, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import { exitOf } from "./internal/done.js"
+import * as StateStore from "./StateStore.js"
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  /** Names the limit in errors, status and the store, usually the deployment's name. */
+  readonly name: string
+  /** Default 20. */
+  readonly initialLimit?: number
+  /** Default 1: a limit never shuts a provider out, so it can show it has recovered. */
+  readonly minLimit?: number
+  /** Default 1000. */
+  readonly maxLimit?: number
+  /** How long outcomes are gathered before the limit moves once. Default 1 s. */
+  readonly window?: Duration.DurationInput
+  /** A success this many times slower than usual for its size is a drop; so is a call in flight this long. Default 3. */
+  readonly slowFactor?: number
+  /** The limit's factor on a window with a drop. Default 0.5. */
+  readonly backoff?: number
+  /** The share of the limit in flight that counts as pressing against it. Default 0.8. */
+  readonly saturation?: number
+  /** Answer tokens that stand for the time to the first token, in a call's size. Default 50. */
+  readonly workBase?: number
+  /** How long a call may stay in flight before it counts as hung, until a usual latency is learned. Default 10 s. */
+  readonly initialHangAfter?: Duration.DurationInput
+  /** Told every change of the limit. */
+  readonly onChange?: (change: Change) => Effect.Effect<void>
+}
+
+/**
+ * A change of the limit, and why: a window with a drop, a hang, or calls
+ * pressing against it that ended well.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Change {
+  readonly name: string
+  readonly at: number
+  readonly from: number
+  readonly to: number
+  readonly reason: "drop" | "hang" | "pressed"
+}
+
+/**
+ * What a call tells the limit: the size of its answer (tokens), read from its value.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Request {
+  readonly work?: ((value: unknown) => number | undefined) | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  readonly name: string
+  /** Calls admitted at once now. */
+  readonly limit: number
+  readonly running: number
+  /** The usual latency learned from calls that went well, ms; undefined before the first. */
+  readonly usualMillis: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly name: string
+  /** Tells an adaptive limit from a fixed bulkhead where either may be given. */
+  readonly learns: true
+  /** The limit's admission: a permit while the calls in flight are below the limit, else `BulkheadFullError`. */
+  readonly gate: Admission.Gate<Request, Admission.Permit, BulkheadFullError>
+  readonly execute: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: { readonly work?: (a: A) => number | undefined }
+  ) => Effect.Effect<A, E | BulkheadFullError, R>
+  readonly status: Effect.Effect<Status>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class AdaptiveLimit extends Context.Tag("@resilient-ai/core/AdaptiveLimit")<AdaptiveLimit, Service>() {}
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty name" })),
+  initialLimit: Schema.optional(PositiveInt),
+  minLimit: Schema.optional(PositiveInt),
+  maxLimit: Schema.optional(PositiveInt),
+  window: Schema.optional(PositiveMillis),
+  slowFactor: Schema.optional(Schema.Number.pipe(Schema.greaterThan(1, { message: () => "expected a number above 1" }))),
+  backoff: Schema.optional(Ratio.pipe(Schema.lessThan(1, { message: () => "expected a ratio below 1" }))),
+  saturation: Schema.optional(Ratio),
+  workBase: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "expected a number above zero" }))),
+  initialHangAfter: Schema.optional(PositiveMillis)
+}).pipe(
+  Schema.filter((o) => {
+    const min = o.minLimit ?? 1
+    const max = o.maxLimit ?? 1000
+    const initial = o.initialLimit ?? Math.min(20, max)
+    if (min > max) return { path: ["minLimit"], message: `expected at most maxLimit (${max})` }
+    if (initial < min || initial > max) return { path: ["initialLimit"], message: `expected between minLimit (${min}) and maxLimit (${max})` }
+    return undefined
+  })
+)
+
+/**
+ * Makes an adaptive limit, its learned limit in the `StateStore`. Fails with
+ * `InvalidConfigError` naming the bad field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, InvalidConfigError, StateStore.StateStore> =>
+  Effect.gen(function*() {
+    const { onChange, ...data } = options
+    const o = yield* decodeOptions(`AdaptiveLimit "${String(options.name)}"`, OptionsSchema, data)
+    const maxLimit = o.maxLimit ?? 1000
+    const config: machine.Config = {
+      initialLimit: o.initialLimit ?? Math.min(20, maxLimit),
+      minLimit: o.minLimit ?? 1,
+      maxLimit,
+      windowMillis: o.window ?? 1000,
+      slowFactor: o.slowFactor ?? 3,
+      backoff: o.backoff ?? 0.5,
+      saturation: o.saturation ?? 0.8,
+      workBase: o.workBase ?? 50,
+      smoothing: 0.1,
+      initialHangMillis: o.initialHangAfter ?? 10_000
+    }
+    const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
+    return unsafeMake(o.name, config, slot, onChange)
+  })
+
+/** A call in flight: when it started. */
+interface Held {
+  readonly start: number
+}
+
+const unsafeMake = (
+  name: string,
+  config: machine.Config,
+  slot: StateStore.AdaptiveLimitSlot,
+  onChange: ((change: Change) => Effect.Effect<void>) | undefined
+): Service => {
+  const inFlight = new Set<Held>()
+  // Read only when a window closes (once a window), so a scan is cheaper than keeping an order.
+  const inFlightSince = (start: number): number => {
+    let n = 0
+    for (const held of inFlight) if (held.start < start) n++
+    return n
+  }
+  let limit = config.initialLimit
+  let usualMillis: number | undefined
+
+  /** One step of the store; the limit and its change taken in, the change told. */
+  const stepped = <A, E>(event: machine.Event, now: number, then: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
+    const take = ([state, change]: readonly [machine.State, machine.Change | undefined]) => {
+      limit = machine.admitted(state)
+      usualMillis = state.usualMillis
+      return change === undefined || onChange === undefined ? then() : Effect.zipRight(onChange({ name, at: now, ...change }), then())
+    }
+    const step = slot.step(event, now, inFlightSince)
+    const done = exitOf(step)
+    return done !== undefined && Exit.isSuccess(done) ? take(done.value) : Effect.flatMap(step, take)
+  }
+
+  const refused = () =>
+    Exit.fail(new BulkheadFullError({ bulkhead: name, reason: "adaptive-limit", maxConcurrent: limit, maxQueue: 0 }))
+
+  const gate: Admission.Gate<Request, Admission.Permit, BulkheadFullError> = {
+    acquire: (request, { now }) => {
+      if (inFlight.size >= limit) return stepped({ _tag: "Refused" }, now, refused)
+      const held: Held = { start: now }
+      inFlight.add(held)
+      const permit: Admission.Permit = {
+        release: (exit, end) => {
+          inFlight.delete(held)
+          return stepped(outcomeOf(exit, end - held.start, request), end, () => Exit.void)
+        }
+      }
+      return stepped({ _tag: "Admitted", inFlight: inFlight.size }, now, () => Exit.succeed(permit))
+    }
+  }
+
+  const execute = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: { readonly work?: (a: A) => number | undefined }
+  ): Effect.Effect<A, E | BulkheadFullError, R> => {
+    const work = options?.work
+    // The value handed to `work` is the value of this `effect`: an `A`.
+    const request: Request = work === undefined ? {} : { work: (value) => work(value as A) }
+    return Admission.execute(gate, request, () => effect)
+  }
+
+  const status: Effect.Effect<Status> = Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) => Effect.map(stepped({ _tag: "Read" }, now, () => Exit.void), () => ({ name, limit, running: inFlight.size, usualMillis }))
+  )
+
+  return { name, learns: true, gate, execute, status }
+}
+
+/** What an ended call says about the provider's capacity. */
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>, millis: number, request: Request): machine.Outcome => {
+  if (Exit.isSuccess(exit)) return { _tag: "Success", millis, work: request.work?.(exit.value) }
+  const failure = Cause.failureOption(exit.cause)
+  // An interruption or a defect says nothing about the provider; an error says what the breaker hears in it.
+  return Option.isSome(failure) && breakerVerdict(failure.value) === "failure" ? { _tag: "Drop" } : { _tag: "Ignore" }
+}

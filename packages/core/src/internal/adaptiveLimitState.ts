@@ -1,0 +1,181 @@
+/**
+ * The adaptive concurrency limit as a pure machine over plain JSON state
+ * (docs/semantics.md rule 29). Outcomes are gathered over a window; when a
+ * window closes the limit moves once:
+ *
+ * - **decrease** (multiplicative, `limit · backoff`) when the window saw a
+ *   drop: a timeout, an overload (5xx, 529), a refused or lost connection,
+ *   or a success far slower than usual for its size; or when it saw a hang:
+ *   no call ended well while two or more were in flight far longer than a
+ *   usual call takes (a hang sends no outcome at all; one long answer among
+ *   calls that end well is not a hang);
+ * - **increase** (additive, `+ √limit`) when the calls pressed against the
+ *   limit (in flight at ≥ `saturation` of it, or refused by it) and the
+ *   provider kept up: calls ended well at `saturation` or more of the rate
+ *   they were admitted at (calls that pile up on a provider starting to
+ *   hang press against the limit too, but do not end);
+ * - otherwise it stays: a limit that is not reached says nothing.
+ *
+ * "Usual" is learned from the calls that went well: an exponentially
+ * weighted mean of their latency per unit of work, where the work of a call
+ * is `workBase + tokens` (the answer's tokens, when the caller says them;
+ * `workBase` stands for the time to the first token). LLM calls vary 100×
+ * with the answer's length; a long answer is long in tokens too, so it is
+ * not read as a slowdown, where a plain
+ * latency gradient (Netflix's Gradient2, Envoy's gradient controller)
+ * would shrink the limit on it.
+ *
+ * @internal
+ */
+
+export interface Config {
+  readonly initialLimit: number
+  readonly minLimit: number
+  readonly maxLimit: number
+  /** Milliseconds of one window. */
+  readonly windowMillis: number
+  /** A success slower than `slowFactor` × the usual latency for its work is a drop; so is a call in flight that long. */
+  readonly slowFactor: number
+  /** The limit is multiplied by this on a window with drops. */
+  readonly backoff: number
+  /** The share of the limit in flight that counts as pressing against it. */
+  readonly saturation: number
+  /** Tokens added to every call's work: the part of its latency no token count explains. */
+  readonly workBase: number
+  /** Weight of a new sample in the learned means. */
+  readonly smoothing: number
+  /** How long a call may stay in flight before it counts as hung, until a usual latency is learned. */
+  readonly initialHangMillis: number
+}
+
+export interface State {
+  /** A real number: the admitted concurrency is its floor. */
+  readonly limit: number
+  readonly windowStart: number
+  readonly admissions: number
+  readonly successes: number
+  readonly drops: number
+  /** Calls were in flight at `saturation` of the limit, or refused by it, in this window. */
+  readonly pressed: boolean
+  /** Learned from good calls: milliseconds per unit of work. */
+  readonly msPerWork: number | undefined
+  /** Learned from good calls: their latency, for a call in flight whose work is not known yet. */
+  readonly usualMillis: number | undefined
+}
+
+export type Outcome =
+  /** The call went well; `work` as `workBase + tokens`. */
+  | { readonly _tag: "Success"; readonly millis: number; readonly work: number | undefined }
+  | { readonly _tag: "Drop" }
+  /** Says nothing about the provider's capacity (a bad request, a key's 429, an interruption). */
+  | { readonly _tag: "Ignore" }
+
+export interface Change {
+  readonly from: number
+  readonly to: number
+  readonly reason: "drop" | "hang" | "pressed"
+}
+
+export const initial = (config: Config, now: number): State => ({
+  limit: config.initialLimit,
+  windowStart: now,
+  admissions: 0,
+  successes: 0,
+  drops: 0,
+  pressed: false,
+  msPerWork: undefined,
+  usualMillis: undefined
+})
+
+/** The concurrency the state admits. */
+export const admitted = (state: State): number => Math.floor(state.limit)
+
+const mean = (config: Config, previous: number | undefined, sample: number): number =>
+  previous === undefined ? sample : previous + config.smoothing * (sample - previous)
+
+/** How long a call in flight may take before it counts as hung. */
+export const hangMillis = (config: Config, state: State): number =>
+  state.usualMillis === undefined ? config.initialHangMillis : config.slowFactor * state.usualMillis
+
+/** Records one outcome in the current window. */
+export const record = (config: Config, state: State, outcome: Outcome): State => {
+  switch (outcome._tag) {
+    case "Ignore":
+      return state
+    case "Drop":
+      return { ...state, drops: state.drops + 1 }
+    case "Success": {
+      const work = config.workBase + (outcome.work ?? 0)
+      const perWork = outcome.millis / work
+      if (state.msPerWork !== undefined && perWork > config.slowFactor * state.msPerWork) {
+        return { ...state, drops: state.drops + 1 }
+      }
+      return {
+        ...state,
+        successes: state.successes + 1,
+        msPerWork: mean(config, state.msPerWork, perWork),
+        usualMillis: mean(config, state.usualMillis, outcome.millis)
+      }
+    }
+  }
+}
+
+/** Counts an admission, `inFlight` calls in flight after it, and notes whether they press against the limit. */
+export const admit = (config: Config, state: State, inFlight: number): State => ({
+  ...state,
+  admissions: state.admissions + 1,
+  pressed: state.pressed || inFlight >= config.saturation * admitted(state)
+})
+
+/**
+ * Closes the window if its time is over: moves the limit once and opens the
+ * next window. `inFlightSince(t)`: the calls in flight that started before
+ * epoch ms `t` (the in-flight calls are the process's own, not state).
+ */
+export const advance = (
+  config: Config,
+  state: State,
+  now: number,
+  inFlightSince: (start: number) => number
+): readonly [State, Change | undefined] => {
+  if (now - state.windowStart < config.windowMillis) return [state, undefined]
+  const hung = state.successes === 0 && inFlightSince(now - hangMillis(config, state)) >= 2
+  const keptUp = state.successes > 0 && state.successes >= config.saturation * state.admissions
+  const reason = state.drops > 0 ? "drop" : hung ? "hang" : state.pressed && keptUp ? "pressed" : undefined
+  const limit = reason === undefined
+    ? state.limit
+    : reason === "pressed"
+    ? Math.min(config.maxLimit, state.limit + Math.sqrt(state.limit))
+    : Math.max(config.minLimit, state.limit * config.backoff)
+  const next: State = { ...state, limit, windowStart: now, admissions: 0, successes: 0, drops: 0, pressed: false }
+  return [next, limit === state.limit || reason === undefined ? undefined : { from: state.limit, to: limit, reason }]
+}
+
+/** What a step records before the window is looked at. */
+export type Event =
+  | Outcome
+  /** A call was admitted; `inFlight` calls are in flight with it. */
+  | { readonly _tag: "Admitted"; readonly inFlight: number }
+  /** A call was refused: the calls in flight are at the limit. */
+  | { readonly _tag: "Refused" }
+  /** Nothing to record: the limit is read. */
+  | { readonly _tag: "Read" }
+
+/** One atomic step of the machine: `event` recorded, then the window advanced. `stored` is undefined before the first. */
+export const step = (
+  config: Config,
+  stored: State | undefined,
+  event: Event,
+  now: number,
+  inFlightSince: (start: number) => number
+): readonly [State, Change | undefined] => {
+  const state = stored ?? initial(config, now)
+  const recorded = event._tag === "Read"
+    ? state
+    : event._tag === "Admitted"
+    ? admit(config, state, event.inFlight)
+    : event._tag === "Refused"
+    ? (state.pressed ? state : { ...state, pressed: true })
+    : record(config, state, event)
+  return advance(config, recorded, now, inFlightSince)
+}

@@ -1,0 +1,171 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
+import * as Errors from "../src/Errors.js"
+import * as StateStore from "../src/StateStore.js"
+
+/** What the provider does with call `i` sent at `t` ms: answers `tokens` after `millis`, or hangs. */
+type Behaviour = (i: number, t: number) => { readonly millis: number; readonly tokens: number } | "hang"
+
+const TTFT = 300
+const PER_TOKEN = 20
+const normal = (tokens: number) => ({ millis: TTFT + tokens * PER_TOKEN, tokens })
+
+interface Run {
+  readonly admitted: number
+  readonly refused: number
+  readonly timedOut: number
+  readonly answered: number
+  /** The admitted limit at the end of every second. */
+  readonly limits: ReadonlyArray<number>
+  readonly firstRefusalAt: number | undefined
+}
+
+/**
+ * A discrete-event run in virtual time of the gate as `Policy` drives it
+ * (acquire, then release with the call's `Exit` and end time): `perSecond`
+ * calls a second, each under an attempt timeout. Events are processed in
+ * time order; the gate's effects (on the memory store) run synchronously.
+ */
+const simulate = (
+  limit: AdaptiveLimit.Service,
+  changes: Array<AdaptiveLimit.Change>,
+  from: number,
+  seconds: number,
+  behaviour: Behaviour,
+  options: { readonly perSecond?: number; readonly timeoutMs?: number } = {}
+): Effect.Effect<Run> =>
+  Effect.withFiberRuntime((fiber) => {
+    const perSecond = options.perSecond ?? 50
+    const timeoutMs = options.timeoutMs ?? 2500
+    const timeout = Duration.millis(timeoutMs)
+    const context = (now: number) => ({ now, restore: <A, E, R>(self: Effect.Effect<A, E, R>) => self, fiber })
+    const ends: Array<{ readonly at: number; readonly release: () => void }> = []
+    let admitted = 0, refused = 0, timedOut = 0, answered = 0
+    let firstRefusalAt: number | undefined
+    const limits: Array<number> = []
+    const limitAt = (t: number) => {
+      let current = changes.filter((c) => c.at <= t).at(-1)?.to
+      return Math.floor(current ?? 0)
+    }
+    const endUntil = (t: number) => {
+      ends.sort((x, y) => x.at - y.at)
+      while (ends.length > 0 && ends[0]!.at <= t) ends.shift()!.release()
+    }
+    for (let i = 0; i < seconds * perSecond; i++) {
+      const t = from + (i * 1000) / perSecond
+      endUntil(t)
+      const acquired = Effect.runSyncExit(limit.gate.acquire({ work: (v) => (typeof v === "number" ? v : undefined) }, context(t)))
+      if (Exit.isFailure(acquired)) {
+        refused++
+        firstRefusalAt ??= t
+      } else {
+        admitted++
+        const permit = acquired.value
+        const outcome = behaviour(i, t)
+        if (outcome === "hang" || outcome.millis > timeoutMs) {
+          ends.push({
+            at: t + timeoutMs,
+            release: () => {
+              timedOut++
+              Effect.runSync(permit.release(Exit.fail(new Errors.TimeoutError({ phase: "attempt", timeout })), t + timeoutMs))
+            }
+          })
+        } else {
+          ends.push({
+            at: t + outcome.millis,
+            release: () => {
+              answered++
+              Effect.runSync(permit.release(Exit.succeed(outcome.tokens), t + outcome.millis))
+            }
+          })
+        }
+      }
+      if ((i + 1) % perSecond === 0) limits.push(limitAt(t))
+    }
+    endUntil(from + seconds * 1000 + timeoutMs)
+    return Effect.succeed({ admitted, refused, timedOut, answered, limits, firstRefusalAt })
+  })
+
+const setUp = (initialLimit = 5) =>
+  Effect.gen(function*() {
+    const changes: Array<AdaptiveLimit.Change> = [{ name: "primary", at: 0, from: 0, to: initialLimit, reason: "pressed" }]
+    const limit = yield* AdaptiveLimit.make({
+      name: "primary",
+      initialLimit,
+      onChange: (change) => Effect.sync(() => changes.push(change))
+    }).pipe(Effect.provide(StateStore.layerMemory))
+    return { limit, changes }
+  })
+
+const steady: Behaviour = () => normal(10)
+
+describe("AdaptiveLimit (rule 29)", () => {
+  it.effect("converges when latency is steady: above what the traffic needs, and not far above it", () =>
+    Effect.gen(function*() {
+      // 50 calls a second of 0.5 s each: about 25 in flight.
+      const { changes, limit } = yield* setUp()
+      const run = yield* simulate(limit, changes, 0, 120, steady)
+      const settled = run.limits.slice(-60)
+      expect(Math.min(...settled)).toBeGreaterThanOrEqual(25)
+      expect(Math.max(...settled)).toBeLessThanOrEqual(60)
+      // Once grown, calls are seldom refused.
+      const later = yield* simulate(limit, changes, 120_000, 60, steady)
+      expect(later.refused / (later.refused + later.admitted)).toBeLessThan(0.01)
+    }))
+
+  it.effect("a provider that hangs: calls are refused once the calls in flight fill the limit, and it halves within a window once the hang shows", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp()
+      const before = (yield* simulate(limit, changes, 0, 60, steady)).limits.at(-1) ?? 0
+      const hang = yield* simulate(limit, changes, 60_000, 5, () => "hang")
+      // The calls in flight end within one usual call time (0.5 s), the hung ones take their places, and the
+      // limit's headroom over the 25 the traffic needs fills: from then on every call is refused at once.
+      expect((hang.firstRefusalAt ?? Infinity) - 60_000).toBeLessThan(1000)
+      // Nothing has ended well for 3 usual call times (1.5 s): by the next window it has halved.
+      const first = changes.find((c) => c.at > 60_000)
+      expect(first).toMatchObject({ reason: "hang", to: (first?.from ?? 0) / 2 })
+      expect((first?.at ?? Infinity) - 60_000).toBeLessThanOrEqual(2000)
+      // Calls let through to the hanging provider in 5 s: about the limit's worth, not the traffic's 250.
+      expect(hang.admitted).toBeLessThanOrEqual(1.5 * before)
+    }))
+
+  it.effect("recovers after the provider recovers", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp()
+      const before = (yield* simulate(limit, changes, 0, 60, steady)).limits.at(-1) ?? 0
+      const hang = yield* simulate(limit, changes, 60_000, 10, () => "hang")
+      expect(hang.limits.at(-1)).toBeLessThanOrEqual(2)
+      const after = yield* simulate(limit, changes, 70_000, 30, steady)
+      expect(after.limits.at(-1)).toBeGreaterThanOrEqual(Math.min(before, 25))
+    }))
+
+  it.effect("a provider that turns slow (15× per token) is shed as a hang is", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp()
+      const before = (yield* simulate(limit, changes, 0, 60, steady)).limits.at(-1) ?? 0
+      const slow = yield* simulate(limit, changes, 60_000, 10, () => ({ millis: 15 * (TTFT + 10 * PER_TOKEN), tokens: 10 }), {
+        timeoutMs: 60_000
+      })
+      expect(slow.limits.at(-1)).toBeLessThanOrEqual(before / 4)
+    }))
+
+  it.effect("long answers alone do not shrink it: one call in ten answers 2000 tokens (40 s) among short ones", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp()
+      const run = yield* simulate(limit, changes, 0, 300, (i) => normal(i % 10 === 0 ? 2000 : 20), { perSecond: 10, timeoutMs: 60_000 })
+      expect(run.timedOut).toBe(0)
+      expect(changes.filter((c) => c.to < c.from)).toEqual([])
+      expect(run.limits.at(-1)).toBeGreaterThan(5)
+    }))
+
+  it.effect("a bad option names its field", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(AdaptiveLimit.make({ name: "a", minLimit: 10, maxLimit: 5 }).pipe(Effect.provide(StateStore.layerMemory)))
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "minLimit" } })
+      const backoff = yield* Effect.exit(AdaptiveLimit.make({ name: "a", backoff: 1 }).pipe(Effect.provide(StateStore.layerMemory)))
+      expect(Exit.isFailure(backoff) && backoff.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "backoff" } })
+    }))
+})
