@@ -87,6 +87,15 @@ export type AttemptEvent =
     readonly reason: "drop" | "hang" | "pressed"
   }
   | {
+    readonly _tag: "ProbeRan"
+    readonly at: number
+    readonly deployment: string
+    /** `ok`, or the tag of the error the probe met. */
+    readonly outcome: string
+    /** Why the deployment cannot serve after it, if it cannot. */
+    readonly unfit: string | undefined
+  }
+  | {
     readonly _tag: "FallbackTaken"
     readonly at: number
     readonly from: string

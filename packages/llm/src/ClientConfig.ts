@@ -199,7 +199,22 @@ export const Deployment = Schema.Struct({
   ),
   /** USD per million tokens. */
   price: opt(Schema.Struct({ inputPerMillion: NonNegative, outputPerMillion: NonNegative })),
-  policy: opt(PolicyData)
+  policy: opt(PolicyData),
+  /**
+   * Health probes while the deployment is idle (rule 30): `false` for none.
+   * Default: on for every deployment of the cascade but its first.
+   * `kind`: `models` asks for the model list (default), `completion` for a
+   * 1-token answer.
+   */
+  probe: opt(Schema.Union(
+    Schema.Literal(false),
+    Schema.Struct({
+      every: opt(DurationData),
+      idleFor: opt(DurationData),
+      maxPerMinute: opt(PositiveInt),
+      kind: opt(Schema.Literal("models", "completion"))
+    })
+  ))
 })
 
 /**

@@ -162,6 +162,8 @@ interface WireFormat<W, E> {
   readonly kind: Provider.Kind
   /** The request with its headers and the key, around a JSON body. */
   readonly build: (body: unknown, context: Provider.CallContext) => HttpClientRequest.HttpClientRequest
+  /** The model list, with the same headers and key: a health probe's cheap question. */
+  readonly models: (context: Provider.CallContext) => HttpClientRequest.HttpClientRequest
   readonly encode: (request: Chat.ChatRequest, stream: boolean) => Effect.Effect<unknown, CallError>
   readonly decodeResponse: (json: unknown) => Effect.Effect<W, ParseResult.ParseError>
   readonly fromResponse: (wire: W) => Effect.Effect<Chat.ChatResponse, CallError>
@@ -216,7 +218,14 @@ const fromWire = <W, E>(
     })
   }
 
-  return { kind: wire.kind, chat, stream }
+  const probe = (context: Provider.CallContext): Effect.Effect<void, CallError> =>
+    Effect.flatMap(
+      send(client, wire.models(context), originOf(target, context), firstByte, "attempt"),
+      // The list itself is not needed; reading it to its end frees the connection.
+      (response) => Effect.ignore(response.text)
+    )
+
+  return { kind: wire.kind, chat, stream, probe }
 }
 
 /**
@@ -274,17 +283,18 @@ export const openAiCompatible = (
   target: Provider.Target,
   options: Options = {}
 ): Provider.Provider => {
-  const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.openai)}/chat/completions`
+  const base = trimSlash(target.baseUrl ?? defaultBaseUrls.openai)
   const headers = { ...options.headers, ...registered(target.headers) }
+  const authorized = (request: HttpClientRequest.HttpClientRequest, context: Provider.CallContext) => {
+    if (context.key === undefined) return request
+    // A key given in code (not from the config) is masked in provider texts too.
+    Secrets.registerKey(context.key)
+    return HttpClientRequest.bearerToken(request, context.key)
+  }
   return fromWire(client, target, options, {
     kind: "openai",
-    build: (body, context) => {
-      const request = jsonPost(url, headers, body)
-      if (context.key === undefined) return request
-      // A key given in code (not from the config) is masked in provider texts too.
-      Secrets.registerKey(context.key)
-      return HttpClientRequest.bearerToken(request, context.key)
-    },
+    build: (body, context) => authorized(jsonPost(`${base}/chat/completions`, headers, body), context),
+    models: (context) => authorized(HttpClientRequest.setHeaders(HttpClientRequest.get(`${base}/models`), headers), context),
     encode: (request, stream) =>
       Effect.map(Translate.toOpenAiRequest({ ...request, stream }), (body) =>
         // A streamed answer reports its usage in a last chunk only when asked to.
@@ -307,17 +317,18 @@ export const anthropic = (
   target: Provider.Target,
   options: Options = {}
 ): Provider.Provider => {
-  const url = `${trimSlash(target.baseUrl ?? defaultBaseUrls.anthropic)}/v1/messages`
+  const base = trimSlash(target.baseUrl ?? defaultBaseUrls.anthropic)
   const translateOptions = { defaultMaxTokens: options.anthropicDefaultMaxTokens ?? Translate.defaultAnthropicMaxTokens }
   const headers = { "anthropic-version": options.anthropicVersion ?? "2023-06-01", ...options.headers, ...registered(target.headers) }
+  const authorized = (request: HttpClientRequest.HttpClientRequest, context: Provider.CallContext) => {
+    if (context.key === undefined) return request
+    Secrets.registerKey(context.key)
+    return HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
+  }
   return fromWire(client, target, options, {
     kind: "anthropic",
-    build: (body, context) => {
-      const request = jsonPost(url, headers, body)
-      if (context.key === undefined) return request
-      Secrets.registerKey(context.key)
-      return HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
-    },
+    build: (body, context) => authorized(jsonPost(`${base}/v1/messages`, headers, body), context),
+    models: (context) => authorized(HttpClientRequest.setHeaders(HttpClientRequest.get(`${base}/v1/models`), headers), context),
     encode: (request, stream) => Translate.toAnthropicRequest({ ...request, stream }, translateOptions),
     decodeResponse: AnthropicWire.decodeResponse,
     fromResponse: (message) => Effect.succeed(Translate.fromAnthropicResponse(message)),

@@ -102,6 +102,11 @@ export interface Provider {
    * fails with a typed error when it refused (a status, a connection error).
    */
   readonly stream: (request: Chat.ChatRequest, context: CallContext) => Effect.Effect<StreamAnswer, Errors.ResilienceError>
+  /**
+   * A health probe's cheap question (the model list). Without it, a probe
+   * asks for a 1-token completion.
+   */
+  readonly probe?: (context: CallContext) => Effect.Effect<void, Errors.ResilienceError>
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   Deadline,
   Errors,
   Fallback,
+  HealthProbe,
   KeyPool,
   Policy,
   RequestBudget,
@@ -123,6 +124,8 @@ export interface DeploymentHandle {
   /** None for a keyless deployment (self-hosted vLLM or Ollama, a relay with its own auth). */
   readonly keyPool: KeyPool.Service | undefined
   readonly provider: Provider.Provider
+  /** Its health probe, when it has one (rule 30). */
+  readonly probe: HealthProbe.Service | undefined
 }
 
 /**
@@ -349,6 +352,9 @@ export const make = (
   Effect.gen(function*() {
     const providers = yield* Provider.Providers
     const pools = new Map<string, KeyPool.Service>()
+    /** When real traffic last reached each probed deployment (epoch ms). */
+    const lastUsed = new Map<string, number>()
+    const noteUse = (name: string) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void lastUsed.set(name, now)))
     const handles: Array<DeploymentHandle> = []
     for (const [index, d] of config.deployments.entries()) {
       // The path in the user's file: a policy's own fields under `policy`, the pool's keys as they are.
@@ -395,7 +401,27 @@ export const make = (
         propagateTrace: d.propagateTrace,
         headers: d.headers
       })
-      handles.push({ config: d, policy, keyPool, provider })
+      const probeOptions = d.probe ?? (config.cascade[0] === d.name ? false : {})
+      const probe = probeOptions === false ? undefined : yield* Effect.mapError(
+        HealthProbe.make({
+          name: d.name,
+          ...(probeOptions.every === undefined ? {} : { every: probeOptions.every }),
+          ...(probeOptions.idleFor === undefined ? {} : { idleFor: probeOptions.idleFor }),
+          ...(probeOptions.maxPerMinute === undefined ? {} : { maxPerMinute: probeOptions.maxPerMinute })
+        }, {
+          circuitBreaker: policy.circuitBreaker,
+          keyPool,
+          lastUsed: Effect.sync(() => lastUsed.get(d.name)),
+          call: (key) => {
+            const context = { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }
+            return probeOptions.kind === "completion" || provider.probe === undefined
+              ? Effect.asVoid(provider.chat({ model: d.model, messages: [{ role: "user", content: "ping" }], maxTokens: 1 }, context))
+              : provider.probe(context)
+          }
+        }),
+        (e) => new Errors.InvalidConfigError({ component: e.component, path: `deployments.${index}.probe.${e.path}`, detail: e.detail })
+      )
+      handles.push({ config: d, policy, keyPool, provider, probe })
     }
     const byName = new Map(handles.map((h) => [h.config.name, h]))
     const cascade = config.cascade.flatMap((n) => {
@@ -469,20 +495,30 @@ export const make = (
         const promptTokens = estimatePromptTokens(request)
         const skipped: Array<Skipped> = []
         const keyOf = new Map<string, string | undefined>()
-        const eligible = (hs: ReadonlyArray<DeploymentHandle>) =>
-          hs.filter((h) => {
+        const skip = (h: DeploymentHandle, reason: string) => {
+          if (!skipped.some((s) => s.deployment === h.config.name)) skipped.push({ deployment: h.config.name, reason })
+        }
+        const eligible = (hs: ReadonlyArray<DeploymentHandle>) => {
+          const able = hs.filter((h) => {
             const reason = incompatibility(h, request, promptTokens) ?? answering.refuses(h)
-            if (reason !== undefined && !skipped.some((s) => s.deployment === h.config.name)) {
-              skipped.push({ deployment: h.config.name, reason })
-            }
+            if (reason !== undefined) skip(h, reason)
             return reason === undefined
           })
+          // Rule 30: what the probes say only skips a deployment while another can be tried.
+          const fit = able.filter((h) => h.probe?.unfit() === undefined)
+          if (fit.length === 0) return able
+          for (const h of able) {
+            const unfit = h.probe?.unfit()
+            if (unfit !== undefined) skip(h, `its health probe says it cannot serve: ${unfit}`)
+          }
+          return fit
+        }
 
         const step = (h: DeploymentHandle, isFirst: boolean): Effect.Effect<Fallback.StepAnswer<Chat.ChatResponse>, Errors.ResilienceError> => {
           const d = h.config
           const target = transformFor(request, d)
           const maxOutput = request.maxTokens ?? defaultMaxOutput
-          return h.policy.executeDetailed(
+          const detailed = h.policy.executeDetailed(
             (attempt) => {
               const call = answering.answer(h, target, attempt)
               return tracing
@@ -501,7 +537,9 @@ export const make = (
               ...(options.affinity === undefined ? {} : { affinity: options.affinity }),
               ...(answering.streams ? { appliesTimeLimit: true } : {})
             }
-          ).pipe(
+          )
+          // A probed deployment is probed only while idle: real traffic is noted.
+          return (h.probe === undefined ? detailed : Effect.zipRight(noteUse(d.name), detailed)).pipe(
             // `mapError` and `map` in one continuation; the failure side reads the cause as `mapError` does.
             Effect.matchCauseEffect({
               onFailure: (cause): Effect.Effect<Fallback.StepAnswer<Chat.ChatResponse>, Errors.ResilienceError> => {

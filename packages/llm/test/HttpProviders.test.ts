@@ -312,6 +312,32 @@ describe("HttpProviders: streams over real HTTP", () => {
     })).pipe(Effect.provide(transport)))
 })
 
+describe("HttpProviders: health probes ask for the model list", () => {
+  it.scoped("GET the model list with the deployment's key and headers; a 401 is an AuthError", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const { url } = yield* upstream((req, _, res) => {
+        const auth = req.headers.authorization ?? `x-api-key ${String(req.headers["x-api-key"])}`
+        seen.push(`${req.method} ${req.url} ${auth}`)
+        if (req.headers.authorization === "Bearer sk-revoked") return json(res, 401, { error: { message: "invalid key" } })
+        json(res, 200, { object: "list", data: [{ id: "m", object: "model" }] })
+      })
+      for (const kind of ["openai", "anthropic"] as const) {
+        const provider = yield* providerOn(kind, url)
+        if (provider.probe === undefined) return expect.unreachable()
+        yield* provider.probe(context)
+      }
+      const openai = yield* openAiOn(url)
+      const revoked = yield* Effect.flip(openai.probe!({ ...context, key: Redacted.make("sk-revoked") }))
+      expect(revoked._tag).toBe("AuthError")
+      expect(seen).toEqual([
+        "GET /models Bearer sk-test-secret-key-value",
+        "GET /v1/models x-api-key sk-test-secret-key-value",
+        "GET /models Bearer sk-revoked"
+      ])
+    }).pipe(Effect.provide(transport)))
+})
+
 describe("HttpTransport", () => {
   it.scoped("sends requests through the configured proxy (as HTTPS_PROXY / HTTP_PROXY would), by CONNECT", () =>
     Effect.gen(function*() {

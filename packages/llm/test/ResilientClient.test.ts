@@ -42,7 +42,9 @@ const scripted = (behaviours: Record<string, Behaviour>) => {
           ? Effect.fail(new Errors.ConnectionError({ detail: `no script for ${target.name}` }))
           : Effect.map(behaviour(request, context), (response) => ({ response, rateLimit: undefined }))
       },
-      stream: () => Effect.fail(new Errors.BadRequestError({ detail: "not scripted" }))
+      stream: () => Effect.fail(new Errors.BadRequestError({ detail: "not scripted" })),
+      // Health probes (on for fallbacks by default) answer and are not logged as calls.
+      probe: () => Effect.void
     })
   })
   return { calls, layer }

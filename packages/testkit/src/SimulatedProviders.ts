@@ -80,7 +80,10 @@ export interface Options {
  * @category models
  */
 export interface DeploymentStats {
+  /** Calls of the client's requests (health probes are counted apart). */
   readonly calls: number
+  /** Health probes (rule 30): the model list, no tokens, not a request's call. */
+  readonly probes: number
   /** Calls sent while the script had the deployment or the key down. */
   readonly callsWhileDown: number
   readonly successes: number
@@ -104,6 +107,7 @@ export interface Service {
 
 interface MutableStats {
   calls: number
+  probes: number
   callsWhileDown: number
   successes: number
   interrupted: number
@@ -200,6 +204,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
       const next: Effect.Effect<number> = Effect.sync(() => prng.number())
       const stats: MutableStats = {
         calls: 0,
+        probes: 0,
         callsWhileDown: 0,
         successes: 0,
         interrupted: 0,
@@ -401,7 +406,21 @@ export const make = (options: Options): Effect.Effect<Service> =>
           })
         })
 
-      return { kind, chat, stream }
+      // Probes draw from a generator of their own: a run with probes makes every call's draws the same as one without.
+      const probePrng = new PCGRandom(Hash.hash(`${seed}/${d.name}/probe`))
+      const probe: NonNullable<Provider.Provider["probe"]> = (context) =>
+        Effect.withFiberRuntime((fiber) => {
+          const now = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+          const u = () => probePrng.number()
+          const decision = FaultScript.decide(d, now, context.keyName, u(), u(), u(), u())
+          stats.probes += 1
+          // A model list is answered at once by a live provider; a dead one fails as it would fail a call.
+          return decision._tag === "fail"
+            ? Effect.delay(Effect.fail(errorOf(decision.failure, context, decision.afterMs)), Duration.millis(decision.afterMs))
+            : Effect.sleep(Duration.millis(50))
+        })
+
+      return { kind, chat, stream, probe }
     }
 
     const byName = new Map(options.deployments.map((d) => [d.name, d]))
