@@ -46,6 +46,18 @@ const flaky = (failures: number, error: () => unknown = () => new ProviderUnavai
         n <= failures ? Effect.fail(error()) : Effect.succeed(`answer-${r.messages[0]?.content}`))
   }))
 
+/** Queues one request whose first attempt fails: the second comes at 10 s exactly, not a millisecond sooner, and answers. */
+const secondAttemptAt10s = (calls: Ref.Ref<number>, deferred: DeferredCompletion.Service<Req>) =>
+  Effect.gen(function*() {
+    yield* deferred.enqueue(request("hi"))
+    yield* settle(Ref.get(calls), (n) => n === 1)
+    yield* TestClock.adjust("9999 millis")
+    expect(yield* Ref.get(calls)).toBe(1)
+    yield* TestClock.adjust("1 millis")
+    yield* settle(deferred.status, (s) => s.completed === 1)
+    expect(yield* Ref.get(calls)).toBe(2)
+  })
+
 describe("DeferredCompletion", () => {
   it.scoped("a queued request is completed later; the answer lands in the cache and the callback", () =>
     Effect.gen(function*() {
@@ -76,13 +88,7 @@ describe("DeferredCompletion", () => {
         1,
         () => new RateLimitError({ source: "upstream", retryAfter: Duration.seconds(10) })
       )
-      const deferred = yield* DeferredCompletion.make({ complete })
-      yield* deferred.enqueue(request("hi"))
-      yield* settle(Ref.get(calls), (n) => n === 1)
-      yield* TestClock.adjust("9999 millis")
-      expect(yield* Ref.get(calls)).toBe(1)
-      yield* TestClock.adjust("1 millis")
-      yield* settle(deferred.status, (s) => s.completed === 1)
+      yield* secondAttemptAt10s(calls, yield* DeferredCompletion.make({ complete }))
     }))
 
   it.scoped("a full queue refuses the request with a typed error; a duplicate is not queued twice", () =>
@@ -176,14 +182,7 @@ describe("DeferredCompletion", () => {
   it.scoped("a user schedule replaces the default backoff: spaced 10 s retries at 10 s, not 1 s", () =>
     Effect.gen(function*() {
       const { calls, complete } = yield* flaky(1)
-      const deferred = yield* DeferredCompletion.make({ complete, schedule: Schedule.spaced("10 seconds") })
-      yield* deferred.enqueue(request("hi"))
-      yield* settle(Ref.get(calls), (n) => n === 1)
-      yield* TestClock.adjust("9999 millis")
-      expect(yield* Ref.get(calls)).toBe(1)
-      yield* TestClock.adjust("1 millis")
-      yield* settle(deferred.status, (s) => s.completed === 1)
-      expect(yield* Ref.get(calls)).toBe(2)
+      yield* secondAttemptAt10s(calls, yield* DeferredCompletion.make({ complete, schedule: Schedule.spaced("10 seconds") }))
     }))
 
   it.scoped("concurrency 2: a second worker completes a request while the first is held up", () =>
