@@ -387,47 +387,44 @@ describe("ResilientClient over real HTTP", () => {
       expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
     }).pipe(Effect.provide(transport)))
 
-  // Live: the retry's 1 ms backoff sleeps on the real clock.
-  it.live("chat(request, { idempotent: false }): a socket closed after the request was read (UND_ERR_SOCKET) is sent once; idempotent, 3 times", () =>
+  /**
+   * One request to a primary (2 retries allowed) that closes each socket once
+   * it has read the request: the upstream may have started work, and undici
+   * reports a real `UND_ERR_SOCKET`. Returns the error and the upstream hits.
+   */
+  const sentToResettingUpstream = <A, E>(send: (c: ResilientClient.Service) => Effect.Effect<A, E>) =>
     Effect.gen(function*() {
       let hits = 0
       const { url } = yield* upstream((req) => {
         hits++
-        // The whole request was read, so the upstream may have started work; then the socket goes.
         req.socket.destroy()
       })
       const c = yield* client(
         primaryOnly(url, [{ name: "p1", env: "P_KEY" }], { retry: { maxRetries: 2, baseDelay: "1 millis", jitter: "none" } })
       )
-      const once = yield* Effect.flip(c.chat(request, { idempotent: false }))
-      expect(once).toMatchObject({ _tag: "ConnectionError" })
+      const error = yield* Effect.flip(send(c))
+      return { error, hits }
+    }).pipe(Effect.scoped)
+
+  // Live: the retry's 1 ms backoff sleeps on the real clock.
+  it.live("chat(request, { idempotent: false }): a socket closed after the request was read (UND_ERR_SOCKET) is sent once; idempotent, 3 times", () =>
+    Effect.gen(function*() {
+      const once = yield* sentToResettingUpstream((c) => c.chat(request, { idempotent: false }))
+      expect(once.error).toMatchObject({ _tag: "ConnectionError" })
       // The real error code of undici, not one a test wrote: this is what `Retry.mayHaveStartedWork` reads.
-      expect(once._tag === "ConnectionError" ? once.detail : "").toMatch(/UND_ERR_SOCKET|other side closed/)
-      expect(hits).toBe(1)
-      hits = 0
-      yield* Effect.flip(c.chat(request))
-      expect(hits).toBe(3)
-    }).pipe(Effect.scoped, Effect.provide(transport)))
+      expect(once.error._tag === "ConnectionError" ? once.error.detail : "").toMatch(/UND_ERR_SOCKET|other side closed/)
+      expect(once.hits).toBe(1)
+      expect((yield* sentToResettingUpstream((c) => c.chat(request))).hits).toBe(3)
+    }).pipe(Effect.provide(transport)))
 
   // Live: the retry's 1 ms backoff sleeps on the real clock.
   it.live("stream(request, { idempotent: false }): a connection reset after the request was sent is not retried", () =>
     Effect.gen(function*() {
-      let hits = 0
-      const { url } = yield* upstream((req) => {
-        hits++
-        // The request was read: the upstream may have started work, then the socket goes (UND_ERR_SOCKET).
-        req.socket.destroy()
-      })
-      const c = yield* client(
-        primaryOnly(url, [{ name: "p1", env: "P_KEY" }], { retry: { maxRetries: 2, baseDelay: "1 millis", jitter: "none" } })
-      )
-      const once = yield* Effect.flip(Stream.runDrain(c.stream(request, { idempotent: false })))
-      expect(once._tag).toBe("ConnectionError")
-      expect(hits).toBe(1)
-      hits = 0
-      yield* Effect.flip(Stream.runDrain(c.stream(request)))
-      expect(hits).toBe(3)
-    }).pipe(Effect.scoped, Effect.provide(transport)))
+      const once = yield* sentToResettingUpstream((c) => Stream.runDrain(c.stream(request, { idempotent: false })))
+      expect(once.error._tag).toBe("ConnectionError")
+      expect(once.hits).toBe(1)
+      expect((yield* sentToResettingUpstream((c) => Stream.runDrain(c.stream(request)))).hits).toBe(3)
+    }).pipe(Effect.provide(transport)))
 
   it.scoped("each deployment sends its own headers (config `headers`), over the provider layer's", () =>
     Effect.gen(function*() {
