@@ -20,6 +20,11 @@
  * - On success the answer is stored with `cache.set` (if a cache is given),
  *   then passed to `onAnswer`. A request that gave up is counted as failed,
  *   logged with `Effect.logWarning` and passed to `onFailure`.
+ * - A worker survives every way one completion can end: a failure, a defect,
+ *   an interruption that is not the worker's own (a completion that joined
+ *   an interrupted child fiber), a callback that dies. Each is logged, the
+ *   request's key is released (it may be queued again) and the worker takes
+ *   the next request.
  * - Shutdown (the scope closes): the workers are interrupted, then every
  *   request still queued or in progress is counted as dropped and named in one
  *   `Effect.logWarning` line. Nothing queued is lost without that line.
@@ -247,17 +252,21 @@ export const make = <Req, Res, E, R>(
           attempts++
           return complete(item.request)
         })
+        // Every failure gives up, an interruption only included: a completion that joined an interrupted
+        // child fails that way while the worker itself runs on (its own interruption skips this handler).
         return Effect.matchCauseEffect(Effect.retry(once, { schedule, while: retryOn }), {
           onSuccess: (response) => answered(item, response),
-          onFailure: (cause) => Cause.isInterruptedOnly(cause) ? Effect.interrupt : gaveUp(item, attempts, cause)
+          onFailure: (cause) => gaveUp(item, attempts, cause)
         })
       })
 
-    // An item leaves `pending` however it ends, except by interruption (shutdown): the finalizer names those.
+    // An item leaves `pending` however it ends, except by the worker's own interruption (shutdown): the
+    // finalizer names those. A failure handler does not run for a fiber being interrupted, so what
+    // `catchAllCause` sees (a callback that died or was interrupted) is the item's, and the worker goes on.
     const handle = (item: Item<Req>): Effect.Effect<void, never, R> =>
       attempt(item).pipe(
-        Effect.catchAllDefect((defect) =>
-          Effect.logError(`DeferredCompletion "${name}": request ${item.key} died`, Cause.die(defect))
+        Effect.catchAllCause((cause) =>
+          Effect.logError(`DeferredCompletion "${name}": request ${item.key} ended abnormally`, cause)
         ),
         Effect.onExit((exit) =>
           Exit.isInterrupted(exit)

@@ -1,9 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
 import * as DeferredCompletion from "../src/DeferredCompletion.js"
 import { BadRequestError, InvalidConfigError, ProviderUnavailableError, RateLimitError } from "../src/Errors.js"
@@ -43,6 +46,18 @@ const flaky = (failures: number, error: () => unknown = () => new ProviderUnavai
         n <= failures ? Effect.fail(error()) : Effect.succeed(`answer-${r.messages[0]?.content}`))
   }))
 
+/** Queues one request whose first attempt fails: the second comes at 10 s exactly, not a millisecond sooner, and answers. */
+const secondAttemptAt10s = (calls: Ref.Ref<number>, deferred: DeferredCompletion.Service<Req>) =>
+  Effect.gen(function*() {
+    yield* deferred.enqueue(request("hi"))
+    yield* settle(Ref.get(calls), (n) => n === 1)
+    yield* TestClock.adjust("9999 millis")
+    expect(yield* Ref.get(calls)).toBe(1)
+    yield* TestClock.adjust("1 millis")
+    yield* settle(deferred.status, (s) => s.completed === 1)
+    expect(yield* Ref.get(calls)).toBe(2)
+  })
+
 describe("DeferredCompletion", () => {
   it.scoped("a queued request is completed later; the answer lands in the cache and the callback", () =>
     Effect.gen(function*() {
@@ -73,13 +88,7 @@ describe("DeferredCompletion", () => {
         1,
         () => new RateLimitError({ source: "upstream", retryAfter: Duration.seconds(10) })
       )
-      const deferred = yield* DeferredCompletion.make({ complete })
-      yield* deferred.enqueue(request("hi"))
-      yield* settle(Ref.get(calls), (n) => n === 1)
-      yield* TestClock.adjust("9999 millis")
-      expect(yield* Ref.get(calls)).toBe(1)
-      yield* TestClock.adjust("1 millis")
-      yield* settle(deferred.status, (s) => s.completed === 1)
+      yield* secondAttemptAt10s(calls, yield* DeferredCompletion.make({ complete }))
     }))
 
   it.scoped("a full queue refuses the request with a typed error; a duplicate is not queued twice", () =>
@@ -142,6 +151,69 @@ describe("DeferredCompletion", () => {
       yield* deferred.enqueue(request("a"))
       yield* deferred.enqueue(request("b"))
       yield* settle(deferred.status, (s) => s.completed === 2 && s.inProgress === 0 && s.queued === 0)
+    }))
+
+  it.scoped("a completion that fails with an interruption only (a joined child fiber was interrupted) is logged and counted failed; the worker goes on", () =>
+    Effect.gen(function*() {
+      const { lines, logger } = yield* collectWarnings
+      const calls = yield* Ref.make<ReadonlyArray<string>>([])
+      const deferred = yield* DeferredCompletion.make({
+        complete: (r: Req) =>
+          Effect.zipRight(
+            Ref.update(calls, (all) => [...all, r.messages[0]?.content ?? ""]),
+            r.messages[0]?.content === "orphan"
+              // The completion joins a child someone else interrupted: its cause is an interruption only.
+              ? Effect.flatMap(Effect.fork(Effect.never), (child) => Effect.zipRight(Fiber.interrupt(child), Fiber.join(child)))
+              : Effect.succeed("ok")
+          )
+      }).pipe(Effect.provide(Logger.add(logger)))
+      yield* deferred.enqueue(request("orphan"))
+      yield* deferred.enqueue(request("next"))
+      const status = yield* settle(deferred.status, (s) => s.failed === 1 && s.completed === 1)
+      expect(status).toMatchObject({ queued: 0, inProgress: 0 })
+      expect(yield* Ref.get(calls)).toEqual(["orphan", "next"])
+      expect(lines.some((l) => l.includes(ResponseCache.hashRequest(request("orphan"))))).toBe(true)
+      // The key was released: the same request queues again and is attempted again.
+      expect(yield* deferred.enqueue(request("orphan"))).toBe("queued")
+      yield* settle(deferred.status, (s) => s.failed === 2)
+      expect(yield* Ref.get(calls)).toEqual(["orphan", "next", "orphan"])
+    }))
+
+  it.scoped("a user schedule replaces the default backoff: spaced 10 s retries at 10 s, not 1 s", () =>
+    Effect.gen(function*() {
+      const { calls, complete } = yield* flaky(1)
+      yield* secondAttemptAt10s(calls, yield* DeferredCompletion.make({ complete, schedule: Schedule.spaced("10 seconds") }))
+    }))
+
+  it.scoped("concurrency 2: a second worker completes a request while the first is held up", () =>
+    Effect.gen(function*() {
+      const deferred = yield* DeferredCompletion.make({
+        concurrency: 2,
+        complete: (r: Req) => (r.messages[0]?.content === "slow" ? Effect.never : Effect.succeed("ok"))
+      })
+      yield* deferred.enqueue(request("slow"))
+      yield* deferred.enqueue(request("fast"))
+      expect(yield* settle(deferred.status, (s) => s.completed === 1)).toMatchObject({ inProgress: 1, queued: 0 })
+    }))
+
+  it.scoped("retryOn decides what is tried again: a 503 it refuses fails at once, a 400 it accepts is retried", () =>
+    Effect.gen(function*() {
+      const refuses503 = yield* flaky(1)
+      const strict = yield* DeferredCompletion.make({ complete: refuses503.complete, retryOn: () => false })
+      yield* strict.enqueue(request("a"))
+      yield* settle(strict.status, (s) => s.failed === 1)
+      expect(yield* Ref.get(refuses503.calls)).toBe(1)
+
+      const accepts400 = yield* flaky(1, () => new BadRequestError({ status: 400 }))
+      const lenient = yield* DeferredCompletion.make({
+        complete: accepts400.complete,
+        retryOn: (e: unknown) => Predicate.isTagged(e, "BadRequestError")
+      })
+      yield* lenient.enqueue(request("b"))
+      yield* settle(Ref.get(accepts400.calls), (n) => n === 1)
+      yield* TestClock.adjust("1 second")
+      yield* settle(lenient.status, (s) => s.completed === 1)
+      expect(yield* Ref.get(accepts400.calls)).toBe(2)
     }))
 
   it.effect("shutdown with requests still queued logs one warning naming how many and which", () =>

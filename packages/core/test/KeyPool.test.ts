@@ -187,6 +187,25 @@ describe("KeyPool: health", () => {
       expect(yield* stateOf(pool, "a2")).toBe("healthy")
     })))
 
+  it.effect("a group member already cooling when its group's quota runs out is parked until resetAt, not back at the end of its cooldown", () =>
+    run(Effect.gen(function*() {
+      const pool = yield* make({
+        keys: [keyOf("a1", { group: "acct-a" }), keyOf("b1", { group: "acct-b" }), keyOf("a2", { group: "acct-a" })]
+      })
+      yield* pool.report("a2", Exit.fail(upstream429("10 seconds")))
+      const resetAt = 5 * 60_000
+      yield* pool.report("a1", Exit.fail(new Errors.QuotaExhaustedError({ resetAt })))
+      expect(yield* keyStatus(pool, "a2")).toMatchObject({ state: "parked", until: resetAt })
+      // Its own cooldown ends: it stays parked and the other group takes every call.
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* stateOf(pool, "a2")).toBe("parked")
+      expect(yield* picks(pool, 4)).toEqual(["b1", "b1", "b1", "b1"])
+      yield* TestClock.adjust(resetAt - 10_000 - 1)
+      expect(yield* stateOf(pool, "a2")).toBe("parked")
+      yield* TestClock.adjust(1)
+      expect(yield* stateOf(pool, "a2")).toBe("healthy")
+    })))
+
   it.effect("quota without resetAt parks for quotaResetAfter (default 1 hour); a key without group parks alone", () =>
     run(Effect.gen(function*() {
       const pool = yield* make()
@@ -376,6 +395,26 @@ describe("KeyPool: affinity", () => {
       }
       yield* TestClock.adjust(10_000)
       expect(new Map(yield* assign(pool))).toEqual(before)
+    })))
+
+  it.effect("under affinity each key takes sessions in proportion to its weight (8:1:1 over 3,000 sessions)", () =>
+    run(Effect.gen(function*() {
+      const pool = yield* make({
+        strategy: "weighted",
+        keys: [keyOf("heavy", { weight: 8 }), keyOf("light1", { weight: 1 }), keyOf("light2", { weight: 1 })]
+      })
+      const counts: Record<string, number> = {}
+      for (let i = 0; i < 3_000; i++) {
+        const key = yield* pickName(pool, { affinity: `user-${i}` })
+        counts[key] = (counts[key] ?? 0) + 1
+      }
+      // Expected 2,400 / 300 / 300; a binomial's standard deviation here is 22 and 16. Unweighted would be 1,000 each.
+      expect(counts["heavy"]).toBeGreaterThan(2_300)
+      expect(counts["heavy"]).toBeLessThan(2_500)
+      for (const light of ["light1", "light2"]) {
+        expect(counts[light]).toBeGreaterThan(230)
+        expect(counts[light]).toBeLessThan(370)
+      }
     })))
 
   it.effect("affinity still honours avoid", () =>

@@ -9,68 +9,14 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Http from "node:http"
-import * as Net from "node:net"
-import type { AddressInfo } from "node:net"
-import type * as Chat from "../src/Chat.js"
 import * as ClientConfig from "../src/ClientConfig.js"
 import * as HttpProviders from "../src/HttpProviders.js"
 import * as HttpTransport from "../src/HttpTransport.js"
 import * as Provider from "../src/Provider.js"
 import * as ResilientClient from "../src/ResilientClient.js"
-
-type Handler = (request: Http.IncomingMessage, body: string, response: Http.ServerResponse) => void
-
-/** A real HTTP upstream on 127.0.0.1 whose behaviour each test scripts. */
-const upstream = (handler: Handler) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly server: Http.Server }>((resume) => {
-      const server = Http.createServer((req, res) => {
-        let body = ""
-        req.on("data", (c: Buffer) => (body += c.toString("utf8")))
-        req.on("end", () => handler(req, body, res))
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as AddressInfo
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, server }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
+import { completion, context, json, openAiOn, providerOn, request, upstream } from "./support/loopback.js"
 
 const transport = HttpTransport.layer({ proxyFromEnvironment: false, connectTimeout: "2 seconds" })
-
-const context: Provider.CallContext = {
-  deployment: "gpt",
-  model: "gpt-4o-mini",
-  key: Redacted.make("sk-test-secret-key-value"),
-  keyName: "k1"
-}
-const request: Chat.ChatRequest = { model: "ignored", messages: [{ role: "user", content: "hi" }] }
-
-const json = (res: Http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-  res.writeHead(status, { "content-type": "application/json", ...headers })
-  res.end(JSON.stringify(body))
-}
-
-const completion = (text: string) => ({
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 1,
-  model: "gpt-4o-mini",
-  choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null }, finish_reason: "stop", logprobs: null }],
-  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
-})
-
-const providerOn = (kind: Provider.Kind, url: string, options: HttpProviders.Options = {}) =>
-  Effect.map(Provider.Providers, (providers) =>
-    providers.forTarget({ name: kind === "openai" ? "gpt" : "claude", kind, baseUrl: url, model: "m" })).pipe(
-      Effect.provide(HttpProviders.layer(options))
-    )
-const openAiOn = (url: string, options: HttpProviders.Options = {}) => providerOn("openai", url, options)
 
 describe("HttpProviders: a key quoted by the provider never leaks", () => {
   const keys = [
@@ -338,49 +284,6 @@ describe("HttpProviders: health probes ask for the model list", () => {
     }).pipe(Effect.provide(transport)))
 })
 
-describe("HttpTransport", () => {
-  it.scoped("sends requests through the configured proxy (as HTTPS_PROXY / HTTP_PROXY would), by CONNECT", () =>
-    Effect.gen(function*() {
-      const { url: answering } = yield* upstream((_, __, res) => json(res, 200, completion("via proxy")))
-      const answeringPort = Number(new URL(answering).port)
-      const tunnels: Array<string> = []
-      // A forward proxy on loopback: it records the CONNECT target and tunnels to the answering server.
-      const { server: proxyServer, url: proxy } = yield* upstream((_, __, res) => json(res, 405, {}))
-      proxyServer.on("connect", (req: Http.IncomingMessage, client: Net.Socket, head: Buffer) => {
-        tunnels.push(req.url ?? "")
-        const upstreamSocket = Net.connect(answeringPort, "127.0.0.1", () => {
-          client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
-          upstreamSocket.write(head)
-          upstreamSocket.pipe(client)
-          client.pipe(upstreamSocket)
-        })
-        client.on("error", () => upstreamSocket.destroy())
-        upstreamSocket.on("error", () => client.destroy())
-      })
-      // A host name no resolver knows: only the proxy can reach "it".
-      const viaProxy = HttpTransport.layer({ httpProxy: proxy, httpsProxy: proxy, noProxy: "" })
-      const answer = yield* Effect.flatMap(openAiOn("http://llm.internal.test"), (p) => p.chat(request, context)).pipe(
-        Effect.provide(viaProxy)
-      )
-      expect(answer.response.text).toBe("via proxy")
-      expect(tunnels).toEqual(["llm.internal.test:80"])
-    }))
-
-  it.scoped("NO_PROXY keeps a host direct", () =>
-    Effect.gen(function*() {
-      const proxied: Array<string> = []
-      const { url: proxy } = yield* upstream((req, _, res) => {
-        proxied.push(req.url ?? "")
-        json(res, 502, { error: { message: "proxy" } })
-      })
-      const { url: direct } = yield* upstream((_, __, res) => json(res, 200, completion("direct")))
-      const layer = HttpTransport.layer({ httpProxy: proxy, noProxy: "127.0.0.1" })
-      const answer = yield* Effect.flatMap(openAiOn(direct), (p) => p.chat(request, context)).pipe(Effect.provide(layer))
-      expect(answer.response.text).toBe("direct")
-      expect(proxied).toEqual([])
-    }))
-})
-
 describe("HttpProviders: Anthropic over real HTTP", () => {
   it.scoped("sends x-api-key and anthropic-version, and translates the answer", () =>
     Effect.gen(function*() {
@@ -510,25 +413,44 @@ describe("ResilientClient over real HTTP", () => {
       expect(keys).toEqual(["Bearer sk-p", "Bearer sk-b", "Bearer sk-b"])
     }).pipe(Effect.provide(transport)))
 
-  // Live: the retry's 1 ms backoff sleeps on the real clock.
-  it.live("stream(request, { idempotent: false }): a connection reset after the request was sent is not retried", () =>
+  /**
+   * One request to a primary (2 retries allowed) that closes each socket once
+   * it has read the request: the upstream may have started work, and undici
+   * reports a real `UND_ERR_SOCKET`. Returns the error and the upstream hits.
+   */
+  const sentToResettingUpstream = <A, E>(send: (c: ResilientClient.Service) => Effect.Effect<A, E>) =>
     Effect.gen(function*() {
       let hits = 0
       const { url } = yield* upstream((req) => {
         hits++
-        // The request was read: the upstream may have started work, then the socket goes (UND_ERR_SOCKET).
         req.socket.destroy()
       })
       const c = yield* client(
         primaryOnly(url, [{ name: "p1", env: "P_KEY" }], { retry: { maxRetries: 2, baseDelay: "1 millis", jitter: "none" } })
       )
-      const once = yield* Effect.flip(Stream.runDrain(c.stream(request, { idempotent: false })))
-      expect(once._tag).toBe("ConnectionError")
-      expect(hits).toBe(1)
-      hits = 0
-      yield* Effect.flip(Stream.runDrain(c.stream(request)))
-      expect(hits).toBe(3)
-    }).pipe(Effect.scoped, Effect.provide(transport)))
+      const error = yield* Effect.flip(send(c))
+      return { error, hits }
+    }).pipe(Effect.scoped)
+
+  // Live: the retry's 1 ms backoff sleeps on the real clock.
+  it.live("chat(request, { idempotent: false }): a socket closed after the request was read (UND_ERR_SOCKET) is sent once; idempotent, 3 times", () =>
+    Effect.gen(function*() {
+      const once = yield* sentToResettingUpstream((c) => c.chat(request, { idempotent: false }))
+      expect(once.error).toMatchObject({ _tag: "ConnectionError" })
+      // The real error code of undici, not one a test wrote: this is what `Retry.mayHaveStartedWork` reads.
+      expect(once.error._tag === "ConnectionError" ? once.error.detail : "").toMatch(/UND_ERR_SOCKET|other side closed/)
+      expect(once.hits).toBe(1)
+      expect((yield* sentToResettingUpstream((c) => c.chat(request))).hits).toBe(3)
+    }).pipe(Effect.provide(transport)))
+
+  // Live: the retry's 1 ms backoff sleeps on the real clock.
+  it.live("stream(request, { idempotent: false }): a connection reset after the request was sent is not retried", () =>
+    Effect.gen(function*() {
+      const once = yield* sentToResettingUpstream((c) => Stream.runDrain(c.stream(request, { idempotent: false })))
+      expect(once.error._tag).toBe("ConnectionError")
+      expect(once.hits).toBe(1)
+      expect((yield* sentToResettingUpstream((c) => Stream.runDrain(c.stream(request)))).hits).toBe(3)
+    }).pipe(Effect.provide(transport)))
 
   it.scoped("each deployment sends its own headers (config `headers`), over the provider layer's", () =>
     Effect.gen(function*() {
