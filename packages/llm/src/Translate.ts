@@ -58,6 +58,7 @@ import * as Stream from "effect/Stream"
 import type * as AnthropicWire from "./AnthropicWire.js"
 import type * as Chat from "./Chat.js"
 import * as anthropicStream from "./internal/anthropicStream.js"
+import * as anthropicStreamOut from "./internal/anthropicStreamOut.js"
 import * as anthropic from "./internal/anthropicTranslate.js"
 import * as openAi from "./internal/openAiTranslate.js"
 import { nowSeconds } from "./internal/translateCommon.js"
@@ -261,6 +262,19 @@ export const fromAnthropicStreamEvent: (
   event: AnthropicWire.StreamEvent
 ) => Effect.Effect<readonly [AnthropicStreamState, ReadonlyArray<Chat.ChatChunk>], Errors.StreamInterruptedError> =
   anthropicStream.fromStreamEvent
+
+/**
+ * Neutral chunks → the events a server speaking Anthropic's Messages API
+ * streams: `message_start`, a content block per run of text and per tool
+ * call, then `message_delta` (stop reason, usage) and `message_stop` when
+ * the chunks end. {@link fromAnthropicStream} reads them back.
+ *
+ * @since 0.1.0
+ * @category Anthropic
+ */
+export const toAnthropicStream: <E, R>(
+  chunks: Stream.Stream<Chat.ChatChunk, E, R>
+) => Stream.Stream<AnthropicWire.StreamEvent, E, R> = anthropicStreamOut.toStream
 
 /**
  * A stream of Anthropic events → neutral chunks.

@@ -8,6 +8,7 @@ import type OpenAI from "openai"
 import { ChatCompletionStream } from "openai/lib/ChatCompletionStream"
 import * as AnthropicWire from "../src/AnthropicWire.js"
 import type * as Chat from "../src/Chat.js"
+import * as Chunks from "../src/Chunks.js"
 import * as OpenAiWire from "../src/OpenAiWire.js"
 import * as Translate from "../src/Translate.js"
 
@@ -909,4 +910,60 @@ describe("Translate", () => {
         }
       }))
   })
+})
+
+describe("Translate.toAnthropicStream: neutral chunks as a Messages API server streams them", () => {
+  const chunk = (c: Omit<Chat.ChatChunk, "id" | "model">): Chat.ChatChunk => ({ id: "msg_9", model: "m", ...c })
+  const neutral: ReadonlyArray<Chat.ChatChunk> = [
+    chunk({ role: "assistant" }),
+    chunk({ text: "Let me " }),
+    chunk({ text: "check." }),
+    chunk({ toolCalls: [{ index: 0, id: "call_a", name: "weather", arguments: "{\"city\":" }] }),
+    chunk({ toolCalls: [{ index: 0, arguments: "\"Paris\"}" }] }),
+    chunk({ toolCalls: [{ index: 1, id: "call_b", name: "time", arguments: "{}" }] }),
+    chunk({ finishReason: "tool_calls" }),
+    chunk({ usage: { inputTokens: 120, outputTokens: 30, cachedInputTokens: 100 } })
+  ]
+
+  it.effect("each event is a valid Anthropic event, in Anthropic's order", () =>
+    Effect.gen(function*() {
+      const events = yield* collect(Translate.toAnthropicStream(Stream.fromIterable(neutral)))
+      for (const event of events) yield* AnthropicWire.decodeStreamEvent(event)
+      expect(events.map((e) => e.type)).toEqual([
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop"
+      ])
+      expect(events.at(-2)).toEqual({
+        type: "message_delta",
+        delta: { stop_reason: "tool_use", stop_sequence: null },
+        usage: { input_tokens: 20, output_tokens: 30, cache_read_input_tokens: 100 }
+      })
+    }))
+
+  it.effect("read back with fromAnthropicStream, it is the same answer", () =>
+    Effect.gen(function*() {
+      const roundTrip = yield* Chunks.collect(Translate.fromAnthropicStream(Translate.toAnthropicStream(Stream.fromIterable(neutral))))
+      const original = yield* Chunks.collect(Stream.fromIterable(neutral))
+      expect(roundTrip).toEqual(original)
+      expect(roundTrip.toolCalls.map((c) => [c.name, c.arguments])).toEqual([["weather", "{\"city\":\"Paris\"}"], ["time", "{}"]])
+    }))
+
+  it.effect("an empty stream sends nothing; a stream without a finish reason ends its turn", () =>
+    Effect.gen(function*() {
+      expect(yield* collect(Translate.toAnthropicStream(Stream.empty))).toEqual([])
+      const events = yield* collect(Translate.toAnthropicStream(Stream.make(chunk({ text: "hi" }))))
+      expect(events.at(-2)).toMatchObject({ type: "message_delta", delta: { stop_reason: "end_turn" } })
+    }))
 })
