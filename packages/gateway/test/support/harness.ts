@@ -34,6 +34,8 @@ export interface HarnessOptions {
   readonly backup?: Partial<ChaosUpstream.Deployment>
   readonly gateway?: Record<string, unknown>
   readonly primaryPolicy?: Record<string, unknown>
+  readonly backupPolicy?: Record<string, unknown>
+  readonly extraDeployments?: ReadonlyArray<Record<string, unknown>>
 }
 
 /**
@@ -71,8 +73,9 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
           baseUrl: chaos.anthropicBaseUrl("backup"),
           keys: [{ name: "backup-1", env: "BACKUP_KEY" }],
           probe: false,
-          policy: { attemptTimeout: "3 seconds", retry: { maxRetries: 0 } }
-        }
+          policy: { attemptTimeout: "3 seconds", retry: { maxRetries: 0 }, ...options.backupPolicy }
+        },
+        ...(options.extraDeployments ?? [])
       ],
       cascade: ["primary", "backup"],
       gateway: { port: 0, aliases: { "gpt-4o-mini": "primary" }, shutdownTimeout: "2 seconds", ...options.gateway }
