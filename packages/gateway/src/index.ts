@@ -2,6 +2,7 @@
  * @since 0.1.0
  */
 export * as ChatCompletions from "./ChatCompletions.js"
+export * as Demo from "./Demo.js"
 export * as Gateway from "./Gateway.js"
 export * as GatewayAuth from "./GatewayAuth.js"
 export * as GatewayConfig from "./GatewayConfig.js"
