@@ -48,12 +48,13 @@ export const track = (server: Http.Server): Tracker => {
         // Stops accepting connections (and, on Node 19+, closes the idle keep-alive ones).
         server.close()
         server.closeIdleConnections()
-        const finished = yield* Effect.timeout(whenIdle, Duration.decode(deadline)).pipe(Effect.option)
+        // A finalizer runs uninterruptibly: the wait must be made interruptible, or the timeout could not stop it.
+        const finished = yield* Effect.timeout(Effect.interruptible(whenIdle), Duration.decode(deadline)).pipe(Effect.option)
         const cut = finished._tag === "Some" ? 0 : inFlight
         server.closeAllConnections()
         // Closing a connection closes its response at once; the handlers' interruption (and the abort of
         // their upstream calls) follows on their own fibers.
-        yield* Effect.timeout(whenIdle, Duration.seconds(5)).pipe(Effect.ignore)
+        yield* Effect.timeout(Effect.interruptible(whenIdle), Duration.seconds(5)).pipe(Effect.ignore)
         return { cut }
       })
   }
