@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as GatewayConfig from "../src/GatewayConfig.js"
 
 const yaml = `
@@ -103,5 +104,17 @@ describe("GatewayConfig", () => {
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }
+    }))
+})
+
+describe("the README's gateway config", () => {
+  it.effect("decodes as it is written", () =>
+    Effect.gen(function*() {
+      const readme = readFileSync(fileURLToPath(new URL("../../../README.md", import.meta.url)), "utf8")
+      const section = readme.split("## The gateway")[1] ?? ""
+      const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1] ?? ""
+      const config = yield* GatewayConfig.parse(block)
+      expect(config.gateway.gatewayKeys).toEqual([{ name: "team-a", env: "GATEWAY_KEY_TEAM_A" }])
+      expect(GatewayConfig.resolveModel(config, "gpt-4o")).toBe("primary")
     }))
 })
