@@ -2,7 +2,8 @@
  * `POST /v1/chat/completions`: an OpenAI chat completions request answered
  * through the resilient client of the model it names.
  *
- * Steps, each with its own refusal:
+ * Steps, each with its own refusal (the steps are shared with
+ * `/v1/messages`; this module gives them OpenAI's wire format):
  * 1. The body, at most `maxBodyBytes` (413 over it).
  * 2. JSON (400), then `OpenAiWire.ChatCompletionRequest` (400 naming the
  *    field in `param`, `messages[0].role`), then the model (404), then the
@@ -26,24 +27,17 @@
  *
  * @since 0.1.0
  */
-import { Errors } from "@resilient-ai/core"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type { Errors } from "@resilient-ai/core"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as OpenAiWire from "@resilient-ai/llm/OpenAiWire"
-import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
 import * as Translate from "@resilient-ai/llm/Translate"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Health from "./Health.js"
-import * as body from "./internal/body.js"
-import type * as ModelRoutes from "./ModelRoutes.js"
+import * as Endpoint from "./Endpoint.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -52,15 +46,10 @@ import * as OpenAiErrors from "./OpenAiErrors.js"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  readonly models: ModelRoutes.Service
-  readonly maxBodyBytes: number
-  /** Answer with a static reply when every deployment failed (`chatOrStatic`). */
-  readonly staticReplies: boolean
-}
+export interface Options extends Endpoint.Options {}
 
 /**
- * An error reply as an HTTP response.
+ * An error reply as an HTTP response with OpenAI's error body.
  *
  * @since 0.1.0
  * @category responses
@@ -68,31 +57,9 @@ export interface Options {
 export const errorResponse = (reply: OpenAiErrors.ErrorReply): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(reply.body, { status: reply.status, headers: reply.headers })
 
-/** `messages.0.content` → `messages[0].content`, as OpenAI names a `param`. */
-const paramOf = (path: string): string => path.replace(/\.(\d+)(?=\.|$)/g, "[$1]")
-
 const encoder = new TextEncoder()
 const event = (data: unknown): Uint8Array => encoder.encode(`data: ${JSON.stringify(data)}\n\n`)
 const done = encoder.encode("data: [DONE]\n\n")
-
-/** Who answered, as response headers. */
-const answeredBy = (result: ResilientClient.ChatResult): Record<string, string> => ({
-  "x-resilient-source": result.source,
-  ...(result.deployment === undefined ? {} : { "x-resilient-deployment": result.deployment }),
-  ...(result.keyName === undefined ? {} : { "x-resilient-key-name": result.keyName }),
-  "x-resilient-attempts": String(result.attempts),
-  "x-resilient-fallbacks": String(result.fallbacks.length)
-})
-
-/** The reply to a failed request, with the gateway's own Retry-After for its model. */
-const failure = (models: ModelRoutes.Service, route: ModelRoutes.Route, error: Errors.ResilienceError) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.map(Health.read(models.deployments, now), (states) =>
-      errorResponse(OpenAiErrors.fromError(error, {
-        now,
-        model: route.model,
-        retryAfterMs: Health.retryAfterMs(states, route.cascade, now)
-      }))))
 
 /**
  * The neutral chunks as OpenAI stream events: the usage held back to a
@@ -134,42 +101,20 @@ const sse = (
   }))
 
 /**
- * A streamed answer: its first chunk (or failure) is awaited before the
- * status is chosen. The pull lives in the request's scope, which the server
- * closes when the response has been written or the client went away.
+ * OpenAI's chat completions wire format for the Endpoint.
+ *
+ * @since 0.1.0
+ * @category wire
  */
-const streamed = (
-  options: Options,
-  route: ModelRoutes.Route,
-  request: Chat.ChatRequest,
-  includeUsage: boolean
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const pull = yield* Stream.toPull(route.client.stream(request))
-    const first = yield* Effect.either(pull)
-    if (Either.isLeft(first) && Option.isSome(first.left)) return yield* failure(options.models, route, first.left.value)
-    const head = Either.isRight(first) ? first.right : Chunk.empty<Chat.ChatChunk>()
-    const rest = Either.isRight(first) ? Stream.repeatEffectChunkOption(pull) : Stream.empty
-    return HttpServerResponse.stream(sse(Stream.concat(Stream.fromChunk(head), rest), includeUsage, route.model), {
-      contentType: "text/event-stream",
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
-    })
-  })
-
-const answered = (
-  options: Options,
-  route: ModelRoutes.Route,
-  request: Chat.ChatRequest
-): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
-  Effect.matchEffect(options.staticReplies ? route.client.chatOrStatic(request) : route.client.chat(request), {
-    onFailure: (error) => failure(options.models, route, error),
-    onSuccess: (result) =>
-      Effect.map(Translate.toOpenAiResponse(result.response), (completion) =>
-        HttpServerResponse.unsafeJson(completion, { headers: answeredBy(result) }))
-  })
-
-const parseJson = (text: string): Either.Either<unknown, undefined> =>
-  Either.try({ try: (): unknown => JSON.parse(text), catch: () => undefined })
+export const wire: Endpoint.Wire<OpenAiWire.ChatCompletionRequest> = {
+  decode: OpenAiWire.decodeRequest,
+  model: (request) => request.model,
+  toChat: Translate.fromOpenAiRequest,
+  streams: (request) => request.stream === true,
+  response: Translate.toOpenAiResponse,
+  stream: (chunks, request, route) => sse(chunks, request.stream_options?.include_usage === true, route.model),
+  error: errorResponse
+}
 
 /**
  * The route's handler.
@@ -180,26 +125,4 @@ const parseJson = (text: string): Either.Either<unknown, undefined> =>
 export const handler = (
   options: Options
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest | Scope.Scope> =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const read = yield* body.read(NodeHttpServerRequest.toIncomingMessage(request), options.maxBodyBytes)
-    if (read._tag === "TooLarge") {
-      return HttpServerResponse.setHeader(errorResponse(OpenAiErrors.tooLarge(options.maxBodyBytes)), "connection", "close")
-    }
-    if (read._tag === "Aborted") return HttpServerResponse.empty({ status: 400 })
-    const json = parseJson(read.text)
-    if (Either.isLeft(json)) return errorResponse(OpenAiErrors.invalidJson())
-    const decoded = yield* Effect.either(OpenAiWire.decodeRequest(json.right))
-    if (Either.isLeft(decoded)) {
-      const problem = Errors.invalidConfig("request", decoded.left)
-      return errorResponse(OpenAiErrors.invalidField(paramOf(problem.path), problem.detail))
-    }
-    const wire = decoded.right
-    const route = options.models.resolve(wire.model)
-    if (route === undefined) return errorResponse(OpenAiErrors.unknownModel(wire.model))
-    const chat = yield* Effect.either(Translate.fromOpenAiRequest(wire))
-    if (Either.isLeft(chat)) return errorResponse(OpenAiErrors.invalidField("", chat.left.detail ?? chat.left.message))
-    return wire.stream === true
-      ? yield* streamed(options, route, chat.right, wire.stream_options?.include_usage === true)
-      : yield* answered(options, route, chat.right)
-  })
+  Endpoint.handler(wire, options)

@@ -17,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import type { CircuitBreaker, KeyPool, Policy } from "@resilient-ai/core"
+import type { AdaptiveLimit, Bulkhead, CircuitBreaker, KeyPool, Policy, RateLimiter, RetryBudget } from "@resilient-ai/core"
 import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -100,15 +100,71 @@ const iso = (epochMs: number | undefined): string | null =>
   epochMs === undefined || !Number.isFinite(epochMs) ? null : new Date(epochMs).toISOString()
 
 /**
- * One deployment as `/status` shows it: plain JSON, names and numbers only.
+ * A rate limiter as `/status` shows it.
  *
  * @since 0.1.0
  * @category status
  */
-export const toJson = (handle: ResilientClient.DeploymentHandle, state: DeploymentState, now: number) => {
+export interface LimiterJson {
+  readonly requests: RateLimiter.BucketStatus | null
+  readonly tokens: RateLimiter.BucketStatus | null
+  readonly pausedUntil: string | null
+}
+
+/**
+ * One deployment as `/status` shows it: plain JSON, names and numbers only.
+ * Times are ISO 8601 strings, `null` when not set.
+ *
+ * @since 0.1.0
+ * @category status
+ */
+export interface DeploymentJson {
+  readonly name: string
+  readonly provider: "openai" | "anthropic"
+  readonly model: string
+  readonly canServe: boolean
+  readonly servesFrom: string | null
+  readonly circuitBreaker: {
+    readonly state: CircuitBreaker.State
+    readonly calls: number
+    readonly failures: number
+    readonly slowCalls: number
+    readonly failureRate: number
+    readonly consecutiveFailures: number
+    readonly notPermitted: number
+    readonly openings: number
+    readonly retryAt: string | null
+  } | null
+  readonly keys: {
+    readonly pool: string
+    readonly healthy: number
+    readonly availableAt: string | null
+    readonly keys: ReadonlyArray<{
+      readonly name: string
+      readonly state: KeyPool.KeyState
+      readonly cooldownUntil: string | null
+      readonly consecutiveFailures: number
+      readonly lastError: string | null
+      readonly picks: number
+    }>
+  } | null
+  readonly rateLimiter: LimiterJson | null
+  readonly keyRateLimiters: Readonly<Record<string, LimiterJson>> | null
+  readonly bulkhead: Bulkhead.Status | null
+  readonly adaptiveLimit: AdaptiveLimit.Status | null
+  readonly retryBudget: RetryBudget.Status | null
+}
+
+/**
+ * One deployment as `/status` shows it.
+ *
+ * @since 0.1.0
+ * @category status
+ */
+export const toJson = (handle: ResilientClient.DeploymentHandle, state: DeploymentState, now: number): DeploymentJson => {
   const { circuitBreaker: breaker, keyPool: pool, rateLimiter, keyRateLimiters, bulkhead, adaptiveLimit, retryBudget } =
     state.status
-  const limiter = (s: NonNullable<typeof rateLimiter>) => ({
+  const limiter = (s: RateLimiter.Status): LimiterJson => ({
     requests: s.requests ?? null,
     tokens: s.tokens ?? null,
     pausedUntil: iso(Option.getOrUndefined(s.pausedUntil))

@@ -3,6 +3,7 @@
  */
 export * as ChatCompletions from "./ChatCompletions.js"
 export * as Demo from "./Demo.js"
+export * as Endpoint from "./Endpoint.js"
 export * as Gateway from "./Gateway.js"
 export * as GatewayAuth from "./GatewayAuth.js"
 export * as GatewayConfig from "./GatewayConfig.js"
