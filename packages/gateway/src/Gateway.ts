@@ -5,6 +5,7 @@
  * | route | auth | what |
  * | --- | --- | --- |
  * | `POST /v1/chat/completions` | yes | see `ChatCompletions` |
+ * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
  * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
  * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads |
  * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
@@ -43,6 +44,7 @@ import * as GatewayAuth from "./GatewayAuth.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as Health from "./Health.js"
 import * as drain from "./internal/drain.js"
+import * as Messages from "./Messages.js"
 import * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 import * as Prometheus from "./Prometheus.js"
@@ -89,12 +91,13 @@ const router = (
   extra: HttpRouter.HttpRouter | undefined
 ) => {
   const guarded = <E, R>(
-    self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+    self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+    refuse: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse = ChatCompletions.errorResponse
   ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
     !auth.enabled ? self : Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
       if (auth.authenticate(request.headers) !== undefined) return self
       const presented = GatewayAuth.presentedKey(request.headers) !== undefined
-      return Effect.succeed(ChatCompletions.errorResponse(OpenAiErrors.unauthorized(presented)))
+      return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
     })
 
   const states = Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -130,6 +133,7 @@ const router = (
 
   const routes = HttpRouter.empty.pipe(
     HttpRouter.post("/v1/chat/completions", counted("/v1/chat/completions")(guarded(ChatCompletions.handler(options)))),
+    HttpRouter.post("/v1/messages", counted("/v1/messages")(guarded(Messages.handler(options), Messages.errorResponse))),
     HttpRouter.get("/v1/models", counted("/v1/models")(guarded(models))),
     HttpRouter.get("/status", guarded(status)),
     HttpRouter.get("/metrics", guarded(metrics)),
@@ -138,7 +142,11 @@ const router = (
   )
   return (extra === undefined ? routes : HttpRouter.concat(routes, extra)).pipe(
     Effect.catchTag("RouteNotFound", (e) =>
-      Effect.succeed(ChatCompletions.errorResponse(OpenAiErrors.notFound(e.request.method, e.request.url))))
+      Effect.succeed(
+        (e.request.url.startsWith("/v1/messages") ? Messages.errorResponse : ChatCompletions.errorResponse)(
+          OpenAiErrors.notFound(e.request.method, e.request.url)
+        )
+      ))
   )
 }
 
