@@ -34,6 +34,7 @@ import * as HttpProviders from "@resilient-ai/llm/HttpProviders"
 import * as HttpTransport from "@resilient-ai/llm/HttpTransport"
 import type * as Provider from "@resilient-ai/llm/Provider"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -179,7 +180,13 @@ export const make = (
       options.extraRoutes
     )
 
-    const nodeServer = Http.createServer()
+    const requestTimeout = Duration.toMillis(Duration.decode(section.requestTimeout ?? GatewayConfig.defaults.requestTimeout))
+    // Node checks these timeouts every `connectionsCheckingInterval` (30 s by default): as often as they need.
+    const nodeServer = Http.createServer({
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4)))
+    })
     // Counted before the platform's own handler sees the request (listeners run in order).
     const tracker = drain.track(nodeServer)
     const server = yield* NodeHttpServer.make(() => nodeServer, {

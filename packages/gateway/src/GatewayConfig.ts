@@ -90,6 +90,12 @@ export const GatewaySection = Schema.Struct({
     })),
     defaultIntent: Schema.String
   })),
+  /**
+   * A client has this long to send its whole request (headers and body);
+   * then it gets a 408 and its connection is closed, so a slow-loris client
+   * cannot hold a socket. Answers and streams are not bound by it. Default 30 seconds.
+   */
+  requestTimeout: opt(DurationData),
   /** In-flight requests and streams may finish for this long after SIGTERM. Default 10 seconds. */
   shutdownTimeout: opt(DurationData)
 })
@@ -124,7 +130,8 @@ export const defaults = {
   port: 8080,
   host: "127.0.0.1",
   maxBodyBytes: 4 * 1024 * 1024,
-  shutdownTimeout: "10 seconds"
+  shutdownTimeout: "10 seconds",
+  requestTimeout: "30 seconds"
 } as const
 
 type Problem = { readonly path: string; readonly detail: string }

@@ -2,7 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { FaultScript } from "@resilient-ai/testkit"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as Fiber from "effect/Fiber"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import { get, harness, post } from "./support/harness.js"
 
 const ok = JSON.stringify({ model: "primary", messages: [{ role: "user", content: "hi" }] })
@@ -133,5 +135,55 @@ describe("bad inputs: each gets its status and OpenAI error body, and the gatewa
       expect(calls["primary"]?.successes).toBe(0)
       yield* eventually(Effect.sync(() => gateway.inFlight()), (n) => n === 0)
       yield* stillServes(gateway.url)
+    })))
+})
+
+describe("slow-loris clients", () => {
+  it.live("a client that never finishes its request gets a 408 and is disconnected at requestTimeout, while others are served", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({ gateway: { requestTimeout: "400 millis" } })
+      const started = Date.now()
+      const slow = yield* Effect.fork(Effect.async<{ readonly answer: string; readonly closedAfterMs: number }>((resume) => {
+        const socket = Net.connect(gateway.port, "127.0.0.1", () => {
+          // Headers announce a body that never comes whole: one byte every 100 ms.
+          socket.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        })
+        let answer = ""
+        const drip = setInterval(() => socket.writable && socket.write(" "), 100)
+        socket.on("data", (d) => (answer += d.toString()))
+        socket.on("close", () => {
+          clearInterval(drip)
+          resume(Effect.succeed({ answer, closedAfterMs: Date.now() - started }))
+        })
+        socket.on("error", () => undefined)
+        return Effect.sync(() => {
+          clearInterval(drip)
+          socket.destroy()
+        })
+      }))
+      // Meanwhile the gateway answers others.
+      yield* stillServes(gateway.url)
+      const result = yield* Fiber.join(slow)
+      expect(result.answer).toMatch(/^HTTP\/1\.1 408/)
+      expect(result.closedAfterMs).toBeGreaterThanOrEqual(350)
+      expect(result.closedAfterMs).toBeLessThan(3_000)
+      yield* stillServes(gateway.url)
+    })))
+
+  it.live("requestTimeout bounds receiving the request only: a slow answer and a long stream are not cut by it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        gateway: { requestTimeout: "300 millis" },
+        primary: { latency: FaultScript.fixed(800), stream: { chunks: 20, interChunk: FaultScript.fixed(50) } }
+      })
+      yield* stillServes(gateway.url)
+      const streamed = yield* Effect.promise(() =>
+        fetch(`${gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          body: JSON.stringify({ model: "primary", stream: true, messages: [{ role: "user", content: "hi" }] })
+        }).then((r) => r.text())
+      )
+      expect(streamed).toContain("word20")
+      expect(streamed.trimEnd().endsWith("data: [DONE]")).toBe(true)
     })))
 })
