@@ -191,7 +191,9 @@ export const make = (
     const tracker = drain.track(nodeServer)
     const server = yield* NodeHttpServer.make(() => nodeServer, {
       port: options.port ?? section.port ?? GatewayConfig.defaults.port,
-      host: section.host ?? GatewayConfig.defaults.host
+      host: section.host ?? GatewayConfig.defaults.host,
+      // Node's default of 511 drops the connections of a burst beyond it (SYN retries: seconds of delay).
+      backlog: 4096
     })
     yield* server.serve(app)
     // Added after `serve`, so it runs before `serve` unhooks the handler: requests in flight finish first.
