@@ -13,7 +13,9 @@
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
  *
  * "auth" applies only when gateway keys are configured (`GatewayAuth`);
- * health checks stay open for load balancers.
+ * health checks stay open for load balancers. A key with `requestsPerMinute`
+ * has a token bucket of its own (`RateLimiter`, refusing at once): past it,
+ * a 429 with the exact Retry-After.
  *
  * **Shutdown.** When the gateway's scope closes (the CLI closes it on
  * SIGTERM or SIGINT), it stops accepting connections, lets the requests and
@@ -23,8 +25,7 @@
  *
  * @since 0.1.0
  */
-import { StateStore } from "@resilient-ai/core"
-import type { Errors } from "@resilient-ai/core"
+import { Errors, RateLimiter, StateStore } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -89,6 +90,7 @@ const counted = (route: string) =>
 const router = (
   options: ChatCompletions.Options,
   auth: GatewayAuth.Service,
+  limiters: ReadonlyMap<string, RateLimiter.Service>,
   extra: HttpRouter.HttpRouter | undefined
 ) => {
   const guarded = <E, R>(
@@ -96,9 +98,21 @@ const router = (
     refuse: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse = ChatCompletions.errorResponse
   ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
     !auth.enabled ? self : Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      if (auth.authenticate(request.headers) !== undefined) return self
-      const presented = GatewayAuth.presentedKey(request.headers) !== undefined
-      return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
+      const name = auth.authenticate(request.headers)
+      if (name === undefined) {
+        const presented = GatewayAuth.presentedKey(request.headers) !== undefined
+        return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
+      }
+      const limiter = limiters.get(name)
+      if (limiter === undefined) return self
+      // One request from the key's bucket, at once or not at all: a client over its limit is told when to come back.
+      return Effect.matchEffect(limiter.acquire(), {
+        onFailure: (e) =>
+          Effect.succeed(refuse(OpenAiErrors.reply(429, `Rate limit reached for gateway key "${name}".`, "rate_limit_error", "rate_limit_exceeded", {
+            retryAfterMs: e.retryAfter === undefined ? 1_000 : Duration.toMillis(e.retryAfter)
+          }))),
+        onSuccess: () => self
+      })
     })
 
   const states = Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -169,6 +183,15 @@ export const make = (
     const section = config.gateway
     const keys = yield* GatewayAuth.resolveKeys(section.gatewayKeys ?? [])
     const auth = GatewayAuth.make(keys)
+    const limiters = new Map<string, RateLimiter.Service>()
+    for (const [i, key] of keys.entries()) {
+      if (key.requestsPerMinute === undefined) continue
+      const limiter = yield* Effect.mapError(
+        RateLimiter.make({ name: `gateway-key/${key.name}`, requestsPerMinute: key.requestsPerMinute, maxWait: 0 }),
+        (e) => new Errors.InvalidConfigError({ ...e, component: "Gateway", path: `gateway.gatewayKeys.${i}.requestsPerMinute` })
+      )
+      limiters.set(key.name, limiter)
+    }
     const models = yield* ModelRoutes.make(config)
     const app = router(
       {
@@ -177,6 +200,7 @@ export const make = (
         staticReplies: section.staticReplies !== undefined
       },
       auth,
+      limiters,
       options.extraRoutes
     )
 

@@ -27,6 +27,8 @@ import { createHash, timingSafeEqual } from "node:crypto"
 export interface GatewayKey {
   readonly name: string
   readonly key: Redacted.Redacted<string>
+  /** The key's own rate limit, if any. */
+  readonly requestsPerMinute?: number | undefined
 }
 
 /**
@@ -42,7 +44,12 @@ export interface Service {
 
 const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
 
-/** The key a request presents: the bearer token, else `x-api-key`. */
+/**
+ * The key a request presents: the bearer token, else `x-api-key`.
+ *
+ * @since 0.1.0
+ * @category authentication
+ */
 export const presentedKey = (headers: Readonly<Record<string, string | undefined>>): string | undefined => {
   const authorization = headers["authorization"]
   if (authorization !== undefined) {
@@ -82,7 +89,7 @@ export const make = (keys: ReadonlyArray<GatewayKey>): Service => {
  * @category constructors
  */
 export const resolveKeys = (
-  refs: ReadonlyArray<{ readonly name: string; readonly env: string }>
+  refs: ReadonlyArray<{ readonly name: string; readonly env: string; readonly requestsPerMinute?: number | undefined }>
 ): Effect.Effect<ReadonlyArray<GatewayKey>, Errors.InvalidConfigError> =>
   Effect.forEach(refs, (ref, i) => {
     const refused = (why: string) =>
@@ -96,6 +103,6 @@ export const resolveKeys = (
       (key) =>
         Redacted.value(key).trim() === ""
           ? Effect.fail(refused("is set but empty"))
-          : Effect.succeed<GatewayKey>({ name: ref.name, key })
+          : Effect.succeed<GatewayKey>({ name: ref.name, key, requestsPerMinute: ref.requestsPerMinute })
     )
   })

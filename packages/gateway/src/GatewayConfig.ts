@@ -72,8 +72,16 @@ export const GatewaySection = Schema.Struct({
   host: opt(Schema.NonEmptyTrimmedString),
   /** A request body above this many bytes is refused with 413. Default 4 MiB. */
   maxBodyBytes: opt(PositiveInt),
-  /** Client keys, each read from its environment variable. None: no client authentication. */
-  gatewayKeys: opt(Schema.Array(Schema.Struct({ name: Name, env: Schema.NonEmptyTrimmedString }))),
+  /**
+   * Client keys, each read from its environment variable; `requestsPerMinute`
+   * limits the requests of that key (a 429 with Retry-After past it). None: no
+   * client authentication.
+   */
+  gatewayKeys: opt(Schema.Array(Schema.Struct({
+    name: Name,
+    env: Schema.NonEmptyTrimmedString,
+    requestsPerMinute: opt(PositiveInt)
+  }))),
   /** Public model name → its cascade (deployment names, in order). Default: see the module notes. */
   models: opt(Schema.Record({ key: Name, value: Schema.NonEmptyArray(Schema.String) })),
   /** Another name → a public model name. */
@@ -96,6 +104,8 @@ export const GatewaySection = Schema.Struct({
    * cannot hold a socket. Answers and streams are not bound by it. Default 30 seconds.
    */
   requestTimeout: opt(DurationData),
+  /** Shared state on Redis (breakers, limiters, key health, cache) once the Redis layer exists; read, not used yet. */
+  redisUrl: opt(Schema.String.pipe(Schema.pattern(/^rediss?:\/\/\S+$/, { message: () => "expected a redis:// or rediss:// URL" }))),
   /** In-flight requests and streams may finish for this long after SIGTERM. Default 10 seconds. */
   shutdownTimeout: opt(DurationData)
 })

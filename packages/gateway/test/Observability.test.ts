@@ -99,6 +99,31 @@ describe("gateway keys", () => {
       expect(refused.error).toBeInstanceOf(OpenAI.AuthenticationError)
     })))
 
+  it.live("a key's own rate limit: past it a 429 with Retry-After for that key only; other keys are served", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway, chaos } = yield* harness({
+        gateway: {
+          gatewayKeys: [
+            { name: "team-a", env: "GATEWAY_KEY_TEAM_A", requestsPerMinute: 2 },
+            { name: "team-b", env: "GATEWAY_KEY_TEAM_B" }
+          ]
+        }
+      })
+      const asA = { authorization: "Bearer gw-team-a-secret" }
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, ok, asA)).status).toBe(200)
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, ok, asA)).status).toBe(200)
+      const third = yield* post(`${gateway.url}/v1/chat/completions`, ok, asA)
+      expect(third.status).toBe(429)
+      expect(third.json).toMatchObject({ error: { type: "rate_limit_error", code: "rate_limit_exceeded" } })
+      expect((third.json as { error: { message: string } }).error.message).toContain("team-a")
+      const retryAfter = Number(third.headers.get("retry-after"))
+      expect(retryAfter).toBeGreaterThanOrEqual(1)
+      expect(retryAfter).toBeLessThanOrEqual(60)
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, ok, { authorization: "Bearer gw-team-b-secret" })).status).toBe(200)
+      // The refused request never reached a provider.
+      expect((yield* chaos.calls)["primary"]?.calls).toBe(3)
+    })))
+
   it.live("a gateway key whose variable is not set fails the start, naming the field and the variable", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Effect.scoped(harness({ gateway: { gatewayKeys: [{ name: "x", env: "NOT_SET_ANYWHERE" }] } })))

@@ -9,7 +9,8 @@ import * as GatewayConfig from "../../src/GatewayConfig.js"
 export const env = new Map([
   ["PRIMARY_KEY", "sk-primary-one"],
   ["BACKUP_KEY", "sk-backup-one"],
-  ["GATEWAY_KEY_TEAM_A", "gw-team-a-secret"]
+  ["GATEWAY_KEY_TEAM_A", "gw-team-a-secret"],
+  ["GATEWAY_KEY_TEAM_B", "gw-team-b-secret"]
 ])
 
 /** A fast chaos deployment: 5 ms answers, errors at once, short streams. */
