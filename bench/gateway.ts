@@ -1,0 +1,270 @@
+/**
+ * What the gateway adds to a chat call, against an instant upstream on
+ * loopback.
+ *
+ *   npm run bench:gateway                # ~1 min on 2 cores
+ *   npm run bench:gateway -- --quick     # shorter rounds (a smoke run)
+ *   npm run bench:gateway -- --only gateway/json/1,proxy/stream/10   # some rows
+ *
+ * Targets, each a server in its own Node process (so its CPU time is its
+ * own), all in front of the same upstream process:
+ * - direct: the upstream itself, a minimal OpenAI-compatible responder
+ *   (a fixed `chat.completion`, or a 3-chunk SSE stream with `[DONE]`,
+ *   answered at once);
+ * - proxy: a plain Node reverse proxy (`http.request` piped both ways over a
+ *   keep-alive agent): the floor, what any proxy costs;
+ * - gateway: `@resilient-ai/gateway` with the full policy stack on the one
+ *   deployment (key pool of 3 keys, per-key rate limiter with a budget no run
+ *   exhausts, bulkhead, circuit breaker, retry with its budget, 10 s attempt
+ *   timeout).
+ *
+ * Method: a closed loop of `c` clients (1, 10, 100) over a keep-alive agent
+ * with `c` sockets, for a warm-up and then a measured window; latency is the
+ * time from sending the request to the end of the answer (non-streaming) or
+ * to its first body byte (streaming: time to first chunk), from
+ * `process.hrtime`. Requests per second = answers in the window / window.
+ * CPU per request = the target process's `process.cpuUsage()` (user +
+ * system) over the window / answers. The load generator runs in this
+ * process, on the same 2 cores: at c = 100 it competes with the target.
+ *
+ * Why not autocannon: it reports latency to the millisecond and cannot time
+ * a stream's first chunk; the targets here are 0.25 ms and 1 ms.
+ *
+ * Writes `bench/results/gateway.json` (ignored by git: figures are per machine).
+ */
+import { fork, type ChildProcess } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
+import * as Http from "node:http"
+import { fileURLToPath } from "node:url"
+
+type Role = "upstream" | "proxy" | "gateway"
+type Message = { readonly port: number } | { readonly cpuMicros: number }
+
+const completion = JSON.stringify({
+  id: "chatcmpl-bench",
+  object: "chat.completion",
+  created: 1,
+  model: "bench",
+  choices: [{ index: 0, message: { role: "assistant", content: "Hello!" }, finish_reason: "stop", logprobs: null }],
+  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
+})
+const chunk = (delta: object, finish: string | null) =>
+  `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 1, model: "bench", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
+const streamBody = chunk({ role: "assistant", content: "Hel" }, null) + chunk({ content: "lo!" }, null) + chunk({}, "stop") +
+  `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 1, model: "bench", choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })}\n\n` +
+  "data: [DONE]\n\n"
+
+const listen = (server: Http.Server): Promise<number> =>
+  new Promise((resolve) => {
+    server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => {
+      const address = server.address()
+      resolve(typeof address === "object" && address !== null ? address.port : 0)
+    })
+  })
+
+const upstream = (): Promise<number> =>
+  listen(Http.createServer((request, response) => {
+    let body = ""
+    request.setEncoding("utf8")
+    request.on("data", (c: string) => (body += c))
+    request.on("end", () => {
+      if (body.includes("\"stream\":true")) {
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        response.end(streamBody)
+      } else {
+        response.writeHead(200, { "content-type": "application/json" })
+        response.end(completion)
+      }
+    })
+  }))
+
+const proxy = (upstreamPort: number): Promise<number> => {
+  const agent = new Http.Agent({ keepAlive: true, maxSockets: 256 })
+  return listen(Http.createServer((request, response) => {
+    const forward = Http.request(
+      { host: "127.0.0.1", port: upstreamPort, path: request.url, method: request.method, headers: request.headers, agent },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(response)
+      }
+    )
+    forward.on("error", () => response.destroy())
+    request.pipe(forward)
+  }))
+}
+
+const gateway = async (upstreamPort: number): Promise<number> => {
+  const { Gateway, GatewayConfig } = await import("@resilient-ai/gateway")
+  const { ConfigProvider, Effect, Exit, Scope } = await import("effect")
+  const keys = ["K1", "K2", "K3"].map((env, i) => ({ name: `key-${i + 1}`, env }))
+  const program = Effect.gen(function*() {
+    const config = yield* GatewayConfig.decode({
+      deployments: [{
+        name: "up",
+        provider: "openai",
+        model: "bench",
+        baseUrl: `http://127.0.0.1:${upstreamPort}/v1`,
+        keys,
+        probe: false,
+        policy: {
+          attemptTimeout: "10 seconds",
+          retry: { maxRetries: 2 },
+          circuitBreaker: {},
+          rateLimiter: { requestsPerMinute: 100_000_000 },
+          bulkhead: { maxConcurrent: 1000, maxQueue: 1000 }
+        }
+      }],
+      cascade: ["up"],
+      gateway: { port: 0 }
+    })
+    return yield* Gateway.start({ config }, { proxyFromEnvironment: false })
+  }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["K1", "sk-1"], ["K2", "sk-2"], ["K3", "sk-3"]]))))
+  const scope = Effect.runSync(Scope.make())
+  const service = await Effect.runPromise(Scope.extend(program, scope))
+  process.once("disconnect", () => void Effect.runPromise(Scope.close(scope, Exit.void)))
+  return service.port
+}
+
+/** A child process: serves its role, reports its port, then its CPU time when asked. */
+const child = async (role: Role, upstreamPort: number) => {
+  const port = role === "upstream" ? await upstream() : role === "proxy" ? await proxy(upstreamPort) : await gateway(upstreamPort)
+  process.send?.({ port } satisfies Message)
+  process.on("message", () => {
+    const cpu = process.cpuUsage()
+    process.send?.({ cpuMicros: cpu.user + cpu.system } satisfies Message)
+  })
+  process.once("disconnect", () => setTimeout(() => process.exit(0), 200))
+}
+
+interface Target {
+  readonly process: ChildProcess
+  readonly port: number
+}
+
+const start = (role: Role, upstreamPort = 0): Promise<Target> =>
+  new Promise((resolve, reject) => {
+    const proc = fork(fileURLToPath(import.meta.url), ["--role", role, "--upstream-port", String(upstreamPort)], {
+      execArgv: ["--import", "tsx", "--conditions=source"]
+    })
+    proc.once("message", (m: Message) => ("port" in m ? resolve({ process: proc, port: m.port }) : reject(new Error("no port"))))
+    proc.once("error", reject)
+  })
+
+const cpuOf = (target: Target): Promise<number> =>
+  new Promise((resolve) => {
+    target.process.once("message", (m: Message) => resolve("cpuMicros" in m ? m.cpuMicros : 0))
+    target.process.send("cpu")
+  })
+
+const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
+
+/** One request; resolves with its latency in ms (to the end, or to the first byte when `firstByte`). */
+const request = (port: number, agent: Http.Agent, body: string, firstByte: boolean): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint()
+    let first: bigint | undefined
+    const req = Http.request(
+      { host: "127.0.0.1", port, path: "/v1/chat/completions", method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      (response) => {
+        response.on("data", () => (first ??= process.hrtime.bigint()))
+        response.on("end", () => {
+          const end = firstByte ? first ?? process.hrtime.bigint() : process.hrtime.bigint()
+          if (response.statusCode !== 200) reject(new Error(`status ${response.statusCode}`))
+          else resolve(Number(end - started) / 1e6)
+        })
+      }
+    )
+    req.on("error", reject)
+    req.end(body)
+  })
+
+interface Row {
+  readonly target: string
+  readonly mode: "json" | "stream"
+  readonly concurrency: number
+  readonly requestsPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly cpuMsPerRequest: number
+}
+
+const measure = async (target: Target, name: string, mode: Row["mode"], concurrency: number, warmupMs: number, windowMs: number): Promise<Row> => {
+  const agent = new Http.Agent({ keepAlive: true, maxSockets: concurrency })
+  const body = JSON.stringify({ model: "up", messages: [{ role: "user", content: "Hi" }], ...(mode === "stream" ? { stream: true } : {}) })
+  const latencies: Array<number> = []
+  let recording = false
+  let stop = false
+  const loop = async () => {
+    while (!stop) {
+      const ms = await request(target.port, agent, body, mode === "stream")
+      if (recording) latencies.push(ms)
+    }
+  }
+  const loops = Array.from({ length: concurrency }, loop)
+  await new Promise((r) => setTimeout(r, warmupMs))
+  const cpuBefore = await cpuOf(target)
+  recording = true
+  const started = process.hrtime.bigint()
+  await new Promise((r) => setTimeout(r, windowMs))
+  recording = false
+  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6
+  const cpuAfter = await cpuOf(target)
+  stop = true
+  await Promise.all(loops)
+  agent.destroy()
+  const sorted = [...latencies].sort((a, b) => a - b)
+  const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits
+  return {
+    target: name,
+    mode,
+    concurrency,
+    requestsPerSecond: Math.round(latencies.length / (elapsedMs / 1000)),
+    p50Ms: round(percentile(sorted, 0.5), 3),
+    p99Ms: round(percentile(sorted, 0.99), 3),
+    cpuMsPerRequest: round((cpuAfter - cpuBefore) / 1000 / Math.max(1, latencies.length), 4)
+  }
+}
+
+const main = async () => {
+  const quick = process.argv.includes("--quick")
+  const onlyAt = process.argv.indexOf("--only")
+  const only = onlyAt < 0 ? undefined : process.argv[onlyAt + 1]
+  const [warmupMs, windowMs] = quick ? [300, 700] : [1_000, 2_500]
+  const up = await start("upstream")
+  const targets = { direct: up, proxy: await start("proxy", up.port), gateway: await start("gateway", up.port) }
+  const rows: Array<Row> = []
+  for (const mode of ["json", "stream"] as const) {
+    for (const concurrency of [1, 10, 100]) {
+      for (const [name, target] of Object.entries(targets)) {
+        if (only !== undefined && !only.split(",").includes(`${name}/${mode}/${concurrency}`)) continue
+        const row = await measure(target, name, mode, concurrency, warmupMs, windowMs)
+        rows.push(row)
+        console.log(JSON.stringify(row))
+      }
+    }
+  }
+  const added = rows.filter((r) => r.target !== "direct").map((r) => {
+    const direct = rows.find((d) => d.target === "direct" && d.mode === r.mode && d.concurrency === r.concurrency)
+    return { target: r.target, mode: r.mode, concurrency: r.concurrency, addedP50Ms: direct === undefined ? null : Math.round((r.p50Ms - direct.p50Ms) * 1000) / 1000 }
+  })
+  mkdirSync(fileURLToPath(new URL("results", import.meta.url)), { recursive: true })
+  const out = fileURLToPath(new URL("results/gateway.json", import.meta.url))
+  writeFileSync(out, JSON.stringify({ quick, warmupMs, windowMs, rows, added }, null, 2))
+  console.log(`\n| target | mode | c | req/s | p50 ms | p99 ms | added p50 ms | CPU ms/req |\n| --- | --- | --- | --- | --- | --- | --- | --- |`)
+  for (const r of rows) {
+    const a = added.find((x) => x.target === r.target && x.mode === r.mode && x.concurrency === r.concurrency)
+    console.log(`| ${r.target} | ${r.mode} | ${r.concurrency} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${a?.addedP50Ms ?? "-"} | ${r.cpuMsPerRequest} |`)
+  }
+  console.log(`\nwrote ${out}`)
+  for (const t of Object.values(targets)) t.process.disconnect()
+}
+
+const roleAt = process.argv.indexOf("--role")
+if (roleAt >= 0) {
+  const role = process.argv[roleAt + 1] as Role
+  const upstreamPort = Number(process.argv[process.argv.indexOf("--upstream-port") + 1])
+  void child(role, upstreamPort)
+} else {
+  void main()
+}
