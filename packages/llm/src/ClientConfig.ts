@@ -129,9 +129,13 @@ const PolicyData = Schema.Struct({
   rateLimiter: opt(
     Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(LimitData) })
   ),
-  /** A fixed limit, or `{ adaptive: {...} }`: a limit that learns what the provider keeps up with (rule 29). */
+  /**
+   * Default `{ adaptive: {} }`: a limit that learns what the provider keeps
+   * up with (rule 29). A fixed limit instead, or `false` for none.
+   */
   bulkhead: opt(
     Schema.Union(
+      Schema.Literal(false),
       Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(LimitData) }),
       Schema.Struct({
         adaptive: Schema.Struct({
@@ -414,8 +418,12 @@ const registered = <A>(key: Redacted.Redacted<string>, value: A): A => {
  * @category policies
  */
 export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "deployment"> => {
-  const { circuitBreaker, ...policy } = deployment.policy ?? {}
-  const base = { provider: deployment.provider, ...policy }
+  const { bulkhead, circuitBreaker, ...policy } = deployment.policy ?? {}
+  const base = {
+    provider: deployment.provider,
+    ...policy,
+    ...(bulkhead === false ? {} : { bulkhead: bulkhead ?? { adaptive: {} } })
+  }
   if (circuitBreaker === undefined) return base
   if (circuitBreaker === false) return { ...base, circuitBreaker: false }
   const { openDuration, ...breaker } = circuitBreaker
