@@ -273,7 +273,14 @@ export const ClientConfig = Schema.Struct({
    */
   maxWaitBeforeFallback: opt(LimitData),
   /** Answer tokens assumed for a cost estimate when the request sets no max. Default 1024. */
-  defaultMaxOutputTokens: opt(PositiveInt)
+  defaultMaxOutputTokens: opt(PositiveInt),
+  /**
+   * Default true: a timeout or a connection lost after sending falls back to
+   * the next deployment, so a request may be paid once by each provider it
+   * reached. `false`: it fails there instead (rule 31). A request's
+   * `ChatOptions.fallbackAfterTimeout` wins.
+   */
+  fallbackAfterTimeout: opt(Schema.Boolean)
 }).pipe(
   Schema.filter((c) => {
     const names = new Set<string>()

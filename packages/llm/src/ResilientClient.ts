@@ -70,12 +70,25 @@ export interface ChatOptions {
   /** A session or prompt-prefix hash: keeps the call on one healthy key (the provider's prompt cache). */
   readonly affinity?: string
   /**
-   * Default true. A request marked `false` is not retried once the upstream
-   * may have started work on it (a timeout after sending, a connection lost
-   * mid-request), so it is never paid twice; refused connections, 429s and
-   * 5xx answers are still retried.
+   * Default true. A request marked `false` is not retried on the same
+   * deployment once the upstream may have started work on it (a timeout
+   * after sending, a connection lost mid-request), so that deployment is
+   * never paid twice; refused connections, 429s and 5xx answers are still
+   * retried. The fallback chain still takes such an error to the next
+   * deployment, so the request may be paid once by each provider it
+   * reached: add `fallbackAfterTimeout: false` to stop there
+   * (docs/semantics.md rule 31).
    */
   readonly idempotent?: boolean
+  /**
+   * Default true (or the config's `fallbackAfterTimeout`). `false`: after an
+   * error that may have left the upstream working on the request (a
+   * timeout, a connection lost after sending) the chain does not go on to
+   * the next deployment; the request fails with that error (`chatOrStatic`
+   * answers with a static reply). With `idempotent: false` the request is
+   * never paid twice.
+   */
+  readonly fallbackAfterTimeout?: boolean
 }
 
 /**
@@ -313,6 +326,16 @@ const feedback = (
   rateLimit === undefined || key === undefined || h.keyPool === undefined ? Effect.void : h.keyPool.feedback(key.name, rateLimit)
 
 const answersAll = (): undefined => undefined
+
+/** The upstream may still be working on (and billing) the request: a timeout, a connection lost after sending. */
+const mayHaveStartedWork = (e: Errors.ResilienceError): boolean =>
+  (e._tag === "TimeoutError" || e._tag === "ConnectionError") && Retry.mayHaveStartedWork(e)
+
+/** Which errors a step of the cascade hands to the next one (rule 31). */
+const fallsBackOn = (fallbackAfterTimeout: boolean) =>
+  fallbackAfterTimeout
+    ? (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e)
+    : (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e) && !mayHaveStartedWork(e)
 
 const outputTokens = (response: Chat.ChatResponse): number | undefined => response.usage?.outputTokens
 
@@ -582,13 +605,9 @@ export const make = (
           first.config.name,
           beforeFallback(step(first, true), rest.length > 0)
         )
+        const fallsBack = fallsBackOn(options.fallbackAfterTimeout ?? config.fallbackAfterTimeout ?? true)
         for (const [i, h] of rest.entries()) {
-          chain = Fallback.orElseWhen(
-            chain,
-            h.config.name,
-            (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e),
-            () => beforeFallback(step(h, false), i < rest.length - 1)
-          )
+          chain = Fallback.orElseWhen(chain, h.config.name, fallsBack, () => beforeFallback(step(h, false), i < rest.length - 1))
         }
         for (const h of largerWindows) {
           if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
