@@ -280,7 +280,24 @@ export const ClientConfig = Schema.Struct({
    * reached. `false`: it fails there instead (rule 31). A request's
    * `ChatOptions.fallbackAfterTimeout` wins.
    */
-  fallbackAfterTimeout: opt(Schema.Boolean)
+  fallbackAfterTimeout: opt(Schema.Boolean),
+  /**
+   * Queue each request answered degraded (static reply, stale cache) and
+   * complete it later with a real model (rule 32). Present, even empty:
+   * on. Callbacks and a schedule of your own go in the client's `Extras`.
+   */
+  completeLater: opt(Schema.Struct({
+    /** Requests the queue holds. Default 1 000. */
+    capacity: opt(PositiveInt),
+    /** Attempts per request, the first included. Default 10. */
+    maxAttempts: opt(PositiveInt),
+    /** Requests completed at once. Default 1. */
+    concurrency: opt(PositiveInt),
+    /** The first wait between attempts; it doubles each time. Default 1 s. */
+    baseDelay: opt(DurationData),
+    /** The longest wait between attempts. Default 1 minute. */
+    maxDelay: opt(DurationData)
+  }))
 }).pipe(
   Schema.filter((c) => {
     const names = new Set<string>()

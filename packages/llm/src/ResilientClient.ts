@@ -22,6 +22,8 @@
  * with `Fallback`'s combinators: a config-driven chain cannot have the
  * static per-step error types of a chain written in code, so its error type
  * is the whole taxonomy; `chatOrStatic` closes it with a static reply.
+ * With `completeLater`, a degraded answer (static, stale cache) is queued
+ * and completed later by a model (`CompleteLater`, rule 32).
  *
  * @since 0.1.0
  */
@@ -58,6 +60,7 @@ import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
 import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
+import * as CompleteLater from "./CompleteLater.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
 import * as StreamGuard from "./StreamGuard.js"
@@ -123,6 +126,8 @@ export interface ChatResult {
   readonly skipped: ReadonlyArray<Skipped>
   /** For an answer from the cache: milliseconds since it was stored. */
   readonly ageMs: number | undefined
+  /** A degraded answer (static, stale cache) with `completeLater` on: its completion's request id, and whether it was queued. */
+  readonly completion?: CompleteLater.Ticket
 }
 
 /**
@@ -160,6 +165,8 @@ export interface Service {
   readonly stream: (request: Chat.ChatRequest, options?: ChatOptions) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   readonly deployments: ReadonlyArray<DeploymentHandle>
   readonly config: ClientConfig.ClientConfig
+  /** The completions of degraded answers (rule 32), with `completeLater` in the config or the extras. */
+  readonly completeLater: CompleteLater.Service | undefined
 }
 
 /**
@@ -183,6 +190,8 @@ export interface Extras {
   }
   /** Intents and replies for `chatOrStatic`. Default: `StaticReply.defaults`. */
   readonly staticReplies?: StaticReply.Options
+  /** Complete degraded answers later (rule 32); over the config file's `completeLater`. Off unless one is set. */
+  readonly completeLater?: CompleteLater.Options
 }
 
 const requests = Metric.counter("resilient_ai_requests_total", {
@@ -641,6 +650,11 @@ export const make = (
     const record = (result: ChatResult): void => {
       requestsBySource(result.source).unsafeUpdate(1, [])
       requestLatency.unsafeUpdate(result.latencyMs, [])
+      recordSpend(result)
+    }
+
+    /** Tokens and money: also spent by a completion (rule 32), which is not a request of its own. */
+    const recordSpend = (result: ChatResult): void => {
       const deployment = result.deployment ?? result.source
       if (result.usage !== undefined) {
         tokensBy(deployment, "input").unsafeUpdate(result.usage.inputTokens, [])
@@ -710,7 +724,28 @@ export const make = (
       return problem === undefined ? undefined : new Errors.BadRequestError({ detail: `invalid request: ${problem}` })
     }
 
+    // Rule 32: a degraded answer's request is queued and completed by the cascade, without the cache.
+    const completeLaterOptions = CompleteLater.options(config.completeLater, extras.completeLater)
+    const completions = completeLaterOptions === undefined ? undefined : yield* CompleteLater.make(
+      completeLaterOptions,
+      (request, options) =>
+        Effect.withFiberRuntime((fiber) => {
+          const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+          const self = Effect.tap(runChain(request, options, tracing, called, identity), (r) => Effect.sync(() => recordSpend(r)))
+          return tracing ? Effect.withSpan(self, "ResilientClient.complete", { captureStackTrace: false }) : self
+        }),
+      (request, response) => (cache === undefined ? Effect.void : cache.set(request, response)),
+      (request) => ResponseCache.hashRequest(request, cacheFields)
+    )
+    /** `self`, a degraded answer of it queued for completion. */
+    const completing = <E>(request: Chat.ChatRequest, options: ChatOptions, self: Effect.Effect<ChatResult, E>) =>
+      completions === undefined ? self : Effect.flatMap(self, (result) => completions.settle(request, options, result))
+
     const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
+      completing(request, options, answered(request, options))
+
+    /** `chat` before rule 32. */
+    const answered = (request: Chat.ChatRequest, options: ChatOptions): Effect.Effect<ChatResult, Errors.ResilienceError> =>
       Effect.withFiberRuntime((fiber) => {
         const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
         const refused = refusedLocally(request)
@@ -878,10 +913,14 @@ export const make = (
       })
 
     const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
+      completing(request, options, answeredOrStatic(request, options))
+
+    /** `chatOrStatic` before rule 32. */
+    const answeredOrStatic = (request: Chat.ChatRequest, options: ChatOptions): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((fiber) => {
         const start = nowOf(fiber)
         if (fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
-          return Effect.catchAll(chat(request, options), (error) => staticAnswer(request, error, start))
+          return Effect.catchAll(answered(request, options), (error) => staticAnswer(request, error, start))
         }
         // Untraced: `chat`'s metrics and the static reply in one continuation (`tapBoth`, then `catchAll`).
         return Effect.matchCauseEffect(respond(fiber, request, options, false), {
@@ -897,7 +936,7 @@ export const make = (
         })
       })
 
-    return { chat, chatOrStatic, stream, deployments: handles, config }
+    return { chat, chatOrStatic, stream, deployments: handles, config, completeLater: completions }
   })
 
 /**
