@@ -277,7 +277,31 @@ export const ClientConfig = Schema.Struct({
    */
   maxWaitBeforeFallback: opt(LimitData),
   /** Answer tokens assumed for a cost estimate when the request sets no max. Default 1024. */
-  defaultMaxOutputTokens: opt(PositiveInt)
+  defaultMaxOutputTokens: opt(PositiveInt),
+  /**
+   * Default true: a timeout or a connection lost after sending falls back to
+   * the next deployment, so a request may be paid once by each provider it
+   * reached. `false`: it fails there instead (rule 31). A request's
+   * `ChatOptions.fallbackAfterTimeout` wins.
+   */
+  fallbackAfterTimeout: opt(Schema.Boolean),
+  /**
+   * Queue each request answered degraded (static reply, stale cache) and
+   * complete it later with a real model (rule 32). Present, even empty:
+   * on. Callbacks and a schedule of your own go in the client's `Extras`.
+   */
+  completeLater: opt(Schema.Struct({
+    /** Requests the queue holds. Default 1 000. */
+    capacity: opt(PositiveInt),
+    /** Attempts per request, the first included. Default 10. */
+    maxAttempts: opt(PositiveInt),
+    /** Requests completed at once. Default 1. */
+    concurrency: opt(PositiveInt),
+    /** The first wait between attempts; it doubles each time. Default 1 s. */
+    baseDelay: opt(DurationData),
+    /** The longest wait between attempts. Default 1 minute. */
+    maxDelay: opt(DurationData)
+  }))
 }).pipe(
   Schema.filter((c) => {
     const names = new Set<string>()
