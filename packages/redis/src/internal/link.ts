@@ -180,6 +180,12 @@ export const makeLink = (options: LinkOptions): Link => {
   client.on("error", () => {})
   client.on("close", () => lost("the connection to Redis closed"))
 
+  // Each connection (a restarted Redis has lost its scripts) loads the script first, so operations
+  // cost one EVALSHA, not a NOSCRIPT and an EVAL.
+  client.on("ready", () => {
+    client.script("LOAD", casScript).catch(() => {})
+  })
+
   const started = within(client.connect(), options.connectMillis, "connect").then(
     () => setUp(),
     (e: unknown) => {
