@@ -74,7 +74,7 @@ export const startRedisServer = async (): Promise<RedisServer> => {
   const start = async () => {
     execFileSync("redis-server", [
       "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes",
-      "--pidfile", pidFile, "--logfile", join(dir, "redis.log"), "--dir", dir
+      "--enable-debug-command", "local", "--pidfile", pidFile, "--logfile", join(dir, "redis.log"), "--dir", dir
     ])
     await ready(port)
     pid = Number(readFileSync(pidFile, "utf8").trim())
