@@ -51,9 +51,10 @@ describe.skipIf(redisUrl === "")("4 processes on one Redis", () => {
       PREFIX: freshPrefix(),
       THRESHOLD: String(THRESHOLD),
       TRIALS: String(TRIALS),
-      // One half-open period in the run: the breaker opens early, tries once after 400 ms, opens again.
-      OPEN_MILLIS: "400",
-      RUN_MILLIS: "700"
+      // One half-open period in the run: the breaker opens early, tries once after 1 s, opens again
+      // (the next trial would be 2 s in, well after the last process stops, however late it started).
+      OPEN_MILLIS: "1000",
+      RUN_MILLIS: "1500"
     }
     const workers = Array.from({ length: PROCESSES }, () => start(env))
     await Promise.all(workers.map((w) => w.ready))
