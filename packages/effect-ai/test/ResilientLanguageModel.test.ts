@@ -1,7 +1,8 @@
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { StateStore } from "@resilient-ai/core"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import { Errors, StateStore } from "@resilient-ai/core"
 import { ClientConfig } from "@resilient-ai/llm"
 import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -28,23 +29,36 @@ const configFor = (url: string, gptPolicy: Record<string, unknown> = {}, cascade
         keys: [{ name: "key-a", env: "KEY_A" }, { name: "key-b", env: "KEY_B" }],
         policy: { retry: { maxRetries: 1, baseDelay: 1, jitter: "none" }, ...gptPolicy }
       },
-      { name: "claude", provider: "anthropic", baseUrl: url, model: "claude-test", keys: [{ name: "key-c", env: "KEY_C" }] }
+      {
+        name: "claude",
+        provider: "anthropic",
+        baseUrl: url,
+        model: "claude-test",
+        keys: [{ name: "key-c", env: "KEY_C" }],
+        policy: { retry: { maxRetries: 1, baseDelay: 1, jitter: "none" } }
+      }
     ],
     cascade,
     maxWaitBeforeFallback: "infinity"
   })
 
-/** Runs `program` with the resilient model over the test upstream, answering by `script`. */
-const withModel = <A, E>(
+interface RunOptions {
+  readonly gptPolicy?: Record<string, unknown>
+  readonly cascade?: ReadonlyArray<string>
+}
+
+/** Runs `program` with the layer `layerOf` makes over the test upstream, answering by `script`. */
+const runWith = <A, E, ROut>(
+  layerOf: (config: ClientConfig.ClientConfig) => Layer.Layer<ROut, Errors.InvalidConfigError, HttpClient.HttpClient | StateStore.StateStore>,
   script: (path: string, key: string | undefined, n: number) => Answer,
-  program: Effect.Effect<A, E, LanguageModel.LanguageModel>,
-  options: { readonly gptPolicy?: Record<string, unknown>; readonly cascade?: ReadonlyArray<string> } = {}
+  program: Effect.Effect<A, E, ROut>,
+  options: RunOptions = {}
 ) =>
   Effect.gen(function*() {
     const server = yield* upstream
     server.script = (request, n) => script(request.path, request.key, n)
     const config = yield* configFor(server.url, options.gptPolicy, options.cascade ? [...options.cascade] : undefined)
-    const layer = ResilientLanguageModel.layer(config).pipe(
+    const layer = layerOf(config).pipe(
       Layer.provide(FetchHttpClient.layer),
       Layer.provide(StateStore.layerMemory),
       Layer.provide(Layer.setConfigProvider(keys))
@@ -52,6 +66,13 @@ const withModel = <A, E>(
     const result = yield* Effect.provide(program, layer)
     return { result, received: server.received }
   })
+
+/** `runWith` the resilient model, no static reply. */
+const withModel = <A, E>(
+  script: (path: string, key: string | undefined, n: number) => Answer,
+  program: Effect.Effect<A, E, LanguageModel.LanguageModel>,
+  options: RunOptions = {}
+) => runWith((config) => ResilientLanguageModel.layer(config), script, program, options)
 
 const ok = (text: string): Answer => ({ _tag: "Ok", text })
 const status = (code: number, headers: Record<string, string> = {}): Answer => ({
@@ -193,5 +214,37 @@ describe("ResilientLanguageModel", () => {
       // Two cuts opened the breaker: the next call fails fast without reaching the upstream.
       expect(Option.map(AiErrors.resilienceErrorOf(result.third), (e) => e._tag)).toEqual(Option.some("CircuitOpenError"))
       expect(received).toHaveLength(2)
+    }))
+
+  it.scopedLive("with a static reply at the end, an outage of every deployment is answered by intent, for text and streams", () =>
+    Effect.gen(function*() {
+      const { received, result } = yield* runWith(
+        (config) => ResilientLanguageModel.layerWithStaticReply(config),
+        () => status(503),
+        ResilientLanguageModel.alwaysAnswers(Effect.gen(function*() {
+          const text = yield* LanguageModel.generateText({ prompt: "hello" })
+          const answer = yield* answered
+          const parts = yield* Stream.runCollect(LanguageModel.streamText({ prompt: "this is urgent, the site is down" }))
+          return { text: text.text, answer, streamed: Chunk.toReadonlyArray(parts).flatMap((p) => (p.type === "text-delta" ? [p.delta] : [])).join("") }
+        })),
+        { gptPolicy: { retry: false } }
+      )
+      expect(result.text).toMatch(/^Hello!/)
+      expect(result.answer).toMatchObject({ source: "static", deployment: undefined })
+      expect(result.answer.fallbacks.map((f) => [f.from, f.to])).toEqual([["gpt", "claude"], ["claude", "static"]])
+      expect(result.streamed).toMatch(/contact our support team/)
+      expect(received.length).toBeGreaterThan(0)
+    }))
+
+  it.scopedLive("generateObject answers the static object of its name, decoded with its schema", () =>
+    Effect.gen(function*() {
+      const Weather = Schema.Struct({ city: Schema.String, celsius: Schema.Number })
+      const { result } = yield* runWith(
+        (config) => ResilientLanguageModel.layerWithStaticReply(config, { objects: { weather: { city: "unknown", celsius: 0 } } }),
+        () => status(503),
+        LanguageModel.generateObject({ prompt: "weather?", schema: Weather, objectName: "weather" }),
+        { gptPolicy: { retry: false } }
+      )
+      expect(result.value).toEqual({ city: "unknown", celsius: 0 })
     }))
 })
