@@ -34,7 +34,7 @@ import * as Prompt from "@effect/ai/Prompt"
 import * as Response from "@effect/ai/Response"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Errors, StaticReply } from "@resilient-ai/core"
-import type { StateStore } from "@resilient-ai/core"
+import type { Fallback, RequestBudget, StateStore } from "@resilient-ai/core"
 import { ClientConfig } from "@resilient-ai/llm"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -51,12 +51,37 @@ import * as Deployments from "./internal/deployments.js"
 import * as Streaming from "./internal/stream.js"
 
 /**
+ * The @effect/ai method a call came through.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Method = "generateText" | "generateObject" | "streamText"
+
+/**
  * Who answered a call and how.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Answered extends Chain.Answered {}
+export interface Answered {
+  readonly method: Method
+  /** `primary`, `backup-key` (another key than the first one tried), `fallback-provider` or `static`. */
+  readonly source: Fallback.Source
+  readonly deployment: string | undefined
+  readonly provider: "openai" | "anthropic" | undefined
+  readonly model: string | undefined
+  /** The key that answered, by name. */
+  readonly keyName: string | undefined
+  /** Calls that reached a provider, across retries, keys and fallbacks. */
+  readonly attempts: number
+  readonly fallbacks: ReadonlyArray<Fallback.FallbackTaken>
+  /** Errors of failed attempts, by tag, deployment and key name. */
+  readonly errors: ReadonlyArray<RequestBudget.MetError>
+  /** From the answer's usage and the deployment's price. */
+  readonly costUsd: number
+  readonly latencyMs: number
+}
 
 /**
  * The static reply that ends the chain.
@@ -188,7 +213,7 @@ const lastUserText = (prompt: Prompt.RawInput): string => {
  * the one cast of the module, because that type is a conditional type
  * TypeScript cannot see through.
  */
-const restore = (method: Chain.Method) => <E>(e: Exclude<E, AiError.AiError> | Errors.ResilienceError): E =>
+const restore = (method: Method) => <E>(e: Exclude<E, AiError.AiError> | Errors.ResilienceError): E =>
   (Errors.isResilienceError(e) ? AiErrors.toAiError(e, method) : e) as E
 
 /** The call's answer, and who gave it in {@link currentAnswer}. */

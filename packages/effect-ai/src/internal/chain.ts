@@ -18,25 +18,10 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as AiErrors from "../AiErrors.js"
+import type { Answered, Method } from "../ResilientLanguageModel.js"
 import type { Handle } from "./deployments.js"
 
-/** The @effect/ai method a call came through. */
-export type Method = "generateText" | "generateObject" | "streamText"
-
-/** Who answered a call and how: what `ResilientLanguageModel.lastAnswer` gives. */
-export interface Answered {
-  readonly method: Method
-  readonly source: Fallback.Source
-  readonly deployment: string | undefined
-  readonly provider: ClientConfig.Deployment["provider"] | undefined
-  readonly model: string | undefined
-  readonly keyName: string | undefined
-  readonly attempts: number
-  readonly fallbacks: ReadonlyArray<Fallback.FallbackTaken>
-  readonly errors: ReadonlyArray<RequestBudget.MetError>
-  readonly costUsd: number
-  readonly latencyMs: number
-}
+export type { Answered, Method }
 
 /** What every call of one resilient model shares. */
 export interface Cascade {
