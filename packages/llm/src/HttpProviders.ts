@@ -127,7 +127,8 @@ const readJson = (
 
 /** A chat answer that was filtered away entirely is a typed error, not an empty answer. */
 const rejectFiltered = (response: Chat.ChatResponse, origin: ErrorMapping.Origin): Effect.Effect<Chat.ChatResponse, CallError> =>
-  response.finishReason === "content_filter" && response.text === "" && response.toolCalls.length === 0
+  response.finishReason === "content_filter" && response.text === "" && response.toolCalls.length === 0 &&
+    (response.customToolCalls ?? []).length === 0
     ? Effect.fail(new Errors.ContentFilterError({ ...origin, detail: response.refusal ?? "the provider filtered the answer" }))
     : Effect.succeed(response)
 
