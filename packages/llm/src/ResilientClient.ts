@@ -163,6 +163,16 @@ export interface Service {
    * to continue the partial answer. Never a silently truncated or mixed answer.
    */
   readonly stream: (request: Chat.ChatRequest, options?: ChatOptions) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  /**
+   * `stream`, answered with the static reply (by intent) as a stream when it
+   * fails before any chunk reached the caller. After a chunk it fails as
+   * `stream` does: a static reply appended to a partial answer would be a
+   * mixed answer.
+   */
+  readonly streamOrStatic: (
+    request: Chat.ChatRequest,
+    options?: ChatOptions
+  ) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   readonly deployments: ReadonlyArray<DeploymentHandle>
   readonly config: ClientConfig.ClientConfig
   /** The completions of degraded answers (rule 32), with `completeLater` in the config or the extras. */
@@ -188,7 +198,7 @@ export interface Extras {
     readonly maxEntries?: number
     readonly maxStale?: Duration.DurationInput
   }
-  /** Intents and replies for `chatOrStatic`. Default: `StaticReply.defaults`. */
+  /** Intents and replies for `chatOrStatic` and `streamOrStatic`, over the config's `staticReplies`. Default: `StaticReply.defaults`. */
   readonly staticReplies?: StaticReply.Options
   /** Complete degraded answers later (rule 32); over the config file's `completeLater`. Off unless one is set. */
   readonly completeLater?: CompleteLater.Options
@@ -477,7 +487,10 @@ export const make = (
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
       (e) => new Errors.InvalidConfigError({ ...e, path: `cache.${e.path}` })
     )
-    const replies = yield* StaticReply.make(extras.staticReplies)
+    const replies = yield* (extras.staticReplies !== undefined || config.staticReplies === undefined
+      ? StaticReply.make(extras.staticReplies)
+      : Effect.mapError(StaticReply.make(config.staticReplies), (e) =>
+        new Errors.InvalidConfigError({ ...e, path: e.path === "" ? "staticReplies" : `staticReplies.${e.path}` })))
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
     const maxWaitBeforeFallback = config.maxWaitBeforeFallback === undefined
       ? 1_000
@@ -936,7 +949,23 @@ export const make = (
         })
       })
 
-    return { chat, chatOrStatic, stream, deployments: handles, config, completeLater: completions }
+    /** A failure before any chunk reached the caller is answered by the static reply, streamed as an answer is. */
+    const streamOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+      Stream.unwrap(Effect.clockWith((clock) =>
+        Effect.map(clock.currentTimeMillis, (start) => {
+          let delivered = false
+          return stream(request, options).pipe(
+            Stream.tap(() => Effect.sync(() => void (delivered = true))),
+            Stream.catchAll((error) =>
+              delivered
+                ? Stream.fail(error)
+                : Stream.fromIterableEffect(Effect.map(staticAnswer(request, error, start), (r) => Chunks.fromResponse(r.response)))
+            )
+          )
+        })
+      ))
+
+    return { chat, chatOrStatic, stream, streamOrStatic, deployments: handles, config, completeLater: completions }
   })
 
 /**
