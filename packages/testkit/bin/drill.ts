@@ -7,7 +7,7 @@
  * with a progress bar on stderr, then prints a report table per scenario.
  *
  *   npm start -- [--scenario NAME]... [--seed N] [--json FILE] [--plot FILE.svg]
- *                [--scale X] [--rate-scale X] [--workers N]
+ *                [--scale X] [--rate-scale X] [--workers N] [--quiet]
  *
  * `--scale` shrinks every duration and `--rate-scale` every traffic rate
  * (the tests run the drill at small scales).
@@ -19,6 +19,7 @@ import * as Effect from "effect/Effect"
 import * as Drill from "@resilient-ai/testkit/Drill"
 import * as DrillReport from "@resilient-ai/testkit/DrillReport"
 import * as Scenarios from "@resilient-ai/testkit/Scenarios"
+import * as DrillArgs from "./args.js"
 
 interface Job {
   readonly scenario: Scenarios.Name
@@ -66,75 +67,6 @@ if (!isMainThread) {
   void main()
 }
 
-interface Args {
-  readonly scenarios: ReadonlyArray<Scenarios.Name>
-  readonly seed: number
-  readonly json: string | undefined
-  readonly plot: string | undefined
-  readonly scale: number
-  readonly rateScale: number
-  readonly workers: number | undefined
-}
-
-function parseArgs(argv: ReadonlyArray<string>): Args | string {
-  const scenarios: Array<Scenarios.Name> = []
-  let seed = 1
-  let json: string | undefined
-  let plot: string | undefined
-  let scale = 1
-  let rateScale = 1
-  let workers: number | undefined
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const value = argv[i + 1]
-    const number = (name: string): number | string => {
-      const n = Number(value)
-      return value === undefined || !Number.isFinite(n) || n <= 0 ? `${name} needs a positive number` : n
-    }
-    switch (flag) {
-      case "--scenario": {
-        for (const name of (value ?? "").split(",")) {
-          if (!Scenarios.isName(name)) return `unknown scenario "${name}"; one of: ${Scenarios.names.join(", ")}`
-          scenarios.push(name)
-        }
-        i++
-        break
-      }
-      case "--seed": {
-        const n = Number(value)
-        if (value === undefined || !Number.isInteger(n)) return "--seed needs an integer"
-        seed = n
-        i++
-        break
-      }
-      case "--json":
-      case "--plot": {
-        if (value === undefined) return `${flag} needs a file name`
-        if (flag === "--json") json = value
-        else plot = value
-        i++
-        break
-      }
-      case "--scale":
-      case "--rate-scale":
-      case "--workers": {
-        const n = number(flag)
-        if (typeof n === "string") return n
-        if (flag === "--scale") scale = n
-        else if (flag === "--rate-scale") rateScale = n
-        else workers = Math.floor(n)
-        i++
-        break
-      }
-      case "--help":
-        return "usage"
-      default:
-        return `unknown argument "${flag}"`
-    }
-  }
-  return { scenarios: scenarios.length === 0 ? [...Scenarios.names] : scenarios, seed, json, plot, scale, rateScale, workers }
-}
-
 /** A rough cost of a job, to start the longest first: requests, times ~12 for the protected client. */
 function weight(job: Job): number {
   const s = Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale })
@@ -180,11 +112,9 @@ function progressBar(total: number) {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2))
+  const args = DrillArgs.parse(process.argv.slice(2))
   if (typeof args === "string") {
-    process.stderr.write(
-      `${args === "usage" ? "" : `drill: ${args}\n`}usage: npm start -- [--scenario NAME]... [--seed N] [--json FILE] [--plot FILE.svg] [--scale X] [--rate-scale X] [--workers N]\n`
-    )
+    process.stderr.write(`${args === "usage" ? "" : `drill: ${args}\n`}${DrillArgs.usage}\n`)
     process.exitCode = args === "usage" ? 0 : 2
     return
   }

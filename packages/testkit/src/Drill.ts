@@ -129,6 +129,22 @@ export interface BreakerTransition {
 }
 
 /**
+ * A key of a pool leaving or rejoining rotation (cooling after a 429,
+ * disabled after a 401, back after its cooldown).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyTransition {
+  readonly at: number
+  readonly pool: string
+  readonly key: string
+  readonly from: string
+  readonly to: string
+  readonly reason: string
+}
+
+/**
  * What one stack did in one scenario. Times are virtual milliseconds.
  *
  * @since 0.1.0
@@ -141,13 +157,16 @@ export interface StackReport {
   readonly requests: number
   /** Answered by a deployment (primary, another key, a fallback deployment). */
   readonly answeredByModel: number
+  /** A fresh cache entry (within its time to live). */
   readonly answeredByCache: number
+  /** An expired cache entry served because every deployment failed (stale-if-error): a degraded answer. */
+  readonly answeredByStaleCache: number
   readonly answeredByStatic: number
   /** The caller got an error. */
   readonly failed: number
-  /** (model + cache) / requests: a static reply is a degraded answer, not availability. */
+  /** (model + fresh cache + stale cache) / requests: a static reply is a degraded answer, not availability. */
   readonly availability: number
-  /** model / (requests − cache): of the requests that needed a model, the share a model answered. */
+  /** (model + fresh cache) / requests: answers a model gave, now or within the cache's time to live. */
   readonly availabilityByModel: number
   /** From arrival to answer or error. */
   readonly latencyMs: Percentiles
@@ -162,7 +181,7 @@ export interface StackReport {
   /** From the incident's end to the first successful call to its deployment sent after it. */
   readonly recoveryMs: number | null
   readonly breakerTransitions: ReadonlyArray<BreakerTransition>
-  readonly keyTransitions: number
+  readonly keyTransitions: ReadonlyArray<KeyTransition>
   /** Answers by deployment name. */
   readonly answeredBy: Readonly<Record<string, number>>
   /** Failed requests by error tag. */
@@ -198,12 +217,12 @@ export interface RunOptions {
   readonly onProgress?: (done: number) => void
 }
 
-type Kind = "model" | "cache" | "static" | "failed"
+type Kind = "model" | "cache" | "stale" | "static" | "failed"
 
 /** Counts and histograms of one run, updated per request. */
 class Recorder {
   requests = 0
-  readonly byKind = { model: 0, cache: 0, static: 0, failed: 0 }
+  readonly byKind = { model: 0, cache: 0, stale: 0, static: 0, failed: 0 }
   readonly answeredBy: Record<string, number> = {}
   readonly errors: Record<string, number> = {}
   readonly all = new Histogram()
@@ -392,8 +411,9 @@ const protectedStack = (
         case "fallback-provider":
           return recorder.record(arrivedAt, end, "model", result.deployment ?? "unknown")
         case "cache":
-        case "stale-cache":
           return recorder.record(arrivedAt, end, "cache", "cache")
+        case "stale-cache":
+          return recorder.record(arrivedAt, end, "stale", "stale")
         case "static":
           return recorder.record(arrivedAt, end, "static", "static")
       }
@@ -555,10 +575,11 @@ export const run = (
           requests,
           answeredByModel: r.byKind.model,
           answeredByCache: r.byKind.cache,
+          answeredByStaleCache: r.byKind.stale,
           answeredByStatic: r.byKind.static,
           failed: r.byKind.failed,
-          availability: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache) / requests, 6),
-          availabilityByModel: requests - r.byKind.cache === 0 ? 1 : round(r.byKind.model / (requests - r.byKind.cache), 6),
+          availability: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache + r.byKind.stale) / requests, 6),
+          availabilityByModel: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache) / requests, 6),
           latencyMs: percentiles(r.all),
           latencyByPhaseMs: { before: percentiles(r.phases[0]), during: percentiles(r.phases[1]), after: percentiles(r.phases[2]) },
           attemptsPerRequest: requests === 0 ? 0 : round(calls / requests, 4),
@@ -574,7 +595,14 @@ export const run = (
             to: t.to,
             reason: t.reason
           })),
-          keyTransitions: transitions.keys.length,
+          keyTransitions: transitions.keys.map((t) => ({
+            at: Math.round(t.at),
+            pool: t.pool,
+            key: t.key,
+            from: t.from,
+            to: t.to,
+            reason: t.reason
+          })),
           answeredBy: { ...r.answeredBy },
           errors: { ...r.errors },
           calls: callsBy,

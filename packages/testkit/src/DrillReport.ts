@@ -78,7 +78,7 @@ export const targets = (scenario: Drill.Scenario, report: Drill.StackReport): Re
   const out: Array<Target> = []
   if (scenario.name === "provider-outage") {
     out.push({
-      name: "availability by model ≥ 99.99 % with 0 failed",
+      name: "availability by model, (model + fresh cache) / requests, ≥ 99.99 % with 0 failed",
       value: `${pct(report.availabilityByModel, 4)}, ${report.failed} failed`,
       ok: report.availabilityByModel >= 0.9999 && report.failed === 0
     })
@@ -128,8 +128,16 @@ export const document = (results: ReadonlyArray<ScenarioResult>): Document => ({
   )
 })
 
-const row = (label: string, cells: ReadonlyArray<string>, width: number): string =>
-  `  ${label.padEnd(34)}${cells.map((c) => c.padStart(width)).join("")}`
+/** A row of the side-by-side table; its labels are padded to the longest once all rows are known. */
+interface Row {
+  readonly label: string
+  readonly cells: ReadonlyArray<string>
+}
+
+const render = (rows: ReadonlyArray<Row>, width: number): Array<string> => {
+  const labelWidth = Math.max(0, ...rows.map((r) => r.label.length)) + 2
+  return rows.map((r) => `  ${r.label.padEnd(labelWidth)}${r.cells.map((c) => c.padStart(width)).join("")}`.trimEnd())
+}
 
 /**
  * The text report of one scenario: the three stacks side by side, the
@@ -146,17 +154,18 @@ export const table = (result: ScenarioResult): string => {
   const seed = reports[0]?.seed
   lines.push(`${scenario.name}: ${scenario.description} (seed ${seed ?? "-"})`)
   lines.push("")
-  lines.push(row("", reports.map((r) => r.stack), width))
-  const line = (label: string, cell: (r: Drill.StackReport) => string) => lines.push(row(label, reports.map(cell), width))
+  const rows: Array<Row> = [{ label: "", cells: reports.map((r) => r.stack) }]
+  const line = (label: string, cell: (r: Drill.StackReport) => string) => rows.push({ label, cells: reports.map(cell) })
   const ms = (n: number | null) => (n === null ? "-" : `${int(n)} ms`)
   const p = (x: Drill.Percentiles) => `${int(x.p50)}/${int(x.p95)}/${int(x.p99)}`
   line("requests", (r) => int(r.requests))
   line("answered by model", (r) => int(r.answeredByModel))
-  line("answered by cache", (r) => int(r.answeredByCache))
+  line("answered by cache (fresh)", (r) => int(r.answeredByCache))
+  line("answered by stale cache (all failed)", (r) => int(r.answeredByStaleCache))
   line("answered by static reply", (r) => int(r.answeredByStatic))
   line("failed", (r) => int(r.failed))
-  line("availability (model + cache)", (r) => pct(r.availability))
-  line("availability by model", (r) => pct(r.availabilityByModel))
+  line("availability: (model + fresh + stale cache) / requests", (r) => pct(r.availability))
+  line("availability by model: (model + fresh cache) / requests", (r) => pct(r.availabilityByModel))
   line("latency p50/p95/p99 (ms)", (r) => p(r.latencyMs))
   line(`  before the ${scenario.incident.description}`, (r) => p(r.latencyByPhaseMs.before))
   line(`  during the ${scenario.incident.description}`, (r) => p(r.latencyByPhaseMs.during))
@@ -166,13 +175,14 @@ export const table = (result: ScenarioResult): string => {
   line("fail-over after the start", (r) => ms(r.failoverMs))
   line("primary takes traffic back after", (r) => ms(r.recoveryMs))
   line("breaker transitions", (r) => int(r.breakerTransitions.length))
-  line("key transitions", (r) => int(r.keyTransitions))
+  line("key transitions", (r) => int(r.keyTransitions.length))
   const names = [...new Set(reports.flatMap((r) => Object.keys(r.answeredBy)))]
   for (const n of names) line(`answered by ${n}`, (r) => int(r.answeredBy[n] ?? 0))
   const tags = [...new Set(reports.flatMap((r) => Object.keys(r.errors)))]
   for (const t of tags) line(`failed with ${t}`, (r) => int(r.errors[t] ?? 0))
   line("tokens in/out", (r) => `${(r.tokens.input / 1e6).toFixed(2)}M/${(r.tokens.output / 1e6).toFixed(2)}M`)
   line("cost (USD)", (r) => r.costUsd.toFixed(2))
+  lines.push(...render(rows, width))
 
   const guarded = reports.find((r) => r.stack === "protected")
   if (guarded !== undefined && guarded.breakerTransitions.length > 0) {
@@ -201,6 +211,7 @@ export const table = (result: ScenarioResult): string => {
 
 const colours: Record<string, string> = {
   cache: "#8e7cc3",
+  stale: "#b4a7d6",
   static: "#f1c232",
   failed: "#cc0000"
 }
@@ -243,7 +254,7 @@ const panel = (result: ScenarioResult, top: number, width: number): Panel => {
 
   const { bucketMs, series } = run.timeline
   const cascade = scenario.client.cascade
-  const order = [...cascade, ...Object.keys(series).filter((k) => !cascade.includes(k) && !["cache", "static", "failed"].includes(k)), "cache", "static", "failed"]
+  const order = [...cascade, ...Object.keys(series).filter((k) => !cascade.includes(k) && !["cache", "stale", "static", "failed"].includes(k)), "cache", "stale", "static", "failed"]
     .filter((k) => series[k] !== undefined)
   const buckets = Math.max(1, ...order.map((k) => series[k]?.length ?? 0))
   const columns = Math.min(plotW, buckets)

@@ -3,8 +3,10 @@
  * choose for it. The configurations are the documentation of how to use the
  * library against each kind of incident: read them next to the report.
  *
- * Every time and rate can be shrunk with `scale` (durations) and `rateScale`
- * (traffic), so tests run each scenario in miniature.
+ * Every duration and rate can be shrunk with `scale` (the run and its
+ * incident windows) and `rateScale` (traffic), so tests run each scenario in
+ * miniature. Scaling shortens a scenario, never the shape of its fault: a
+ * flap lasts as long, a Retry-After is as long, at any scale.
  *
  * @since 0.1.0
  */
@@ -19,7 +21,7 @@ import type * as SimulatedProviders from "./SimulatedProviders.js"
  * @category options
  */
 export interface Options {
-  /** Multiplies every duration and time of the scenarios. Default 1. */
+  /** Multiplies the length of every run and the times of its incident windows (not the shape of a fault). Default 1. */
   readonly scale?: number
   /** Multiplies every traffic rate. Default 1. */
   readonly rateScale?: number
@@ -246,8 +248,9 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
     case "flapping": {
       const duration = min(40)
       const flaps = { from: min(5), to: min(35) }
-      const downMs = 20_000 * scale
-      const upMs = 20_000 * scale
+      // The fault's shape is not scaled: a shorter run has fewer flaps, each as long as in the full run.
+      const downMs = 20_000
+      const upMs = 20_000
       return {
         name,
         description: `${rate(20)} req/s for ${clock(duration)}; ${PRIMARY} alternates ${downMs / 1000} s down, ${upMs / 1000} s up ${

@@ -48,6 +48,7 @@ describe("Drill", () => {
           "requests",
           "answeredByModel",
           "answeredByCache",
+          "answeredByStaleCache",
           "answeredByStatic",
           "failed",
           "availability",
@@ -57,6 +58,7 @@ describe("Drill", () => {
           "failoverMs",
           "recoveryMs",
           "breakerTransitions",
+          "keyTransitions",
           "costUsd"
         ]
       ) expect(s).toHaveProperty(key)
@@ -92,7 +94,15 @@ describe("Drill", () => {
     const r = byName("rate-limit-storm")
     expect(r.none.errors["RateLimitError"]).toBeGreaterThan(0)
     expect(r.protected.failed).toBe(0)
-    expect(r.protected.keyTransitions).toBeGreaterThan(0)
+    expect(r.protected.keyTransitions.length).toBeGreaterThan(0)
+    expect(r.protected.keyTransitions[0]).toEqual({
+      at: expect.any(Number),
+      pool: "gpt-4o",
+      key: expect.stringMatching(/^primary-\d$/),
+      from: "healthy",
+      to: expect.any(String),
+      reason: expect.any(String)
+    })
   })
 
   it("key-revoked: the revoked key fails a third of the baseline's calls; the protected stack disables it after one", () => {
@@ -107,6 +117,47 @@ describe("Drill", () => {
     expect(r.none.failed).toBeGreaterThan(0)
     expect(r.protected.failed).toBe(0)
     expect(r.protected.breakerTransitions.some((t) => t.to === "open")).toBe(true)
+  })
+
+  it("every request is counted once: model + fresh cache + stale cache + static + failed = requests", () => {
+    for (const r of first) {
+      for (const { report: s } of r.runs) {
+        expect(s.answeredByModel + s.answeredByCache + s.answeredByStaleCache + s.answeredByStatic + s.failed).toBe(s.requests)
+      }
+    }
+  })
+
+  it("availability by model is (model + fresh cache) / requests; a stale cache answer counts in availability only", () => {
+    // Every deployment down for the last third, cache entries expiring after 10 s: stale-if-error answers.
+    const base = Scenarios.make("provider-outage", small)
+    const down = { _tag: "Outage", from: base.durationMs * 2 / 3, to: base.durationMs } as const
+    const scenario: Drill.Scenario = {
+      ...base,
+      traffic: { ...base.traffic, repeatShare: 0.5, popularPrompts: 5 },
+      providers: base.providers.map((p) => ({ ...p, script: [down] })),
+      extras: { cache: { timeToLive: "10 seconds", maxEntries: 100, maxStale: "1 hour" } }
+    }
+    const report = Effect.runSync(Drill.run(scenario, "protected", { seed: 3 })).report
+    expect(report.answeredByStaleCache).toBeGreaterThan(0)
+    expect(report.answeredByCache).toBeGreaterThan(0)
+    expect(report.availabilityByModel).toBeCloseTo((report.answeredByModel + report.answeredByCache) / report.requests, 6)
+    expect(report.availability).toBeCloseTo(
+      (report.answeredByModel + report.answeredByCache + report.answeredByStaleCache) / report.requests,
+      6
+    )
+    expect(report.availability).toBeGreaterThan(report.availabilityByModel)
+    const text = DrillReport.table({ scenario, runs: [{ report, firstDefect: undefined, timeline: { bucketMs: 1000, series: {} } }] })
+    expect(text).toMatch(/availability by model: \(model \+ fresh cache\) \/ requests +\d/)
+  })
+
+  it("the table's cells line up whatever the length of a label", () => {
+    for (const r of first) {
+      const text = DrillReport.table(r)
+      const block = text.split("\n\n")[1]?.split("\n") ?? []
+      expect(block.length).toBeGreaterThan(10)
+      // Cells are right-aligned to a fixed width after a label column as wide as the longest label.
+      expect(new Set(block.map((l) => l.length)).size).toBe(1)
+    }
   })
 
   it("the report renders a table per scenario and an SVG timeline", () => {
