@@ -4,7 +4,8 @@
  * Runs every scenario (or `--scenario NAME`, repeatable) through the
  * protected client and the two baselines, in virtual time, spread over the
  * machine's cores (one worker thread per core, the longest runs first),
- * with a progress bar on stderr, then prints a report table per scenario.
+ * with a progress display on stderr (`--quiet`: none), then prints a
+ * report table per scenario.
  *
  *   npm start -- [--scenario NAME]... [--seed N] [--json FILE] [--plot FILE.svg]
  *                [--scale X] [--rate-scale X] [--workers N] [--quiet]
@@ -20,6 +21,7 @@ import * as Drill from "@resilient-ai/testkit/Drill"
 import * as DrillReport from "@resilient-ai/testkit/DrillReport"
 import * as Scenarios from "@resilient-ai/testkit/Scenarios"
 import * as DrillArgs from "./args.js"
+import * as Progress from "./progress.js"
 
 interface Job {
   readonly scenario: Scenarios.Name
@@ -30,7 +32,7 @@ interface Job {
 }
 
 type FromWorker =
-  | { readonly _tag: "progress"; readonly done: number }
+  | { readonly _tag: "progress"; readonly done: number; readonly requests: number }
   | { readonly _tag: "done"; readonly result: Drill.RunResult; readonly wallMs: number }
   | { readonly _tag: "failed"; readonly error: string }
 
@@ -39,7 +41,7 @@ type ToWorker = { readonly _tag: "job"; readonly job: Job } | { readonly _tag: "
 // Errors are values in the drill; a stack trace per error object costs time and tells nothing here.
 Error.stackTraceLimit = 0
 
-const runJob = (job: Job, onProgress: (done: number) => void): FromWorker => {
+const runJob = (job: Job, onProgress: (done: number, requests: number) => void): FromWorker => {
   const started = performance.now()
   const scenario = Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale })
   const exit = Effect.runSyncExit(Drill.run(scenario, job.stack, { seed: job.seed, onProgress }))
@@ -54,11 +56,13 @@ if (!isMainThread) {
       port.close()
       return
     }
+    // At most 10 messages a second: the display redraws 5 times a second.
     let last = 0
-    const reply = runJob(message.job, (done) => {
-      if (done - last >= 0.01 || done === 1) {
-        last = done
-        port.postMessage({ _tag: "progress", done } satisfies FromWorker)
+    const reply = runJob(message.job, (done, requests) => {
+      const now = performance.now()
+      if (now - last >= 100) {
+        last = now
+        port.postMessage({ _tag: "progress", done, requests } satisfies FromWorker)
       }
     })
     port.postMessage(reply)
@@ -73,42 +77,6 @@ function weight(job: Job): number {
   let requests = (s.traffic.ratePerSecond * s.durationMs) / 1000
   for (const surge of s.traffic.surges ?? []) requests += (s.traffic.ratePerSecond * (surge.factor - 1) * (surge.to - surge.from)) / 1000
   return requests * (job.stack === "protected" ? 12 : job.stack === "naive-retry" ? 1.5 : 1)
-}
-
-/** The progress bar: redrawn in place on a terminal, a line per finished run otherwise. */
-function progressBar(total: number) {
-  const tty = process.stderr.isTTY === true
-  const done = new Map<string, number>()
-  const finished: Array<string> = []
-  let lastDraw = 0
-  const draw = (force: boolean) => {
-    const now = performance.now()
-    if (!tty || (!force && now - lastDraw < 100)) return
-    lastDraw = now
-    let sum = 0
-    for (const v of done.values()) sum += v
-    const share = sum / total
-    const width = 30
-    const filled = Math.round(share * width)
-    const running = [...done].filter(([, v]) => v < 1).map(([k]) => k).join(", ")
-    const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(100 * share).toFixed(0).padStart(3)} %  ${finished.length}/${total} runs  ${running}`
-    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 120) - 1)}`)
-  }
-  return {
-    update: (key: string, share: number) => {
-      done.set(key, share)
-      draw(false)
-    },
-    finish: (key: string, wallMs: number) => {
-      done.set(key, 1)
-      finished.push(key)
-      if (tty) draw(true)
-      else process.stderr.write(`drill: ${key} done in ${(wallMs / 1000).toFixed(1)} s (${finished.length}/${total})\n`)
-    },
-    end: () => {
-      if (tty) process.stderr.write("\r\x1b[2K")
-    }
-  }
 }
 
 async function main(): Promise<void> {
@@ -126,61 +94,53 @@ async function main(): Promise<void> {
   const keyOf = (job: Job) => `${job.scenario}/${job.stack}`
   const results = new Map<string, Drill.RunResult>()
   const wall = new Map<string, number>()
-  const bar = progressBar(jobs.length)
   const workers = Math.max(1, Math.min(args.workers ?? availableParallelism(), jobs.length))
   const failures: Array<string> = []
 
   process.stderr.write(
     `drill: ${jobs.length} runs (${args.scenarios.length} scenarios × ${Drill.stacks.length} stacks), seed ${args.seed}, ${workers} worker${workers === 1 ? "" : "s"}\n`
   )
+  const progress = args.quiet ? Progress.silent : Progress.make(workers, jobs.length)
   const take = (): Job | undefined => queue.shift()
+  const durationOf = (job: Job) => Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale }).durationMs
 
-  if (workers === 1) {
-    for (let job = take(); job !== undefined; job = take()) {
-      const key = keyOf(job)
-      const reply = runJob(job, (done) => bar.update(key, done))
-      if (reply._tag === "done") {
-        results.set(key, reply.result)
-        wall.set(key, reply.wallMs)
-        bar.finish(key, reply.wallMs)
-      } else if (reply._tag === "failed") failures.push(`${key}: ${reply.error}`)
-    }
-  } else {
-    await Promise.all(Array.from({ length: workers }, () =>
-      new Promise<void>((resolve) => {
-        const worker = new Worker(new URL(import.meta.url))
-        let current: Job | undefined
-        const next = () => {
-          current = take()
-          if (current === undefined) {
-            worker.postMessage({ _tag: "exit" } satisfies ToWorker)
-            void worker.terminate().then(() => resolve())
-            return
-          }
-          worker.postMessage({ _tag: "job", job: current } satisfies ToWorker)
+  // Always worker threads, even one: the main thread stays free to draw the progress.
+  await Promise.all(Array.from({ length: workers }, (_, index) =>
+    new Promise<void>((resolve) => {
+      const worker = new Worker(new URL(import.meta.url))
+      let current: Job | undefined
+      const next = () => {
+        current = take()
+        if (current === undefined) {
+          progress.idle(index)
+          worker.postMessage({ _tag: "exit" } satisfies ToWorker)
+          void worker.terminate().then(() => resolve())
+          return
         }
-        worker.on("message", (message: FromWorker) => {
-          if (current === undefined) return
-          const key = keyOf(current)
-          if (message._tag === "progress") bar.update(key, message.done)
-          else {
-            if (message._tag === "done") {
-              results.set(key, message.result)
-              wall.set(key, message.wallMs)
-              bar.finish(key, message.wallMs)
-            } else failures.push(`${key}: ${message.error}`)
-            next()
-          }
-        })
-        worker.on("error", (error) => {
-          failures.push(`${current === undefined ? "worker" : keyOf(current)}: ${String(error)}`)
-          resolve()
-        })
-        next()
+        progress.start(index, keyOf(current), durationOf(current))
+        worker.postMessage({ _tag: "job", job: current } satisfies ToWorker)
+      }
+      worker.on("message", (message: FromWorker) => {
+        if (current === undefined) return
+        const key = keyOf(current)
+        if (message._tag === "progress") progress.update(index, message.done, message.requests)
+        else {
+          if (message._tag === "done") {
+            results.set(key, message.result)
+            wall.set(key, message.wallMs)
+            progress.finish(index, key, message.result.report.requests, message.wallMs)
+          } else failures.push(`${key}: ${message.error}`)
+          next()
+        }
       })
-    ))
-  }
-  bar.end()
+      worker.on("error", (error) => {
+        failures.push(`${current === undefined ? "worker" : keyOf(current)}: ${String(error)}`)
+        resolve()
+      })
+      next()
+    })
+  ))
+  progress.end()
   const wallMs = performance.now() - started
 
   const scenarioResults: Array<DrillReport.ScenarioResult> = []

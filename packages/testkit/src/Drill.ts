@@ -213,8 +213,12 @@ export interface RunResult {
  */
 export interface RunOptions {
   readonly seed: number
-  /** Called now and then with the share of virtual time done (0–1). */
-  readonly onProgress?: (done: number) => void
+  /**
+   * Called every 100 arrivals, and at the end, with the share of virtual
+   * time done (0–1) and the requests sent so far. Throttle it by wall time
+   * in the callback: it is called from inside the simulation.
+   */
+  readonly onProgress?: (done: number, requests: number) => void
 }
 
 type Kind = "model" | "cache" | "stale" | "static" | "failed"
@@ -301,7 +305,7 @@ const traffic = (
   scenario: Scenario,
   seed: number,
   handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>,
-  onProgress: ((done: number) => void) | undefined
+  onProgress: ((done: number, requests: number) => void) | undefined
 ): Effect.Effect<number> =>
   Effect.withFiberRuntime<number>((fiber, status) => {
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
@@ -328,7 +332,7 @@ const traffic = (
       let now = 0
       let sent = 0
       const end = () => {
-        onProgress?.(1)
+        onProgress?.(1, sent)
         resume(Effect.succeed(sent))
       }
       // A fiber observer rather than `Effect.ensuring`: it runs when the request's fiber ends,
@@ -352,7 +356,7 @@ const traffic = (
         const child = fork(handle(request, now), { immediate: false })
         child.addObserver(finished)
         sent += 1
-        if (onProgress !== undefined && sent % 2000 === 0) onProgress(now / scenario.durationMs)
+        if (onProgress !== undefined && sent % 100 === 0) onProgress(now / scenario.durationMs, sent)
         schedule()
       }
       const schedule = (): void => {
