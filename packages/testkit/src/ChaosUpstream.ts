@@ -47,6 +47,8 @@
  * | `auth` | 401 `invalid_api_key` | 401 `authentication_error` |
  * | `quota` | 429 `insufficient_quota` | 402 `billing_error`; 400 "usage limits … regain access on" with a `resetAt` |
  * | `unavailable` / `overloaded` / `gateway-timeout` | 503 / 529 / 504, `server_error` | 503 `api_error` / 529 `overloaded_error` / 504 `timeout_error` |
+ * | `internal-error` | 500 `server_error` | 500 `api_error` |
+ * | `bad-gateway` | 502, a proxy's HTML page | same |
  * | `malformed` | 200 with a JSON body cut in the middle (a stream: an event whose data is not JSON) | same |
  * | `connection` | the socket is destroyed after the request is read | same |
  * | `hang` | nothing for `hangMs`, then the socket is destroyed | same |

@@ -74,7 +74,12 @@ export const sample = (latency: Latency, u1: number, u2: number): number => {
  * How a failing call fails:
  *
  * - `unavailable`: HTTP 503 (`ProviderUnavailableError`);
- * - `overloaded`: HTTP 529 (`ProviderUnavailableError`);
+ * - `internal-error`: HTTP 500, the provider's own failure (`server_error`,
+ *   Anthropic `api_error`; `ProviderUnavailableError`);
+ * - `bad-gateway`: HTTP 502 with a proxy's HTML page, as a CDN in front of
+ *   the API answers when the backend is gone (`ProviderUnavailableError`);
+ * - `overloaded`: HTTP 529, Anthropic's `overloaded_error`
+ *   (`ProviderUnavailableError`);
  * - `gateway-timeout`: HTTP 504 (`ProviderUnavailableError`);
  * - `connection`: refused or reset (`ConnectionError`);
  * - `hang`: no answer at all; the connection is reset after `hangMs` (a
@@ -84,7 +89,15 @@ export const sample = (latency: Latency, u1: number, u2: number): number => {
  * @since 0.1.0
  * @category models
  */
-export type FailureKind = "unavailable" | "overloaded" | "gateway-timeout" | "connection" | "hang" | "malformed"
+export type FailureKind =
+  | "unavailable"
+  | "internal-error"
+  | "bad-gateway"
+  | "overloaded"
+  | "gateway-timeout"
+  | "connection"
+  | "hang"
+  | "malformed"
 
 /**
  * One fault of a script. Windows are `[from, to)` in virtual milliseconds.

@@ -14,6 +14,7 @@
  */
 import { Errors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
+import * as ErrorMapping from "@resilient-ai/llm/ErrorMapping"
 import * as Provider from "@resilient-ai/llm/Provider"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -27,6 +28,7 @@ import * as Hash from "effect/Hash"
 import * as Stream from "effect/Stream"
 import { PCGRandom } from "effect/Utils"
 import * as FaultScript from "./FaultScript.js"
+import * as ChaosWire from "./internal/chaosWire.js"
 import * as VirtualTime from "./VirtualTime.js"
 
 /**
@@ -129,9 +131,26 @@ const promptTokens = (request: Chat.ChatRequest): number => {
   return Math.ceil(chars / 4)
 }
 
+/**
+ * The error an HTTP provider of kind `kind` would make of the answer the
+ * chaos upstream sends for `failure`: the same body through the same table,
+ * so a simulated 500, 502 or 529 is what a real one becomes.
+ */
+const mapped = (
+  kind: Provider.Kind,
+  failure: FaultScript.Failure,
+  origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined }
+): Errors.ResilienceError =>
+  ErrorMapping.fromResponse(ChaosWire.failure(kind, failure, { nowEpochMs: 0, startEpochMs: 0 }, "sim"), {
+    provider: origin.provider,
+    deployment: origin.deployment,
+    ...(origin.keyName === undefined ? {} : { keyName: origin.keyName }),
+    now: 0
+  })
+
 const toError = (
   failure: FaultScript.Failure,
-  origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined },
+  origin: { readonly deployment: string; readonly provider: Provider.Kind; readonly keyName: string | undefined },
   afterMs: number
 ): Errors.ResilienceError => {
   // Fields in the schemas' order (`Errors` Origin, then Upstream), as validation would put them:
@@ -162,8 +181,10 @@ const toError = (
       switch (failure.kind) {
         case "unavailable":
           return new Errors.ProviderUnavailableError({ ...where, status: 503 }, true)
+        case "internal-error":
+        case "bad-gateway":
         case "overloaded":
-          return new Errors.ProviderUnavailableError({ ...where, status: 529, detail: "overloaded" }, true)
+          return mapped(origin.provider, failure, origin)
         case "gateway-timeout":
           return new Errors.ProviderUnavailableError({ ...where, status: 504, detail: "upstream timed out" }, true)
         case "connection":

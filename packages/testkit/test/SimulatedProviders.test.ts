@@ -40,6 +40,41 @@ describe("SimulatedProviders", () => {
     expect(usage?.outputTokens).toBeGreaterThanOrEqual(100)
   })
 
+  describe("the 5xx fault kinds become what a real provider's answer becomes, through ErrorMapping's table", () => {
+    const rows: ReadonlyArray<readonly [FaultScript.FailureKind, Provider.Kind, number, RegExp]> = [
+      ["internal-error", "openai", 500, /server had an error/],
+      ["internal-error", "anthropic", 500, /Internal server error/],
+      ["bad-gateway", "openai", 502, /502 Bad Gateway/],
+      ["bad-gateway", "anthropic", 502, /502 Bad Gateway/],
+      ["overloaded", "anthropic", 529, /Overloaded/],
+      ["overloaded", "openai", 529, /overloaded/]
+    ]
+    for (const [kind, providerKind, status, detail] of rows) {
+      it(`${kind} on ${providerKind}: ProviderUnavailableError, HTTP ${status}, counted by its tag`, () => {
+        const { exit } = run(
+          Effect.gen(function*() {
+            const sim = yield* SimulatedProviders.make({
+              deployments: [primary([{ _tag: "ErrorRate", from: 0, to: 1_000, rate: 1, error: kind }])]
+            })
+            const error = yield* Effect.flip(sim.forTarget({ ...target, kind: providerKind }).chat(request, call()))
+            return { error, stats: yield* sim.stats }
+          }),
+          []
+        )
+        if (!Exit.isSuccess(exit)) return expect.fail(String(exit))
+        expect(exit.value.error).toMatchObject({
+          _tag: "ProviderUnavailableError",
+          status,
+          provider: providerKind,
+          deployment: "primary",
+          keyName: "k1"
+        })
+        expect(exit.value.error.message).toMatch(detail)
+        expect(exit.value.stats["primary"]?.failures).toEqual({ ProviderUnavailableError: 1 })
+      })
+    }
+  })
+
   it("an outage fails calls with a typed 503 and counts them as sent while down", () => {
     const { exit } = run(
       Effect.gen(function*() {
