@@ -111,7 +111,7 @@ import type * as SimulatedProviders from "./SimulatedProviders.js"
  * @since 0.1.0
  * @category options
  */
-export type StallAs = "hang" | "cut" | "error-event"
+export type StallAs = FaultScript.StallKind
 
 /**
  * One deployment of the chaos upstream: a simulated deployment (latency,
@@ -123,7 +123,7 @@ export type StallAs = "hang" | "cut" | "error-event"
 export interface Deployment extends SimulatedProviders.Deployment {
   /** Key name → secret. When set, calls must present one of the secrets. */
   readonly keys?: Readonly<Record<string, string>>
-  /** How a `StreamStall` shows. Default `"hang"`. */
+  /** How a `StreamStall` without its own `as` shows. Default `"hang"`. */
   readonly stallAs?: StallAs
 }
 
@@ -504,7 +504,7 @@ export const make = (options: Options): Effect.Effect<Service, HttpServerError.S
           }
           const ending: Stream.Stream<Uint8Array> = sent === total
             ? Stream.drain(Stream.fromEffect(call.settle("success", usage)))
-            : stallEnding(d.stallAs ?? "hang")
+            : stallEnding(shape.stallAs ?? d.stallAs ?? "hang")
           return HttpServerResponse.stream(
             Stream.ensuring(Stream.concat(steps, ending), call.settle("interrupted")),
             { headers: wire.streamHeaders(route, requestId), contentType: "text/event-stream" }

@@ -44,6 +44,13 @@ export interface Deployment extends FaultScript.Behaviour {
   readonly outputTokens?: { readonly min: number; readonly max: number }
   /** Streams: `chunks` text chunks (default 16), `interChunk` apart (default 20–60 ms); the first after the latency. */
   readonly stream?: { readonly chunks?: number; readonly interChunk?: FaultScript.Latency }
+  /**
+   * The client transport's first-token and stall timeouts, in milliseconds
+   * (`HttpProviders`' default is 30 s): a hung stream fails with a
+   * `TimeoutError` that long after its start (no content yet) or its last
+   * chunk. Off unless set: a hung stream then lasts until its reader gives up.
+   */
+  readonly stallTimeoutMs?: number
 }
 
 /**
@@ -384,6 +391,47 @@ export const make = (options: Options): Effect.Effect<Service> =>
           return Effect.onExit(call, (exit) => finish(context, now, decision._tag === "fail" && decision.down, exit))
         })
 
+      /**
+       * How a stream that stops after `sent` chunks ends for its reader: a hang until the
+       * transport's timeout (first-token while no content came: from the stream's start;
+       * stall: from the last chunk), or never without one; a cut or an error event when
+       * the next chunk was due (`gap`).
+       */
+      const stalled = (
+        how: FaultScript.StallKind,
+        sent: number,
+        latencyMs: number,
+        context: Provider.CallContext,
+        gap: Effect.Effect<number>
+      ): Effect.Effect<never, Errors.ResilienceError> => {
+        const where = { provider: kind, deployment: d.name, ...(context.keyName === undefined ? {} : { keyName: context.keyName }) }
+        switch (how) {
+          case "hang": {
+            if (d.stallTimeoutMs === undefined) return Effect.never
+            const beforeContent = sent <= 1
+            const waited = sent === 1 ? latencyMs : 0
+            const timeout = new Errors.TimeoutError({
+              phase: beforeContent ? "first-token" : "stall",
+              timeout: Duration.millis(d.stallTimeoutMs),
+              ...where
+            }, true)
+            return Effect.delay(Effect.fail(timeout), Duration.millis(Math.max(0, d.stallTimeoutMs - waited)))
+          }
+          case "cut":
+            return Effect.flatMap(gap, (ms) =>
+              Effect.delay(
+                Effect.fail(new Errors.ConnectionError({ ...where, detail: "the stream ended without its terminator" }, true)),
+                Duration.millis(ms)
+              ))
+          case "error-event":
+            return Effect.flatMap(gap, (ms) =>
+              Effect.delay(
+                Effect.fail(mapped(kind, { _tag: "kind", kind: "overloaded" }, { ...where, keyName: context.keyName })),
+                Duration.millis(ms)
+              ))
+        }
+      }
+
       const stream: Provider.Provider["stream"] = (request, context) =>
         Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }): Effect.Effect<
           Provider.StreamAnswer,
@@ -411,9 +459,14 @@ export const make = (options: Options): Effect.Effect<Service> =>
               i === 0
                 ? Effect.succeed(decision.latencyMs)
                 : Effect.flatMap(next, (a) => Effect.map(next, (b) => FaultScript.sample(shape.interChunk, a, b)))
-            const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<Option.Option<readonly [Chat.ChatChunk, number]>> => {
+            const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<
+              Option.Option<readonly [Chat.ChatChunk, number]>,
+              Errors.ResilienceError
+            > => {
               if (i > chunks + 1) return Effect.succeed(Option.none())
-              if (shape.stallAfter !== undefined && i >= shape.stallAfter) return Effect.never
+              if (shape.stallAfter !== undefined && i >= shape.stallAfter) {
+                return stalled(shape.stallAs ?? "hang", i, decision.latencyMs, context, delayOf(i))
+              }
               return Effect.flatMap(delayOf(i), (ms) =>
                 Effect.delay(
                   Effect.sync(() => {
@@ -423,7 +476,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
                   Duration.millis(ms)
                 ))
             })
-            return { chunks: Stream.onDone(chunked, () => finish(context, now, false, Exit.void)), rateLimit: undefined }
+            return { chunks: Stream.ensuringWith(chunked, (exit) => finish(context, now, false, exit)), rateLimit: undefined }
           })
         })
 

@@ -173,4 +173,64 @@ describe("SimulatedProviders", () => {
     expect(stalled.exit).toEqual(Exit.succeed("stalled"))
     expect(stalled.endedAt).toBe(60_000)
   })
+
+  describe("a stalled stream ends as the client's transport ends it", () => {
+    const deployment = (stall: FaultScript.Fault): SimulatedProviders.Deployment => ({
+      ...primary([stall], FaultScript.fixed(300)),
+      stream: { chunks: 4, interChunk: FaultScript.fixed(50) },
+      stallTimeoutMs: 30_000
+    })
+    /** What the reader got: content chunks, the error, and when it came. */
+    const read = Effect.gen(function*() {
+      const provider = (yield* Provider.Providers).forTarget(target)
+      const texts: Array<string> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(Provider.chunksOf(provider.stream(request, call())), (c) =>
+          Effect.sync(() => {
+            if (c.text !== undefined && c.text !== "") texts.push(c.text)
+          }))
+      )
+      return { texts, error, at: yield* Clock.currentTimeMillis }
+    })
+    const stall = (afterChunks: number, as?: FaultScript.StallKind): FaultScript.Fault => ({
+      _tag: "StreamStall",
+      from: 0,
+      to: 1_000,
+      rate: 1,
+      afterChunks,
+      ...(as === undefined ? {} : { as })
+    })
+    const outcome = (fault: FaultScript.Fault) => {
+      const { exit } = run(read, [deployment(fault)])
+      if (!Exit.isSuccess(exit)) return expect.fail(String(exit))
+      return exit.value
+    }
+
+    it("a hang before the first token: TimeoutError first-token, 30 s after the stream's start", () => {
+      for (const afterChunks of [0, 1]) {
+        const r = outcome(stall(afterChunks))
+        expect(r.texts).toEqual([])
+        expect(r.error).toMatchObject({ _tag: "TimeoutError", phase: "first-token", deployment: "primary" })
+        expect(r.at).toBe(30_000)
+      }
+    })
+
+    it("a hang mid-stream: TimeoutError stall, 30 s after the last chunk", () => {
+      // Chunks at 300 (role), 350 and 400 (content); the stall timer runs from 400.
+      const r = outcome(stall(3))
+      expect(r.texts).toEqual(["word1", " word2"])
+      expect(r.error).toMatchObject({ _tag: "TimeoutError", phase: "stall" })
+      expect(r.at).toBe(30_400)
+    })
+
+    it("a cut: ConnectionError when the next chunk was due; an error event: the 529 overloaded error", () => {
+      const cut = outcome(stall(3, "cut"))
+      expect(cut.texts).toEqual(["word1", " word2"])
+      expect(cut.error).toMatchObject({ _tag: "ConnectionError", detail: expect.stringMatching(/without its terminator/) })
+      expect(cut.at).toBe(450)
+      const event = outcome(stall(3, "error-event"))
+      expect(event.error).toMatchObject({ _tag: "ProviderUnavailableError", status: 529 })
+      expect(event.at).toBe(450)
+    })
+  })
 })
