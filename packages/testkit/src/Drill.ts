@@ -34,8 +34,10 @@ import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { PCGRandom } from "effect/Utils"
 import { Histogram, Timeline } from "./internal/stats.js"
+import { StreamStats, StreamWatch } from "./internal/streamStats.js"
 import * as SimulatedProviders from "./SimulatedProviders.js"
 import * as VirtualTime from "./VirtualTime.js"
 
@@ -67,6 +69,8 @@ export interface Traffic {
   readonly popularPrompts?: number
   /** `poisson` (default): exponential gaps; `fixed`: even spacing. */
   readonly arrivals?: "poisson" | "fixed"
+  /** Share of requests that stream (`client.stream`); each asks a question of its own (no cache hit). Default 0. */
+  readonly streamShare?: number
 }
 
 /**
@@ -145,6 +149,29 @@ export interface KeyTransition {
 }
 
 /**
+ * The streamed requests of one stack.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamReport {
+  /** Requests that asked for a stream. */
+  readonly requests: number
+  /** Ended with the whole answer. */
+  readonly completed: number
+  /** Completed by a deployment other than the primary: the primary failed, stalled or was skipped before any content. */
+  readonly fellBackBeforeFirstToken: number
+  /** Failed after content reached the caller (the protected stack: its mid-stream policy's `StreamInterruptedError`). */
+  readonly endedMidStream: number
+  /** Failed before any content reached the caller. */
+  readonly failedBeforeFirstToken: number
+  /** Content from more than one answer reached the caller. Must be 0. */
+  readonly mixedAnswers: number
+  /** From arrival to the first content chunk, of the streams that had one. */
+  readonly timeToFirstTokenMs: { readonly p50: number; readonly p99: number }
+}
+
+/**
  * What one stack did in one scenario. Times are virtual milliseconds.
  *
  * @since 0.1.0
@@ -184,6 +211,8 @@ export interface StackReport {
   readonly keyTransitions: ReadonlyArray<KeyTransition>
   /** Answers by deployment name. */
   readonly answeredBy: Readonly<Record<string, number>>
+  /** Answers by deployment name, of the requests that arrived during the incident. */
+  readonly answeredByDuringIncident: Readonly<Record<string, number>>
   /** Failed requests by error tag. */
   readonly errors: Readonly<Record<string, number>>
   /** Calls by deployment. */
@@ -191,6 +220,8 @@ export interface StackReport {
   readonly tokens: { readonly input: number; readonly output: number }
   /** What the providers bill for the answers they delivered, at the configured prices. */
   readonly costUsd: number
+  /** The streamed requests; null in a scenario without streaming traffic. */
+  readonly streams: StreamReport | null
 }
 
 /**
@@ -223,18 +254,72 @@ export interface RunOptions {
 
 type Kind = "model" | "cache" | "stale" | "static" | "failed"
 
+/** Handles one request of the traffic: `streamed` asks for a stream. */
+type Handler = (request: Chat.ChatRequest, arrivedAt: number, streamed: boolean) => Effect.Effect<void>
+
+/** Reads a stream to its end, each chunk into `watch`. */
+const readInto = (
+  chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
+  watch: StreamWatch
+): Effect.Effect<void, Errors.ResilienceError> => Stream.runForEach(chunks, (chunk) => Effect.sync(() => watch.onChunk(chunk)))
+
+/** Runs a streamed request's `read` and records how it ended. */
+const streamedRequest = (
+  recorder: Recorder,
+  arrivedAt: number,
+  watch: StreamWatch,
+  read: Effect.Effect<void, Errors.ResilienceError>,
+  deploymentOf: (model: string) => string
+): Effect.Effect<void> =>
+  Effect.matchCauseEffect(read, {
+    onFailure: (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "None") return recorder.died(arrivedAt)(cause)
+      recorder.streamed(watch, arrivedAt, failure.value, deploymentOf)
+      return Effect.void
+    },
+    onSuccess: () => {
+      recorder.streamed(watch, arrivedAt, undefined, deploymentOf)
+      return Effect.void
+    }
+  })
+
+/** The deployment of a streamed answer, by the model its chunks name. */
+const deploymentsByModel = (scenario: Scenario) => {
+  const byModel = new Map(scenario.client.deployments.map((d) => [d.model, d.name]))
+  return (model: string): string => byModel.get(model) ?? model
+}
+
 /** Counts and histograms of one run, updated per request. */
 class Recorder {
   requests = 0
   readonly byKind = { model: 0, cache: 0, stale: 0, static: 0, failed: 0 }
   readonly answeredBy: Record<string, number> = {}
+  readonly answeredByDuring: Record<string, number> = {}
   readonly errors: Record<string, number> = {}
   readonly all = new Histogram()
   readonly phases = [new Histogram(), new Histogram(), new Histogram()] as const
   readonly timeline: Timeline
 
-  constructor(readonly incident: Incident, durationMs: number, bucketMs: number) {
+  /** Streamed requests; undefined when the scenario streams none. */
+  readonly streams: StreamStats | undefined
+
+  constructor(readonly incident: Incident, durationMs: number, bucketMs: number, streamsOf: string | undefined) {
     this.timeline = new Timeline(durationMs, bucketMs)
+    this.streams = streamsOf === undefined ? undefined : new StreamStats(streamsOf)
+  }
+
+  /** A streamed request that ended: counted as a request, and as a stream. */
+  streamed(watch: StreamWatch, arrivedAt: number, error: Errors.ResilienceError | undefined, deploymentOf: (model: string) => string): void {
+    const end = watch.clock.unsafeCurrentTimeMillis()
+    if (error === undefined) {
+      const who = deploymentOf(watch.model ?? "")
+      this.streams?.ended(watch, arrivedAt, { completed: true, answeredBy: who })
+      this.record(arrivedAt, end, "model", who)
+    } else {
+      this.streams?.ended(watch, arrivedAt, { completed: false })
+      this.record(arrivedAt, end, "failed", error._tag)
+    }
   }
 
   /** The first defect or unexpected interruption of a request, shown to the operator. */
@@ -256,6 +341,7 @@ class Recorder {
     this.all.add(latency)
     const phase = arrivedAt < this.incident.from ? 0 : arrivedAt < this.incident.to ? 1 : 2
     this.phases[phase].add(latency)
+    if (phase === 1 && kind === "model") this.answeredByDuring[who] = (this.answeredByDuring[who] ?? 0) + 1
     this.timeline.add(kind === "model" ? who : kind, arrivedAt)
   }
 }
@@ -282,8 +368,8 @@ const requestsOf = (traffic: Traffic) => {
     maxTokens: 400
   }))
   const repeatShare = traffic.repeatShare ?? 0
-  return (i: number, u: number): Chat.ChatRequest => {
-    if (u < repeatShare && popular.length > 0) {
+  return (i: number, u: number, unique: boolean): Chat.ChatRequest => {
+    if (!unique && u < repeatShare && popular.length > 0) {
       const p = popular[Math.floor((u / repeatShare) * popular.length)]
       if (p !== undefined) return p
     }
@@ -304,7 +390,7 @@ const requestsOf = (traffic: Traffic) => {
 const traffic = (
   scenario: Scenario,
   seed: number,
-  handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>,
+  handle: Handler,
   onProgress: ((done: number, requests: number) => void) | undefined
 ): Effect.Effect<number> =>
   Effect.withFiberRuntime<number>((fiber, status) => {
@@ -321,6 +407,9 @@ const traffic = (
       const poisson = (t.arrivals ?? "poisson") === "poisson"
       const surges = t.surges ?? []
       const requestFor = requestsOf(t)
+      // Which requests stream: a generator of its own, so a scenario without streams draws as before.
+      const streamShare = t.streamShare ?? 0
+      const streamRng = streamShare > 0 ? new PCGRandom(Hash.hash(`${seed}/${scenario.name}/streams`)) : undefined
       const rateAt = (now: number): number => {
         let rate = t.ratePerSecond
         for (const s of surges) if (now >= s.from && now < s.to) rate *= s.factor
@@ -351,9 +440,10 @@ const traffic = (
       const arrive = (): void => {
         if (stopped) return
         now += gap
-        const request = requestFor(sent, rng.number())
+        const streamed = streamRng !== undefined && streamRng.number() < streamShare
+        const request = requestFor(sent, rng.number(), streamed)
         inflight += 1
-        const child = fork(handle(request, now), { immediate: false })
+        const child = fork(handle(request, now, streamed), { immediate: false })
         child.addObserver(finished)
         sent += 1
         if (onProgress !== undefined && sent % 100 === 0) onProgress(now / scenario.durationMs, sent)
@@ -385,7 +475,7 @@ const protectedStack = (
   recorder: Recorder
 ): Effect.Effect<
   {
-    readonly handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>
+    readonly handle: Handler
     readonly transitions: Effect.Effect<{ breakers: Array<CircuitBreaker.Transition>; keys: Array<KeyPool.Transition> }>
   },
   Errors.InvalidConfigError,
@@ -422,7 +512,15 @@ const protectedStack = (
           return recorder.record(arrivedAt, end, "static", "static")
       }
     }
-    const handle = (request: Chat.ChatRequest, arrivedAt: number) =>
+    const deploymentOf = deploymentsByModel(scenario)
+    const handle: Handler = (request, arrivedAt, streamed) =>
+      streamed
+        ? Effect.suspend(() => {
+          const watch = new StreamWatch(clock)
+          return streamedRequest(recorder, arrivedAt, watch, readInto(client.stream(request), watch), deploymentOf)
+        })
+        : chatted(request, arrivedAt)
+    const chatted = (request: Chat.ChatRequest, arrivedAt: number) =>
       Effect.matchCauseEffect(client.chatOrStatic(request), {
         onFailure: recorder.died(arrivedAt),
         onSuccess: (result) => {
@@ -474,16 +572,18 @@ const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", record
     let turn = 0
     // The run's clock, read in place when a request ends (the requests' fibers run on it).
     const clock = yield* Effect.clock
-    const handle = (request: Chat.ChatRequest, arrivedAt: number) => {
-      const once = Effect.suspend(() => {
-        const key = keys[turn++ % Math.max(1, keys.length)]
-        return provider.chat(request, {
-          deployment: primary.name,
-          model: primary.model,
-          key: key?.key,
-          keyName: key?.name
-        })
-      })
+    const contextOf = (): Provider.CallContext => {
+      const key = keys[turn++ % Math.max(1, keys.length)]
+      return { deployment: primary.name, model: primary.model, key: key?.key, keyName: key?.name }
+    }
+    const handle: Handler = (request, arrivedAt, streamed) => {
+      if (streamed) {
+        const watch = new StreamWatch(clock)
+        // A naive retry reads the stream again from the start, whatever the caller already got.
+        const once = Effect.suspend(() => readInto(Provider.chunksOf(provider.stream(request, contextOf())), watch))
+        return streamedRequest(recorder, arrivedAt, watch, stack === "none" ? once : naiveRetry(once), () => primary.name)
+      }
+      const once = Effect.suspend(() => provider.chat(request, contextOf()))
       const call = stack === "none" ? once : naiveRetry(once)
       return Effect.matchCauseEffect(Effect.either(call), {
         onFailure: recorder.died(arrivedAt),
@@ -512,7 +612,12 @@ export const run = (
   Effect.suspend(() => {
     const seed = options.seed
     const incident = scenario.incident
-    const recorder = new Recorder(incident, scenario.durationMs, scenario.timelineBucketMs ?? 1000)
+    const recorder = new Recorder(
+      incident,
+      scenario.durationMs,
+      scenario.timelineBucketMs ?? 1000,
+      (scenario.traffic.streamShare ?? 0) > 0 ? scenario.client.cascade[0] : undefined
+    )
     let recoveredAt: number | undefined
     const onOutcome = (o: SimulatedProviders.CallOutcome) => {
       if (
@@ -608,10 +713,12 @@ export const run = (
             reason: t.reason
           })),
           answeredBy: { ...r.answeredBy },
+          answeredByDuringIncident: { ...r.answeredByDuring },
           errors: { ...r.errors },
           calls: callsBy,
           tokens: { input, output },
-          costUsd: round(cost, 4)
+          costUsd: round(cost, 4),
+          streams: r.streams === undefined ? null : r.streams.report()
         },
         timeline: { bucketMs: r.timeline.bucketMs, series },
         firstDefect: r.firstDefect

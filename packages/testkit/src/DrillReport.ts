@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import type * as Drill from "./Drill.js"
 
 /**
@@ -66,6 +67,14 @@ const flapsOf = (scenario: Drill.Scenario): number | undefined => {
   return undefined
 }
 
+/** The longest open duration of a deployment's breaker: the `max` of a growing one, or its fixed one. */
+const longestOpenMs = (scenario: Drill.Scenario, deployment: string): number | undefined => {
+  const breaker = scenario.client.deployments.find((d) => d.name === deployment)?.policy?.circuitBreaker
+  if (breaker === undefined || breaker === false || breaker.openDuration === undefined) return undefined
+  const open = breaker.openDuration
+  return Duration.toMillis(Duration.decode(typeof open === "object" && "max" in open ? open.max : open))
+}
+
 /**
  * The targets of the protected stack for a scenario (none for a scenario
  * without any).
@@ -100,15 +109,44 @@ export const targets = (scenario: Drill.Scenario, report: Drill.StackReport): Re
       ok: before > 0 && during <= 1.5 * before
     })
   }
+  if (report.streams !== null) {
+    const s = report.streams
+    out.push({
+      name: "no mixed answer: a streamed caller never gets content from two answers",
+      value: `${s.mixedAnswers} mixed of ${int(s.requests)} streams`,
+      ok: s.mixedAnswers === 0
+    })
+    out.push({
+      name: "no stream fails before its first token (the primary's stalls fall back)",
+      value: `${s.failedBeforeFirstToken} failed, ${int(s.fellBackBeforeFirstToken)} fell back`,
+      ok: s.failedBeforeFirstToken === 0
+    })
+  }
   const flaps = flapsOf(scenario)
   if (flaps !== undefined) {
     const opens = report.breakerTransitions.filter((t) => t.breaker === scenario.incident.deployment && t.to === "open").length
     const closes = report.breakerTransitions.filter((t) => t.breaker === scenario.incident.deployment && t.to === "closed").length
     out.push({
-      name: "the breaker does not open and close on every flap",
+      name: "the breaker does not open and close on every flap (closes on fewer than half)",
       value: `${opens} openings, ${closes} closings for ${flaps} flaps`,
-      ok: closes < flaps
+      ok: closes < flaps / 2
     })
+    const primary = scenario.incident.deployment
+    const during = report.answeredByDuringIncident
+    const answeredDuring = Object.values(during).reduce((a, b) => a + b, 0)
+    out.push({
+      name: `the primary still serves between flaps`,
+      value: `${int(during[primary] ?? 0)} of ${int(answeredDuring)} answers during the flapping (${pct((during[primary] ?? 0) / Math.max(1, answeredDuring), 1)})`,
+      ok: (during[primary] ?? 0) > 0
+    })
+    const longest = longestOpenMs(scenario, primary)
+    if (longest !== undefined) {
+      out.push({
+        name: `the primary takes traffic back within its longest open duration (${int(longest / 1000)} s) after the flapping`,
+        value: report.recoveryMs === null ? "not back" : `${int(report.recoveryMs)} ms`,
+        ok: report.recoveryMs !== null && report.recoveryMs <= longest
+      })
+    }
   }
   return out
 }
@@ -182,6 +220,16 @@ export const table = (result: ScenarioResult): string => {
   for (const t of tags) line(`failed with ${t}`, (r) => int(r.errors[t] ?? 0))
   line("tokens in/out", (r) => `${(r.tokens.input / 1e6).toFixed(2)}M/${(r.tokens.output / 1e6).toFixed(2)}M`)
   line("cost (USD)", (r) => r.costUsd.toFixed(2))
+  if (reports.some((r) => r.streams !== null)) {
+    const of = (cell: (s: Drill.StreamReport) => string) => (r: Drill.StackReport) => (r.streams === null ? "-" : cell(r.streams))
+    line("streamed requests", of((s) => int(s.requests)))
+    line("  completed", of((s) => int(s.completed)))
+    line("  fell back before the first token", of((s) => int(s.fellBackBeforeFirstToken)))
+    line("  ended mid-stream (protected: by its policy)", of((s) => int(s.endedMidStream)))
+    line("  failed before the first token", of((s) => int(s.failedBeforeFirstToken)))
+    line("  mixed answers (must be 0)", of((s) => int(s.mixedAnswers)))
+    line("  time to first token p50/p99 (ms)", of((s) => `${int(s.timeToFirstTokenMs.p50)}/${int(s.timeToFirstTokenMs.p99)}`))
+  }
   lines.push(...render(rows, width))
 
   const guarded = reports.find((r) => r.stack === "protected")

@@ -18,6 +18,25 @@ const byName = (name: Scenarios.Name) => {
   return { protected: report("protected"), none: report("none"), naive: report("naive-retry") }
 }
 
+// stream-faults at a scale with enough streams in each of its three fault windows (2 minutes, 5 req/s).
+const streamScenario = Scenarios.make("stream-faults", { scale: 0.1, rateScale: 0.5 })
+const streamRuns = new Map<number, ReadonlyArray<Drill.ScenarioResult>>()
+const streaming = (seed: number): ReadonlyArray<Drill.ScenarioResult> => {
+  const done = streamRuns.get(seed)
+  if (done !== undefined) return done
+  const results = Effect.runSync(Drill.runAll([streamScenario], { seed }))
+  streamRuns.set(seed, results)
+  return results
+}
+const streamingReports = (results: ReadonlyArray<Drill.ScenarioResult>) => {
+  const report = (stack: Drill.Stack) => {
+    const run = results[0]?.runs.find((r) => r.report.stack === stack)
+    if (run === undefined) expect.fail(`no ${stack} run of stream-faults`)
+    return run.report
+  }
+  return { protected: report("protected"), none: report("none"), naive: report("naive-retry") }
+}
+
 describe("Drill", () => {
   it("runs every scenario through the three stacks, and no request dies of a defect", () => {
     expect(first.map((r) => r.scenario.name)).toEqual([...Scenarios.names])
@@ -34,7 +53,7 @@ describe("Drill", () => {
     const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
     expect(json(drill(7))).toEqual(json(first))
     expect(json(drill(8))).not.toEqual(json(first))
-  })
+  }, 30_000)
 
   it("the JSON has the agreed keys for every scenario and stack", () => {
     const doc = DrillReport.document(first)
@@ -59,6 +78,7 @@ describe("Drill", () => {
           "recoveryMs",
           "breakerTransitions",
           "keyTransitions",
+          "streams",
           "costUsd"
         ]
       ) expect(s).toHaveProperty(key)
@@ -159,6 +179,51 @@ describe("Drill", () => {
       expect(new Set(block.map((l) => l.length)).size).toBe(1)
     }
   })
+
+  it("stream-faults: the protected stack never mixes answers and falls back before the first token; a naive retry mixes them", () => {
+    const r = streamingReports(streaming(11))
+    const [p, none, naive] = [r.protected.streams, r.none.streams, r.naive.streams]
+    if (p === null || none === null || naive === null) return expect.fail("stream-faults reports its streams")
+    expect(p.requests).toBeGreaterThan(0)
+    expect(p.requests).toBe(none.requests)
+    expect(p.mixedAnswers).toBe(0)
+    expect(p.failedBeforeFirstToken).toBe(0)
+    expect(p.fellBackBeforeFirstToken).toBeGreaterThan(0)
+    expect(p.endedMidStream).toBeGreaterThan(0)
+    expect(r.protected.errors).toEqual({ StreamInterruptedError: p.endedMidStream })
+    // Without protection a stall before the first token is the caller's error (the transport's first-token timeout).
+    expect(none.failedBeforeFirstToken).toBeGreaterThan(0)
+    expect(none.mixedAnswers).toBe(0)
+    // Reading a cut stream again from the start hands the caller a second answer after part of the first.
+    expect(naive.mixedAnswers).toBeGreaterThan(0)
+    expect(p.completed + p.endedMidStream + p.failedBeforeFirstToken).toBe(p.requests)
+    // Scenarios without streaming traffic say so.
+    expect(byName("provider-outage").protected.streams).toBeNull()
+  }, 30_000)
+
+  it("flapping, full length at a tenth of the traffic: the growing open duration meets the scenario's three targets", () => {
+    const scenario = Scenarios.make("flapping", { rateScale: 0.1 })
+    const run = () => Effect.runSync(Drill.run(scenario, "protected", { seed: 1 }))
+    const report = run().report
+    const targets = DrillReport.targets(scenario, report)
+    expect(targets.map((t) => t.name)).toEqual([
+      "the breaker does not open and close on every flap (closes on fewer than half)",
+      "the primary still serves between flaps",
+      "the primary takes traffic back within its longest open duration (120 s) after the flapping"
+    ])
+    for (const t of targets) expect(t, `${t.name}: ${t.value}`).toMatchObject({ ok: true })
+    // It does close now and then: the primary is not held out for the whole flapping, as a fixed 2 minutes held it.
+    expect(report.breakerTransitions.filter((t) => t.to === "closed").length).toBeGreaterThan(0)
+    expect(JSON.stringify(run().report)).toEqual(JSON.stringify(report))
+  }, 60_000)
+
+  it("stream-faults: the same seed gives the same JSON, another seed another", () => {
+    const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
+    const once = json(streaming(11))
+    expect(json(Effect.runSync(Drill.runAll([streamScenario], { seed: 11 })))).toEqual(once)
+    expect(json(streaming(12))).not.toEqual(once)
+    expect(streamingReports(streaming(11)).protected.streams?.requests).toBeGreaterThan(250)
+  }, 60_000)
 
   it("the report renders a table per scenario and an SVG timeline", () => {
     const text = DrillReport.table(first[0]!)
