@@ -15,6 +15,7 @@ const read = (path: string): string => readFileSync(join(repo, path), "utf8")
 const examples = [
   { pkg: "core", file: "policies-with-layers", prints: "echo: hello (after 3 calls)" },
   { pkg: "testkit", file: "simulated-outage", prints: "answered by {\"claude\":10,\"gpt-4o\":50} in 61 virtual minutes" },
+  { pkg: "testkit", file: "chaos-providers", prints: "20 answers in 31 calls with chaos on, 20 in 20 with it off" },
   // Calls OpenAI and Anthropic: type-checked only.
   { pkg: "llm", file: "two-providers", prints: undefined },
   // Its deployments point at a closed loopback port: the static reply answers.
