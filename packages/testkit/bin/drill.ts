@@ -4,21 +4,26 @@
  * Runs every scenario (or `--scenario NAME`, repeatable) through the
  * protected client and the two baselines, in virtual time, spread over the
  * machine's cores (one worker thread per core, the longest runs first),
- * with a progress bar on stderr, then prints a report table per scenario.
+ * with a progress display on stderr (`--quiet`: none), then prints a
+ * report table per scenario.
  *
  *   npm start -- [--scenario NAME]... [--seed N] [--json FILE] [--plot FILE.svg]
- *                [--scale X] [--rate-scale X] [--workers N]
+ *                [--scale X] [--rate-scale X] [--workers N] [--quiet]
  *
  * `--scale` shrinks every duration and `--rate-scale` every traffic rate
- * (the tests run the drill at small scales).
+ * (the tests run the drill at small scales). With `DRILL_MEASURE_MAIN=FILE`
+ * the main thread's busy time is appended to FILE at the end: with and
+ * without `--quiet`, the progress display's cost.
  */
-import { writeFileSync } from "node:fs"
+import { appendFileSync, writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { isMainThread, parentPort, Worker } from "node:worker_threads"
 import * as Effect from "effect/Effect"
 import * as Drill from "@resilient-ai/testkit/Drill"
 import * as DrillReport from "@resilient-ai/testkit/DrillReport"
 import * as Scenarios from "@resilient-ai/testkit/Scenarios"
+import * as DrillArgs from "./args.js"
+import * as Progress from "./progress.js"
 
 interface Job {
   readonly scenario: Scenarios.Name
@@ -26,10 +31,12 @@ interface Job {
   readonly seed: number
   readonly scale: number
   readonly rateScale: number
+  /** Post progress to the main thread (off with `--quiet`: the run then pays nothing for it). */
+  readonly progress: boolean
 }
 
 type FromWorker =
-  | { readonly _tag: "progress"; readonly done: number }
+  | { readonly _tag: "progress"; readonly done: number; readonly requests: number }
   | { readonly _tag: "done"; readonly result: Drill.RunResult; readonly wallMs: number }
   | { readonly _tag: "failed"; readonly error: string }
 
@@ -38,10 +45,10 @@ type ToWorker = { readonly _tag: "job"; readonly job: Job } | { readonly _tag: "
 // Errors are values in the drill; a stack trace per error object costs time and tells nothing here.
 Error.stackTraceLimit = 0
 
-const runJob = (job: Job, onProgress: (done: number) => void): FromWorker => {
+const runJob = (job: Job, onProgress: (done: number, requests: number) => void): FromWorker => {
   const started = performance.now()
   const scenario = Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale })
-  const exit = Effect.runSyncExit(Drill.run(scenario, job.stack, { seed: job.seed, onProgress }))
+  const exit = Effect.runSyncExit(Drill.run(scenario, job.stack, job.progress ? { seed: job.seed, onProgress } : { seed: job.seed }))
   if (exit._tag === "Failure") return { _tag: "failed", error: String(exit.cause) }
   return { _tag: "done", result: exit.value, wallMs: performance.now() - started }
 }
@@ -53,86 +60,19 @@ if (!isMainThread) {
       port.close()
       return
     }
+    // At most 4 messages a second: the display redraws 4 times a second.
     let last = 0
-    const reply = runJob(message.job, (done) => {
-      if (done - last >= 0.01 || done === 1) {
-        last = done
-        port.postMessage({ _tag: "progress", done } satisfies FromWorker)
+    const reply = runJob(message.job, (done, requests) => {
+      const now = performance.now()
+      if (now - last >= 250) {
+        last = now
+        port.postMessage({ _tag: "progress", done, requests } satisfies FromWorker)
       }
     })
     port.postMessage(reply)
   })
 } else {
   void main()
-}
-
-interface Args {
-  readonly scenarios: ReadonlyArray<Scenarios.Name>
-  readonly seed: number
-  readonly json: string | undefined
-  readonly plot: string | undefined
-  readonly scale: number
-  readonly rateScale: number
-  readonly workers: number | undefined
-}
-
-function parseArgs(argv: ReadonlyArray<string>): Args | string {
-  const scenarios: Array<Scenarios.Name> = []
-  let seed = 1
-  let json: string | undefined
-  let plot: string | undefined
-  let scale = 1
-  let rateScale = 1
-  let workers: number | undefined
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const value = argv[i + 1]
-    const number = (name: string): number | string => {
-      const n = Number(value)
-      return value === undefined || !Number.isFinite(n) || n <= 0 ? `${name} needs a positive number` : n
-    }
-    switch (flag) {
-      case "--scenario": {
-        for (const name of (value ?? "").split(",")) {
-          if (!Scenarios.isName(name)) return `unknown scenario "${name}"; one of: ${Scenarios.names.join(", ")}`
-          scenarios.push(name)
-        }
-        i++
-        break
-      }
-      case "--seed": {
-        const n = Number(value)
-        if (value === undefined || !Number.isInteger(n)) return "--seed needs an integer"
-        seed = n
-        i++
-        break
-      }
-      case "--json":
-      case "--plot": {
-        if (value === undefined) return `${flag} needs a file name`
-        if (flag === "--json") json = value
-        else plot = value
-        i++
-        break
-      }
-      case "--scale":
-      case "--rate-scale":
-      case "--workers": {
-        const n = number(flag)
-        if (typeof n === "string") return n
-        if (flag === "--scale") scale = n
-        else if (flag === "--rate-scale") rateScale = n
-        else workers = Math.floor(n)
-        i++
-        break
-      }
-      case "--help":
-        return "usage"
-      default:
-        return `unknown argument "${flag}"`
-    }
-  }
-  return { scenarios: scenarios.length === 0 ? [...Scenarios.names] : scenarios, seed, json, plot, scale, rateScale, workers }
 }
 
 /** A rough cost of a job, to start the longest first: requests, times ~12 for the protected client. */
@@ -143,114 +83,73 @@ function weight(job: Job): number {
   return requests * (job.stack === "protected" ? 12 : job.stack === "naive-retry" ? 1.5 : 1)
 }
 
-/** The progress bar: redrawn in place on a terminal, a line per finished run otherwise. */
-function progressBar(total: number) {
-  const tty = process.stderr.isTTY === true
-  const done = new Map<string, number>()
-  const finished: Array<string> = []
-  let lastDraw = 0
-  const draw = (force: boolean) => {
-    const now = performance.now()
-    if (!tty || (!force && now - lastDraw < 100)) return
-    lastDraw = now
-    let sum = 0
-    for (const v of done.values()) sum += v
-    const share = sum / total
-    const width = 30
-    const filled = Math.round(share * width)
-    const running = [...done].filter(([, v]) => v < 1).map(([k]) => k).join(", ")
-    const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(100 * share).toFixed(0).padStart(3)} %  ${finished.length}/${total} runs  ${running}`
-    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 120) - 1)}`)
-  }
-  return {
-    update: (key: string, share: number) => {
-      done.set(key, share)
-      draw(false)
-    },
-    finish: (key: string, wallMs: number) => {
-      done.set(key, 1)
-      finished.push(key)
-      if (tty) draw(true)
-      else process.stderr.write(`drill: ${key} done in ${(wallMs / 1000).toFixed(1)} s (${finished.length}/${total})\n`)
-    },
-    end: () => {
-      if (tty) process.stderr.write("\r\x1b[2K")
-    }
-  }
-}
-
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2))
+  const args = DrillArgs.parse(process.argv.slice(2))
   if (typeof args === "string") {
-    process.stderr.write(
-      `${args === "usage" ? "" : `drill: ${args}\n`}usage: npm start -- [--scenario NAME]... [--seed N] [--json FILE] [--plot FILE.svg] [--scale X] [--rate-scale X] [--workers N]\n`
-    )
+    process.stderr.write(`${args === "usage" ? "" : `drill: ${args}\n`}${DrillArgs.usage}\n`)
     process.exitCode = args === "usage" ? 0 : 2
     return
   }
   const started = performance.now()
   const jobs: Array<Job> = args.scenarios.flatMap((scenario) =>
-    Drill.stacks.map((stack) => ({ scenario, stack, seed: args.seed, scale: args.scale, rateScale: args.rateScale }))
+    Drill.stacks.map((stack) => ({ scenario, stack, seed: args.seed, scale: args.scale, rateScale: args.rateScale, progress: !args.quiet }))
   )
   const queue = [...jobs].sort((a, b) => weight(b) - weight(a))
   const keyOf = (job: Job) => `${job.scenario}/${job.stack}`
   const results = new Map<string, Drill.RunResult>()
   const wall = new Map<string, number>()
-  const bar = progressBar(jobs.length)
   const workers = Math.max(1, Math.min(args.workers ?? availableParallelism(), jobs.length))
   const failures: Array<string> = []
 
   process.stderr.write(
     `drill: ${jobs.length} runs (${args.scenarios.length} scenarios × ${Drill.stacks.length} stacks), seed ${args.seed}, ${workers} worker${workers === 1 ? "" : "s"}\n`
   )
+  const progress = args.quiet ? Progress.silent : Progress.make(workers, jobs.length)
   const take = (): Job | undefined => queue.shift()
+  const durationOf = (job: Job) => Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale }).durationMs
 
-  if (workers === 1) {
-    for (let job = take(); job !== undefined; job = take()) {
-      const key = keyOf(job)
-      const reply = runJob(job, (done) => bar.update(key, done))
-      if (reply._tag === "done") {
-        results.set(key, reply.result)
-        wall.set(key, reply.wallMs)
-        bar.finish(key, reply.wallMs)
-      } else if (reply._tag === "failed") failures.push(`${key}: ${reply.error}`)
-    }
-  } else {
-    await Promise.all(Array.from({ length: workers }, () =>
-      new Promise<void>((resolve) => {
-        const worker = new Worker(new URL(import.meta.url))
-        let current: Job | undefined
-        const next = () => {
-          current = take()
-          if (current === undefined) {
-            worker.postMessage({ _tag: "exit" } satisfies ToWorker)
-            void worker.terminate().then(() => resolve())
-            return
-          }
-          worker.postMessage({ _tag: "job", job: current } satisfies ToWorker)
+  // Always worker threads, even one: the main thread stays free to draw the progress.
+  await Promise.all(Array.from({ length: workers }, (_, index) =>
+    new Promise<void>((resolve) => {
+      const worker = new Worker(new URL(import.meta.url))
+      let current: Job | undefined
+      const next = () => {
+        current = take()
+        if (current === undefined) {
+          progress.idle(index)
+          worker.postMessage({ _tag: "exit" } satisfies ToWorker)
+          void worker.terminate().then(() => resolve())
+          return
         }
-        worker.on("message", (message: FromWorker) => {
-          if (current === undefined) return
-          const key = keyOf(current)
-          if (message._tag === "progress") bar.update(key, message.done)
-          else {
-            if (message._tag === "done") {
-              results.set(key, message.result)
-              wall.set(key, message.wallMs)
-              bar.finish(key, message.wallMs)
-            } else failures.push(`${key}: ${message.error}`)
-            next()
-          }
-        })
-        worker.on("error", (error) => {
-          failures.push(`${current === undefined ? "worker" : keyOf(current)}: ${String(error)}`)
-          resolve()
-        })
-        next()
+        progress.start(index, keyOf(current), durationOf(current))
+        worker.postMessage({ _tag: "job", job: current } satisfies ToWorker)
+      }
+      worker.on("message", (message: FromWorker) => {
+        if (current === undefined) return
+        const key = keyOf(current)
+        if (message._tag === "progress") progress.update(index, message.done, message.requests)
+        else {
+          if (message._tag === "done") {
+            results.set(key, message.result)
+            wall.set(key, message.wallMs)
+            progress.finish(index, key, message.result.report.requests, message.wallMs)
+          } else failures.push(`${key}: ${message.error}`)
+          next()
+        }
       })
-    ))
+      worker.on("error", (error) => {
+        failures.push(`${current === undefined ? "worker" : keyOf(current)}: ${String(error)}`)
+        resolve()
+      })
+      next()
+    })
+  ))
+  progress.end()
+  const measure = process.env["DRILL_MEASURE_MAIN"]
+  if (measure !== undefined) {
+    const elu = performance.eventLoopUtilization()
+    appendFileSync(measure, `main thread busy ${elu.active.toFixed(0)} ms of ${(elu.active + elu.idle).toFixed(0)} ms\n`)
   }
-  bar.end()
   const wallMs = performance.now() - started
 
   const scenarioResults: Array<DrillReport.ScenarioResult> = []

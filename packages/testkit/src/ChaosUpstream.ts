@@ -47,6 +47,8 @@
  * | `auth` | 401 `invalid_api_key` | 401 `authentication_error` |
  * | `quota` | 429 `insufficient_quota` | 402 `billing_error`; 400 "usage limits … regain access on" with a `resetAt` |
  * | `unavailable` / `overloaded` / `gateway-timeout` | 503 / 529 / 504, `server_error` | 503 `api_error` / 529 `overloaded_error` / 504 `timeout_error` |
+ * | `internal-error` | 500 `server_error` | 500 `api_error` |
+ * | `bad-gateway` | 502, a proxy's HTML page | same |
  * | `malformed` | 200 with a JSON body cut in the middle (a stream: an event whose data is not JSON) | same |
  * | `connection` | the socket is destroyed after the request is read | same |
  * | `hang` | nothing for `hangMs`, then the socket is destroyed | same |
@@ -109,7 +111,7 @@ import type * as SimulatedProviders from "./SimulatedProviders.js"
  * @since 0.1.0
  * @category options
  */
-export type StallAs = "hang" | "cut" | "error-event"
+export type StallAs = FaultScript.StallKind
 
 /**
  * One deployment of the chaos upstream: a simulated deployment (latency,
@@ -121,7 +123,7 @@ export type StallAs = "hang" | "cut" | "error-event"
 export interface Deployment extends SimulatedProviders.Deployment {
   /** Key name → secret. When set, calls must present one of the secrets. */
   readonly keys?: Readonly<Record<string, string>>
-  /** How a `StreamStall` shows. Default `"hang"`. */
+  /** How a `StreamStall` without its own `as` shows. Default `"hang"`. */
   readonly stallAs?: StallAs
 }
 
@@ -502,7 +504,7 @@ export const make = (options: Options): Effect.Effect<Service, HttpServerError.S
           }
           const ending: Stream.Stream<Uint8Array> = sent === total
             ? Stream.drain(Stream.fromEffect(call.settle("success", usage)))
-            : stallEnding(d.stallAs ?? "hang")
+            : stallEnding(shape.stallAs ?? d.stallAs ?? "hang")
           return HttpServerResponse.stream(
             Stream.ensuring(Stream.concat(steps, ending), call.settle("interrupted")),
             { headers: wire.streamHeaders(route, requestId), contentType: "text/event-stream" }

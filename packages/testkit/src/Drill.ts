@@ -4,7 +4,8 @@
  *
  * - `protected`: the real `ResilientClient` built from the scenario's
  *   `ClientConfig` (cascade, breakers, key pools, retries with budget,
- *   timeouts, cache, static replies) over a `StateStore.layerMemory`;
+ *   timeouts, cache, static replies, degraded answers completed later) over
+ *   a `StateStore.layerMemory`;
  * - `none`: one direct call to the primary deployment, no protection (keys
  *   taken in turn, no timeout);
  * - `naive-retry`: the same call retried 3 times, 1 s apart, whatever the error.
@@ -17,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { type CircuitBreaker, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
+import { type CircuitBreaker, type DeferredCompletion, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as ClientConfig from "@resilient-ai/llm/ClientConfig"
 import * as Provider from "@resilient-ai/llm/Provider"
@@ -29,13 +30,17 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { PCGRandom } from "effect/Utils"
 import { Histogram, Timeline } from "./internal/stats.js"
+import { StreamStats, StreamWatch } from "./internal/streamStats.js"
 import * as SimulatedProviders from "./SimulatedProviders.js"
 import * as VirtualTime from "./VirtualTime.js"
 
@@ -67,6 +72,8 @@ export interface Traffic {
   readonly popularPrompts?: number
   /** `poisson` (default): exponential gaps; `fixed`: even spacing. */
   readonly arrivals?: "poisson" | "fixed"
+  /** Share of requests that stream (`client.stream`); each asks a question of its own (no cache hit). Default 0. */
+  readonly streamShare?: number
 }
 
 /**
@@ -129,6 +136,45 @@ export interface BreakerTransition {
 }
 
 /**
+ * A key of a pool leaving or rejoining rotation (cooling after a 429,
+ * disabled after a 401, back after its cooldown).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyTransition {
+  readonly at: number
+  readonly pool: string
+  readonly key: string
+  readonly from: string
+  readonly to: string
+  readonly reason: string
+}
+
+/**
+ * The streamed requests of one stack.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamReport {
+  /** Requests that asked for a stream. */
+  readonly requests: number
+  /** Ended with the whole answer. */
+  readonly completed: number
+  /** Completed by a deployment other than the primary: the primary failed, stalled or was skipped before any content. */
+  readonly fellBackBeforeFirstToken: number
+  /** Failed after content reached the caller (the protected stack: its mid-stream policy's `StreamInterruptedError`). */
+  readonly endedMidStream: number
+  /** Failed before any content reached the caller. */
+  readonly failedBeforeFirstToken: number
+  /** Content from more than one answer reached the caller. Must be 0. */
+  readonly mixedAnswers: number
+  /** From arrival to the first content chunk, of the streams that had one. */
+  readonly timeToFirstTokenMs: { readonly p50: number; readonly p99: number }
+}
+
+/**
  * What one stack did in one scenario. Times are virtual milliseconds.
  *
  * @since 0.1.0
@@ -141,13 +187,16 @@ export interface StackReport {
   readonly requests: number
   /** Answered by a deployment (primary, another key, a fallback deployment). */
   readonly answeredByModel: number
+  /** A fresh cache entry (within its time to live). */
   readonly answeredByCache: number
+  /** An expired cache entry served because every deployment failed (stale-if-error): a degraded answer. */
+  readonly answeredByStaleCache: number
   readonly answeredByStatic: number
   /** The caller got an error. */
   readonly failed: number
-  /** (model + cache) / requests: a static reply is a degraded answer, not availability. */
+  /** (model + fresh cache + stale cache) / requests: a static reply is a degraded answer, not availability. */
   readonly availability: number
-  /** model / (requests − cache): of the requests that needed a model, the share a model answered. */
+  /** (model + fresh cache) / requests: answers a model gave, now or within the cache's time to live. */
   readonly availabilityByModel: number
   /** From arrival to answer or error. */
   readonly latencyMs: Percentiles
@@ -162,9 +211,11 @@ export interface StackReport {
   /** From the incident's end to the first successful call to its deployment sent after it. */
   readonly recoveryMs: number | null
   readonly breakerTransitions: ReadonlyArray<BreakerTransition>
-  readonly keyTransitions: number
+  readonly keyTransitions: ReadonlyArray<KeyTransition>
   /** Answers by deployment name. */
   readonly answeredBy: Readonly<Record<string, number>>
+  /** Answers by deployment name, of the requests that arrived during the incident. */
+  readonly answeredByDuringIncident: Readonly<Record<string, number>>
   /** Failed requests by error tag. */
   readonly errors: Readonly<Record<string, number>>
   /** Calls by deployment. */
@@ -172,6 +223,32 @@ export interface StackReport {
   readonly tokens: { readonly input: number; readonly output: number }
   /** What the providers bill for the answers they delivered, at the configured prices. */
   readonly costUsd: number
+  /** The streamed requests; null in a scenario without streaming traffic. */
+  readonly streams: StreamReport | null
+  /** Degraded answers completed later by a model (rule 32); null for a stack without `completeLater`. */
+  readonly completions: Completions | null
+}
+
+/**
+ * What became of the degraded answers (static replies, stale cache entries)
+ * of a run: how many were queued, and how many a model completed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Completions {
+  /** Degraded answers whose request was queued. */
+  readonly queued: number
+  /** Degraded answers to a request already queued: its completion serves them too. */
+  readonly duplicates: number
+  /** Degraded answers whose request did not fit in the queue. */
+  readonly refused: number
+  /** Queued requests a model answered later. */
+  readonly completed: number
+  /** Queued requests given up after their attempts. */
+  readonly failed: number
+  /** Still queued or in progress when the traffic ended (dropped with the client). */
+  readonly leftAtEnd: number
 }
 
 /**
@@ -194,24 +271,84 @@ export interface RunResult {
  */
 export interface RunOptions {
   readonly seed: number
-  /** Called now and then with the share of virtual time done (0–1). */
-  readonly onProgress?: (done: number) => void
+  /**
+   * Called every 100 arrivals, and at the end, with the share of virtual
+   * time done (0–1) and the requests sent so far. Throttle it by wall time
+   * in the callback: it is called from inside the simulation.
+   */
+  readonly onProgress?: (done: number, requests: number) => void
 }
 
-type Kind = "model" | "cache" | "static" | "failed"
+type Kind = "model" | "cache" | "stale" | "static" | "failed"
+
+/** Handles one request of the traffic: `streamed` asks for a stream. */
+type Handler = (request: Chat.ChatRequest, arrivedAt: number, streamed: boolean) => Effect.Effect<void>
+
+/** Reads a stream to its end, each chunk into `watch`. */
+const readInto = (
+  chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
+  watch: StreamWatch
+): Effect.Effect<void, Errors.ResilienceError> => Stream.runForEach(chunks, (chunk) => Effect.sync(() => watch.onChunk(chunk)))
+
+/** Runs a streamed request's `read` and records how it ended. */
+const streamedRequest = (
+  recorder: Recorder,
+  arrivedAt: number,
+  watch: StreamWatch,
+  read: Effect.Effect<void, Errors.ResilienceError>,
+  deploymentOf: (model: string) => string
+): Effect.Effect<void> =>
+  Effect.matchCauseEffect(read, {
+    onFailure: (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "None") return recorder.died(arrivedAt)(cause)
+      recorder.streamed(watch, arrivedAt, failure.value, deploymentOf)
+      return Effect.void
+    },
+    onSuccess: () => {
+      recorder.streamed(watch, arrivedAt, undefined, deploymentOf)
+      return Effect.void
+    }
+  })
+
+/** The deployment of a streamed answer, by the model its chunks name. */
+const deploymentsByModel = (scenario: Scenario) => {
+  const byModel = new Map(scenario.client.deployments.map((d) => [d.model, d.name]))
+  return (model: string): string => byModel.get(model) ?? model
+}
 
 /** Counts and histograms of one run, updated per request. */
 class Recorder {
   requests = 0
-  readonly byKind = { model: 0, cache: 0, static: 0, failed: 0 }
+  readonly byKind = { model: 0, cache: 0, stale: 0, static: 0, failed: 0 }
+  /** The tickets of degraded answers (rule 32). */
+  readonly tickets = { queued: 0, duplicate: 0, refused: 0 }
   readonly answeredBy: Record<string, number> = {}
+  readonly answeredByDuring: Record<string, number> = {}
   readonly errors: Record<string, number> = {}
   readonly all = new Histogram()
   readonly phases = [new Histogram(), new Histogram(), new Histogram()] as const
   readonly timeline: Timeline
 
-  constructor(readonly incident: Incident, durationMs: number, bucketMs: number) {
+  /** Streamed requests; undefined when the scenario streams none. */
+  readonly streams: StreamStats | undefined
+
+  constructor(readonly incident: Incident, durationMs: number, bucketMs: number, streamsOf: string | undefined) {
     this.timeline = new Timeline(durationMs, bucketMs)
+    this.streams = streamsOf === undefined ? undefined : new StreamStats(streamsOf)
+  }
+
+  /** A streamed request that ended: counted as a request, and as a stream. */
+  streamed(watch: StreamWatch, arrivedAt: number, error: Errors.ResilienceError | undefined, deploymentOf: (model: string) => string): void {
+    const end = watch.clock.unsafeCurrentTimeMillis()
+    if (error === undefined) {
+      const who = deploymentOf(watch.model ?? "")
+      this.streams?.ended(watch, arrivedAt, { completed: true, answeredBy: who })
+      this.record(arrivedAt, end, "model", who)
+    } else {
+      this.streams?.ended(watch, arrivedAt, { completed: false })
+      this.record(arrivedAt, end, "failed", error._tag)
+    }
   }
 
   /** The first defect or unexpected interruption of a request, shown to the operator. */
@@ -233,6 +370,7 @@ class Recorder {
     this.all.add(latency)
     const phase = arrivedAt < this.incident.from ? 0 : arrivedAt < this.incident.to ? 1 : 2
     this.phases[phase].add(latency)
+    if (phase === 1 && kind === "model") this.answeredByDuring[who] = (this.answeredByDuring[who] ?? 0) + 1
     this.timeline.add(kind === "model" ? who : kind, arrivedAt)
   }
 }
@@ -259,8 +397,8 @@ const requestsOf = (traffic: Traffic) => {
     maxTokens: 400
   }))
   const repeatShare = traffic.repeatShare ?? 0
-  return (i: number, u: number): Chat.ChatRequest => {
-    if (u < repeatShare && popular.length > 0) {
+  return (i: number, u: number, unique: boolean): Chat.ChatRequest => {
+    if (!unique && u < repeatShare && popular.length > 0) {
       const p = popular[Math.floor((u / repeatShare) * popular.length)]
       if (p !== undefined) return p
     }
@@ -281,8 +419,8 @@ const requestsOf = (traffic: Traffic) => {
 const traffic = (
   scenario: Scenario,
   seed: number,
-  handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>,
-  onProgress: ((done: number) => void) | undefined
+  handle: Handler,
+  onProgress: ((done: number, requests: number) => void) | undefined
 ): Effect.Effect<number> =>
   Effect.withFiberRuntime<number>((fiber, status) => {
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
@@ -298,6 +436,9 @@ const traffic = (
       const poisson = (t.arrivals ?? "poisson") === "poisson"
       const surges = t.surges ?? []
       const requestFor = requestsOf(t)
+      // Which requests stream: a generator of its own, so a scenario without streams draws as before.
+      const streamShare = t.streamShare ?? 0
+      const streamRng = streamShare > 0 ? new PCGRandom(Hash.hash(`${seed}/${scenario.name}/streams`)) : undefined
       const rateAt = (now: number): number => {
         let rate = t.ratePerSecond
         for (const s of surges) if (now >= s.from && now < s.to) rate *= s.factor
@@ -309,7 +450,7 @@ const traffic = (
       let now = 0
       let sent = 0
       const end = () => {
-        onProgress?.(1)
+        onProgress?.(1, sent)
         resume(Effect.succeed(sent))
       }
       // A fiber observer rather than `Effect.ensuring`: it runs when the request's fiber ends,
@@ -328,12 +469,13 @@ const traffic = (
       const arrive = (): void => {
         if (stopped) return
         now += gap
-        const request = requestFor(sent, rng.number())
+        const streamed = streamRng !== undefined && streamRng.number() < streamShare
+        const request = requestFor(sent, rng.number(), streamed)
         inflight += 1
-        const child = fork(handle(request, now), { immediate: false })
+        const child = fork(handle(request, now, streamed), { immediate: false })
         child.addObserver(finished)
         sent += 1
-        if (onProgress !== undefined && sent % 2000 === 0) onProgress(now / scenario.durationMs)
+        if (onProgress !== undefined && sent % 100 === 0) onProgress(now / scenario.durationMs, sent)
         schedule()
       }
       const schedule = (): void => {
@@ -362,8 +504,10 @@ const protectedStack = (
   recorder: Recorder
 ): Effect.Effect<
   {
-    readonly handle: (request: Chat.ChatRequest, arrivedAt: number) => Effect.Effect<void>
+    readonly handle: Handler
     readonly transitions: Effect.Effect<{ breakers: Array<CircuitBreaker.Transition>; keys: Array<KeyPool.Transition> }>
+    /** The completion queue's counters now; undefined without `completeLater`. */
+    readonly completionStatus: Effect.Effect<DeferredCompletion.Status | undefined>
   },
   Errors.InvalidConfigError,
   Provider.Providers | StateStore.StateStore | Scope.Scope
@@ -386,19 +530,29 @@ const protectedStack = (
     const clock = yield* Effect.clock
     const settled = (result: ResilientClient.ChatResult, arrivedAt: number): void => {
       const end = clock.unsafeCurrentTimeMillis()
+      if (result.completion !== undefined) recorder.tickets[result.completion.status] += 1
       switch (result.source) {
         case "primary":
         case "backup-key":
         case "fallback-provider":
           return recorder.record(arrivedAt, end, "model", result.deployment ?? "unknown")
         case "cache":
-        case "stale-cache":
           return recorder.record(arrivedAt, end, "cache", "cache")
+        case "stale-cache":
+          return recorder.record(arrivedAt, end, "stale", "stale")
         case "static":
           return recorder.record(arrivedAt, end, "static", "static")
       }
     }
-    const handle = (request: Chat.ChatRequest, arrivedAt: number) =>
+    const deploymentOf = deploymentsByModel(scenario)
+    const handle: Handler = (request, arrivedAt, streamed) =>
+      streamed
+        ? Effect.suspend(() => {
+          const watch = new StreamWatch(clock)
+          return streamedRequest(recorder, arrivedAt, watch, readInto(client.stream(request), watch), deploymentOf)
+        })
+        : chatted(request, arrivedAt)
+    const chatted = (request: Chat.ChatRequest, arrivedAt: number) =>
       Effect.matchCauseEffect(client.chatOrStatic(request), {
         onFailure: recorder.died(arrivedAt),
         onSuccess: (result) => {
@@ -415,7 +569,8 @@ const protectedStack = (
       keys.sort((a, b) => a.at - b.at)
       return { breakers, keys }
     })
-    return { handle, transitions }
+    const completionStatus = client.completeLater === undefined ? Effect.succeed(undefined) : client.completeLater.status
+    return { handle, transitions, completionStatus }
   })
 
 /**
@@ -450,16 +605,18 @@ const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", record
     let turn = 0
     // The run's clock, read in place when a request ends (the requests' fibers run on it).
     const clock = yield* Effect.clock
-    const handle = (request: Chat.ChatRequest, arrivedAt: number) => {
-      const once = Effect.suspend(() => {
-        const key = keys[turn++ % Math.max(1, keys.length)]
-        return provider.chat(request, {
-          deployment: primary.name,
-          model: primary.model,
-          key: key?.key,
-          keyName: key?.name
-        })
-      })
+    const contextOf = (): Provider.CallContext => {
+      const key = keys[turn++ % Math.max(1, keys.length)]
+      return { deployment: primary.name, model: primary.model, key: key?.key, keyName: key?.name }
+    }
+    const handle: Handler = (request, arrivedAt, streamed) => {
+      if (streamed) {
+        const watch = new StreamWatch(clock)
+        // A naive retry reads the stream again from the start, whatever the caller already got.
+        const once = Effect.suspend(() => readInto(Provider.chunksOf(provider.stream(request, contextOf())), watch))
+        return streamedRequest(recorder, arrivedAt, watch, stack === "none" ? once : naiveRetry(once), () => primary.name)
+      }
+      const once = Effect.suspend(() => provider.chat(request, contextOf()))
       const call = stack === "none" ? once : naiveRetry(once)
       return Effect.matchCauseEffect(Effect.either(call), {
         onFailure: recorder.died(arrivedAt),
@@ -488,7 +645,12 @@ export const run = (
   Effect.suspend(() => {
     const seed = options.seed
     const incident = scenario.incident
-    const recorder = new Recorder(incident, scenario.durationMs, scenario.timelineBucketMs ?? 1000)
+    const recorder = new Recorder(
+      incident,
+      scenario.durationMs,
+      scenario.timelineBucketMs ?? 1000,
+      (scenario.traffic.streamShare ?? 0) > 0 ? scenario.client.cascade[0] : undefined
+    )
     let recoveredAt: number | undefined
     const onOutcome = (o: SimulatedProviders.CallOutcome) => {
       if (
@@ -500,18 +662,22 @@ export const run = (
       const sim = yield* SimulatedProviders.make({ deployments: scenario.providers, seed: `${seed}/${scenario.name}`, onOutcome })
       const body = Effect.gen(function*() {
         if (stack === "protected") {
-          const { handle, transitions } = yield* protectedStack(scenario, recorder)
+          const { completionStatus, handle, transitions } = yield* protectedStack(scenario, recorder)
           yield* traffic(scenario, seed, handle, options.onProgress)
-          return yield* transitions
+          // Read before the client's scope closes and drops what is left.
+          return { ...yield* transitions, completions: yield* completionStatus }
         }
         const { handle } = yield* baselineStack(scenario, stack, recorder)
         yield* traffic(scenario, seed, handle, options.onProgress)
-        return { breakers: [], keys: [] }
+        return { breakers: [], keys: [], completions: undefined }
       })
       const transitions = yield* Effect.provideService(body, Provider.Providers, sim)
       return { transitions, stats: yield* sim.stats }
     }).pipe(
       Effect.scoped,
+      // What the client logs as warnings (a completion given up, the queue dropped at the end) the report
+      // counts; an error (a completion that ended abnormally) still shows.
+      Logger.withMinimumLogLevel(LogLevel.Error),
       Effect.provide(StateStore.layerMemory),
       Effect.withConfigProvider(keyEnv(scenario)),
       Effect.withRandom(Random.make(`${seed}/${scenario.name}/client`)),
@@ -555,10 +721,11 @@ export const run = (
           requests,
           answeredByModel: r.byKind.model,
           answeredByCache: r.byKind.cache,
+          answeredByStaleCache: r.byKind.stale,
           answeredByStatic: r.byKind.static,
           failed: r.byKind.failed,
-          availability: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache) / requests, 6),
-          availabilityByModel: requests - r.byKind.cache === 0 ? 1 : round(r.byKind.model / (requests - r.byKind.cache), 6),
+          availability: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache + r.byKind.stale) / requests, 6),
+          availabilityByModel: requests === 0 ? 1 : round((r.byKind.model + r.byKind.cache) / requests, 6),
           latencyMs: percentiles(r.all),
           latencyByPhaseMs: { before: percentiles(r.phases[0]), during: percentiles(r.phases[1]), after: percentiles(r.phases[2]) },
           attemptsPerRequest: requests === 0 ? 0 : round(calls / requests, 4),
@@ -574,18 +741,38 @@ export const run = (
             to: t.to,
             reason: t.reason
           })),
-          keyTransitions: transitions.keys.length,
+          keyTransitions: transitions.keys.map((t) => ({
+            at: Math.round(t.at),
+            pool: t.pool,
+            key: t.key,
+            from: t.from,
+            to: t.to,
+            reason: t.reason
+          })),
           answeredBy: { ...r.answeredBy },
+          answeredByDuringIncident: { ...r.answeredByDuring },
           errors: { ...r.errors },
           calls: callsBy,
           tokens: { input, output },
-          costUsd: round(cost, 4)
+          costUsd: round(cost, 4),
+          completions: completionsOf(r, transitions.completions),
+          streams: r.streams === undefined ? null : r.streams.report()
         },
         timeline: { bucketMs: r.timeline.bucketMs, series },
         firstDefect: r.firstDefect
       }
     })
   })
+
+const completionsOf = (r: Recorder, status: DeferredCompletion.Status | undefined): Completions | null =>
+  status === undefined ? null : {
+    queued: r.tickets.queued,
+    duplicates: r.tickets.duplicate,
+    refused: r.tickets.refused,
+    completed: status.completed,
+    failed: status.failed,
+    leftAtEnd: status.queued + status.inProgress
+  }
 
 /**
  * One scenario's runs, one per stack.

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import type * as Drill from "./Drill.js"
 
 /**
@@ -66,6 +67,14 @@ const flapsOf = (scenario: Drill.Scenario): number | undefined => {
   return undefined
 }
 
+/** The longest open duration of a deployment's breaker: the `max` of a growing one, or its fixed one. */
+const longestOpenMs = (scenario: Drill.Scenario, deployment: string): number | undefined => {
+  const breaker = scenario.client.deployments.find((d) => d.name === deployment)?.policy?.circuitBreaker
+  if (breaker === undefined || breaker === false || breaker.openDuration === undefined) return undefined
+  const open = breaker.openDuration
+  return Duration.toMillis(Duration.decode(typeof open === "object" && "max" in open ? open.max : open))
+}
+
 /**
  * The targets of the protected stack for a scenario (none for a scenario
  * without any).
@@ -78,7 +87,7 @@ export const targets = (scenario: Drill.Scenario, report: Drill.StackReport): Re
   const out: Array<Target> = []
   if (scenario.name === "provider-outage") {
     out.push({
-      name: "availability by model ≥ 99.99 % with 0 failed",
+      name: "availability by model, (model + fresh cache) / requests, ≥ 99.99 % with 0 failed",
       value: `${pct(report.availabilityByModel, 4)}, ${report.failed} failed`,
       ok: report.availabilityByModel >= 0.9999 && report.failed === 0
     })
@@ -100,15 +109,44 @@ export const targets = (scenario: Drill.Scenario, report: Drill.StackReport): Re
       ok: before > 0 && during <= 1.5 * before
     })
   }
+  if (report.streams !== null) {
+    const s = report.streams
+    out.push({
+      name: "no mixed answer: a streamed caller never gets content from two answers",
+      value: `${s.mixedAnswers} mixed of ${int(s.requests)} streams`,
+      ok: s.mixedAnswers === 0
+    })
+    out.push({
+      name: "no stream fails before its first token (the primary's stalls fall back)",
+      value: `${s.failedBeforeFirstToken} failed, ${int(s.fellBackBeforeFirstToken)} fell back`,
+      ok: s.failedBeforeFirstToken === 0
+    })
+  }
   const flaps = flapsOf(scenario)
   if (flaps !== undefined) {
     const opens = report.breakerTransitions.filter((t) => t.breaker === scenario.incident.deployment && t.to === "open").length
     const closes = report.breakerTransitions.filter((t) => t.breaker === scenario.incident.deployment && t.to === "closed").length
     out.push({
-      name: "the breaker does not open and close on every flap",
+      name: "the breaker does not open and close on every flap (closes on fewer than half)",
       value: `${opens} openings, ${closes} closings for ${flaps} flaps`,
-      ok: closes < flaps
+      ok: closes < flaps / 2
     })
+    const primary = scenario.incident.deployment
+    const during = report.answeredByDuringIncident
+    const answeredDuring = Object.values(during).reduce((a, b) => a + b, 0)
+    out.push({
+      name: `the primary still serves between flaps`,
+      value: `${int(during[primary] ?? 0)} of ${int(answeredDuring)} answers during the flapping (${pct((during[primary] ?? 0) / Math.max(1, answeredDuring), 1)})`,
+      ok: (during[primary] ?? 0) > 0
+    })
+    const longest = longestOpenMs(scenario, primary)
+    if (longest !== undefined) {
+      out.push({
+        name: `the primary takes traffic back within its longest open duration (${int(longest / 1000)} s) after the flapping`,
+        value: report.recoveryMs === null ? "not back" : `${int(report.recoveryMs)} ms`,
+        ok: report.recoveryMs !== null && report.recoveryMs <= longest
+      })
+    }
   }
   return out
 }
@@ -128,8 +166,16 @@ export const document = (results: ReadonlyArray<ScenarioResult>): Document => ({
   )
 })
 
-const row = (label: string, cells: ReadonlyArray<string>, width: number): string =>
-  `  ${label.padEnd(34)}${cells.map((c) => c.padStart(width)).join("")}`
+/** A row of the side-by-side table; its labels are padded to the longest once all rows are known. */
+interface Row {
+  readonly label: string
+  readonly cells: ReadonlyArray<string>
+}
+
+const render = (rows: ReadonlyArray<Row>, width: number): Array<string> => {
+  const labelWidth = Math.max(0, ...rows.map((r) => r.label.length)) + 2
+  return rows.map((r) => `  ${r.label.padEnd(labelWidth)}${r.cells.map((c) => c.padStart(width)).join("")}`.trimEnd())
+}
 
 /**
  * The text report of one scenario: the three stacks side by side, the
@@ -146,17 +192,25 @@ export const table = (result: ScenarioResult): string => {
   const seed = reports[0]?.seed
   lines.push(`${scenario.name}: ${scenario.description} (seed ${seed ?? "-"})`)
   lines.push("")
-  lines.push(row("", reports.map((r) => r.stack), width))
-  const line = (label: string, cell: (r: Drill.StackReport) => string) => lines.push(row(label, reports.map(cell), width))
+  const rows: Array<Row> = [{ label: "", cells: reports.map((r) => r.stack) }]
+  const line = (label: string, cell: (r: Drill.StackReport) => string) => rows.push({ label, cells: reports.map(cell) })
   const ms = (n: number | null) => (n === null ? "-" : `${int(n)} ms`)
   const p = (x: Drill.Percentiles) => `${int(x.p50)}/${int(x.p95)}/${int(x.p99)}`
   line("requests", (r) => int(r.requests))
   line("answered by model", (r) => int(r.answeredByModel))
-  line("answered by cache", (r) => int(r.answeredByCache))
+  line("answered by cache (fresh)", (r) => int(r.answeredByCache))
+  line("answered by stale cache (all failed)", (r) => int(r.answeredByStaleCache))
   line("answered by static reply", (r) => int(r.answeredByStatic))
   line("failed", (r) => int(r.failed))
-  line("availability (model + cache)", (r) => pct(r.availability))
-  line("availability by model", (r) => pct(r.availabilityByModel))
+  if (reports.some((r) => r.completions !== null)) {
+    const of = (cell: (c: Drill.Completions) => string) => (r: Drill.StackReport) => (r.completions === null ? "-" : cell(r.completions))
+    line("degraded, queued to complete", of((c) => `${int(c.queued)} (+${int(c.duplicates)} dup.)`))
+    line("  refused (queue full)", of((c) => int(c.refused)))
+    line("  completed later by a model", of((c) => int(c.completed)))
+    line("  given up / left at the end", of((c) => `${int(c.failed)} / ${int(c.leftAtEnd)}`))
+  }
+  line("availability: (model + fresh + stale cache) / requests", (r) => pct(r.availability))
+  line("availability by model: (model + fresh cache) / requests", (r) => pct(r.availabilityByModel))
   line("latency p50/p95/p99 (ms)", (r) => p(r.latencyMs))
   line(`  before the ${scenario.incident.description}`, (r) => p(r.latencyByPhaseMs.before))
   line(`  during the ${scenario.incident.description}`, (r) => p(r.latencyByPhaseMs.during))
@@ -166,13 +220,24 @@ export const table = (result: ScenarioResult): string => {
   line("fail-over after the start", (r) => ms(r.failoverMs))
   line("primary takes traffic back after", (r) => ms(r.recoveryMs))
   line("breaker transitions", (r) => int(r.breakerTransitions.length))
-  line("key transitions", (r) => int(r.keyTransitions))
+  line("key transitions", (r) => int(r.keyTransitions.length))
   const names = [...new Set(reports.flatMap((r) => Object.keys(r.answeredBy)))]
   for (const n of names) line(`answered by ${n}`, (r) => int(r.answeredBy[n] ?? 0))
   const tags = [...new Set(reports.flatMap((r) => Object.keys(r.errors)))]
   for (const t of tags) line(`failed with ${t}`, (r) => int(r.errors[t] ?? 0))
   line("tokens in/out", (r) => `${(r.tokens.input / 1e6).toFixed(2)}M/${(r.tokens.output / 1e6).toFixed(2)}M`)
   line("cost (USD)", (r) => r.costUsd.toFixed(2))
+  if (reports.some((r) => r.streams !== null)) {
+    const of = (cell: (s: Drill.StreamReport) => string) => (r: Drill.StackReport) => (r.streams === null ? "-" : cell(r.streams))
+    line("streamed requests", of((s) => int(s.requests)))
+    line("  completed", of((s) => int(s.completed)))
+    line("  fell back before the first token", of((s) => int(s.fellBackBeforeFirstToken)))
+    line("  ended mid-stream (protected: by its policy)", of((s) => int(s.endedMidStream)))
+    line("  failed before the first token", of((s) => int(s.failedBeforeFirstToken)))
+    line("  mixed answers (must be 0)", of((s) => int(s.mixedAnswers)))
+    line("  time to first token p50/p99 (ms)", of((s) => `${int(s.timeToFirstTokenMs.p50)}/${int(s.timeToFirstTokenMs.p99)}`))
+  }
+  lines.push(...render(rows, width))
 
   const guarded = reports.find((r) => r.stack === "protected")
   if (guarded !== undefined && guarded.breakerTransitions.length > 0) {
@@ -201,6 +266,7 @@ export const table = (result: ScenarioResult): string => {
 
 const colours: Record<string, string> = {
   cache: "#8e7cc3",
+  stale: "#b4a7d6",
   static: "#f1c232",
   failed: "#cc0000"
 }
@@ -243,7 +309,7 @@ const panel = (result: ScenarioResult, top: number, width: number): Panel => {
 
   const { bucketMs, series } = run.timeline
   const cascade = scenario.client.cascade
-  const order = [...cascade, ...Object.keys(series).filter((k) => !cascade.includes(k) && !["cache", "static", "failed"].includes(k)), "cache", "static", "failed"]
+  const order = [...cascade, ...Object.keys(series).filter((k) => !cascade.includes(k) && !["cache", "stale", "static", "failed"].includes(k)), "cache", "stale", "static", "failed"]
     .filter((k) => series[k] !== undefined)
   const buckets = Math.max(1, ...order.map((k) => series[k]?.length ?? 0))
   const columns = Math.min(plotW, buckets)

@@ -74,7 +74,12 @@ export const sample = (latency: Latency, u1: number, u2: number): number => {
  * How a failing call fails:
  *
  * - `unavailable`: HTTP 503 (`ProviderUnavailableError`);
- * - `overloaded`: HTTP 529 (`ProviderUnavailableError`);
+ * - `internal-error`: HTTP 500, the provider's own failure (`server_error`,
+ *   Anthropic `api_error`; `ProviderUnavailableError`);
+ * - `bad-gateway`: HTTP 502 with a proxy's HTML page, as a CDN in front of
+ *   the API answers when the backend is gone (`ProviderUnavailableError`);
+ * - `overloaded`: HTTP 529, Anthropic's `overloaded_error`
+ *   (`ProviderUnavailableError`);
  * - `gateway-timeout`: HTTP 504 (`ProviderUnavailableError`);
  * - `connection`: refused or reset (`ConnectionError`);
  * - `hang`: no answer at all; the connection is reset after `hangMs` (a
@@ -84,7 +89,15 @@ export const sample = (latency: Latency, u1: number, u2: number): number => {
  * @since 0.1.0
  * @category models
  */
-export type FailureKind = "unavailable" | "overloaded" | "gateway-timeout" | "connection" | "hang" | "malformed"
+export type FailureKind =
+  | "unavailable"
+  | "internal-error"
+  | "bad-gateway"
+  | "overloaded"
+  | "gateway-timeout"
+  | "connection"
+  | "hang"
+  | "malformed"
 
 /**
  * One fault of a script. Windows are `[from, to)` in virtual milliseconds.
@@ -99,8 +112,10 @@ export type FailureKind = "unavailable" | "overloaded" | "gateway-timeout" | "co
  * - `QuotaExhausted`: from `at` until `resetAt`, every call with key
  *   `keyName` (every key when absent) gets an insufficient-quota error.
  * - `SlowStream`: streamed chunks come `interChunk` apart.
- * - `StreamStall`: a share `rate` of streams stops sending after
- *   `afterChunks` chunks, without ending.
+ * - `StreamStall`: a share `rate` of streams stops after `afterChunks`
+ *   chunks (the opening, role-only chunk counts as one, so 0 or 1 is a stall
+ *   before the first token). `as` says how ({@link StallKind}); a
+ *   deployment's own default when absent (`"hang"`).
  *
  * @since 0.1.0
  * @category models
@@ -138,7 +153,23 @@ export type Fault =
     readonly to: number
     readonly rate: number
     readonly afterChunks: number
+    readonly as?: StallKind
   }
+
+/**
+ * How a stalled stream shows:
+ *
+ * - `hang`: the connection stays open and silent until the client's
+ *   transport gives up (its first-token or stall timeout);
+ * - `cut`: the connection closes mid-body, without the protocol's
+ *   terminator (a `ConnectionError`);
+ * - `error-event`: an error event inside the 200 stream (Anthropic's
+ *   `overloaded_error`), then the end.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StallKind = "hang" | "cut" | "error-event"
 
 /**
  * @since 0.1.0
@@ -280,8 +311,9 @@ export const decide = (
 }
 
 /**
- * For a stream at `now`: the delay between chunks, and after how many
- * chunks it stalls (`undefined`: it does not), for a roll `u` in `[0, 1)`.
+ * For a stream at `now`: the delay between chunks, after how many chunks it
+ * stalls (`undefined`: it does not) and how (`undefined`: the deployment's
+ * default), for a roll `u` in `[0, 1)`.
  *
  * @since 0.1.0
  * @category evaluation
@@ -291,18 +323,21 @@ export const streamShape = (
   now: number,
   defaultInterChunk: Latency,
   u: number
-): { readonly interChunk: Latency; readonly stallAfter: number | undefined } => {
+): { readonly interChunk: Latency; readonly stallAfter: number | undefined; readonly stallAs: StallKind | undefined } => {
   let interChunk = defaultInterChunk
   let stallAfter: number | undefined
+  let stallAs: StallKind | undefined
   let roll = u
   for (const f of script) {
     if (f._tag === "SlowStream" && inWindow(f, now)) interChunk = f.interChunk
     if (f._tag === "StreamStall" && inWindow(f, now) && stallAfter === undefined) {
-      if (roll < f.rate) stallAfter = f.afterChunks
-      else roll -= f.rate
+      if (roll < f.rate) {
+        stallAfter = f.afterChunks
+        stallAs = f.as
+      } else roll -= f.rate
     }
   }
-  return { interChunk, stallAfter }
+  return { interChunk, stallAfter, stallAs }
 }
 
 /**

@@ -1,10 +1,12 @@
 /**
- * The five drill scenarios, each with the `ClientConfig` an operator would
+ * The six drill scenarios, each with the `ClientConfig` an operator would
  * choose for it. The configurations are the documentation of how to use the
  * library against each kind of incident: read them next to the report.
  *
- * Every time and rate can be shrunk with `scale` (durations) and `rateScale`
- * (traffic), so tests run each scenario in miniature.
+ * Every duration and rate can be shrunk with `scale` (the run and its
+ * incident windows) and `rateScale` (traffic), so tests run each scenario in
+ * miniature. Scaling shortens a scenario, never the shape of its fault: a
+ * flap lasts as long, a Retry-After is as long, at any scale.
  *
  * @since 0.1.0
  */
@@ -19,7 +21,7 @@ import type * as SimulatedProviders from "./SimulatedProviders.js"
  * @category options
  */
 export interface Options {
-  /** Multiplies every duration and time of the scenarios. Default 1. */
+  /** Multiplies the length of every run and the times of its incident windows (not the shape of a fault). Default 1. */
   readonly scale?: number
   /** Multiplies every traffic rate. Default 1. */
   readonly rateScale?: number
@@ -31,7 +33,15 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export const names = ["provider-outage", "flash-sale", "rate-limit-storm", "key-revoked", "flapping"] as const
+export const names = [
+  "provider-outage",
+  "flash-sale",
+  "rate-limit-storm",
+  "key-revoked",
+  "flapping",
+  "all-down",
+  "stream-faults"
+] as const
 
 /**
  * @since 0.1.0
@@ -97,7 +107,10 @@ const clientConfig = (primaryPolicy: Policy): ClientConfig.ClientConfig => ({
   cascade: [PRIMARY, SECONDARY, TERTIARY],
   // One request never makes more than 4 provider calls, nor waits more than 30 s.
   maxAttemptsPerRequest: 4,
-  deadline: "30 seconds"
+  deadline: "30 seconds",
+  // A request answered degraded (static reply, stale cache) is answered again by a model once one is back
+  // (rule 32): room for a few minutes of traffic, 16 at once, trying for about 4 minutes each.
+  completeLater: { capacity: 10_000, concurrency: 16 }
 })
 
 /** Identical questions are answered from the cache; an expired entry still answers when every provider fails. */
@@ -108,7 +121,8 @@ const extras: ResilientClient.Extras = {
 /** The simulated deployments: healthy latencies, then the scenario's script on the primary. */
 const providers = (
   primaryScript: FaultScript.Script,
-  primaryExtra: Partial<SimulatedProviders.Deployment> = {}
+  primaryExtra: Partial<SimulatedProviders.Deployment> = {},
+  fallbackScript: FaultScript.Script = []
 ): ReadonlyArray<SimulatedProviders.Deployment> => [
   {
     name: PRIMARY,
@@ -118,8 +132,8 @@ const providers = (
     script: primaryScript,
     ...primaryExtra
   },
-  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: [] },
-  { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: [] }
+  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: fallbackScript },
+  { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: fallbackScript }
 ]
 
 const clock = (ms: number): string => {
@@ -246,8 +260,9 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
     case "flapping": {
       const duration = min(40)
       const flaps = { from: min(5), to: min(35) }
-      const downMs = 20_000 * scale
-      const upMs = 20_000 * scale
+      // The fault's shape is not scaled: a shorter run has fewer flaps, each as long as in the full run.
+      const downMs = 20_000
+      const upMs = 20_000
       return {
         name,
         description: `${rate(20)} req/s for ${clock(duration)}; ${PRIMARY} alternates ${downMs / 1000} s down, ${upMs / 1000} s up ${
@@ -260,13 +275,73 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
         client: clientConfig({
           attemptTimeout: "10 seconds",
           retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
-          // An open period of 2 minutes spans three flaps: the breaker holds the primary out instead of
-          // opening and closing with every flap (30 s would close 10 s into each up phase and reopen at the next down).
+          // The open period grows while trials keep failing, 50 s → 100 s → 2 min, and starts over at 50 s when
+          // the breaker closes. 50 s is not a multiple of the 40 s flap, so trials fall in down phases more often
+          // than not: the breaker closes on about one flap in four (a fixed 30 s closed and reopened on every flap,
+          // a fixed 2 minutes is three flaps exactly and never let the primary serve until the flapping ended),
+          // and the primary is back at most 2 minutes after the flapping ends.
           circuitBreaker: {
             trigger: { kind: "consecutive", failures: 5 },
-            openDuration: "2 minutes",
+            openDuration: { initial: "50 seconds", factor: 2, max: "2 minutes" },
             permittedCallsInHalfOpen: 3
           }
+        }),
+        extras
+      }
+    }
+    case "all-down": {
+      const duration = min(30)
+      const outage = { from: min(10), to: min(15) }
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; every provider down (503) ${clock(outage.from)}–${
+          clock(outage.to)
+        }: static replies and stale cache entries, completed later by a model`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers(
+          [{ _tag: "Outage", ...outage, error: "unavailable" }],
+          {},
+          [{ _tag: "Outage", ...outage, error: "unavailable" }]
+        ),
+        incident: { deployment: PRIMARY, ...outage, description: "outage of every provider" },
+        client: clientConfig({
+          attemptTimeout: "10 seconds",
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+        }),
+        extras
+      }
+    }
+    case "stream-faults": {
+      const duration = min(20)
+      const before = { from: min(4), to: min(8) }
+      const mid = { from: min(8), to: min(12) }
+      const cut = { from: min(12), to: min(16) }
+      return {
+        name,
+        description: `${rate(10)} req/s for ${clock(duration)}, half of them streamed; 30 % of ${PRIMARY}'s streams stall before the first token ${
+          clock(before.from)
+        }–${clock(before.to)}, stall after 8 chunks ${clock(mid.from)}–${clock(mid.to)}, are cut after 6 chunks ${clock(cut.from)}–${
+          clock(cut.to)
+        }`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(10), repeatShare: 0.05, streamShare: 0.5 },
+        providers: providers(
+          [
+            { _tag: "StreamStall", ...before, rate: 0.3, afterChunks: 1 },
+            { _tag: "StreamStall", ...mid, rate: 0.3, afterChunks: 8 },
+            { _tag: "StreamStall", ...cut, rate: 0.3, afterChunks: 6, as: "cut" }
+          ],
+          // The transport gives up on a silent stream after 10 s (HttpProviders' stallTimeout, set below its 30 s default).
+          { stallTimeoutMs: 10_000 }
+        ),
+        incident: { deployment: PRIMARY, from: before.from, to: cut.to, description: "stream faults" },
+        client: clientConfig({
+          // Bounds a stream until its first content (rule 28): the p99 is 2.4 s, a silent 4 s is a failed attempt.
+          attemptTimeout: "4 seconds",
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
         }),
         extras
       }

@@ -14,6 +14,7 @@
  */
 import { Errors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
+import * as ErrorMapping from "@resilient-ai/llm/ErrorMapping"
 import * as Provider from "@resilient-ai/llm/Provider"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -27,6 +28,7 @@ import * as Hash from "effect/Hash"
 import * as Stream from "effect/Stream"
 import { PCGRandom } from "effect/Utils"
 import * as FaultScript from "./FaultScript.js"
+import * as ChaosWire from "./internal/chaosWire.js"
 import * as VirtualTime from "./VirtualTime.js"
 
 /**
@@ -42,6 +44,13 @@ export interface Deployment extends FaultScript.Behaviour {
   readonly outputTokens?: { readonly min: number; readonly max: number }
   /** Streams: `chunks` text chunks (default 16), `interChunk` apart (default 20–60 ms); the first after the latency. */
   readonly stream?: { readonly chunks?: number; readonly interChunk?: FaultScript.Latency }
+  /**
+   * The client transport's first-token and stall timeouts, in milliseconds
+   * (`HttpProviders`' default is 30 s): a hung stream fails with a
+   * `TimeoutError` that long after its start (no content yet) or its last
+   * chunk. Off unless set: a hung stream then lasts until its reader gives up.
+   */
+  readonly stallTimeoutMs?: number
 }
 
 /**
@@ -129,9 +138,26 @@ const promptTokens = (request: Chat.ChatRequest): number => {
   return Math.ceil(chars / 4)
 }
 
+/**
+ * The error an HTTP provider of kind `kind` would make of the answer the
+ * chaos upstream sends for `failure`: the same body through the same table,
+ * so a simulated 500, 502 or 529 is what a real one becomes.
+ */
+const mapped = (
+  kind: Provider.Kind,
+  failure: FaultScript.Failure,
+  origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined }
+): Errors.ResilienceError =>
+  ErrorMapping.fromResponse(ChaosWire.failure(kind, failure, { nowEpochMs: 0, startEpochMs: 0 }, "sim"), {
+    provider: origin.provider,
+    deployment: origin.deployment,
+    ...(origin.keyName === undefined ? {} : { keyName: origin.keyName }),
+    now: 0
+  })
+
 const toError = (
   failure: FaultScript.Failure,
-  origin: { readonly deployment: string; readonly provider: string; readonly keyName: string | undefined },
+  origin: { readonly deployment: string; readonly provider: Provider.Kind; readonly keyName: string | undefined },
   afterMs: number
 ): Errors.ResilienceError => {
   // Fields in the schemas' order (`Errors` Origin, then Upstream), as validation would put them:
@@ -162,8 +188,10 @@ const toError = (
       switch (failure.kind) {
         case "unavailable":
           return new Errors.ProviderUnavailableError({ ...where, status: 503 }, true)
+        case "internal-error":
+        case "bad-gateway":
         case "overloaded":
-          return new Errors.ProviderUnavailableError({ ...where, status: 529, detail: "overloaded" }, true)
+          return mapped(origin.provider, failure, origin)
         case "gateway-timeout":
           return new Errors.ProviderUnavailableError({ ...where, status: 504, detail: "upstream timed out" }, true)
         case "connection":
@@ -363,6 +391,47 @@ export const make = (options: Options): Effect.Effect<Service> =>
           return Effect.onExit(call, (exit) => finish(context, now, decision._tag === "fail" && decision.down, exit))
         })
 
+      /**
+       * How a stream that stops after `sent` chunks ends for its reader: a hang until the
+       * transport's timeout (first-token while no content came: from the stream's start;
+       * stall: from the last chunk), or never without one; a cut or an error event when
+       * the next chunk was due (`gap`).
+       */
+      const stalled = (
+        how: FaultScript.StallKind,
+        sent: number,
+        latencyMs: number,
+        context: Provider.CallContext,
+        gap: Effect.Effect<number>
+      ): Effect.Effect<never, Errors.ResilienceError> => {
+        const where = { provider: kind, deployment: d.name, ...(context.keyName === undefined ? {} : { keyName: context.keyName }) }
+        switch (how) {
+          case "hang": {
+            if (d.stallTimeoutMs === undefined) return Effect.never
+            const beforeContent = sent <= 1
+            const waited = sent === 1 ? latencyMs : 0
+            const timeout = new Errors.TimeoutError({
+              phase: beforeContent ? "first-token" : "stall",
+              timeout: Duration.millis(d.stallTimeoutMs),
+              ...where
+            }, true)
+            return Effect.delay(Effect.fail(timeout), Duration.millis(Math.max(0, d.stallTimeoutMs - waited)))
+          }
+          case "cut":
+            return Effect.flatMap(gap, (ms) =>
+              Effect.delay(
+                Effect.fail(new Errors.ConnectionError({ ...where, detail: "the stream ended without its terminator" }, true)),
+                Duration.millis(ms)
+              ))
+          case "error-event":
+            return Effect.flatMap(gap, (ms) =>
+              Effect.delay(
+                Effect.fail(mapped(kind, { _tag: "kind", kind: "overloaded" }, { ...where, keyName: context.keyName })),
+                Duration.millis(ms)
+              ))
+        }
+      }
+
       const stream: Provider.Provider["stream"] = (request, context) =>
         Effect.flatMap(decideNow(context.keyName), ({ decision, now, u4 }): Effect.Effect<
           Provider.StreamAnswer,
@@ -390,9 +459,14 @@ export const make = (options: Options): Effect.Effect<Service> =>
               i === 0
                 ? Effect.succeed(decision.latencyMs)
                 : Effect.flatMap(next, (a) => Effect.map(next, (b) => FaultScript.sample(shape.interChunk, a, b)))
-            const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<Option.Option<readonly [Chat.ChatChunk, number]>> => {
+            const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<
+              Option.Option<readonly [Chat.ChatChunk, number]>,
+              Errors.ResilienceError
+            > => {
               if (i > chunks + 1) return Effect.succeed(Option.none())
-              if (shape.stallAfter !== undefined && i >= shape.stallAfter) return Effect.never
+              if (shape.stallAfter !== undefined && i >= shape.stallAfter) {
+                return stalled(shape.stallAs ?? "hang", i, decision.latencyMs, context, delayOf(i))
+              }
               return Effect.flatMap(delayOf(i), (ms) =>
                 Effect.delay(
                   Effect.sync(() => {
@@ -402,7 +476,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
                   Duration.millis(ms)
                 ))
             })
-            return { chunks: Stream.onDone(chunked, () => finish(context, now, false, Exit.void)), rateLimit: undefined }
+            return { chunks: Stream.ensuringWith(chunked, (exit) => finish(context, now, false, exit)), rateLimit: undefined }
           })
         })
 

@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Chaos from "./Chaos.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as ChaosUpstream from "./ChaosUpstream.js"
 
 /**

@@ -92,6 +92,13 @@ describe("ChaosUpstream: each fault reaches the real providers as its typed erro
     ["529 overloaded", [{ _tag: "Outage", from: 0, to: Infinity, error: "overloaded" }], {}, "ProviderUnavailableError", {
       status: 529
     }],
+    ["500 internal error", [{ _tag: "Outage", from: 0, to: Infinity, error: "internal-error" }], {}, "ProviderUnavailableError", {
+      status: 500
+    }],
+    ["502 bad gateway (an HTML page)", [{ _tag: "Outage", from: 0, to: Infinity, error: "bad-gateway" }], {}, "ProviderUnavailableError", {
+      status: 502,
+      detail: expect.stringMatching(/502 Bad Gateway/)
+    }],
     ["504 gateway timeout", [{ _tag: "Outage", from: 0, to: Infinity, error: "gateway-timeout" }], {}, "ProviderUnavailableError", {
       status: 504
     }],

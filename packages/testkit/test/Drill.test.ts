@@ -18,6 +18,25 @@ const byName = (name: Scenarios.Name) => {
   return { protected: report("protected"), none: report("none"), naive: report("naive-retry") }
 }
 
+// stream-faults at a scale with enough streams in each of its three fault windows (2 minutes, 5 req/s).
+const streamScenario = Scenarios.make("stream-faults", { scale: 0.1, rateScale: 0.5 })
+const streamRuns = new Map<number, ReadonlyArray<Drill.ScenarioResult>>()
+const streaming = (seed: number): ReadonlyArray<Drill.ScenarioResult> => {
+  const done = streamRuns.get(seed)
+  if (done !== undefined) return done
+  const results = Effect.runSync(Drill.runAll([streamScenario], { seed }))
+  streamRuns.set(seed, results)
+  return results
+}
+const streamingReports = (results: ReadonlyArray<Drill.ScenarioResult>) => {
+  const report = (stack: Drill.Stack) => {
+    const run = results[0]?.runs.find((r) => r.report.stack === stack)
+    if (run === undefined) expect.fail(`no ${stack} run of stream-faults`)
+    return run.report
+  }
+  return { protected: report("protected"), none: report("none"), naive: report("naive-retry") }
+}
+
 describe("Drill", () => {
   it("runs every scenario through the three stacks, and no request dies of a defect", () => {
     expect(first.map((r) => r.scenario.name)).toEqual([...Scenarios.names])
@@ -30,11 +49,12 @@ describe("Drill", () => {
     }
   })
 
+  // Two more drills of every scenario: seconds on a loaded machine, more than vitest's default 5 s.
   it("the same seed gives the same JSON; another seed another", () => {
     const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
     expect(json(drill(7))).toEqual(json(first))
     expect(json(drill(8))).not.toEqual(json(first))
-  })
+  }, 30_000)
 
   it("the JSON has the agreed keys for every scenario and stack", () => {
     const doc = DrillReport.document(first)
@@ -48,6 +68,7 @@ describe("Drill", () => {
           "requests",
           "answeredByModel",
           "answeredByCache",
+          "answeredByStaleCache",
           "answeredByStatic",
           "failed",
           "availability",
@@ -57,6 +78,8 @@ describe("Drill", () => {
           "failoverMs",
           "recoveryMs",
           "breakerTransitions",
+          "keyTransitions",
+          "streams",
           "costUsd"
         ]
       ) expect(s).toHaveProperty(key)
@@ -92,7 +115,15 @@ describe("Drill", () => {
     const r = byName("rate-limit-storm")
     expect(r.none.errors["RateLimitError"]).toBeGreaterThan(0)
     expect(r.protected.failed).toBe(0)
-    expect(r.protected.keyTransitions).toBeGreaterThan(0)
+    expect(r.protected.keyTransitions.length).toBeGreaterThan(0)
+    expect(r.protected.keyTransitions[0]).toEqual({
+      at: expect.any(Number),
+      pool: "gpt-4o",
+      key: expect.stringMatching(/^primary-\d$/),
+      from: "healthy",
+      to: expect.any(String),
+      reason: expect.any(String)
+    })
   })
 
   it("key-revoked: the revoked key fails a third of the baseline's calls; the protected stack disables it after one", () => {
@@ -108,6 +139,111 @@ describe("Drill", () => {
     expect(r.protected.failed).toBe(0)
     expect(r.protected.breakerTransitions.some((t) => t.to === "open")).toBe(true)
   })
+
+  it("all-down: degraded answers are queued and a model completes them after the outage; the report counts them", () => {
+    // At a tenth of the scale, so the 30 s open breakers close with time to spare before the end.
+    const scenario = Scenarios.make("all-down", { scale: 0.1, rateScale: 0.2 })
+    const run = Effect.runSync(Drill.run(scenario, "protected", { seed: 7 }))
+    const r = run.report
+    expect(r.answeredByStatic).toBeGreaterThan(0)
+    const c = r.completions
+    if (c === null) return expect.fail("the protected stack completes degraded answers")
+    // Every degraded answer got a ticket, and every queued request was completed by a model before the end.
+    expect(c.queued + c.duplicates + c.refused).toBeGreaterThanOrEqual(r.answeredByStatic)
+    expect(c.queued).toBeGreaterThan(0)
+    expect(c).toMatchObject({ completed: c.queued, failed: 0, leftAtEnd: 0, refused: 0 })
+    const text = DrillReport.table({ scenario, runs: [run] })
+    expect(text).toMatch(new RegExp(`completed later by a model\\s+${c.completed.toLocaleString("en-US")}\\b`))
+    expect(DrillReport.document([{ scenario, runs: [run] }]).scenarios[0]?.completions).toEqual(c)
+    // The baselines have no such queue.
+    expect(byName("all-down").none.completions).toBeNull()
+  })
+
+  it("every request is counted once: model + fresh cache + stale cache + static + failed = requests", () => {
+    for (const r of first) {
+      for (const { report: s } of r.runs) {
+        expect(s.answeredByModel + s.answeredByCache + s.answeredByStaleCache + s.answeredByStatic + s.failed).toBe(s.requests)
+      }
+    }
+  })
+
+  it("availability by model is (model + fresh cache) / requests; a stale cache answer counts in availability only", () => {
+    // Every deployment down for the last third, cache entries expiring after 10 s: stale-if-error answers.
+    const base = Scenarios.make("provider-outage", small)
+    const down = { _tag: "Outage", from: base.durationMs * 2 / 3, to: base.durationMs } as const
+    const scenario: Drill.Scenario = {
+      ...base,
+      traffic: { ...base.traffic, repeatShare: 0.5, popularPrompts: 5 },
+      providers: base.providers.map((p) => ({ ...p, script: [down] })),
+      extras: { cache: { timeToLive: "10 seconds", maxEntries: 100, maxStale: "1 hour" } }
+    }
+    const report = Effect.runSync(Drill.run(scenario, "protected", { seed: 3 })).report
+    expect(report.answeredByStaleCache).toBeGreaterThan(0)
+    expect(report.answeredByCache).toBeGreaterThan(0)
+    expect(report.availabilityByModel).toBeCloseTo((report.answeredByModel + report.answeredByCache) / report.requests, 6)
+    expect(report.availability).toBeCloseTo(
+      (report.answeredByModel + report.answeredByCache + report.answeredByStaleCache) / report.requests,
+      6
+    )
+    expect(report.availability).toBeGreaterThan(report.availabilityByModel)
+    const text = DrillReport.table({ scenario, runs: [{ report, firstDefect: undefined, timeline: { bucketMs: 1000, series: {} } }] })
+    expect(text).toMatch(/availability by model: \(model \+ fresh cache\) \/ requests +\d/)
+  })
+
+  it("the table's cells line up whatever the length of a label", () => {
+    for (const r of first) {
+      const text = DrillReport.table(r)
+      const block = text.split("\n\n")[1]?.split("\n") ?? []
+      expect(block.length).toBeGreaterThan(10)
+      // Cells are right-aligned to a fixed width after a label column as wide as the longest label.
+      expect(new Set(block.map((l) => l.length)).size).toBe(1)
+    }
+  })
+
+  it("stream-faults: the protected stack never mixes answers and falls back before the first token; a naive retry mixes them", () => {
+    const r = streamingReports(streaming(11))
+    const [p, none, naive] = [r.protected.streams, r.none.streams, r.naive.streams]
+    if (p === null || none === null || naive === null) return expect.fail("stream-faults reports its streams")
+    expect(p.requests).toBeGreaterThan(0)
+    expect(p.requests).toBe(none.requests)
+    expect(p.mixedAnswers).toBe(0)
+    expect(p.failedBeforeFirstToken).toBe(0)
+    expect(p.fellBackBeforeFirstToken).toBeGreaterThan(0)
+    expect(p.endedMidStream).toBeGreaterThan(0)
+    expect(r.protected.errors).toEqual({ StreamInterruptedError: p.endedMidStream })
+    // Without protection a stall before the first token is the caller's error (the transport's first-token timeout).
+    expect(none.failedBeforeFirstToken).toBeGreaterThan(0)
+    expect(none.mixedAnswers).toBe(0)
+    // Reading a cut stream again from the start hands the caller a second answer after part of the first.
+    expect(naive.mixedAnswers).toBeGreaterThan(0)
+    expect(p.completed + p.endedMidStream + p.failedBeforeFirstToken).toBe(p.requests)
+    // Scenarios without streaming traffic say so.
+    expect(byName("provider-outage").protected.streams).toBeNull()
+  }, 30_000)
+
+  it("flapping, full length at a tenth of the traffic: the growing open duration meets the scenario's three targets", () => {
+    const scenario = Scenarios.make("flapping", { rateScale: 0.1 })
+    const run = () => Effect.runSync(Drill.run(scenario, "protected", { seed: 1 }))
+    const report = run().report
+    const targets = DrillReport.targets(scenario, report)
+    expect(targets.map((t) => t.name)).toEqual([
+      "the breaker does not open and close on every flap (closes on fewer than half)",
+      "the primary still serves between flaps",
+      "the primary takes traffic back within its longest open duration (120 s) after the flapping"
+    ])
+    for (const t of targets) expect(t, `${t.name}: ${t.value}`).toMatchObject({ ok: true })
+    // It does close now and then: the primary is not held out for the whole flapping, as a fixed 2 minutes held it.
+    expect(report.breakerTransitions.filter((t) => t.to === "closed").length).toBeGreaterThan(0)
+    expect(JSON.stringify(run().report)).toEqual(JSON.stringify(report))
+  }, 60_000)
+
+  it("stream-faults: the same seed gives the same JSON, another seed another", () => {
+    const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
+    const once = json(streaming(11))
+    expect(json(Effect.runSync(Drill.runAll([streamScenario], { seed: 11 })))).toEqual(once)
+    expect(json(streaming(12))).not.toEqual(once)
+    expect(streamingReports(streaming(11)).protected.streams?.requests).toBeGreaterThan(250)
+  }, 60_000)
 
   it("the report renders a table per scenario and an SVG timeline", () => {
     const text = DrillReport.table(first[0]!)

@@ -77,6 +77,17 @@ describe("FaultScript", () => {
     expect(FaultScript.streamShape(script, 10, FaultScript.fixed(20), 0.4).stallAfter).toBeUndefined()
   })
 
+  it("stacked stream stalls share one roll, and the one that wins says how the stream ends", () => {
+    const script: FaultScript.Script = [
+      { _tag: "StreamStall", from: 0, to: 1_000, rate: 0.2, afterChunks: 0 },
+      { _tag: "StreamStall", from: 0, to: 1_000, rate: 0.3, afterChunks: 8, as: "cut" }
+    ]
+    const shape = (u: number) => FaultScript.streamShape(script, 10, FaultScript.fixed(20), u)
+    expect(shape(0.1)).toMatchObject({ stallAfter: 0, stallAs: undefined })
+    expect(shape(0.3)).toMatchObject({ stallAfter: 8, stallAs: "cut" })
+    expect(shape(0.6)).toMatchObject({ stallAfter: undefined, stallAs: undefined })
+  })
+
   it("shift moves every window and time later by the same amount; infinite ends stay infinite", () => {
     const script: FaultScript.Script = [
       { _tag: "Outage", from: 0, to: Infinity },

@@ -40,6 +40,41 @@ describe("SimulatedProviders", () => {
     expect(usage?.outputTokens).toBeGreaterThanOrEqual(100)
   })
 
+  describe("the 5xx fault kinds become what a real provider's answer becomes, through ErrorMapping's table", () => {
+    const rows: ReadonlyArray<readonly [FaultScript.FailureKind, Provider.Kind, number, RegExp]> = [
+      ["internal-error", "openai", 500, /server had an error/],
+      ["internal-error", "anthropic", 500, /Internal server error/],
+      ["bad-gateway", "openai", 502, /502 Bad Gateway/],
+      ["bad-gateway", "anthropic", 502, /502 Bad Gateway/],
+      ["overloaded", "anthropic", 529, /Overloaded/],
+      ["overloaded", "openai", 529, /overloaded/]
+    ]
+    for (const [kind, providerKind, status, detail] of rows) {
+      it(`${kind} on ${providerKind}: ProviderUnavailableError, HTTP ${status}, counted by its tag`, () => {
+        const { exit } = run(
+          Effect.gen(function*() {
+            const sim = yield* SimulatedProviders.make({
+              deployments: [primary([{ _tag: "ErrorRate", from: 0, to: 1_000, rate: 1, error: kind }])]
+            })
+            const error = yield* Effect.flip(sim.forTarget({ ...target, kind: providerKind }).chat(request, call()))
+            return { error, stats: yield* sim.stats }
+          }),
+          []
+        )
+        if (!Exit.isSuccess(exit)) return expect.fail(String(exit))
+        expect(exit.value.error).toMatchObject({
+          _tag: "ProviderUnavailableError",
+          status,
+          provider: providerKind,
+          deployment: "primary",
+          keyName: "k1"
+        })
+        expect(exit.value.error.message).toMatch(detail)
+        expect(exit.value.stats["primary"]?.failures).toEqual({ ProviderUnavailableError: 1 })
+      })
+    }
+  })
+
   it("an outage fails calls with a typed 503 and counts them as sent while down", () => {
     const { exit } = run(
       Effect.gen(function*() {
@@ -137,5 +172,65 @@ describe("SimulatedProviders", () => {
     )
     expect(stalled.exit).toEqual(Exit.succeed("stalled"))
     expect(stalled.endedAt).toBe(60_000)
+  })
+
+  describe("a stalled stream ends as the client's transport ends it", () => {
+    const deployment = (stall: FaultScript.Fault): SimulatedProviders.Deployment => ({
+      ...primary([stall], FaultScript.fixed(300)),
+      stream: { chunks: 4, interChunk: FaultScript.fixed(50) },
+      stallTimeoutMs: 30_000
+    })
+    /** What the reader got: content chunks, the error, and when it came. */
+    const read = Effect.gen(function*() {
+      const provider = (yield* Provider.Providers).forTarget(target)
+      const texts: Array<string> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(Provider.chunksOf(provider.stream(request, call())), (c) =>
+          Effect.sync(() => {
+            if (c.text !== undefined && c.text !== "") texts.push(c.text)
+          }))
+      )
+      return { texts, error, at: yield* Clock.currentTimeMillis }
+    })
+    const stall = (afterChunks: number, as?: FaultScript.StallKind): FaultScript.Fault => ({
+      _tag: "StreamStall",
+      from: 0,
+      to: 1_000,
+      rate: 1,
+      afterChunks,
+      ...(as === undefined ? {} : { as })
+    })
+    const outcome = (fault: FaultScript.Fault) => {
+      const { exit } = run(read, [deployment(fault)])
+      if (!Exit.isSuccess(exit)) return expect.fail(String(exit))
+      return exit.value
+    }
+
+    it("a hang before the first token: TimeoutError first-token, 30 s after the stream's start", () => {
+      for (const afterChunks of [0, 1]) {
+        const r = outcome(stall(afterChunks))
+        expect(r.texts).toEqual([])
+        expect(r.error).toMatchObject({ _tag: "TimeoutError", phase: "first-token", deployment: "primary" })
+        expect(r.at).toBe(30_000)
+      }
+    })
+
+    it("a hang mid-stream: TimeoutError stall, 30 s after the last chunk", () => {
+      // Chunks at 300 (role), 350 and 400 (content); the stall timer runs from 400.
+      const r = outcome(stall(3))
+      expect(r.texts).toEqual(["word1", " word2"])
+      expect(r.error).toMatchObject({ _tag: "TimeoutError", phase: "stall" })
+      expect(r.at).toBe(30_400)
+    })
+
+    it("a cut: ConnectionError when the next chunk was due; an error event: the 529 overloaded error", () => {
+      const cut = outcome(stall(3, "cut"))
+      expect(cut.texts).toEqual(["word1", " word2"])
+      expect(cut.error).toMatchObject({ _tag: "ConnectionError", detail: expect.stringMatching(/without its terminator/) })
+      expect(cut.at).toBe(450)
+      const event = outcome(stall(3, "error-event"))
+      expect(event.error).toMatchObject({ _tag: "ProviderUnavailableError", status: 529 })
+      expect(event.at).toBe(450)
+    })
   })
 })

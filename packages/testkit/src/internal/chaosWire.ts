@@ -173,6 +173,21 @@ export const failure = (wire: Wire, f: FaultScript.Failure, when: When, requestI
           return wire === "openai"
             ? { status: 503, headers: headers(), body: openAiError("Service Unavailable.", "server_error", null) }
             : { status: 503, headers: headers(), body: anthropicError("api_error", "Service Unavailable", requestId) }
+        case "internal-error":
+          return wire === "openai"
+            ? {
+              status: 500,
+              headers: headers(),
+              body: openAiError("The server had an error while processing your request. Sorry about that!", "server_error", null)
+            }
+            : { status: 500, headers: headers(), body: anthropicError("api_error", "Internal server error", requestId) }
+        case "bad-gateway":
+          // The CDN in front of either API answers, not the API: an HTML page, whatever the wire.
+          return {
+            status: 502,
+            headers: { ...headers(), "content-type": "text/html" },
+            body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+          }
         case "overloaded":
           // The script's status (529) on both wires; OpenAI-compatible relays pass Anthropic's 529 through.
           return wire === "openai"
