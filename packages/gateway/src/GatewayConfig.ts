@@ -104,7 +104,7 @@ export const GatewaySection = Schema.Struct({
    * cannot hold a socket. Answers and streams are not bound by it. Default 30 seconds.
    */
   requestTimeout: opt(DurationData),
-  /** Shared state on Redis (breakers, limiters, key health, cache) once the Redis layer exists; read, not used yet. */
+  /** Shared state on Redis (breakers, limiters, key health): read and checked, not yet wired to `@resilient-ai/redis`. */
   redisUrl: opt(Schema.String.pipe(Schema.pattern(/^rediss?:\/\/\S+$/, { message: () => "expected a redis:// or rediss:// URL" }))),
   /** In-flight requests and streams may finish for this long after SIGTERM. Default 10 seconds. */
   shutdownTimeout: opt(DurationData)
