@@ -21,13 +21,15 @@ const runAsync = async (command: string, args: ReadonlyArray<string>, cwd: strin
   (await promisify(execFile)(command, args, { cwd, env, encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })).stdout
 
 interface AppResult {
+  readonly gatewayUrl: string
   readonly sources: ReadonlyArray<string>
   readonly breaker: string
   readonly answered: string
+  readonly gatewayModels: ReadonlyArray<string>
   readonly sameCore: boolean
 }
 
-const expectedResult: AppResult = { sources: ["static", "static", "static"], breaker: "open", answered: "gpt-4o", sameCore: true }
+const expectedResult: AppResult = { gatewayUrl: "http://127.0.0.1:8080", sources: ["static", "static", "static"], breaker: "open", answered: "gpt-4o", gatewayModels: ["a"], sameCore: true }
 
 /** Peer versions an app installs: the repository's own, and the lowest of each peer range. */
 const variants = {
@@ -51,7 +53,7 @@ describe("packaging", () => {
     expect(SourceErrors.ProviderUnavailableError).toBe(RelativeErrors.ProviderUnavailableError)
   })
 
-  it("with plain node, the llm and testkit builds use the built core: the errors they make are core's dist classes", () => {
+  it("with plain node, the llm, testkit and gateway builds use the built core: the errors they make are core's dist classes", () => {
     // build/test/... is the `tsc -b` output of the fixture app; node resolves @resilient-ai/* to dist/.
     const out = run(process.execPath, [join(repo, "build/test/fixtures/installed-app/app.js")], repo)
     expect(JSON.parse(out)).toEqual(expectedResult)
@@ -80,7 +82,9 @@ describe("packaging", () => {
           "-w",
           "packages/llm",
           "-w",
-          "packages/testkit"
+          "packages/testkit",
+          "-w",
+          "packages/gateway"
         ], repo)) as ReadonlyArray<{ readonly name: string; readonly filename: string; readonly size: number; readonly files: ReadonlyArray<{ readonly path: string }> }>
         for (const p of packed) {
           const files = p.files.map((f) => f.path)

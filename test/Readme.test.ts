@@ -27,4 +27,12 @@ describe("README", () => {
     expect(readme).toContain(body)
     expect(example.trim().split("\n").length).toBeLessThan(30)
   })
+
+  it("quotes the @effect/ai example as it is in the repository", () => {
+    const example = readFileSync(
+      fileURLToPath(new URL("../packages/effect-ai/examples/swap-layers.ts", import.meta.url)),
+      "utf8"
+    )
+    expect(readme).toContain("```ts\n" + example.trim() + "\n```")
+  })
 })

@@ -8,14 +8,23 @@
  *
  * Why this shape (the machine is `internal/adaptiveLimitState.ts`):
  * - AIMD over windows, as Netflix's concurrency-limits `AIMDLimit`: a window
- *   with a drop halves the limit, a window whose calls pressed against the
- *   limit and ended well as fast as they were admitted adds √limit. A limit that is not reached never
- *   grows, so it stays near what the traffic needs, and a provider that
- *   starts to hang fills it within about one usual call time: from then on
- *   every call is refused and falls back at once.
+ *   with a drop halves the limit; a window whose calls pressed against the
+ *   limit and ended well as fast as they were admitted doubles it (TCP's
+ *   slow start), at once back to half the last limit that held. A limit
+ *   that is not reached never grows; a provider that starts to hang fills
+ *   it, and from then on every call is refused and falls back at once.
+ * - It starts generous (50) and never goes below 4: a fallback that is
+ *   handed a whole primary's traffic must not refuse it while it keeps up
+ *   (in the drill, a start at 20 growing by √limit lost 43 % of the
+ *   provider-outage requests to static replies), and a provider back from
+ *   an outage must not be held at one call (a floor of 1 made the primary
+ *   take its traffic back 2.6 s later).
  * - Drops are what the breaker counts as failures (`Errors.breakerVerdict`:
- *   timeouts, 5xx and 529, connection failures, cut streams), and successes
- *   far slower than usual for their size. Size is the answer's tokens (the
+ *   timeouts, 5xx and 529, connection failures, cut streams), and windows
+ *   whose answers are far slower than usual for their size. A window's mean
+ *   is judged, not one answer: latency is heavy-tailed (p99 3× the median
+ *   in the simulator), and judging each answer halved the limit every few
+ *   seconds on a healthy provider. Size is the answer's tokens (the
  *   call's `work`), so long answers are not read as congestion: latency
  *   gradients (Netflix's Gradient2, Envoy's adaptive concurrency filter)
  *   assume calls of one size, and LLM calls vary 100× with the answer.
@@ -51,15 +60,15 @@ import * as StateStore from "./StateStore.js"
 export interface Options {
   /** Names the limit in errors, status and the store, usually the deployment's name. */
   readonly name: string
-  /** Default 20. */
+  /** Default 50: generous until the provider shows trouble, so a fallback takes a sudden load at once. */
   readonly initialLimit?: number
-  /** Default 1: a limit never shuts a provider out, so it can show it has recovered. */
+  /** Default 4 (or `initialLimit` when that is lower): a limit never shuts a provider out, and one back from an outage is not held at one call. */
   readonly minLimit?: number
   /** Default 1000. */
   readonly maxLimit?: number
   /** How long outcomes are gathered before the limit moves once. Default 1 s. */
   readonly window?: Duration.DurationInput
-  /** A success this many times slower than usual for its size is a drop; so is a call in flight this long. Default 3. */
+  /** A window whose answers are this many times slower than usual for their size is a drop; so is a hang this long. Default 3. */
   readonly slowFactor?: number
   /** The limit's factor on a window with a drop. Default 0.5. */
   readonly backoff?: number
@@ -85,7 +94,7 @@ export interface Change {
   readonly at: number
   readonly from: number
   readonly to: number
-  readonly reason: "drop" | "hang" | "pressed"
+  readonly reason: "drop" | "hang" | "slow" | "pressed"
 }
 
 /**
@@ -147,9 +156,9 @@ const OptionsSchema = Schema.Struct({
   initialHangAfter: Schema.optional(PositiveMillis)
 }).pipe(
   Schema.filter((o) => {
-    const min = o.minLimit ?? 1
+    const min = o.minLimit ?? Math.min(4, o.initialLimit ?? 4)
     const max = o.maxLimit ?? 1000
-    const initial = o.initialLimit ?? Math.min(20, max)
+    const initial = o.initialLimit ?? Math.max(min, Math.min(50, max))
     if (min > max) return { path: ["minLimit"], message: `expected at most maxLimit (${max})` }
     if (initial < min || initial > max) return { path: ["initialLimit"], message: `expected between minLimit (${min}) and maxLimit (${max})` }
     return undefined
@@ -169,8 +178,9 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     const o = yield* decodeOptions(`AdaptiveLimit "${String(options.name)}"`, OptionsSchema, data)
     const maxLimit = o.maxLimit ?? 1000
     const config: machine.Config = {
-      initialLimit: o.initialLimit ?? Math.min(20, maxLimit),
-      minLimit: o.minLimit ?? 1,
+      initialLimit: o.initialLimit ?? Math.max(o.minLimit ?? 4, Math.min(50, maxLimit)),
+      // A limit set to start below 4 sets the floor too.
+      minLimit: o.minLimit ?? Math.min(4, o.initialLimit ?? 4),
       maxLimit,
       windowMillis: o.window ?? 1000,
       slowFactor: o.slowFactor ?? 3,

@@ -84,7 +84,7 @@ export type AttemptEvent =
     readonly limit: string
     readonly from: number
     readonly to: number
-    readonly reason: "drop" | "hang" | "pressed"
+    readonly reason: "drop" | "hang" | "slow" | "pressed"
   }
   | {
     readonly _tag: "ProbeRan"

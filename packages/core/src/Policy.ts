@@ -46,6 +46,7 @@ import { clockOf } from "./internal/fiberClock.js"
 import * as internalTimeout from "./internal/timeout.js"
 import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
+import * as AttemptCharge from "./internal/attemptCharge.js"
 import * as RequestBudget from "./RequestBudget.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
@@ -613,10 +614,12 @@ const runFrom = <A, E, R>(
     const inner = runFrom(plan, context, i + 1, run, call)
     return run.callOptions.appliesTimeLimit === true ? step.deadline(inner) : step.wrap(inner)
   }
-  const attempt = Effect.suspend(() => {
+  const attempt = Effect.withFiberRuntime<A, E | PolicyError, R>((fiber) => {
+    // The gates may refuse it before the call: a retry around this policy must not pay for that.
+    AttemptCharge.delegated(fiber)
     run.attempts += 1
     run.key = undefined
-    return runFrom(plan, context, i + 1, run, call)
+    return runFrom(plan, context, i + 1, run, call, fiber)
   })
   if (step.retry === undefined) return attempt
   const retryOnResult = run.callOptions.retryOnResult
@@ -651,8 +654,9 @@ const attemptOnce = <A, E, R>(
     return made()
   }
   return Effect.suspend(() => {
-    const charged = Effect.zipRight(
-      RequestBudget.spendAttempt({ deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd }),
+    const charged = AttemptCharge.charged(
+      fiber,
+      { deployment: name, estimatedCostUsd: callOptions.estimatedCostUsd },
       Effect.suspend(made)
     )
     const costUsd = callOptions.costUsd

@@ -22,9 +22,10 @@ import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
-import { BudgetExhaustedError } from "./Errors.js"
+import type { BudgetExhaustedError } from "./Errors.js"
 import * as Deadline from "./Deadline.js"
 import { clockOf } from "./internal/fiberClock.js"
+import { spendOn } from "./internal/ledger.js"
 
 /**
  * @since 0.1.0
@@ -165,17 +166,8 @@ export const spendAttempt = (
   Effect.withFiberRuntime((fiber) => {
     const ledger = fiber.getFiberRef(currentLedger)
     if (ledger === undefined) return Effect.void
-    const { maxAttempts, maxCostUsd } = ledger.limits
-    const refuse = (budget: "attempts" | "deadline" | "cost", limit: number) =>
-      Effect.fail(new BudgetExhaustedError({ budget, limit, deployment: charge.deployment }))
-    if (maxAttempts !== undefined && ledger.attempts + 1 > maxAttempts) return refuse("attempts", maxAttempts)
-    const cost = charge.estimatedCostUsd ?? 0
-    if (maxCostUsd !== undefined && ledger.costUsd + cost > maxCostUsd) return refuse("cost", maxCostUsd)
-    const now = clockOf(fiber).unsafeCurrentTimeMillis()
-    if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
-    ledger.attempts += 1
-    ledger.costUsd += cost
-    return Effect.void
+    const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: true })
+    return refused === undefined ? Effect.void : Effect.fail(refused)
   })
 
 /**

@@ -49,6 +49,7 @@ import * as Option from "effect/Option"
 import type * as Errors from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 import * as internal from "./internal/retry.js"
+import * as AttemptCharge from "./internal/attemptCharge.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
 import type * as RetryBudget from "./RetryBudget.js"
@@ -252,8 +253,16 @@ export interface Service {
    * Runs `effect`, retrying its failures (and the values `retryOnResult`
    * rejects) by the policy. When the policy gives up, the last outcome is
    * the call's: the last error, or the last value.
+   *
+   * Inside a request (`Fallback.run`, `RequestBudget.track`) each run of
+   * `effect` is an attempt its budget pays for: past `maxAttempts` (or its
+   * money or deadline) the run is refused with `BudgetExhaustedError`. A
+   * `Policy` run inside takes that charge over rather than paying twice.
    */
-  readonly execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>) => Effect.Effect<A, E, R>
+  readonly execute: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: ExecuteOptions<A>
+  ) => Effect.Effect<A, E | Errors.BudgetExhaustedError, R>
 }
 
 /**
@@ -355,9 +364,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
         : call === undefined
         ? retryOnResult
         : (value) => retryOnResult(value) || call(value)
+    const deployment = name ?? "retry"
     const service: Service = {
-      execute: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: ExecuteOptions<A>): Effect.Effect<A, E, R> => {
-        const retried = executeRecorded(effect, rejectsOf(options?.retryOnResult))
+      execute: <A, E, R>(
+        effect: Effect.Effect<A, E, R>,
+        options?: ExecuteOptions<A>
+      ): Effect.Effect<A, E | Errors.BudgetExhaustedError, R> => {
+        // Each run reaches the provider: the request's budget pays for it (a policy inside takes the charge over).
+        const each = Effect.withFiberRuntime<A, E | Errors.BudgetExhaustedError, R>((fiber) =>
+          AttemptCharge.charged(fiber, { deployment }, effect)
+        )
+        const retried = executeRecorded(each, rejectsOf(options?.retryOnResult))
         if (budget === undefined) return retried
         // The first attempt is recorded in the op that reads the clock: on the memory store, no op of its own.
         return Effect.withFiberRuntime((fiber) => {

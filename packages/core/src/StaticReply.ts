@@ -10,7 +10,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { InvalidConfigError } from "./Errors.js"
+import type { InvalidConfigError } from "./Errors.js"
 import { decodeOptions } from "./internal/config.js"
 
 /**
@@ -83,17 +83,33 @@ export const defaults: Options = {
 
 const IntentSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
-  keywords: Schema.optional(Schema.Array(Schema.NonEmptyTrimmedString)),
-  patterns: Schema.optional(
-    Schema.Array(Schema.String.pipe(Schema.filter((source) => compiles(source) || `not a valid regular expression`)))
+  keywords: Schema.optionalWith(Schema.Array(Schema.NonEmptyTrimmedString), { exact: true }),
+  patterns: Schema.optionalWith(
+    Schema.Array(Schema.String.pipe(Schema.filter((source) => compiles(source) || `not a valid regular expression`))),
+    { exact: true }
   ),
   reply: Schema.NonEmptyTrimmedString
 })
 
-const OptionsSchema = Schema.Struct({
+/**
+ * {@link Options} as data (a config file's `staticReplies`): every intent
+ * checked, each pattern compiled, and the default intent one of them; a bad
+ * value names its path.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const OptionsSchema = Schema.Struct({
   intents: Schema.NonEmptyArray(IntentSchema),
   defaultIntent: Schema.NonEmptyTrimmedString
-})
+}).pipe(
+  Schema.filter((o) =>
+    o.intents.some((i) => i.name === o.defaultIntent) || {
+      path: ["defaultIntent"],
+      message: `no intent is named "${o.defaultIntent}" (intents: ${o.intents.map((i) => i.name).join(", ")})`
+    }
+  )
+)
 
 function compiles(source: string): boolean {
   try {
@@ -113,17 +129,9 @@ const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\
  * @category constructors
  */
 export const make = (options: Options = defaults): Effect.Effect<Service, InvalidConfigError> =>
-  Effect.flatMap(decodeOptions("StaticReply", OptionsSchema, options), (o) => {
-    const fallback = o.intents.find((i) => i.name === o.defaultIntent)
-    if (fallback === undefined) {
-      return Effect.fail(
-        new InvalidConfigError({
-          component: "StaticReply",
-          path: "defaultIntent",
-          detail: `no intent is named "${o.defaultIntent}" (intents: ${o.intents.map((i) => i.name).join(", ")})`
-        })
-      )
-    }
+  Effect.map(decodeOptions("StaticReply", OptionsSchema, options), (o) => {
+    // The schema has checked that the default intent is one of them.
+    const fallback = o.intents.find((i) => i.name === o.defaultIntent) ?? o.intents[0]
     const matchers = o.intents.map((intent) => ({
       intent,
       tests: [
@@ -131,11 +139,11 @@ export const make = (options: Options = defaults): Effect.Effect<Service, Invali
         ...(intent.patterns ?? []).map((p) => new RegExp(p, "i"))
       ]
     }))
-    return Effect.succeed({
+    return {
       reply: (userText: string): Reply => {
         const found = matchers.find((m) => m.tests.some((t) => t.test(userText)))
         const intent = found?.intent ?? fallback
         return { intent: intent.name, text: intent.reply }
       }
-    })
+    }
   })

@@ -13,6 +13,7 @@ import * as AttemptEvents from "../src/AttemptEvents.js"
 import * as Errors from "../src/Errors.js"
 import * as Fallback from "../src/Fallback.js"
 import * as Policy from "../src/Policy.js"
+import * as Retry from "../src/Retry.js"
 import * as StateStore from "../src/StateStore.js"
 
 const rateLimited = new Errors.RateLimitError({ source: "upstream", retryAfter: Duration.seconds(1) })
@@ -236,6 +237,72 @@ describe("Fallback: one budget per request", () => {
         "a:ProviderUnavailableError",
         "b:ProviderUnavailableError"
       ])
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  const countCalls = () => {
+    const counter = { calls: 0 }
+    const down = Effect.suspend(() => {
+      counter.calls++
+      return Effect.fail(new Errors.ProviderUnavailableError({ status: 503 }))
+    })
+    return { counter, down }
+  }
+  const runForked = <A, E>(effect: Effect.Effect<A, E>) =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(effect)
+      yield* TestClock.adjust("10 minutes")
+      return yield* Fiber.join(fiber)
+    })
+
+  it.effect("rule 33: maxAttempts holds for a chain of standalone Retry steps: 3 calls and attempts: 3, not 11 calls and attempts: 0", () =>
+    Effect.gen(function*() {
+      const retry = yield* Retry.make({ maxRetries: 10, jitter: "none" })
+      const { counter, down } = countCalls()
+      const answer = yield* runForked(
+        Fallback.primary({ name: "a" }, retry.execute(down)).pipe(
+          Fallback.orElseFallbackable({ name: "b" }, () => retry.execute(down)),
+          Fallback.orStatic("static", (e) => e._tag),
+          (chain) => Fallback.run(chain, { maxAttempts: 3 })
+        )
+      )
+      expect(counter.calls).toBe(3)
+      expect(answer).toMatchObject({ value: "BudgetExhaustedError", attempts: 3 })
+    }))
+
+  it.effect("rule 33: maxAttempts holds for a chain of standalone Policy.make steps, retries included", () =>
+    Effect.gen(function*() {
+      const a = yield* failingPolicy("a", 10)
+      const b = yield* failingPolicy("b", 10)
+      const { counter, down } = countCalls()
+      const answer = yield* runForked(
+        Fallback.primary({ name: "a" }, a.execute(down)).pipe(
+          Fallback.orElseFallbackable({ name: "b" }, () => b.execute(down)),
+          Fallback.orStatic("static", (e) => e._tag),
+          (chain) => Fallback.run(chain, { maxAttempts: 4 })
+        )
+      )
+      expect(counter.calls).toBe(4)
+      expect(answer).toMatchObject({ value: "BudgetExhaustedError", attempts: 4 })
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("rule 33: a Policy inside a standalone Retry is charged once per call, never twice; a run its breaker refuses is not charged", () =>
+    Effect.gen(function*() {
+      const retry = yield* Retry.make({ maxRetries: 3, jitter: "none", baseDelay: "1 second" })
+      const policy = yield* Policy.make({
+        deployment: "p",
+        retry: { maxRetries: 1, jitter: "none", baseDelay: "100 millis" },
+        circuitBreaker: { trigger: { kind: "consecutive", failures: 2 }, openDuration: "1 hour" }
+      })
+      const { counter, down } = countCalls()
+      const answer = yield* runForked(
+        Fallback.primary({ name: "p" }, retry.execute(policy.execute(down))).pipe(
+          Fallback.orStatic("static", (e) => e._tag),
+          (chain) => Fallback.run(chain, { maxAttempts: 10 })
+        )
+      )
+      // The first run: the policy's call and its retry (2 calls); the breaker opens; the retry's 3 more runs are refused by it.
+      expect(counter.calls).toBe(2)
+      expect(answer).toMatchObject({ value: "CircuitOpenError", attempts: 2 })
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
   it.effect("money: an attempt whose estimated cost would pass maxCostUsd is refused", () =>

@@ -148,6 +148,28 @@ export const ToolCall = Schema.Struct({
 export interface ToolCall extends Schema.Schema.Type<typeof ToolCall> {}
 
 /**
+ * A call of an OpenAI custom tool (a tool whose input is free text, such as
+ * a grammar-constrained SQL query, not JSON arguments). `input` is the text
+ * the model wrote. No other provider has custom tools: a request or answer
+ * with one cannot be translated to Anthropic.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CustomToolCall = Schema.Struct({
+  id: Schema.String,
+  name: Schema.String,
+  input: Schema.String,
+  extra: opt(Extra)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CustomToolCall extends Schema.Schema.Type<typeof CustomToolCall> {}
+
+/**
  * @since 0.1.0
  * @category schemas
  */
@@ -160,7 +182,8 @@ export const UserMessage = Schema.Struct({ role: Schema.Literal("user"), content
 export interface UserMessage extends Schema.Schema.Type<typeof UserMessage> {}
 
 /**
- * A turn of the model: text, tool calls, or both.
+ * A turn of the model: text, tool calls, or both. `customToolCalls` are
+ * OpenAI custom tool calls (sent after the function calls).
  *
  * @since 0.1.0
  * @category schemas
@@ -169,6 +192,7 @@ export const AssistantMessage = Schema.Struct({
   role: Schema.Literal("assistant"),
   content: opt(Content),
   toolCalls: opt(Schema.Array(ToolCall)),
+  customToolCalls: opt(Schema.Array(CustomToolCall)),
   extra: opt(Extra)
 })
 
@@ -324,8 +348,44 @@ export const Usage = Schema.Struct({
 export interface Usage extends Schema.Schema.Type<typeof Usage> {}
 
 /**
+ * One answer of the model when it was asked for several (OpenAI's `n`):
+ * the fields of {@link ChatResponse} that belong to a choice. `extra` holds
+ * the choice's fields the model does not know (OpenAI `logprobs`),
+ * `messageExtra` its message's (OpenAI `annotations`, `audio`), keyed by
+ * provider as request fields are.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ChatChoice = Schema.Struct({
+  index: Schema.Number,
+  text: Schema.String,
+  toolCalls: Schema.Array(ToolCall),
+  customToolCalls: opt(Schema.Array(CustomToolCall)),
+  finishReason: FinishReason,
+  refusal: opt(Schema.String),
+  extra: opt(Extra),
+  messageExtra: opt(Extra)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChatChoice extends Schema.Schema.Type<typeof ChatChoice> {}
+
+/**
  * A whole answer. `created` is epoch seconds when the provider said
  * (OpenAI); `refusal` is OpenAI's refusal text.
+ *
+ * The top-level fields are the first choice. An answer to a request for
+ * several (OpenAI's `n`) has the others in `otherChoices`, all paid for
+ * ({@link choicesOf} gives them all alike). Nothing the provider sent is
+ * dropped: `extra` holds the answer's unknown top-level fields
+ * (`system_fingerprint`, `service_tier`, …), `choiceExtra` and
+ * `messageExtra` those of the first choice and of its message (OpenAI
+ * `logprobs`, `annotations`, `audio`), each keyed by provider, and written
+ * back verbatim when the answer is sent in that provider's format.
  *
  * @since 0.1.0
  * @category schemas
@@ -336,9 +396,13 @@ export const ChatResponse = Schema.Struct({
   created: opt(Schema.Number),
   text: Schema.String,
   toolCalls: Schema.Array(ToolCall),
+  customToolCalls: opt(Schema.Array(CustomToolCall)),
   finishReason: FinishReason,
   refusal: opt(Schema.String),
   usage: opt(Usage),
+  otherChoices: opt(Schema.Array(ChatChoice)),
+  choiceExtra: opt(Extra),
+  messageExtra: opt(Extra),
   extra: opt(Extra)
 })
 
@@ -347,6 +411,26 @@ export const ChatResponse = Schema.Struct({
  * @category models
  */
 export interface ChatResponse extends Schema.Schema.Type<typeof ChatResponse> {}
+
+/**
+ * Every choice of an answer, the first included, in one shape.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const choicesOf = (response: ChatResponse): ReadonlyArray<ChatChoice> => [
+  {
+    index: 0,
+    text: response.text,
+    toolCalls: response.toolCalls,
+    ...(response.customToolCalls === undefined ? {} : { customToolCalls: response.customToolCalls }),
+    finishReason: response.finishReason,
+    ...(response.refusal === undefined ? {} : { refusal: response.refusal }),
+    ...(response.choiceExtra === undefined ? {} : { extra: response.choiceExtra }),
+    ...(response.messageExtra === undefined ? {} : { messageExtra: response.messageExtra })
+  },
+  ...(response.otherChoices ?? [])
+]
 
 /**
  * A piece of one tool call in a stream: `index` names the call (0, 1, … in

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Errors } from "@resilient-ai/core"
+import { Errors, StaticReply } from "@resilient-ai/core"
 import type { KeyPool, Policy } from "@resilient-ai/core"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
@@ -21,6 +21,8 @@ import * as Redacted from "effect/Redacted"
 import * as Secrets from "./internal/secrets.js"
 import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
+import type * as HttpProviders from "./HttpProviders.js"
+import type * as HttpTransport from "./HttpTransport.js"
 
 /** A duration as `Duration.DurationInput` data: milliseconds, or a string such as `"30 seconds"`. */
 const DurationData = Schema.declare(
@@ -28,6 +30,11 @@ const DurationData = Schema.declare(
     (typeof u === "number" && u >= 0 && Number.isFinite(u)) ||
     (typeof u === "string" && Option.isSome(Duration.decodeUnknown(u))),
   { identifier: "Duration", message: () => `expected a duration such as "30 seconds" or a number of milliseconds` }
+)
+
+/** A time limit that must let something happen: `0` or `"-5 seconds"` would fail every call. */
+const PositiveDurationData = DurationData.pipe(
+  Schema.filter((d) => Duration.toMillis(Duration.decode(d)) > 0 || "expected a duration above zero")
 )
 
 const noLimit = (u: unknown): u is "infinity" | "Infinity" => u === "infinity" || u === "Infinity"
@@ -129,9 +136,13 @@ const PolicyData = Schema.Struct({
   rateLimiter: opt(
     Schema.Struct({ requestsPerMinute: opt(Schema.Number), tokensPerMinute: opt(Schema.Number), maxWait: opt(LimitData) })
   ),
-  /** A fixed limit, or `{ adaptive: {...} }`: a limit that learns what the provider keeps up with (rule 29). */
+  /**
+   * Default `{ adaptive: {} }`: a limit that learns what the provider keeps
+   * up with (rule 29). A fixed limit instead, or `false` for none.
+   */
   bulkhead: opt(
     Schema.Union(
+      Schema.Literal(false),
       Schema.Struct({ maxConcurrent: Schema.Number, maxQueue: opt(Schema.Number), maxQueueWait: opt(LimitData) }),
       Schema.Struct({
         adaptive: Schema.Struct({
@@ -246,6 +257,24 @@ export const costUsd = (
 export const MidStreamPolicy = Schema.Literal("terminate", "restart-if-no-output", "continue-with-prefix")
 
 /**
+ * The HTTP transport's time limits (`HttpTransport.Options`,
+ * `HttpProviders.Options`), for every deployment.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Transport = Schema.Struct({
+  /** Establishing the TCP/TLS connection. Default 10 s. */
+  connectTimeout: opt(PositiveDurationData),
+  /** Until the response headers arrive (the model's thinking time included). Default 60 s. */
+  firstByteTimeout: opt(PositiveDurationData),
+  /** A stream's first content chunk, from the response headers. Default 30 s. */
+  firstTokenTimeout: opt(PositiveDurationData),
+  /** The longest gap between two stream chunks. Default 30 s. */
+  stallTimeout: opt(PositiveDurationData)
+})
+
+/**
  * @since 0.1.0
  * @category schemas
  */
@@ -273,7 +302,38 @@ export const ClientConfig = Schema.Struct({
    */
   maxWaitBeforeFallback: opt(LimitData),
   /** Answer tokens assumed for a cost estimate when the request sets no max. Default 1024. */
-  defaultMaxOutputTokens: opt(PositiveInt)
+  defaultMaxOutputTokens: opt(PositiveInt),
+  /**
+   * Default true: a timeout or a connection lost after sending falls back to
+   * the next deployment, so a request may be paid once by each provider it
+   * reached. `false`: it fails there instead (rule 31). A request's
+   * `ChatOptions.fallbackAfterTimeout` wins.
+   */
+  fallbackAfterTimeout: opt(Schema.Boolean),
+  /**
+   * Queue each request answered degraded (static reply, stale cache) and
+   * complete it later with a real model (rule 32). Present, even empty:
+   * on. Callbacks and a schedule of your own go in the client's `Extras`.
+   */
+  completeLater: opt(Schema.Struct({
+    /** Requests the queue holds. Default 1 000. */
+    capacity: opt(PositiveInt),
+    /** Attempts per request, the first included. Default 10. */
+    maxAttempts: opt(PositiveInt),
+    /** Requests completed at once. Default 1. */
+    concurrency: opt(PositiveInt),
+    /** The first wait between attempts; it doubles each time. Default 1 s. */
+    baseDelay: opt(DurationData),
+    /** The longest wait between attempts. Default 1 minute. */
+    maxDelay: opt(DurationData)
+  })),
+  /** Time limits of the HTTP transport (used by `ResilientHttp`'s layers). */
+  transport: opt(Transport),
+  /**
+   * The intents and replies of `chatOrStatic` and `streamOrStatic` (see
+   * `StaticReply.Options`). Default: `StaticReply.defaults`.
+   */
+  staticReplies: opt(StaticReply.OptionsSchema)
 }).pipe(
   Schema.filter((c) => {
     const names = new Set<string>()
@@ -414,8 +474,12 @@ const registered = <A>(key: Redacted.Redacted<string>, value: A): A => {
  * @category policies
  */
 export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "deployment"> => {
-  const { circuitBreaker, ...policy } = deployment.policy ?? {}
-  const base = { provider: deployment.provider, ...policy }
+  const { bulkhead, circuitBreaker, ...policy } = deployment.policy ?? {}
+  const base = {
+    provider: deployment.provider,
+    ...policy,
+    ...(bulkhead === false ? {} : { bulkhead: bulkhead ?? { adaptive: {} } })
+  }
   if (circuitBreaker === undefined) return base
   if (circuitBreaker === false) return { ...base, circuitBreaker: false }
   const { openDuration, ...breaker } = circuitBreaker
@@ -433,4 +497,24 @@ export const policyOptions = (deployment: Deployment): Omit<Policy.Options, "dep
       openDuration: (opening: number) => Duration.millis(Math.min(max, initial * factor ** Math.max(0, opening - 1)))
     }
   }
+}
+
+/**
+ * The options of `HttpTransport.layer` a configuration sets.
+ *
+ * @since 0.1.0
+ * @category transport
+ */
+export const transportOptions = (config: ClientConfig): HttpTransport.Options =>
+  config.transport?.connectTimeout === undefined ? {} : { connectTimeout: config.transport.connectTimeout }
+
+/**
+ * The options of `HttpProviders.layer` a configuration sets.
+ *
+ * @since 0.1.0
+ * @category transport
+ */
+export const providerOptions = (config: ClientConfig): HttpProviders.Options => {
+  const { connectTimeout: _, ...timeouts } = config.transport ?? {}
+  return timeouts
 }

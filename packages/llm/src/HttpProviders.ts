@@ -18,6 +18,7 @@
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Headers from "@effect/platform/Headers"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Errors } from "@resilient-ai/core"
 import * as Clock from "effect/Clock"
@@ -127,7 +128,8 @@ const readJson = (
 
 /** A chat answer that was filtered away entirely is a typed error, not an empty answer. */
 const rejectFiltered = (response: Chat.ChatResponse, origin: ErrorMapping.Origin): Effect.Effect<Chat.ChatResponse, CallError> =>
-  response.finishReason === "content_filter" && response.text === "" && response.toolCalls.length === 0
+  response.finishReason === "content_filter" && response.text === "" && response.toolCalls.length === 0 &&
+    (response.customToolCalls ?? []).length === 0
     ? Effect.fail(new Errors.ContentFilterError({ ...origin, detail: response.refusal ?? "the provider filtered the answer" }))
     : Effect.succeed(response)
 
@@ -266,6 +268,21 @@ const registered = (headers: Readonly<Record<string, string>> | undefined): Read
   return headers ?? {}
 }
 
+/**
+ * The client, with the names of the deployment's own headers redacted in
+ * its traces (`http.request.header.*` span attributes), as `authorization`
+ * and `x-api-key` already are: a relay's header may be its key.
+ */
+const redacting = (
+  client: HttpClient.HttpClient,
+  headers: Readonly<Record<string, string>>
+): HttpClient.HttpClient => {
+  const names = Object.keys(headers).map((name) => name.toLowerCase())
+  if (names.length === 0) return client
+  return HttpClient.transform(client, (response) =>
+    Effect.locallyWith(response, Headers.currentRedactedNames, (current) => [...current, ...names]))
+}
+
 const jsonPost = (url: string, headers: Readonly<Record<string, string>>, body: unknown) =>
   HttpClientRequest.post(url).pipe(
     HttpClientRequest.setHeaders(headers),
@@ -291,7 +308,7 @@ export const openAiCompatible = (
     Secrets.registerKey(context.key)
     return HttpClientRequest.bearerToken(request, context.key)
   }
-  return fromWire(client, target, options, {
+  return fromWire(redacting(client, headers), target, options, {
     kind: "openai",
     build: (body, context) => authorized(jsonPost(`${base}/chat/completions`, headers, body), context),
     models: (context) => authorized(HttpClientRequest.setHeaders(HttpClientRequest.get(`${base}/models`), headers), context),
@@ -325,7 +342,7 @@ export const anthropic = (
     Secrets.registerKey(context.key)
     return HttpClientRequest.setHeader(request, "x-api-key", Redacted.value(context.key))
   }
-  return fromWire(client, target, options, {
+  return fromWire(redacting(client, { ...options.headers, ...target.headers }), target, options, {
     kind: "anthropic",
     build: (body, context) => authorized(jsonPost(`${base}/v1/messages`, headers, body), context),
     models: (context) => authorized(HttpClientRequest.setHeaders(HttpClientRequest.get(`${base}/v1/models`), headers), context),

@@ -22,6 +22,8 @@
  * with `Fallback`'s combinators: a config-driven chain cannot have the
  * static per-step error types of a chain written in code, so its error type
  * is the whole taxonomy; `chatOrStatic` closes it with a static reply.
+ * With `completeLater`, a degraded answer (static, stale cache) is queued
+ * and completed later by a model (`CompleteLater`, rule 32).
  *
  * @since 0.1.0
  */
@@ -58,6 +60,7 @@ import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
 import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
+import * as CompleteLater from "./CompleteLater.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
 import * as StreamGuard from "./StreamGuard.js"
@@ -70,12 +73,25 @@ export interface ChatOptions {
   /** A session or prompt-prefix hash: keeps the call on one healthy key (the provider's prompt cache). */
   readonly affinity?: string
   /**
-   * Default true. A request marked `false` is not retried once the upstream
-   * may have started work on it (a timeout after sending, a connection lost
-   * mid-request), so it is never paid twice; refused connections, 429s and
-   * 5xx answers are still retried.
+   * Default true. A request marked `false` is not retried on the same
+   * deployment once the upstream may have started work on it (a timeout
+   * after sending, a connection lost mid-request), so that deployment is
+   * never paid twice; refused connections, 429s and 5xx answers are still
+   * retried. The fallback chain still takes such an error to the next
+   * deployment, so the request may be paid once by each provider it
+   * reached: add `fallbackAfterTimeout: false` to stop there
+   * (docs/semantics.md rule 31).
    */
   readonly idempotent?: boolean
+  /**
+   * Default true (or the config's `fallbackAfterTimeout`). `false`: after an
+   * error that may have left the upstream working on the request (a
+   * timeout, a connection lost after sending) the chain does not go on to
+   * the next deployment; the request fails with that error (`chatOrStatic`
+   * answers with a static reply). With `idempotent: false` the request is
+   * never paid twice.
+   */
+  readonly fallbackAfterTimeout?: boolean
 }
 
 /**
@@ -110,6 +126,8 @@ export interface ChatResult {
   readonly skipped: ReadonlyArray<Skipped>
   /** For an answer from the cache: milliseconds since it was stored. */
   readonly ageMs: number | undefined
+  /** A degraded answer (static, stale cache) with `completeLater` on: its completion's request id, and whether it was queued. */
+  readonly completion?: CompleteLater.Ticket
 }
 
 /**
@@ -145,8 +163,20 @@ export interface Service {
    * to continue the partial answer. Never a silently truncated or mixed answer.
    */
   readonly stream: (request: Chat.ChatRequest, options?: ChatOptions) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  /**
+   * `stream`, answered with the static reply (by intent) as a stream when it
+   * fails before any chunk reached the caller. After a chunk it fails as
+   * `stream` does: a static reply appended to a partial answer would be a
+   * mixed answer.
+   */
+  readonly streamOrStatic: (
+    request: Chat.ChatRequest,
+    options?: ChatOptions
+  ) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   readonly deployments: ReadonlyArray<DeploymentHandle>
   readonly config: ClientConfig.ClientConfig
+  /** The completions of degraded answers (rule 32), with `completeLater` in the config or the extras. */
+  readonly completeLater: CompleteLater.Service | undefined
 }
 
 /**
@@ -168,8 +198,10 @@ export interface Extras {
     readonly maxEntries?: number
     readonly maxStale?: Duration.DurationInput
   }
-  /** Intents and replies for `chatOrStatic`. Default: `StaticReply.defaults`. */
+  /** Intents and replies for `chatOrStatic` and `streamOrStatic`, over the config's `staticReplies`. Default: `StaticReply.defaults`. */
   readonly staticReplies?: StaticReply.Options
+  /** Complete degraded answers later (rule 32); over the config file's `completeLater`. Off unless one is set. */
+  readonly completeLater?: CompleteLater.Options
 }
 
 const requests = Metric.counter("resilient_ai_requests_total", {
@@ -314,6 +346,16 @@ const feedback = (
 
 const answersAll = (): undefined => undefined
 
+/** The upstream may still be working on (and billing) the request: a timeout, a connection lost after sending. */
+const mayHaveStartedWork = (e: Errors.ResilienceError): boolean =>
+  (e._tag === "TimeoutError" || e._tag === "ConnectionError") && Retry.mayHaveStartedWork(e)
+
+/** Which errors a step of the cascade hands to the next one (rule 31). */
+const fallsBackOn = (fallbackAfterTimeout: boolean) =>
+  fallbackAfterTimeout
+    ? (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e)
+    : (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e) && !mayHaveStartedWork(e)
+
 const outputTokens = (response: Chat.ChatResponse): number | undefined => response.usage?.outputTokens
 
 const called: Answering = {
@@ -445,7 +487,10 @@ export const make = (
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
       (e) => new Errors.InvalidConfigError({ ...e, path: `cache.${e.path}` })
     )
-    const replies = yield* StaticReply.make(extras.staticReplies)
+    const replies = yield* (extras.staticReplies !== undefined || config.staticReplies === undefined
+      ? StaticReply.make(extras.staticReplies)
+      : Effect.mapError(StaticReply.make(config.staticReplies), (e) =>
+        new Errors.InvalidConfigError({ ...e, path: e.path === "" ? "staticReplies" : `staticReplies.${e.path}` })))
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
     const maxWaitBeforeFallback = config.maxWaitBeforeFallback === undefined
       ? 1_000
@@ -582,13 +627,9 @@ export const make = (
           first.config.name,
           beforeFallback(step(first, true), rest.length > 0)
         )
+        const fallsBack = fallsBackOn(options.fallbackAfterTimeout ?? config.fallbackAfterTimeout ?? true)
         for (const [i, h] of rest.entries()) {
-          chain = Fallback.orElseWhen(
-            chain,
-            h.config.name,
-            (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e),
-            () => beforeFallback(step(h, false), i < rest.length - 1)
-          )
+          chain = Fallback.orElseWhen(chain, h.config.name, fallsBack, () => beforeFallback(step(h, false), i < rest.length - 1))
         }
         for (const h of largerWindows) {
           if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
@@ -622,6 +663,11 @@ export const make = (
     const record = (result: ChatResult): void => {
       requestsBySource(result.source).unsafeUpdate(1, [])
       requestLatency.unsafeUpdate(result.latencyMs, [])
+      recordSpend(result)
+    }
+
+    /** Tokens and money: also spent by a completion (rule 32), which is not a request of its own. */
+    const recordSpend = (result: ChatResult): void => {
       const deployment = result.deployment ?? result.source
       if (result.usage !== undefined) {
         tokensBy(deployment, "input").unsafeUpdate(result.usage.inputTokens, [])
@@ -691,7 +737,28 @@ export const make = (
       return problem === undefined ? undefined : new Errors.BadRequestError({ detail: `invalid request: ${problem}` })
     }
 
+    // Rule 32: a degraded answer's request is queued and completed by the cascade, without the cache.
+    const completeLaterOptions = CompleteLater.options(config.completeLater, extras.completeLater)
+    const completions = completeLaterOptions === undefined ? undefined : yield* CompleteLater.make(
+      completeLaterOptions,
+      (request, options) =>
+        Effect.withFiberRuntime((fiber) => {
+          const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+          const self = Effect.tap(runChain(request, options, tracing, called, identity), (r) => Effect.sync(() => recordSpend(r)))
+          return tracing ? Effect.withSpan(self, "ResilientClient.complete", { captureStackTrace: false }) : self
+        }),
+      (request, response) => (cache === undefined ? Effect.void : cache.set(request, response)),
+      (request) => ResponseCache.hashRequest(request, cacheFields)
+    )
+    /** `self`, a degraded answer of it queued for completion. */
+    const completing = <E>(request: Chat.ChatRequest, options: ChatOptions, self: Effect.Effect<ChatResult, E>) =>
+      completions === undefined ? self : Effect.flatMap(self, (result) => completions.settle(request, options, result))
+
     const chat = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult, Errors.ResilienceError> =>
+      completing(request, options, answered(request, options))
+
+    /** `chat` before rule 32. */
+    const answered = (request: Chat.ChatRequest, options: ChatOptions): Effect.Effect<ChatResult, Errors.ResilienceError> =>
       Effect.withFiberRuntime((fiber) => {
         const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
         const refused = refusedLocally(request)
@@ -859,10 +926,14 @@ export const make = (
       })
 
     const chatOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Effect.Effect<ChatResult> =>
+      completing(request, options, answeredOrStatic(request, options))
+
+    /** `chatOrStatic` before rule 32. */
+    const answeredOrStatic = (request: Chat.ChatRequest, options: ChatOptions): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((fiber) => {
         const start = nowOf(fiber)
         if (fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
-          return Effect.catchAll(chat(request, options), (error) => staticAnswer(request, error, start))
+          return Effect.catchAll(answered(request, options), (error) => staticAnswer(request, error, start))
         }
         // Untraced: `chat`'s metrics and the static reply in one continuation (`tapBoth`, then `catchAll`).
         return Effect.matchCauseEffect(respond(fiber, request, options, false), {
@@ -878,7 +949,23 @@ export const make = (
         })
       })
 
-    return { chat, chatOrStatic, stream, deployments: handles, config }
+    /** A failure before any chunk reached the caller is answered by the static reply, streamed as an answer is. */
+    const streamOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+      Stream.unwrap(Effect.clockWith((clock) =>
+        Effect.map(clock.currentTimeMillis, (start) => {
+          let delivered = false
+          return stream(request, options).pipe(
+            Stream.tap(() => Effect.sync(() => void (delivered = true))),
+            Stream.catchAll((error) =>
+              delivered
+                ? Stream.fail(error)
+                : Stream.fromIterableEffect(Effect.map(staticAnswer(request, error, start), (r) => Chunks.fromResponse(r.response)))
+            )
+          )
+        })
+      ))
+
+    return { chat, chatOrStatic, stream, streamOrStatic, deployments: handles, config, completeLater: completions }
   })
 
 /**

@@ -101,7 +101,7 @@ export const toOpenAiRequest: (
  */
 export const fromOpenAiResponse: (
   response: OpenAiWire.ChatCompletion
-) => Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError | Errors.BadRequestError> = openAi.fromResponse
+) => Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError> = openAi.fromResponse
 
 /**
  * The neutral response → an OpenAI chat completion. `created` is the

@@ -104,3 +104,45 @@ describe("ClientConfig: every problem at once", () => {
       expect(error.message).toContain("; deployments.0.policy.retry.jitter: expected")
     }))
 })
+
+describe("ClientConfig: settings that were in code only", () => {
+  const base = { deployments: [{ name: "a", provider: "openai", model: "m", keys: [] }], cascade: ["a"] }
+
+  it.effect("transport time limits and static replies are in the file, and reach the HTTP layers' options", () =>
+    Effect.gen(function*() {
+      const config = yield* ClientConfig.fromJson(JSON.stringify({
+        ...base,
+        transport: { connectTimeout: "2 seconds", firstByteTimeout: 90_000, firstTokenTimeout: "20 seconds", stallTimeout: "15 seconds" },
+        staticReplies: { intents: [{ name: "any", reply: "Back soon." }], defaultIntent: "any" }
+      }))
+      expect(ClientConfig.transportOptions(config)).toEqual({ connectTimeout: "2 seconds" })
+      expect(ClientConfig.providerOptions(config)).toEqual({
+        firstByteTimeout: 90_000,
+        firstTokenTimeout: "20 seconds",
+        stallTimeout: "15 seconds"
+      })
+      expect(config.staticReplies?.defaultIntent).toBe("any")
+    }))
+
+  it.effect("a bad transport limit or static reply names its path in the file, every one at once", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ClientConfig.decode({
+        ...base,
+        transport: { connectTimeout: 0, stallTimeout: "-5 seconds", firstByteTimeout: "soon" },
+        staticReplies: { intents: [{ name: "any", reply: "x", patterns: ["(unclosed"] }], defaultIntent: "other" }
+      }))
+      expect(error.problems?.map((p) => p.path)).toEqual([
+        "transport.connectTimeout",
+        "transport.firstByteTimeout",
+        "transport.stallTimeout",
+        "staticReplies.intents.0.patterns.0"
+      ])
+      expect(error.problems?.[0]?.detail).toBe("expected a duration above zero")
+      const missingDefault = yield* Effect.flip(ClientConfig.decode({
+        ...base,
+        staticReplies: { intents: [{ name: "any", reply: "x" }], defaultIntent: "other" }
+      }))
+      expect(missingDefault.path).toBe("staticReplies.defaultIntent")
+      expect(missingDefault.detail).toContain("no intent is named \"other\"")
+    }))
+})

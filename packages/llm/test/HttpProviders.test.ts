@@ -111,6 +111,30 @@ describe("HttpProviders: OpenAI-compatible over real HTTP", () => {
       expect(seen[0]?.body).toMatchObject({ model: "gpt-4o-mini", stream: false, messages: [{ role: "user", content: "hi" }] })
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("an answer with a custom tool call is an answer (customToolCalls), never a BadRequestError after the call was paid for", () =>
+    Effect.gen(function*() {
+      const answer = completion("")
+      const { url } = yield* upstream((_, __, res) =>
+        json(res, 200, {
+          ...answer,
+          choices: [{
+            index: 0,
+            message: {
+              role: "assistant",
+              content: null,
+              refusal: null,
+              tool_calls: [{ id: "call_9", type: "custom", custom: { name: "sql", input: "select count(*) from t" } }]
+            },
+            finish_reason: "tool_calls",
+            logprobs: null
+          }]
+        }))
+      const provider = yield* openAiOn(url)
+      const { response } = yield* provider.chat(request, context)
+      expect(response.customToolCalls).toEqual([{ id: "call_9", name: "sql", input: "select count(*) from t" }])
+      expect(response.finishReason).toBe("tool_calls")
+    }).pipe(Effect.provide(transport)))
+
   const rows: ReadonlyArray<readonly [string, number, unknown, Record<string, string>, string, Record<string, unknown>]> = [
     ["401 revoked key", 401, { error: { message: "Incorrect API key provided: sk-test-***", type: "invalid_request_error", code: "invalid_api_key" } }, {}, "AuthError", { status: 401 }],
     ["403 forbidden", 403, { error: { message: "forbidden" } }, {}, "AuthError", { status: 403 }],

@@ -316,6 +316,74 @@ describe("ResilientClient: cache and static replies", () => {
   })
 })
 
+describe("ResilientClient: static replies from the config file", () => {
+  const withReplies = {
+    ...baseConfig,
+    staticReplies: {
+      intents: [{ name: "billing", keywords: ["invoice"], reply: "Billing is back shortly." }, { name: "other", reply: "Back soon." }],
+      defaultIntent: "other"
+    }
+  }
+  const invoice: Chat.ChatRequest = { model: "x", messages: [{ role: "user", content: "where is my invoice?" }] }
+
+  it.effect("chatOrStatic answers with the config file's staticReplies", () => {
+    const { layer } = scripted({ "gpt-4o": failing(down), claude: failing(down), deepseek: failing(down) })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const result = yield* settle(client.chatOrStatic(invoice))
+        expect(result).toMatchObject({ source: "static", response: { id: "static-billing", text: "Billing is back shortly." } })
+      }), withReplies)
+  })
+
+  it.effect("streamOrStatic streams the static reply when the stream fails before any chunk", () => {
+    const { layer } = scripted({ "gpt-4o": failing(down), claude: failing(down), deepseek: failing(down) })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const chunks = yield* settle(Stream.runCollect(client.streamOrStatic(invoice)))
+        const texts = [...chunks].flatMap((c) => (c.text === undefined ? [] : [c.text]))
+        expect(texts.join("")).toBe("Billing is back shortly.")
+        expect([...chunks].at(-1)?.finishReason).toBe("stop")
+      }), withReplies)
+  })
+
+  it.effect("streamOrStatic never appends a static reply to a partial answer: after a chunk the stream's error stands", () => {
+    const cut = new Errors.StreamInterruptedError({ chunksReceived: 1 })
+    const layer = Layer.succeed(Provider.Providers, {
+      forTarget: (target) => ({
+        kind: target.kind,
+        chat: () => Effect.fail(down),
+        stream: () =>
+          Effect.succeed({
+            chunks: Stream.concat(Stream.make<[Chat.ChatChunk]>({ id: "s", model: "m", text: "Half an ans" }), Stream.fail(cut)),
+            rateLimit: undefined
+          }),
+        probe: () => Effect.void
+      })
+    })
+    return withClient(layer, (client) =>
+      Effect.gen(function*() {
+        const seen: Array<string> = []
+        const exit = yield* settle(Effect.exit(Stream.runForEach(client.streamOrStatic(invoice), (c) =>
+          Effect.sync(() => void (c.text === undefined ? undefined : seen.push(c.text))))))
+        expect(seen.join("")).toBe("Half an ans")
+        expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "StreamInterruptedError" } })
+      }), { ...withReplies, midStreamPolicy: "terminate" })
+  })
+
+  it.effect("a bad static reply in the config file names its path there", () => {
+    const { layer } = scripted({})
+    return Effect.gen(function*() {
+      const exit = yield* Effect.exit(withClient(layer, () => Effect.void, {
+        ...withReplies,
+        staticReplies: { ...withReplies.staticReplies, defaultIntent: "nope" }
+      }))
+      expect(Exit.isFailure(exit) && exit.cause).toMatchObject({
+        error: { _tag: "InvalidConfigError", path: "staticReplies.defaultIntent" }
+      })
+    })
+  })
+})
+
 describe("ResilientClient: a long wait never blocks a chain that can serve elsewhere (rule 25)", () => {
   const busy = new Errors.ProviderUnavailableError({ status: 503, retryAfter: Duration.seconds(30) })
   const answeredWithin = (config: unknown, millis: number) => {

@@ -7,7 +7,7 @@ import * as TestClock from "effect/TestClock"
 import type OpenAI from "openai"
 import { ChatCompletionStream } from "openai/lib/ChatCompletionStream"
 import * as AnthropicWire from "../src/AnthropicWire.js"
-import type * as Chat from "../src/Chat.js"
+import * as Chat from "../src/Chat.js"
 import * as Chunks from "../src/Chunks.js"
 import * as OpenAiWire from "../src/OpenAiWire.js"
 import * as Translate from "../src/Translate.js"
@@ -146,7 +146,7 @@ describe("Translate", () => {
       Effect.Effect<AnthropicWire.MessagesRequest, Errors.BadRequestError>
     >()
     expectTypeOf(Translate.fromOpenAiResponse).returns.toEqualTypeOf<
-      Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError | Errors.BadRequestError>
+      Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError>
     >()
     expectTypeOf(Translate.toOpenAiResponse).returns.toEqualTypeOf<Effect.Effect<OpenAiWire.ChatCompletion>>()
     expectTypeOf(Translate.fromAnthropicResponse).returns.toEqualTypeOf<Chat.ChatResponse>()
@@ -230,10 +230,6 @@ describe("Translate", () => {
         role: "user",
         content: [{ type: "image_url", image_url: { url: "data:image/svg+xml,%3Csvg%3E" } }]
       }, "messages[0].content[0].image_url.url"],
-      ["a custom tool call", {
-        role: "assistant",
-        tool_calls: [{ id: "c", type: "custom", custom: { name: "sql", input: "x" } }]
-      }, "messages[0].tool_calls[0]"],
       ["the deprecated function_call", {
         role: "assistant",
         content: null,
@@ -321,6 +317,99 @@ describe("Translate", () => {
           system_fingerprint: "fp_1",
           ...completion
         })
+      }))
+
+    it.effect("an answer with a custom tool call (valid by the spec) decodes to customToolCalls and goes back out as it came", () =>
+      Effect.gen(function*() {
+        const completion = {
+          id: "chatcmpl-c",
+          object: "chat.completion",
+          created: 1,
+          model: "gpt-5",
+          choices: [{
+            index: 0,
+            message: {
+              role: "assistant",
+              content: null,
+              refusal: null,
+              tool_calls: [
+                { id: "call_1", type: "function", function: { name: "f", arguments: "{}" } },
+                { id: "call_2", type: "custom", custom: { name: "sql", input: "select 1" } }
+              ]
+            },
+            logprobs: null,
+            finish_reason: "tool_calls"
+          }]
+        }
+        const neutral = yield* Effect.flatMap(OpenAiWire.decodeResponse(completion), Translate.fromOpenAiResponse)
+        expect(neutral.toolCalls).toEqual([{ id: "call_1", name: "f", arguments: "{}" }])
+        expect(neutral.customToolCalls).toEqual([{ id: "call_2", name: "sql", input: "select 1" }])
+        expect(yield* Translate.toOpenAiResponse(neutral)).toStrictEqual(completion)
+        // Anthropic has no custom tools: the answer cannot be put in its format, and says why.
+        const error = yield* Effect.flip(Translate.toAnthropicResponse(neutral))
+        expect(error.detail).toContain("customToolCalls")
+      }))
+
+    it.effect("a custom tool call in the history round-trips through the neutral request", () =>
+      Effect.gen(function*() {
+        const body = {
+          model: "gpt-5",
+          messages: [
+            { role: "user", content: "count" },
+            { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "custom", custom: { name: "sql", input: "select 1" } }] },
+            { role: "tool", tool_call_id: "c1", content: "1" }
+          ]
+        }
+        const neutral = yield* Effect.flatMap(OpenAiWire.decodeRequest(body), Translate.fromOpenAiRequest)
+        expect(neutral.messages[1]).toEqual({ role: "assistant", customToolCalls: [{ id: "c1", name: "sql", input: "select 1" }] })
+        expect(yield* Translate.toOpenAiRequest(neutral)).toStrictEqual(body)
+        const refused = yield* Effect.flip(Translate.toAnthropicRequest(neutral))
+        expect(refused.detail).toContain("messages[1].customToolCalls")
+      }))
+
+    it.effect("n > 1: every choice comes back, and logprobs, annotations, audio and unknown fields are kept at their level", () =>
+      Effect.gen(function*() {
+        const logprobs = { content: [{ token: "Hi", logprob: -0.1, bytes: [72, 105], top_logprobs: [] }], refusal: null }
+        const choice = (index: number, text: string) => ({
+          index,
+          message: {
+            role: "assistant",
+            content: text,
+            refusal: null,
+            annotations: [{ type: "url_citation", url_citation: { start_index: 0, end_index: 2, url: "https://x", title: "x" } }],
+            audio: { id: `a${index}`, expires_at: 9, data: "AAAA", transcript: text }
+          },
+          logprobs,
+          finish_reason: index === 2 ? "length" : "stop",
+          future_choice_field: index
+        })
+        const completion = {
+          id: "chatcmpl-n",
+          object: "chat.completion",
+          created: 1,
+          model: "gpt-4o",
+          choices: [choice(0, "Hi"), choice(1, "Hello"), choice(2, "Hey")],
+          usage: { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9 },
+          service_tier: "default",
+          future_top_level: { a: 1 }
+        }
+        const neutral = yield* Effect.flatMap(OpenAiWire.decodeResponse(completion), Translate.fromOpenAiResponse)
+        // The first choice is the answer's own fields, as before.
+        expect(neutral).toMatchObject({ text: "Hi", finishReason: "stop" })
+        expect(Chat.choicesOf(neutral).map((c) => [c.index, c.text, c.finishReason])).toEqual([
+          [0, "Hi", "stop"],
+          [1, "Hello", "stop"],
+          [2, "Hey", "length"]
+        ])
+        expect(neutral.choiceExtra).toEqual({ openai: { logprobs, future_choice_field: 0 } })
+        expect(neutral.messageExtra?.openai).toEqual({
+          annotations: completion.choices[0]?.message.annotations,
+          audio: completion.choices[0]?.message.audio
+        })
+        expect(neutral.otherChoices?.[1]?.messageExtra?.openai?.["audio"]).toEqual(completion.choices[2]?.message.audio)
+        expect(neutral.extra).toEqual({ openai: { service_tier: "default", future_top_level: { a: 1 } } })
+        // Nothing is lost: sent in OpenAI's format again, the body is the one that came.
+        expect(yield* Translate.toOpenAiResponse(neutral)).toStrictEqual(completion)
       }))
 
     it.effect("a completion without choices is a MalformedResponseError", () =>

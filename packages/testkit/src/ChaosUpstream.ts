@@ -521,7 +521,8 @@ export const make = (options: Options): Effect.Effect<Service, HttpServerError.S
     )
 
     const nodeServer = Http.createServer()
-    const server = yield* NodeHttpServer.make(() => nodeServer, { port: options.port ?? 0, host: options.host ?? "127.0.0.1" })
+    // A backlog above Node's 511: a burst of new connections (a load test) must not overflow the accept queue.
+    const server = yield* NodeHttpServer.make(() => nodeServer, { port: options.port ?? 0, host: options.host ?? "127.0.0.1", backlog: 4096 })
     // Runs before the server's own close: a hanging or stalled answer would keep `close` waiting.
     yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer.closeAllConnections()))
     yield* server.serve(app)

@@ -4,7 +4,8 @@
  *
  * - `protected`: the real `ResilientClient` built from the scenario's
  *   `ClientConfig` (cascade, breakers, key pools, retries with budget,
- *   timeouts, cache, static replies) over a `StateStore.layerMemory`;
+ *   timeouts, cache, static replies, degraded answers completed later) over
+ *   a `StateStore.layerMemory`;
  * - `none`: one direct call to the primary deployment, no protection (keys
  *   taken in turn, no timeout);
  * - `naive-retry`: the same call retried 3 times, 1 s apart, whatever the error.
@@ -17,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { type CircuitBreaker, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
+import { type CircuitBreaker, type DeferredCompletion, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as ClientConfig from "@resilient-ai/llm/ClientConfig"
 import * as Provider from "@resilient-ai/llm/Provider"
@@ -29,6 +30,8 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
@@ -222,6 +225,30 @@ export interface StackReport {
   readonly costUsd: number
   /** The streamed requests; null in a scenario without streaming traffic. */
   readonly streams: StreamReport | null
+  /** Degraded answers completed later by a model (rule 32); null for a stack without `completeLater`. */
+  readonly completions: Completions | null
+}
+
+/**
+ * What became of the degraded answers (static replies, stale cache entries)
+ * of a run: how many were queued, and how many a model completed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Completions {
+  /** Degraded answers whose request was queued. */
+  readonly queued: number
+  /** Degraded answers to a request already queued: its completion serves them too. */
+  readonly duplicates: number
+  /** Degraded answers whose request did not fit in the queue. */
+  readonly refused: number
+  /** Queued requests a model answered later. */
+  readonly completed: number
+  /** Queued requests given up after their attempts. */
+  readonly failed: number
+  /** Still queued or in progress when the traffic ended (dropped with the client). */
+  readonly leftAtEnd: number
 }
 
 /**
@@ -294,6 +321,8 @@ const deploymentsByModel = (scenario: Scenario) => {
 class Recorder {
   requests = 0
   readonly byKind = { model: 0, cache: 0, stale: 0, static: 0, failed: 0 }
+  /** The tickets of degraded answers (rule 32). */
+  readonly tickets = { queued: 0, duplicate: 0, refused: 0 }
   readonly answeredBy: Record<string, number> = {}
   readonly answeredByDuring: Record<string, number> = {}
   readonly errors: Record<string, number> = {}
@@ -477,6 +506,8 @@ const protectedStack = (
   {
     readonly handle: Handler
     readonly transitions: Effect.Effect<{ breakers: Array<CircuitBreaker.Transition>; keys: Array<KeyPool.Transition> }>
+    /** The completion queue's counters now; undefined without `completeLater`. */
+    readonly completionStatus: Effect.Effect<DeferredCompletion.Status | undefined>
   },
   Errors.InvalidConfigError,
   Provider.Providers | StateStore.StateStore | Scope.Scope
@@ -499,6 +530,7 @@ const protectedStack = (
     const clock = yield* Effect.clock
     const settled = (result: ResilientClient.ChatResult, arrivedAt: number): void => {
       const end = clock.unsafeCurrentTimeMillis()
+      if (result.completion !== undefined) recorder.tickets[result.completion.status] += 1
       switch (result.source) {
         case "primary":
         case "backup-key":
@@ -537,7 +569,8 @@ const protectedStack = (
       keys.sort((a, b) => a.at - b.at)
       return { breakers, keys }
     })
-    return { handle, transitions }
+    const completionStatus = client.completeLater === undefined ? Effect.succeed(undefined) : client.completeLater.status
+    return { handle, transitions, completionStatus }
   })
 
 /**
@@ -629,18 +662,22 @@ export const run = (
       const sim = yield* SimulatedProviders.make({ deployments: scenario.providers, seed: `${seed}/${scenario.name}`, onOutcome })
       const body = Effect.gen(function*() {
         if (stack === "protected") {
-          const { handle, transitions } = yield* protectedStack(scenario, recorder)
+          const { completionStatus, handle, transitions } = yield* protectedStack(scenario, recorder)
           yield* traffic(scenario, seed, handle, options.onProgress)
-          return yield* transitions
+          // Read before the client's scope closes and drops what is left.
+          return { ...yield* transitions, completions: yield* completionStatus }
         }
         const { handle } = yield* baselineStack(scenario, stack, recorder)
         yield* traffic(scenario, seed, handle, options.onProgress)
-        return { breakers: [], keys: [] }
+        return { breakers: [], keys: [], completions: undefined }
       })
       const transitions = yield* Effect.provideService(body, Provider.Providers, sim)
       return { transitions, stats: yield* sim.stats }
     }).pipe(
       Effect.scoped,
+      // What the client logs as warnings (a completion given up, the queue dropped at the end) the report
+      // counts; an error (a completion that ended abnormally) still shows.
+      Logger.withMinimumLogLevel(LogLevel.Error),
       Effect.provide(StateStore.layerMemory),
       Effect.withConfigProvider(keyEnv(scenario)),
       Effect.withRandom(Random.make(`${seed}/${scenario.name}/client`)),
@@ -718,6 +755,7 @@ export const run = (
           calls: callsBy,
           tokens: { input, output },
           costUsd: round(cost, 4),
+          completions: completionsOf(r, transitions.completions),
           streams: r.streams === undefined ? null : r.streams.report()
         },
         timeline: { bucketMs: r.timeline.bucketMs, series },
@@ -725,6 +763,16 @@ export const run = (
       }
     })
   })
+
+const completionsOf = (r: Recorder, status: DeferredCompletion.Status | undefined): Completions | null =>
+  status === undefined ? null : {
+    queued: r.tickets.queued,
+    duplicates: r.tickets.duplicate,
+    refused: r.tickets.refused,
+    completed: status.completed,
+    failed: status.failed,
+    leftAtEnd: status.queued + status.inProgress
+  }
 
 /**
  * One scenario's runs, one per stack.

@@ -202,6 +202,13 @@ export const table = (result: ScenarioResult): string => {
   line("answered by stale cache (all failed)", (r) => int(r.answeredByStaleCache))
   line("answered by static reply", (r) => int(r.answeredByStatic))
   line("failed", (r) => int(r.failed))
+  if (reports.some((r) => r.completions !== null)) {
+    const of = (cell: (c: Drill.Completions) => string) => (r: Drill.StackReport) => (r.completions === null ? "-" : cell(r.completions))
+    line("degraded, queued to complete", of((c) => `${int(c.queued)} (+${int(c.duplicates)} dup.)`))
+    line("  refused (queue full)", of((c) => int(c.refused)))
+    line("  completed later by a model", of((c) => int(c.completed)))
+    line("  given up / left at the end", of((c) => `${int(c.failed)} / ${int(c.leftAtEnd)}`))
+  }
   line("availability: (model + fresh + stale cache) / requests", (r) => pct(r.availability))
   line("availability by model: (model + fresh cache) / requests", (r) => pct(r.availabilityByModel))
   line("latency p50/p95/p99 (ms)", (r) => p(r.latencyMs))

@@ -33,7 +33,15 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export const names = ["provider-outage", "flash-sale", "rate-limit-storm", "key-revoked", "flapping", "stream-faults"] as const
+export const names = [
+  "provider-outage",
+  "flash-sale",
+  "rate-limit-storm",
+  "key-revoked",
+  "flapping",
+  "all-down",
+  "stream-faults"
+] as const
 
 /**
  * @since 0.1.0
@@ -99,7 +107,10 @@ const clientConfig = (primaryPolicy: Policy): ClientConfig.ClientConfig => ({
   cascade: [PRIMARY, SECONDARY, TERTIARY],
   // One request never makes more than 4 provider calls, nor waits more than 30 s.
   maxAttemptsPerRequest: 4,
-  deadline: "30 seconds"
+  deadline: "30 seconds",
+  // A request answered degraded (static reply, stale cache) is answered again by a model once one is back
+  // (rule 32): room for a few minutes of traffic, 16 at once, trying for about 4 minutes each.
+  completeLater: { capacity: 10_000, concurrency: 16 }
 })
 
 /** Identical questions are answered from the cache; an expired entry still answers when every provider fails. */
@@ -110,7 +121,8 @@ const extras: ResilientClient.Extras = {
 /** The simulated deployments: healthy latencies, then the scenario's script on the primary. */
 const providers = (
   primaryScript: FaultScript.Script,
-  primaryExtra: Partial<SimulatedProviders.Deployment> = {}
+  primaryExtra: Partial<SimulatedProviders.Deployment> = {},
+  fallbackScript: FaultScript.Script = []
 ): ReadonlyArray<SimulatedProviders.Deployment> => [
   {
     name: PRIMARY,
@@ -120,8 +132,8 @@ const providers = (
     script: primaryScript,
     ...primaryExtra
   },
-  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: [] },
-  { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: [] }
+  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: fallbackScript },
+  { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: fallbackScript }
 ]
 
 const clock = (ms: number): string => {
@@ -273,6 +285,30 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
             openDuration: { initial: "50 seconds", factor: 2, max: "2 minutes" },
             permittedCallsInHalfOpen: 3
           }
+        }),
+        extras
+      }
+    }
+    case "all-down": {
+      const duration = min(30)
+      const outage = { from: min(10), to: min(15) }
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; every provider down (503) ${clock(outage.from)}–${
+          clock(outage.to)
+        }: static replies and stale cache entries, completed later by a model`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers(
+          [{ _tag: "Outage", ...outage, error: "unavailable" }],
+          {},
+          [{ _tag: "Outage", ...outage, error: "unavailable" }]
+        ),
+        incident: { deployment: PRIMARY, ...outage, description: "outage of every provider" },
+        client: clientConfig({
+          attemptTimeout: "10 seconds",
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
         }),
         extras
       }

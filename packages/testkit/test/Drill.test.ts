@@ -49,6 +49,7 @@ describe("Drill", () => {
     }
   })
 
+  // Two more drills of every scenario: seconds on a loaded machine, more than vitest's default 5 s.
   it("the same seed gives the same JSON; another seed another", () => {
     const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
     expect(json(drill(7))).toEqual(json(first))
@@ -137,6 +138,25 @@ describe("Drill", () => {
     expect(r.none.failed).toBeGreaterThan(0)
     expect(r.protected.failed).toBe(0)
     expect(r.protected.breakerTransitions.some((t) => t.to === "open")).toBe(true)
+  })
+
+  it("all-down: degraded answers are queued and a model completes them after the outage; the report counts them", () => {
+    // At a tenth of the scale, so the 30 s open breakers close with time to spare before the end.
+    const scenario = Scenarios.make("all-down", { scale: 0.1, rateScale: 0.2 })
+    const run = Effect.runSync(Drill.run(scenario, "protected", { seed: 7 }))
+    const r = run.report
+    expect(r.answeredByStatic).toBeGreaterThan(0)
+    const c = r.completions
+    if (c === null) return expect.fail("the protected stack completes degraded answers")
+    // Every degraded answer got a ticket, and every queued request was completed by a model before the end.
+    expect(c.queued + c.duplicates + c.refused).toBeGreaterThanOrEqual(r.answeredByStatic)
+    expect(c.queued).toBeGreaterThan(0)
+    expect(c).toMatchObject({ completed: c.queued, failed: 0, leftAtEnd: 0, refused: 0 })
+    const text = DrillReport.table({ scenario, runs: [run] })
+    expect(text).toMatch(new RegExp(`completed later by a model\\s+${c.completed.toLocaleString("en-US")}\\b`))
+    expect(DrillReport.document([{ scenario, runs: [run] }]).scenarios[0]?.completions).toEqual(c)
+    // The baselines have no such queue.
+    expect(byName("all-down").none.completions).toBeNull()
   })
 
   it("every request is counted once: model + fresh cache + stale cache + static + failed = requests", () => {

@@ -4,12 +4,13 @@
  * window closes the limit moves once:
  *
  * - **decrease** (multiplicative, `limit · backoff`) when the window saw a
- *   drop: a timeout, an overload (5xx, 529), a refused or lost connection,
- *   or a success far slower than usual for its size; or when it saw a hang:
+ *   drop: a timeout, an overload (5xx, 529), a refused or lost connection;
+ *   when its answers were, on average, far slower than usual for their
+ *   size; or when it saw a hang:
  *   no call ended well while two or more were in flight far longer than a
  *   usual call takes (a hang sends no outcome at all; one long answer among
  *   calls that end well is not a hang);
- * - **increase** (additive, `+ √limit`) when the calls pressed against the
+ * - **increase** (doubling, or back to half the last limit that held) when the calls pressed against the
  *   limit (in flight at ≥ `saturation` of it, or refused by it) and the
  *   provider kept up: calls ended well at `saturation` or more of the rate
  *   they were admitted at (calls that pile up on a provider starting to
@@ -51,14 +52,21 @@ export interface Config {
 export interface State {
   /** A real number: the admitted concurrency is its floor. */
   readonly limit: number
+  /** The highest limit calls pressed against while the provider kept up. */
+  readonly lastGood: number
   readonly windowStart: number
   readonly admissions: number
   readonly successes: number
+  /** Sums over the window's successes: latency per unit of work, and latency. */
+  readonly windowMsPerWork: number
+  readonly windowMillis: number
   readonly drops: number
   /** Calls were in flight at `saturation` of the limit, or refused by it, in this window. */
   readonly pressed: boolean
   /** Learned from good calls: milliseconds per unit of work. */
   readonly msPerWork: number | undefined
+  /** Successes the learned means are made of: a baseline from the first few is biased (short calls end first). */
+  readonly learnedFrom: number
   /** Learned from good calls: their latency, for a call in flight whose work is not known yet. */
   readonly usualMillis: number | undefined
 }
@@ -73,17 +81,26 @@ export type Outcome =
 export interface Change {
   readonly from: number
   readonly to: number
-  readonly reason: "drop" | "hang" | "pressed"
+  readonly reason: "drop" | "hang" | "slow" | "pressed"
 }
+
+/** Successes a window needs before its mean latency can call the provider slow. */
+const MIN_SAMPLES = 3
+/** Successes the baseline needs before any window is judged slow against it. */
+const MIN_LEARNED = 100
 
 export const initial = (config: Config, now: number): State => ({
   limit: config.initialLimit,
+  lastGood: config.initialLimit,
   windowStart: now,
   admissions: 0,
   successes: 0,
+  windowMsPerWork: 0,
+  windowMillis: 0,
   drops: 0,
   pressed: false,
   msPerWork: undefined,
+  learnedFrom: 0,
   usualMillis: undefined
 })
 
@@ -106,15 +123,11 @@ export const record = (config: Config, state: State, outcome: Outcome): State =>
       return { ...state, drops: state.drops + 1 }
     case "Success": {
       const work = config.workBase + (outcome.work ?? 0)
-      const perWork = outcome.millis / work
-      if (state.msPerWork !== undefined && perWork > config.slowFactor * state.msPerWork) {
-        return { ...state, drops: state.drops + 1 }
-      }
       return {
         ...state,
         successes: state.successes + 1,
-        msPerWork: mean(config, state.msPerWork, perWork),
-        usualMillis: mean(config, state.usualMillis, outcome.millis)
+        windowMsPerWork: state.windowMsPerWork + outcome.millis / work,
+        windowMillis: state.windowMillis + outcome.millis
       }
     }
   }
@@ -141,13 +154,38 @@ export const advance = (
   if (now - state.windowStart < config.windowMillis) return [state, undefined]
   const hung = state.successes === 0 && inFlightSince(now - hangMillis(config, state)) >= 2
   const keptUp = state.successes > 0 && state.successes >= config.saturation * state.admissions
-  const reason = state.drops > 0 ? "drop" : hung ? "hang" : state.pressed && keptUp ? "pressed" : undefined
+  // One slow answer in a heavy-tailed distribution says little; the window's mean says whether the provider slowed.
+  const perWork = state.successes === 0 ? undefined : state.windowMsPerWork / state.successes
+  const slow = perWork !== undefined && state.msPerWork !== undefined && state.learnedFrom >= MIN_LEARNED &&
+    state.successes >= MIN_SAMPLES && perWork > config.slowFactor * state.msPerWork
+  const reason = state.drops > 0 ? "drop" : hung ? "hang" : slow ? "slow" : state.pressed && keptUp ? "pressed" : undefined
   const limit = reason === undefined
     ? state.limit
     : reason === "pressed"
-    ? Math.min(config.maxLimit, state.limit + Math.sqrt(state.limit))
+    // Doubling, as TCP's slow start; back to half the last limit that held at once (its ssthresh), so a
+    // provider back from an outage is not held at a handful of calls for seconds.
+    ? Math.min(config.maxLimit, Math.max(state.limit * 2, state.lastGood * config.backoff))
     : Math.max(config.minLimit, state.limit * config.backoff)
-  const next: State = { ...state, limit, windowStart: now, admissions: 0, successes: 0, drops: 0, pressed: false }
+  const learned = perWork === undefined || slow
+    ? { msPerWork: state.msPerWork, learnedFrom: state.learnedFrom, usualMillis: state.usualMillis }
+    : {
+      msPerWork: mean(config, state.msPerWork, perWork),
+      learnedFrom: state.learnedFrom + state.successes,
+      usualMillis: mean(config, state.usualMillis, state.windowMillis / state.successes)
+    }
+  const next: State = {
+    ...state,
+    ...learned,
+    limit,
+    lastGood: reason === "pressed" ? Math.max(state.lastGood, state.limit) : state.lastGood,
+    windowStart: now,
+    admissions: 0,
+    successes: 0,
+    windowMsPerWork: 0,
+    windowMillis: 0,
+    drops: 0,
+    pressed: false
+  }
   return [next, limit === state.limit || reason === undefined ? undefined : { from: state.limit, to: limit, reason }]
 }
 

@@ -106,6 +106,9 @@ const turnOf = (message: Chat.Message, path: string): Effect.Effect<Turn, Errors
       })
     case "assistant":
       return Effect.gen(function*() {
+        if ((message.customToolCalls ?? []).length > 0) {
+          return yield* unsupported(PROVIDER, `${path}.customToolCalls: Anthropic has no custom tools`)
+        }
         const toolUses = yield* Effect.forEach(message.toolCalls ?? [], (call, j) =>
           Effect.map(
             parseArguments(call.arguments, `${path}.toolCalls[${j}].arguments`),
@@ -465,7 +468,9 @@ export const fromResponse = (message: AnthropicWire.Message): Chat.ChatResponse 
 export const toResponse = (
   response: Chat.ChatResponse
 ): Effect.Effect<AnthropicWire.Message, Errors.BadRequestError> =>
-  Effect.map(
+  (response.customToolCalls ?? []).length > 0
+    ? unsupported(PROVIDER, "customToolCalls: Anthropic has no custom tools")
+    : Effect.map(
     Effect.forEach(response.toolCalls, (call, j) =>
       Effect.map(
         parseArguments(call.arguments, `toolCalls[${j}].arguments`),

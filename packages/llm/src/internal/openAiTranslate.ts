@@ -1,6 +1,6 @@
 import { Errors } from "@resilient-ai/core"
 import * as Effect from "effect/Effect"
-import type * as Chat from "../Chat.js"
+import * as Chat from "../Chat.js"
 import type * as OpenAiWire from "../OpenAiWire.js"
 import { extend, openAiExtra, parseDataUrl, unknownFields, unsupported } from "./translateCommon.js"
 
@@ -62,15 +62,46 @@ const userPartFrom = (
   }
 }
 
-const toolCallFrom = (call: OpenAiWire.ToolCall, path: string): Effect.Effect<Chat.ToolCall, Errors.BadRequestError> =>
-  call.type === "function"
-    ? Effect.succeed({
-      id: call.id,
-      name: call.function.name,
-      arguments: call.function.arguments,
-      ...openAiExtra(unknownFields(call, ["id", "type", "function"]))
-    })
-    : unsupported(PROVIDER, `${path}: custom tool calls are not supported`)
+/** OpenAI's tool calls, function and custom, as the neutral model keeps them: in two lists. */
+interface ToolCallsFrom {
+  readonly toolCalls: ReadonlyArray<Chat.ToolCall>
+  readonly customToolCalls: ReadonlyArray<Chat.CustomToolCall>
+}
+
+const toolCallsFrom = (calls: ReadonlyArray<OpenAiWire.ToolCall>): ToolCallsFrom => {
+  const toolCalls: Array<Chat.ToolCall> = []
+  const customToolCalls: Array<Chat.CustomToolCall> = []
+  for (const call of calls) {
+    if (call.type === "function") {
+      toolCalls.push({
+        id: call.id,
+        name: call.function.name,
+        arguments: call.function.arguments,
+        ...openAiExtra(unknownFields(call, ["id", "type", "function"]))
+      })
+    } else {
+      customToolCalls.push({
+        id: call.id,
+        name: call.custom.name,
+        input: call.custom.input,
+        ...openAiExtra(unknownFields(call, ["id", "type", "custom"]))
+      })
+    }
+  }
+  return { toolCalls, customToolCalls }
+}
+
+const toolCallsTo = (
+  toolCalls: ReadonlyArray<Chat.ToolCall>,
+  customToolCalls: ReadonlyArray<Chat.CustomToolCall> | undefined
+): ReadonlyArray<OpenAiWire.ToolCall> => [
+  ...toolCalls.map((call): OpenAiWire.FunctionToolCall =>
+    extend({ id: call.id, type: "function" as const, function: { name: call.name, arguments: call.arguments } }, call.extra?.openai)
+  ),
+  ...(customToolCalls ?? []).map((call) =>
+    extend({ id: call.id, type: "custom" as const, custom: { name: call.name, input: call.input } }, call.extra?.openai)
+  )
+]
 
 const assistantFrom = (
   message: OpenAiWire.AssistantMessage,
@@ -81,9 +112,7 @@ const assistantFrom = (
       return yield* unsupported(PROVIDER, `${path}.function_call: the deprecated function_call is not supported`)
     }
     const content = message.content
-    const toolCalls = message.tool_calls === undefined
-      ? undefined
-      : yield* Effect.forEach(message.tool_calls, (call, j) => toolCallFrom(call, `${path}.tool_calls[${j}]`))
+    const calls = message.tool_calls === undefined ? undefined : toolCallsFrom(message.tool_calls)
     return {
       role: "assistant",
       ...(content === undefined || content === null
@@ -97,7 +126,8 @@ const assistantFrom = (
                 : { _tag: "Text", text: part.refusal }
             )
         }),
-      ...(toolCalls === undefined ? {} : { toolCalls }),
+      ...(calls === undefined || calls.toolCalls.length === 0 ? {} : { toolCalls: calls.toolCalls }),
+      ...(calls === undefined || calls.customToolCalls.length === 0 ? {} : { customToolCalls: calls.customToolCalls }),
       ...openAiExtra(unknownFields(message, ["role", "content", "tool_calls", "function_call"]))
     }
   })
@@ -244,22 +274,14 @@ const messageTo = (message: Chat.Message, path: string): Effect.Effect<OpenAiWir
       )
     case "assistant":
       return Effect.gen(function*() {
-        const toolCalls = message.toolCalls ?? []
+        const toolCalls = toolCallsTo(message.toolCalls ?? [], message.customToolCalls)
         const content = message.content === undefined
           ? (toolCalls.length > 0 ? null : "")
           : yield* textOnly(message.content, `${path}.content`)
         return extend({
           role: "assistant" as const,
           content,
-          ...(toolCalls.length === 0 ? {} : {
-            tool_calls: toolCalls.map((call): OpenAiWire.FunctionToolCall =>
-              extend({
-                id: call.id,
-                type: "function" as const,
-                function: { name: call.name, arguments: call.arguments }
-              }, call.extra?.openai)
-            )
-          })
+          ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
         }, extra)
       })
     case "tool":
@@ -355,32 +377,69 @@ export const usageTo = (usage: Chat.Usage): OpenAiWire.Usage => {
 
 const envelopeFields = ["id", "object", "created", "model", "choices", "usage"]
 
+/** A choice's `logprobs: null` is OpenAI's way of saying none were asked for: not worth keeping. */
+const choiceFieldsOf = (choice: OpenAiWire.Choice) =>
+  unknownFields(choice, choice.logprobs === null ? ["index", "message", "finish_reason", "logprobs"] : ["index", "message", "finish_reason"])
+
+const choiceFrom = (choice: OpenAiWire.Choice): Chat.ChatChoice => {
+  const message = choice.message
+  const calls = toolCallsFrom(message.tool_calls ?? [])
+  const messageFields = unknownFields(message, ["role", "content", "refusal", "tool_calls"])
+  return {
+    index: choice.index,
+    text: message.content ?? "",
+    toolCalls: calls.toolCalls,
+    ...(calls.customToolCalls.length === 0 ? {} : { customToolCalls: calls.customToolCalls }),
+    finishReason: finishReasonFrom(choice.finish_reason),
+    ...(nonNull(message.refusal) ? { refusal: message.refusal } : {}),
+    ...openAiExtra(choiceFieldsOf(choice)),
+    ...(messageFields === undefined ? {} : { messageExtra: { openai: messageFields } })
+  }
+}
+
+/**
+ * Every choice comes back (all were paid for): the first as the answer's
+ * own fields, the others in `otherChoices`; and every field the neutral
+ * model has no place for in an `extra` of its level.
+ */
 export const fromResponse = (
   response: OpenAiWire.ChatCompletion
-): Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError | Errors.BadRequestError> =>
-  Effect.gen(function*() {
-    const choice = response.choices.find((c) => c.index === 0) ?? response.choices[0]
-    if (choice === undefined) {
-      return yield* new Errors.MalformedResponseError({ provider: PROVIDER, detail: "the response has no choices" })
-    }
-    const message = choice.message
-    const toolCalls = yield* Effect.forEach(
-      message.tool_calls ?? [],
-      (call, j) => toolCallFrom(call, `choices[${choice.index}].message.tool_calls[${j}]`)
-    )
-    const usage = response.usage
-    return {
-      id: response.id,
-      model: response.model,
-      created: response.created,
-      text: message.content ?? "",
-      toolCalls,
-      finishReason: finishReasonFrom(choice.finish_reason),
-      ...(nonNull(message.refusal) ? { refusal: message.refusal } : {}),
-      ...(nonNull(usage) ? { usage: usageFrom(usage) } : {}),
-      ...openAiExtra(unknownFields(response, envelopeFields))
-    }
+): Effect.Effect<Chat.ChatResponse, Errors.MalformedResponseError> => {
+  const first = response.choices.find((c) => c.index === 0) ?? response.choices[0]
+  if (first === undefined) {
+    return Effect.fail(new Errors.MalformedResponseError({ provider: PROVIDER, detail: "the response has no choices" }))
+  }
+  const { extra: choiceExtra, index: _, messageExtra, ...answer } = choiceFrom(first)
+  const others = response.choices.filter((c) => c !== first).map(choiceFrom)
+  const usage = response.usage
+  return Effect.succeed({
+    id: response.id,
+    model: response.model,
+    created: response.created,
+    ...answer,
+    ...(nonNull(usage) ? { usage: usageFrom(usage) } : {}),
+    ...(others.length === 0 ? {} : { otherChoices: others }),
+    ...(choiceExtra === undefined ? {} : { choiceExtra }),
+    ...(messageExtra === undefined ? {} : { messageExtra }),
+    ...openAiExtra(unknownFields(response, envelopeFields))
   })
+}
+
+const choiceTo = (choice: Chat.ChatChoice) => {
+  const toolCalls = toolCallsTo(choice.toolCalls, choice.customToolCalls)
+  const fields = choice.extra?.openai
+  return extend({
+    index: choice.index,
+    message: extend({
+      role: "assistant" as const,
+      content: choice.text === "" && toolCalls.length > 0 ? null : choice.text,
+      refusal: choice.refusal ?? null,
+      ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
+    }, choice.messageExtra?.openai),
+    logprobs: fields?.["logprobs"] ?? null,
+    finish_reason: finishReasonTo(choice.finishReason)
+  }, fields)
+}
 
 export const toResponse = (response: Chat.ChatResponse, created: number): OpenAiWire.ChatCompletion =>
   extend({
@@ -388,25 +447,7 @@ export const toResponse = (response: Chat.ChatResponse, created: number): OpenAi
     object: "chat.completion" as const,
     created: response.created ?? created,
     model: response.model,
-    choices: [{
-      index: 0,
-      message: {
-        role: "assistant" as const,
-        content: response.text === "" && response.toolCalls.length > 0 ? null : response.text,
-        refusal: response.refusal ?? null,
-        ...(response.toolCalls.length === 0 ? {} : {
-          tool_calls: response.toolCalls.map((call): OpenAiWire.FunctionToolCall =>
-            extend({
-              id: call.id,
-              type: "function" as const,
-              function: { name: call.name, arguments: call.arguments }
-            }, call.extra?.openai)
-          )
-        })
-      },
-      logprobs: null,
-      finish_reason: finishReasonTo(response.finishReason)
-    }],
+    choices: Chat.choicesOf(response).map(choiceTo),
     ...(response.usage === undefined ? {} : { usage: usageTo(response.usage) })
   }, response.extra?.openai)
 

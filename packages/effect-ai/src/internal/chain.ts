@@ -1,0 +1,155 @@
+/**
+ * The cascade of one call: each deployment under its `Policy`, the fallback
+ * chain across them (`Fallback`, on the fallbackable tags), optionally a
+ * static reply, all as one request with one budget (`Fallback.run`).
+ *
+ * It is the same chain for an answer and for a stream: what an attempt does
+ * is the caller's (`Attempt`). An attempt runs with `Policy.CurrentAttempt`
+ * in its context, which is where `KeyRotation` finds the key for the
+ * request, and its `AiError`s are read as our errors before any policy sees
+ * them.
+ */
+import * as AiError from "@effect/ai/AiError"
+import type * as Response from "@effect/ai/Response"
+import { Deadline, Errors, Fallback, Policy } from "@resilient-ai/core"
+import type { RequestBudget } from "@resilient-ai/core"
+import { ClientConfig } from "@resilient-ai/llm"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as AiErrors from "../AiErrors.js"
+import type { Answered, Method } from "../ResilientLanguageModel.js"
+import type { Handle } from "./deployments.js"
+
+export type { Answered, Method }
+
+/** What every call of one resilient model shares. */
+export interface Cascade {
+  readonly steps: ReadonlyArray<Handle>
+  readonly limits: RequestBudget.Limits
+  /** Rule 25: a step with a later step to go to waits at most this long (ms) for a Retry-After or a key. */
+  readonly maxWaitBeforeFallback: number
+}
+
+/** One attempt on one deployment. */
+export type Attempt<A, E, R> = (h: Handle, attempt: Policy.Attempt) => Effect.Effect<A, E, R>
+
+/** How a call is run through the cascade. */
+export interface Call<A> {
+  readonly method: Method
+  readonly usage: (a: A) => Response.Usage | undefined
+  /** A stream applies the attempt's time limit to its opening only (rule 28). */
+  readonly streams: boolean
+  /** The static reply, when the layer has one: `None` when it has none for this call. */
+  readonly staticReply: ((error: Errors.ResilienceError) => Option.Option<A>) | undefined
+}
+
+/** The provider's `AiError`s of an attempt as our errors, with the deployment and key they came from. */
+const asOurs = <A, E, R>(
+  h: Handle,
+  attempt: Policy.Attempt,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, AiError.AiError> | Errors.ResilienceError, R> =>
+  Effect.catchAll(self, (e): Effect.Effect<never, Exclude<E, AiError.AiError> | Errors.ResilienceError> =>
+    AiError.isAiError(e)
+      ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.fail(AiErrors.toResilienceError(e, {
+          now,
+          provider: h.config.provider,
+          deployment: h.config.name,
+          ...(attempt.key === undefined ? {} : { keyName: attempt.key.name })
+        })))
+      // Not an `AiError`: a tool handler's own error, or ours already.
+      : Effect.fail(e as Exclude<E, AiError.AiError>))
+
+const costOf = (d: ClientConfig.Deployment, usage: Response.Usage | undefined): number | undefined =>
+  d.price === undefined || usage === undefined
+    ? undefined
+    : ClientConfig.costUsd(d.price, usage.inputTokens ?? 0, usage.outputTokens ?? 0)
+
+const tokensOf = (usage: Response.Usage | undefined): number | undefined =>
+  usage === undefined || usage.inputTokens === undefined ? undefined : usage.inputTokens + (usage.outputTokens ?? 0)
+
+/**
+ * Runs `attempt` through the cascade and says who answered. Errors that are
+ * not ours (a tool handler's) end the chain as they are.
+ */
+export const run = <A, E, R>(
+  cascade: Cascade,
+  call: Call<A>,
+  attempt: Attempt<A, E, R>
+): Effect.Effect<{ readonly value: A; readonly answered: Answered }, Exclude<E, AiError.AiError> | Errors.ResilienceError, R> =>
+  Effect.suspend(() => {
+    const keyOf = new Map<string, string | undefined>()
+    const step = (h: Handle, isFirst: boolean) => {
+      const d = h.config
+      const detailed = h.policy.executeDetailed(
+        (current) => Effect.provideService(asOurs(h, current, attempt(h, current)), Policy.CurrentAttempt, current),
+        {
+          usage: (a: A) => tokensOf(call.usage(a)),
+          costUsd: (a: A) => costOf(d, call.usage(a)),
+          ...(call.streams ? { appliesTimeLimit: true } : {})
+        }
+      )
+      return Effect.map(detailed, (answer): Fallback.StepAnswer<A> => {
+        keyOf.set(d.name, answer.keyName)
+        return {
+          value: answer.value,
+          step: d.name,
+          source: isFirst ? (answer.backupKey ? "backup-key" : "primary") : "fallback-provider",
+          deployment: d.name,
+          ageMs: undefined
+        }
+      })
+    }
+    // Rule 25: a step with a later step to go to does not sit out a long Retry-After or key wait.
+    const bounded = <X, Y>(self: Effect.Effect<X, Y, R>, hasNext: boolean) =>
+      hasNext && cascade.maxWaitBeforeFallback !== Infinity ? Deadline.maxWait(cascade.maxWaitBeforeFallback)(self) : self
+    const [first, ...rest] = cascade.steps
+    if (first === undefined) {
+      return Effect.fail(new Errors.BadRequestError({ detail: "no deployment is configured" }))
+    }
+    type Failure = Exclude<E, AiError.AiError> | Errors.ResilienceError
+    let chain: Fallback.Chain<A, Failure, R> = Fallback.primaryAnswer(first.config.name, bounded(step(first, true), rest.length > 0))
+    for (const [i, h] of rest.entries()) {
+      chain = Fallback.orElseWhen(
+        chain,
+        h.config.name,
+        (e: Failure): e is Failure => Errors.isFallbackable(e),
+        () => bounded(step(h, false), i < rest.length - 1)
+      )
+    }
+    const staticReply = call.staticReply
+    if (staticReply !== undefined) {
+      chain = Fallback.orElseWhen(
+        chain,
+        "static",
+        (e: Failure): e is Errors.ResilienceError => Errors.isResilienceError(e),
+        (e) =>
+          Option.match(staticReply(e), {
+            onNone: () => Effect.fail(e),
+            onSome: (value) =>
+              Effect.succeed<Fallback.StepAnswer<A>>({ value, step: "static", source: "static", deployment: undefined, ageMs: undefined })
+          })
+      )
+    }
+    return Effect.map(Fallback.run(chain, cascade.limits), (answer) => {
+      const h = cascade.steps.find((s) => s.config.name === answer.deployment)
+      return {
+        value: answer.value,
+        answered: {
+          method: call.method,
+          source: answer.source,
+          deployment: answer.deployment,
+          provider: h?.config.provider,
+          model: h?.config.model,
+          keyName: answer.deployment === undefined ? undefined : keyOf.get(answer.deployment),
+          attempts: answer.attempts,
+          fallbacks: answer.fallbacks,
+          errors: answer.errors,
+          costUsd: answer.costUsd,
+          latencyMs: answer.latencyMs
+        }
+      }
+    })
+  })

@@ -1,0 +1,108 @@
+/**
+ * The deployments of a configuration as @effect/ai provider models, each
+ * with its key pool and its `Policy`.
+ *
+ * A deployment's provider client is built once, without `apiKey`: the key
+ * of each attempt is set per request by `KeyRotation.transformClient`, so
+ * one client serves the whole pool, and a pool shared by name between
+ * deployments of one account shares its key health.
+ */
+import type * as LanguageModel from "@effect/ai/LanguageModel"
+import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
+import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageModel"
+import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
+import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { Errors, KeyPool, Policy } from "@resilient-ai/core"
+import type { StateStore } from "@resilient-ai/core"
+import { ClientConfig } from "@resilient-ai/llm"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as KeyRotation from "../KeyRotation.js"
+
+/** One configured deployment, ready to be called. */
+export interface Handle {
+  readonly config: ClientConfig.Deployment
+  readonly policy: Policy.Service
+  /** None for a keyless deployment (a relay with its own auth, a local server). */
+  readonly keyPool: KeyPool.Service | undefined
+  /** The @effect/ai provider model of the deployment. */
+  readonly model: LanguageModel.Service
+}
+
+/** The deployment's own headers (a relay's header, an organisation id) and the pool's keys, per request. */
+const transformFor = (d: ClientConfig.Deployment, pool: KeyPool.Service | undefined) => {
+  const keyed = KeyRotation.transformClient(d.provider, pool)
+  const headers = d.headers
+  return (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+    keyed(headers === undefined ? client : HttpClient.mapRequest(client, HttpClientRequest.setHeaders(headers)))
+}
+
+const providerModel = (
+  d: ClientConfig.Deployment,
+  pool: KeyPool.Service | undefined
+): Effect.Effect<LanguageModel.Service, never, HttpClient.HttpClient | Scope.Scope> => {
+  const transformClient = transformFor(d, pool)
+  const apiUrl = d.baseUrl === undefined ? {} : { apiUrl: d.baseUrl }
+  return d.provider === "openai"
+    ? Effect.flatMap(OpenAiClient.make({ ...apiUrl, transformClient }), (client) =>
+      Effect.provideService(OpenAiLanguageModel.make({ model: d.model }), OpenAiClient.OpenAiClient, client))
+    : Effect.flatMap(AnthropicClient.make({ ...apiUrl, transformClient }), (client) =>
+      Effect.provideService(AnthropicLanguageModel.make({ model: d.model }), AnthropicClient.AnthropicClient, client))
+}
+
+/** A config error of a deployment's pool or policy, named by its path in the configuration. */
+const prefixed = (index: number) => (e: Errors.InvalidConfigError): Errors.InvalidConfigError =>
+  new Errors.InvalidConfigError({
+    component: e.component,
+    path: `deployments.${index}.${
+      e.component.startsWith("KeyPool")
+        ? (e.path === "" ? "keys" : e.path.startsWith("keys") ? e.path : `keyHealth.${e.path}`)
+        : (e.path === "" ? "policy" : `policy.${e.path}`)
+    }`,
+    detail: e.detail
+  })
+
+/** Builds every deployment of `config`; pools are shared by `keyPool` name. */
+export const make = (
+  config: ClientConfig.ClientConfig
+): Effect.Effect<
+  ReadonlyArray<Handle>,
+  Errors.InvalidConfigError,
+  HttpClient.HttpClient | StateStore.StateStore | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const pools = new Map<string, KeyPool.Service>()
+    const handles: Array<Handle> = []
+    for (const [index, d] of config.deployments.entries()) {
+      const poolName = d.keyPool ?? d.name
+      let keyPool = pools.get(poolName)
+      if (keyPool === undefined && d.keys.length > 0) {
+        const keys = yield* ClientConfig.resolveKeys(d, index)
+        keyPool = yield* Effect.mapError(
+          KeyPool.make({
+            name: poolName,
+            keys,
+            provider: d.provider,
+            ...(d.keyStrategy === undefined ? {} : { strategy: d.keyStrategy }),
+            ...d.keyHealth
+          }),
+          prefixed(index)
+        )
+        pools.set(poolName, keyPool)
+      }
+      const pool = keyPool
+      const policy = yield* Effect.mapError(
+        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, ...(pool === undefined ? {} : { keyPool: pool }) }),
+        prefixed(index)
+      )
+      const model = yield* providerModel(d, pool)
+      handles.push({ config: d, policy, keyPool: pool, model })
+    }
+    return handles
+  })
+
+/** The handles of `names`, in that order (the cascade). */
+export const inOrder = (handles: ReadonlyArray<Handle>, names: ReadonlyArray<string>): ReadonlyArray<Handle> =>
+  names.flatMap((name) => handles.filter((h) => h.config.name === name))

@@ -1,0 +1,180 @@
+/**
+ * `streamText` through the cascade, by the LLM client's mid-stream rules
+ * (docs/semantics.md rules 26 and 28, `ResilientClient.streamThrough`):
+ *
+ * - An attempt opens the deployment's stream and reads it, under the
+ *   attempt's time limit, up to its first content part, buffering what came
+ *   before (`response-metadata`, `text-start`...). A failure until then is an
+ *   ordinary failure of the attempt: retried, counted, fallen back from.
+ * - From the first content part on, every part goes to the caller as it
+ *   comes, and the request belongs to that stream: a failure is a
+ *   `StreamInterruptedError`, which the breaker counts (the attempt is one
+ *   `Policy` call that lasts until the stream ends) and nothing falls back
+ *   from, so no answer is ever mixed from two models.
+ * - An `error` part (an error event inside a 200 stream) is a failure at the
+ *   point where it comes.
+ *
+ * The chain runs in a fiber of the stream's scope: a caller that stops
+ * reading interrupts it.
+ */
+import * as AiError from "@effect/ai/AiError"
+import * as Response from "@effect/ai/Response"
+import type { Errors } from "@resilient-ai/core"
+import { StreamGuard } from "@resilient-ai/llm"
+import type { ErrorMapping } from "@resilient-ai/llm"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as AiErrors from "../AiErrors.js"
+import * as Chain from "./chain.js"
+import type { Handle } from "./deployments.js"
+
+/** Where the attempts of one streamed call hand their parts. */
+interface Sink<P> {
+  readonly offerAll: (parts: ReadonlyArray<P>) => Effect.Effect<unknown>
+  /** Some part reached the caller: from then on the call is that stream's. */
+  handedOn: boolean
+}
+
+/** What a streamed call answers: the usage of its finish part, and the parts of a static reply not yet handed on. */
+export interface Streamed<P> {
+  readonly usage: Response.Usage | undefined
+  readonly parts: ReadonlyArray<P>
+}
+
+/** What this module reads of a part; the toolkit's own part types pass through untouched. */
+interface AnyPart {
+  readonly type: Response.StreamPart<{}>["type"] | "tool-call" | "tool-result"
+}
+
+/** Parts that open something and say nothing yet: buffered until the first content part. */
+const opening: ReadonlySet<string> = new Set(["response-metadata", "text-start", "reasoning-start", "tool-params-start"])
+
+const isUsage = Schema.is(Response.Usage)
+
+/** The usage a finish part reports. */
+const usageOf = (part: AnyPart): Response.Usage | undefined =>
+  part.type === "finish" && Predicate.hasProperty(part, "usage") && isUsage(part.usage) ? part.usage : undefined
+
+/** The payload of an `error` part (`undefined` for any other part). */
+const errorPayloadOf = (part: AnyPart): { readonly payload: unknown } | undefined =>
+  part.type === "error" ? { payload: Predicate.hasProperty(part, "error") ? part.error : undefined } : undefined
+
+/** An `error` part's payload as our error, from the deployment and key it came on. */
+const errorPartOf = (h: Handle, origin: ErrorMapping.Origin, payload: unknown) =>
+  Effect.map(Clock.currentTimeMillis, (now) => AiErrors.fromStreamErrorPart(h.config.provider, payload, { now, ...origin }))
+
+/**
+ * One streamed attempt: opened and read to its first content part under the
+ * attempt's time limit, then handed on to the end. Its own scope closes the
+ * deployment's stream (and socket) whether it ends, fails or is retried.
+ */
+const attemptOn = <P extends AnyPart, E, R>(
+  sink: Sink<P>,
+  open: (h: Handle) => Stream.Stream<P, E, R>
+): Chain.Attempt<Streamed<P>, E | Errors.ResilienceError, R> =>
+(h, attempt) =>
+  Effect.scoped(Effect.gen(function*() {
+    const origin: ErrorMapping.Origin = {
+      provider: h.config.provider,
+      deployment: h.config.name,
+      ...(attempt.key === undefined ? {} : { keyName: attempt.key.name })
+    }
+    let usage: Response.Usage | undefined
+    const note = (part: P) => {
+      usage = usageOf(part) ?? usage
+    }
+    const opened = yield* attempt.timeLimit(Effect.gen(function*() {
+      const pull = yield* Stream.toPull(open(h))
+      const buffered: Array<P> = []
+      for (;;) {
+        const next = yield* Effect.either(pull)
+        if (Either.isLeft(next)) {
+          if (Option.isNone(next.left)) return { pull, buffered, ended: true }
+          return yield* Effect.fail(next.left.value)
+        }
+        for (const part of Chunk.toReadonlyArray(next.right)) {
+          const failed = errorPayloadOf(part)
+          if (failed !== undefined) return yield* Effect.flip(errorPartOf(h, origin, failed.payload))
+          note(part)
+          buffered.push(part)
+        }
+        if (buffered.some((p) => !opening.has(p.type))) return { pull, buffered, ended: false }
+      }
+    }))
+    let handed = 0
+    const handOn = (parts: ReadonlyArray<P>) => {
+      handed += parts.length
+      sink.handedOn = true
+      return sink.offerAll(parts)
+    }
+    yield* handOn(opened.buffered)
+    if (opened.ended) return { usage, parts: [] }
+    // From here on a failure is a cut of what the caller already has (rule 26).
+    const cut = (cause: unknown) => Effect.fail(StreamGuard.interrupted(cause, handed, origin))
+    for (;;) {
+      const next = yield* Effect.either(opened.pull)
+      if (Either.isRight(next)) {
+        const parts = Chunk.toReadonlyArray(next.right)
+        const failed = parts.findIndex((p) => p.type === "error")
+        const good = failed === -1 ? parts : parts.slice(0, failed)
+        good.forEach(note)
+        yield* handOn(good)
+        const bad = parts[failed]
+        const payload = bad === undefined ? undefined : errorPayloadOf(bad)
+        if (payload !== undefined) return yield* cut(yield* errorPartOf(h, origin, payload.payload))
+        continue
+      }
+      if (Option.isNone(next.left)) return { usage, parts: [] }
+      const e = next.left.value
+      if (!AiError.isAiError(e)) return yield* cut(e)
+      const now = yield* Clock.currentTimeMillis
+      return yield* cut(AiErrors.toResilienceError(e, { now, ...origin }))
+    }
+  }))
+
+/**
+ * `streamText` through the cascade. The caller's stream ends with the
+ * chain: with its parts, a static reply's, or the chain's error as an
+ * `AiError` (`restore`). `answered` is told who answered before the end.
+ */
+export const through = <P extends AnyPart, E, R>(
+  cascade: Chain.Cascade,
+  open: (h: Handle) => Stream.Stream<P, E, R>,
+  staticReply: ((error: Errors.ResilienceError) => Option.Option<ReadonlyArray<NoInfer<P>>>) | undefined,
+  restore: (error: Exclude<E, AiError.AiError> | Errors.ResilienceError) => E,
+  answered: (answer: Chain.Answered) => Effect.Effect<void>
+): Stream.Stream<P, E, R> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const mailbox = yield* Mailbox.make<P, E>(16)
+    const sink: Sink<P> = { offerAll: (parts) => mailbox.offerAll(parts), handedOn: false }
+    let answer: Chain.Answered | undefined
+    const call: Chain.Call<Streamed<P>> = {
+      method: "streamText",
+      usage: (s) => s.usage,
+      streams: true,
+      staticReply: staticReply === undefined
+        ? undefined
+        : (error) => Option.map(staticReply(error), (parts) => ({ usage: undefined, parts }))
+    }
+    const chain = Chain.run(cascade, call, attemptOn(sink, open))
+    yield* Effect.forkScoped(Effect.matchCauseEffect(chain, {
+      onFailure: (cause) => mailbox.failCause(Cause.map(cause, restore)),
+      onSuccess: ({ answered: a, value }) => {
+        answer = a
+        return Effect.zipRight(mailbox.offerAll(value.parts), mailbox.end)
+      }
+    }))
+    // Told in the caller's fiber, once the caller has read the whole stream.
+    return Stream.concat(
+      Mailbox.toStream(mailbox),
+      Stream.execute(Effect.suspend(() => (answer === undefined ? Effect.void : answered(answer))))
+    )
+  }))

@@ -1,0 +1,170 @@
+/**
+ * One completion endpoint, whatever its wire format: the steps every chat
+ * route takes (body, JSON, schema, model, translation, answer or stream),
+ * with the wire's own decoding, encoding and error body plugged in. Stated
+ * once so `/v1/chat/completions` and `/v1/messages` cannot drift apart.
+ *
+ * @since 0.1.0
+ */
+import type { Errors } from "@resilient-ai/core"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { Errors as CoreErrors } from "@resilient-ai/core"
+import type * as Chat from "@resilient-ai/llm/Chat"
+import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Health from "./Health.js"
+import type * as ModelRoutes from "./ModelRoutes.js"
+import * as OpenAiErrors from "./OpenAiErrors.js"
+import * as body from "./internal/body.js"
+
+/**
+ * What a wire format brings to the endpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Wire<Req> {
+  readonly decode: (json: unknown) => Effect.Effect<Req, ParseResult.ParseError>
+  readonly model: (request: Req) => string
+  readonly toChat: (request: Req) => Effect.Effect<Chat.ChatRequest, Errors.BadRequestError>
+  readonly streams: (request: Req) => boolean
+  /** The whole answer as the wire's response body. */
+  readonly response: (response: Chat.ChatResponse) => Effect.Effect<unknown, Errors.BadRequestError>
+  /** The chunks as the wire's SSE bytes, a failure after the first chunk as the wire's error event. */
+  readonly stream: (
+    chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
+    request: Req,
+    route: ModelRoutes.Route
+  ) => Stream.Stream<Uint8Array>
+  /** An error reply in the wire's error body. */
+  readonly error: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly models: ModelRoutes.Service
+  readonly maxBodyBytes: number
+  /** Answer with a static reply when every deployment failed (`chatOrStatic`). */
+  readonly staticReplies: boolean
+}
+
+/**
+ * `messages.0.content` → `messages[0].content`, as OpenAI names a `param`.
+ *
+ * @since 0.1.0
+ * @category params
+ */
+export const paramOf = (path: string): string => path.replace(/\.(\d+)(?=\.|$)/g, "[$1]")
+
+/**
+ * Who answered, as response headers.
+ *
+ * @since 0.1.0
+ * @category headers
+ */
+export const answeredBy = (result: ResilientClient.ChatResult): Record<string, string> => ({
+  "x-resilient-source": result.source,
+  ...(result.deployment === undefined ? {} : { "x-resilient-deployment": result.deployment }),
+  ...(result.keyName === undefined ? {} : { "x-resilient-key-name": result.keyName }),
+  "x-resilient-attempts": String(result.attempts),
+  "x-resilient-fallbacks": String(result.fallbacks.length)
+})
+
+/** The reply to a failed request, with the gateway's own Retry-After for its model. */
+const failure = (models: ModelRoutes.Service, route: ModelRoutes.Route, error: Errors.ResilienceError) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.map(Health.read(models.deployments, now), (states) =>
+      OpenAiErrors.fromError(error, { now, model: route.model, retryAfterMs: Health.retryAfterMs(states, route.cascade, now) })))
+
+/**
+ * A streamed answer: its first chunk (or failure) is awaited before the
+ * status is chosen. The pull lives in the request's scope, which the server
+ * closes when the response has been written or the client went away.
+ */
+const streamed = <Req>(
+  wire: Wire<Req>,
+  options: Options,
+  route: ModelRoutes.Route,
+  wireRequest: Req,
+  request: Chat.ChatRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pull = yield* Stream.toPull(route.client.stream(request))
+    const first = yield* Effect.either(pull)
+    if (Either.isLeft(first) && Option.isSome(first.left)) {
+      return wire.error(yield* failure(options.models, route, first.left.value))
+    }
+    const head = Either.isRight(first) ? first.right : Chunk.empty<Chat.ChatChunk>()
+    const rest = Either.isRight(first) ? Stream.repeatEffectChunkOption(pull) : Stream.empty
+    return HttpServerResponse.stream(wire.stream(Stream.concat(Stream.fromChunk(head), rest), wireRequest, route), {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+    })
+  })
+
+const untranslatable = (detail: string): OpenAiErrors.ErrorReply =>
+  OpenAiErrors.reply(502, `The upstream answer cannot be written in this format: ${detail}`, "server_error", "untranslatable_response")
+
+const answered = <Req>(
+  wire: Wire<Req>,
+  options: Options,
+  route: ModelRoutes.Route,
+  request: Chat.ChatRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  Effect.matchEffect(options.staticReplies ? route.client.chatOrStatic(request) : route.client.chat(request), {
+    onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
+    onSuccess: (result) =>
+      Effect.match(wire.response(result.response), {
+        onFailure: (e) => wire.error(untranslatable(e.detail ?? e.message)),
+        onSuccess: (answer) => HttpServerResponse.unsafeJson(answer, { headers: answeredBy(result) })
+      })
+  })
+
+const parseJson = (text: string): Either.Either<unknown, undefined> =>
+  Either.try({ try: (): unknown => JSON.parse(text), catch: () => undefined })
+
+/**
+ * The handler of an endpoint speaking `wire`.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const handler = <Req>(
+  wire: Wire<Req>,
+  options: Options
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest | Scope.Scope> =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const read = yield* body.read(NodeHttpServerRequest.toIncomingMessage(request), options.maxBodyBytes)
+    if (read._tag === "TooLarge") {
+      return HttpServerResponse.setHeader(wire.error(OpenAiErrors.tooLarge(options.maxBodyBytes)), "connection", "close")
+    }
+    if (read._tag === "Aborted") return HttpServerResponse.empty({ status: 400 })
+    const json = parseJson(read.text)
+    if (Either.isLeft(json)) return wire.error(OpenAiErrors.invalidJson())
+    const decoded = yield* Effect.either(wire.decode(json.right))
+    if (Either.isLeft(decoded)) {
+      const problem = CoreErrors.invalidConfig("request", decoded.left)
+      return wire.error(OpenAiErrors.invalidField(paramOf(problem.path), problem.detail))
+    }
+    const wireRequest = decoded.right
+    const route = options.models.resolve(wire.model(wireRequest))
+    if (route === undefined) return wire.error(OpenAiErrors.unknownModel(wire.model(wireRequest)))
+    const chat = yield* Effect.either(wire.toChat(wireRequest))
+    if (Either.isLeft(chat)) return wire.error(OpenAiErrors.invalidField("", chat.left.detail ?? chat.left.message))
+    return wire.streams(wireRequest)
+      ? yield* streamed(wire, options, route, wireRequest, chat.right)
+      : yield* answered(wire, options, route, chat.right)
+  })

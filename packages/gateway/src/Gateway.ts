@@ -1,0 +1,235 @@
+/**
+ * The gateway server: OpenAI-compatible routes over the resilient client,
+ * on `@effect/platform`'s `HttpRouter` and `NodeHttpServer`.
+ *
+ * | route | auth | what |
+ * | --- | --- | --- |
+ * | `POST /v1/chat/completions` | yes | see `ChatCompletions` |
+ * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
+ * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
+ * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads |
+ * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
+ * | `GET /health` | no | liveness: 200 while the process serves |
+ * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
+ *
+ * "auth" applies only when gateway keys are configured (`GatewayAuth`);
+ * health checks stay open for load balancers.
+ *
+ * **Shutdown.** When the gateway's scope closes (the CLI closes it on
+ * SIGTERM or SIGINT), it stops accepting connections, lets the requests and
+ * streams in flight finish for up to `gateway.shutdownTimeout`, then closes
+ * the connections left, which interrupts their handlers and so their
+ * upstream calls. The clients are closed after the server.
+ *
+ * @since 0.1.0
+ */
+import { StateStore } from "@resilient-ai/core"
+import type { Errors } from "@resilient-ai/core"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpProviders from "@resilient-ai/llm/HttpProviders"
+import * as HttpTransport from "@resilient-ai/llm/HttpTransport"
+import type * as Provider from "@resilient-ai/llm/Provider"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+import * as ChatCompletions from "./ChatCompletions.js"
+import * as GatewayAuth from "./GatewayAuth.js"
+import * as GatewayConfig from "./GatewayConfig.js"
+import * as Health from "./Health.js"
+import * as drain from "./internal/drain.js"
+import * as Messages from "./Messages.js"
+import * as ModelRoutes from "./ModelRoutes.js"
+import * as OpenAiErrors from "./OpenAiErrors.js"
+import * as Prometheus from "./Prometheus.js"
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export interface Options {
+  readonly config: GatewayConfig.GatewayConfig
+  /** Overrides `gateway.port` (the CLI's `--port`). */
+  readonly port?: number
+  /** Routes of the caller's own (the demo's `/admin/outage`), served beside the gateway's, without auth. */
+  readonly extraRoutes?: HttpRouter.HttpRouter
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** `http://HOST:PORT`. */
+  readonly url: string
+  readonly port: number
+  readonly models: ModelRoutes.Service
+  /** Requests (and streams) being answered now. */
+  readonly inFlight: () => number
+}
+
+const requestsTotal = Metric.counter("resilient_ai_gateway_requests_total", {
+  description: "HTTP requests answered by the gateway, by route and status",
+  incremental: true
+})
+
+const counted = (route: string) =>
+<E, R>(self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.tap(self, (response) =>
+    Metric.increment(Metric.tagged(Metric.tagged(requestsTotal, "route", route), "status", String(response.status))))
+
+/** The routes of the gateway. */
+const router = (
+  options: ChatCompletions.Options,
+  auth: GatewayAuth.Service,
+  extra: HttpRouter.HttpRouter | undefined
+) => {
+  const guarded = <E, R>(
+    self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+    refuse: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse = ChatCompletions.errorResponse
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
+    !auth.enabled ? self : Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      if (auth.authenticate(request.headers) !== undefined) return self
+      const presented = GatewayAuth.presentedKey(request.headers) !== undefined
+      return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
+    })
+
+  const states = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.map(Health.read(options.models.deployments, now), (states) => ({ now, states })))
+
+  const models = Effect.map(Clock.currentTimeMillis, (now) =>
+    HttpServerResponse.unsafeJson({
+      object: "list",
+      data: options.models.names.map((id) => ({ id, object: "model", created: Math.floor(now / 1000), owned_by: "resilient-ai" }))
+    }))
+
+  const status = Effect.map(states, ({ now, states }) =>
+    HttpServerResponse.unsafeJson({
+      ready: Health.isReady(states, now),
+      at: new Date(now).toISOString(),
+      models: options.models.routes.map((r) => ({ model: r.model, cascade: r.cascade })),
+      deployments: options.models.deployments.flatMap((h) => {
+        const state = states.find((s) => s.name === h.config.name)
+        return state === undefined ? [] : [Health.toJson(h, state, now)]
+      })
+    }))
+
+  const ready = Effect.map(states, ({ now, states }) => {
+    const ok = Health.isReady(states, now)
+    return HttpServerResponse.unsafeJson(
+      { status: ok ? "ready" : "unavailable", canServe: states.filter((s) => s.servesFrom <= now).map((s) => s.name) },
+      { status: ok ? 200 : 503 }
+    )
+  })
+
+  const metrics = Effect.map(Prometheus.scrape, (text) =>
+    HttpServerResponse.text(text, { contentType: Prometheus.contentType }))
+
+  const routes = HttpRouter.empty.pipe(
+    HttpRouter.post("/v1/chat/completions", counted("/v1/chat/completions")(guarded(ChatCompletions.handler(options)))),
+    HttpRouter.post("/v1/messages", counted("/v1/messages")(guarded(Messages.handler(options), Messages.errorResponse))),
+    HttpRouter.get("/v1/models", counted("/v1/models")(guarded(models))),
+    HttpRouter.get("/status", guarded(status)),
+    HttpRouter.get("/metrics", guarded(metrics)),
+    HttpRouter.get("/health", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/health/ready", ready)
+  )
+  return (extra === undefined ? routes : HttpRouter.concat(routes, extra)).pipe(
+    Effect.catchTag("RouteNotFound", (e) =>
+      Effect.succeed(
+        (e.request.url.startsWith("/v1/messages") ? Messages.errorResponse : ChatCompletions.errorResponse)(
+          OpenAiErrors.notFound(e.request.method, e.request.url)
+        )
+      ))
+  )
+}
+
+/**
+ * Starts the gateway; it stops, gracefully, with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<
+  Service,
+  Errors.InvalidConfigError | HttpServerError.ServeError,
+  Provider.Providers | StateStore.StateStore | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const { config } = options
+    const section = config.gateway
+    const keys = yield* GatewayAuth.resolveKeys(section.gatewayKeys ?? [])
+    const auth = GatewayAuth.make(keys)
+    const models = yield* ModelRoutes.make(config)
+    const app = router(
+      {
+        models,
+        maxBodyBytes: section.maxBodyBytes ?? GatewayConfig.defaults.maxBodyBytes,
+        staticReplies: section.staticReplies !== undefined
+      },
+      auth,
+      options.extraRoutes
+    )
+
+    const requestTimeout = Duration.toMillis(Duration.decode(section.requestTimeout ?? GatewayConfig.defaults.requestTimeout))
+    // Node checks these timeouts every `connectionsCheckingInterval` (30 s by default): as often as they need.
+    const nodeServer = Http.createServer({
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4)))
+    })
+    // Counted before the platform's own handler sees the request (listeners run in order).
+    const tracker = drain.track(nodeServer)
+    const server = yield* NodeHttpServer.make(() => nodeServer, {
+      port: options.port ?? section.port ?? GatewayConfig.defaults.port,
+      host: section.host ?? GatewayConfig.defaults.host,
+      // Node's default of 511 drops the connections of a burst beyond it (SYN retries: seconds of delay).
+      backlog: 4096
+    })
+    yield* server.serve(app)
+    // Added after `serve`, so it runs before `serve` unhooks the handler: requests in flight finish first.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(
+        tracker.drain(section.shutdownTimeout ?? GatewayConfig.defaults.shutdownTimeout),
+        ({ cut }) => cut === 0 ? Effect.logInfo("gateway stopped") : Effect.logWarning(`gateway stopped; ${cut} requests cut at the deadline`)
+      )
+    )
+    const address = server.address
+    const port = address._tag === "TcpAddress" ? address.port : 0
+    const host = address._tag === "TcpAddress" ? address.hostname : "127.0.0.1"
+    return { url: `http://${host}:${port}`, port, models, inFlight: tracker.inFlight }
+  })
+
+/**
+ * What {@link make} needs, for a gateway of its own: the HTTP providers over
+ * undici (proxies from the environment), and the in-memory state store.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const defaultDependencies = (
+  transport: HttpTransport.Options = {}
+): Layer.Layer<Provider.Providers | StateStore.StateStore> =>
+  Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), StateStore.layerMemory)
+
+/**
+ * {@link make} with {@link defaultDependencies}, built in the same scope: the
+ * providers' connections close after the server has drained.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start = (
+  options: Options,
+  transport: HttpTransport.Options = {}
+): Effect.Effect<Service, Errors.InvalidConfigError | HttpServerError.ServeError, Scope.Scope> =>
+  Effect.flatMap(Layer.build(defaultDependencies(transport)), (context) => Effect.provide(make(options), context))

@@ -1,0 +1,211 @@
+/**
+ * The core's `StateStore` on Redis: N processes that provide this layer with
+ * one URL and prefix share one breaker per deployment, one rate budget per
+ * key, one view of key health and one retry budget. The application changes
+ * nothing but the layer it provides.
+ *
+ * How (see `internal/sharedCell.ts`): each slot is one Redis key under
+ * `prefix`, `{version, state}`, the state the JSON of the core's own state
+ * machine. An operation runs that machine here on the last state this process
+ * saw and commits it with one compare-and-set script; on a version clash the
+ * script answers with the current state and the step runs again on it. So
+ * every rule keeps its single TypeScript implementation: nothing is written
+ * twice in Lua. The keys carry the slot name as a hash tag (`{name}`), so
+ * the one-key script also runs on Redis Cluster.
+ *
+ * Costs: one round trip per operation that changes state; an operation that
+ * changes nothing (a closed breaker's admission, an open one's refusal)
+ * answers from the state seen in the last `refreshInterval` (100 ms), which
+ * bounds how late another process's change is seen. Concurrent operations of
+ * one process on one slot share a script (group commit).
+ *
+ * Trouble: Redis never fails a call. An operation unanswered within
+ * `operationTimeout` (50 ms), or any while Redis is unreachable, runs on this
+ * process's local state with the same machines; one warning is logged, and
+ * {@link status} and the gauge `resilient_ai_redis_connected` say so until
+ * a probe finds Redis again (ioredis reconnects with backoff), when shared
+ * state resumes.
+ *
+ * Why not @effect/experimental's Redis `RateLimiter` store: its token bucket
+ * is a Lua script of its own, a second implementation of rule 21 beside the
+ * core's (reservations into a negative balance, pauses, refunds), and it has
+ * no breaker, key health or retry budget.
+ *
+ * The adaptive limit's slot (rule 29) stays in process memory for now: its
+ * calls in flight are the process's own, and what a shared learned limit
+ * should mean across processes is still open.
+ *
+ * @since 0.1.0
+ */
+import * as StateStore from "@resilient-ai/core/StateStore"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import { type Link, makeLink } from "./internal/link.js"
+import { type Cell, makeCell } from "./internal/sharedCell.js"
+import * as slots from "./internal/slots.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** `redis://[:password@]host:port[/db]`; a `Redacted` URL keeps its password out of logs. */
+  readonly url: string | Redacted.Redacted<string>
+  /** Prepended to every key; instances that share state use the same prefix. Default `"resilient-ai:"`. */
+  readonly prefix?: string | undefined
+  /** How long an operation waits for Redis before it proceeds on local state. Default 50 millis. */
+  readonly operationTimeout?: Duration.DurationInput | undefined
+  /** How old a cached state may be for an operation that changes nothing. Default 100 millis. */
+  readonly refreshInterval?: Duration.DurationInput | undefined
+  /** Every key expires this long after its last write. Default 24 hours. */
+  readonly ttl?: Duration.DurationInput | undefined
+  /** How long `make` waits for the first connection before it starts degraded. Default 1 second. */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** Version clashes an operation retries before it proceeds on the state it last read. Default 5. */
+  readonly maxRetries?: number | undefined
+}
+
+/**
+ * What the store knows of Redis.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  /** Whether operations go to Redis (false: they run on this process's local state). */
+  readonly connected: boolean
+  /** When (epoch ms, wall clock) the current degraded episode began. */
+  readonly degradedSince?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly status: Effect.Effect<Status>
+}
+
+/**
+ * The Redis store's own service, beside the `StateStore` it provides.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class RedisStore extends Context.Tag("@resilient-ai/redis/RedisStore")<RedisStore, Service>() {}
+
+/**
+ * The store's connection state.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const status: Effect.Effect<Status, never, RedisStore> = Effect.flatMap(RedisStore, (s) => s.status)
+
+const millis = (d: Duration.DurationInput | undefined, fallback: number): number =>
+  d === undefined ? fallback : Duration.toMillis(Duration.decode(d))
+
+/**
+ * Connects (waiting at most `connectTimeout`; an unreachable Redis is not an
+ * error, the store starts degraded) and returns both services. The
+ * connection closes with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<{ readonly store: StateStore.Service; readonly redis: Service }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const operationMillis = millis(options.operationTimeout, 50)
+    const refreshMillis = millis(options.refreshInterval, 100)
+    const link = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        makeLink({
+          url: Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url,
+          operationMillis,
+          probeMillis: refreshMillis,
+          connectMillis: millis(options.connectTimeout, 1000),
+          report: (effect) => {
+            Runtime.runFork(runtime)(effect)
+          },
+          log: {
+            lost: (reason) =>
+              Effect.logWarning(`Redis store degraded to local state: ${reason}. Calls go on; shared state resumes when Redis answers.`),
+            back: (downMillis) => Effect.logInfo(`Redis store shares state again after ${downMillis} ms on local state.`)
+          }
+        })
+      ),
+      (link) => Effect.promise(() => link.close())
+    )
+    yield* Effect.promise(() => link.started)
+    return { store: makeService(link, options, operationMillis, refreshMillis), redis: { status: Effect.sync(link.health) } }
+  })
+
+const makeService = (link: Link, options: Options, operationMillis: number, refreshMillis: number): StateStore.Service => {
+  const prefix = options.prefix ?? "resilient-ai:"
+  const cellOptions = {
+    operationMillis,
+    refreshMillis,
+    ttlMillis: Math.max(1, Math.round(millis(options.ttl, 24 * 60 * 60 * 1000))),
+    maxRetries: options.maxRetries ?? 5
+  }
+  // One cell per slot id: policies of one kind and name in this process share it, as on the memory store.
+  const cells = new Map<string, unknown>()
+  const cellFor: slots.CellFor = <S>(id: string) => {
+    const existing = cells.get(id)
+    if (existing !== undefined) return existing as Cell<S | undefined>
+    const cell = makeCell<S | undefined>(prefix + id, link, cellOptions, undefined, decode)
+    cells.set(id, cell)
+    return cell
+  }
+  const local = StateStore.makeMemory()
+  return {
+    breaker: (name, config) => slots.breakerSlot(cellFor, name, config),
+    tokenBucket: (name, config) => slots.tokenBucketSlot(cellFor, name, config),
+    keyHealth: (name, config) => slots.keyHealthSlot(cellFor, name, config),
+    retryBudget: (name, config) => slots.retryBudgetSlot(cellFor, name, config),
+    adaptiveLimit: (name, config) => local.adaptiveLimit(name, config)
+  }
+}
+
+/** Stored state is this package's own JSON; anything else reads as "no state" and is rebuilt. */
+const decode = <S>(json: string): S | undefined => {
+  try {
+    const value: unknown = JSON.parse(json)
+    return typeof value === "object" && value !== null ? (value as S) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The `StateStore` on Redis, and {@link RedisStore} for its status.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<StateStore.StateStore | RedisStore> =>
+  Layer.scopedContext(
+    Effect.map(make(options), ({ redis, store }) =>
+      Context.make(StateStore.StateStore, store).pipe(Context.add(RedisStore, redis)))
+  )
+
+/**
+ * {@link layer} from configuration; by default the URL from `REDIS_URL`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options> = { url: Config.redacted("REDIS_URL") }
+): Layer.Layer<StateStore.StateStore | RedisStore, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
