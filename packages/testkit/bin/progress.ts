@@ -6,13 +6,16 @@
  * terminal; elsewhere (a CI log) the same lines, without bars, every 5 s.
  * Finished runs are logged above the bars. `--quiet` makes none of this.
  *
- * Its cost, measured (scale 0.1, five scenarios, 228,558 requests, load
- * 9–12 on 2 cores): the main thread was busy 1.3–1.7 s in a `--quiet` run
- * (loading modules, the workers' results) and 2.1 s in one with the display
- * at 5 redraws a second, about 0.5 s more over 20 s of wall time: some 2 %
- * of the run's 24 s of CPU. Most of it is the terminal writes of each
- * redraw, so it redraws 4 times a second and the workers post at most 4
- * times a second; `--quiet` runs pass no progress callback at all.
+ * Its cost, measured (scale 0.1, five scenarios, 228,558 requests, 2
+ * cores shared with other work at a load of 6–12; `DRILL_MEASURE_MAIN`):
+ * at 5 redraws a second the main thread was busy 2.1 s against 1.3–1.7 s
+ * in a `--quiet` run (loading modules, the workers' results), about 2 % of
+ * the run's 24 s of CPU; at 4 redraws a second 1.35 s against 0.76–1.26 s,
+ * and the whole process's CPU 22.3–24.8 s against 21.5–24.1 s (two pairs,
+ * +3 % each, within the ±10 % that runs differ by on this machine). Most
+ * of it is the terminal writes of each redraw, so it redraws 4 times a
+ * second and the workers post at most 4 times a second; `--quiet` runs
+ * pass no progress callback at all.
  */
 import { MultiBar } from "cli-progress"
 import * as DrillReport from "@resilient-ai/testkit/DrillReport"

@@ -1,5 +1,5 @@
 /**
- * The six drill scenarios, each with the `ClientConfig` an operator would
+ * The seven drill scenarios, each with the `ClientConfig` an operator would
  * choose for it. The configurations are the documentation of how to use the
  * library against each kind of incident: read them next to the report.
  *
