@@ -235,6 +235,10 @@ describe("Drill", () => {
     // It does close now and then: the primary is not held out for the whole flapping, as a fixed 2 minutes held it.
     expect(report.breakerTransitions.filter((t) => t.to === "closed").length).toBeGreaterThan(0)
     expect(JSON.stringify(run().report)).toEqual(JSON.stringify(report))
+    // Shortened to a few flaps, a run is judged only on the openings and closings it can show.
+    const short = Scenarios.make("flapping", { scale: 0.05, rateScale: 0.1 })
+    const shortReport = Effect.runSync(Drill.run(short, "protected", { seed: 1 })).report
+    expect(DrillReport.targets(short, shortReport).map((t) => t.name)).toEqual([targets[0]?.name])
   }, 60_000)
 
   it("stream-faults: the same seed gives the same JSON, another seed another", () => {
