@@ -195,7 +195,7 @@ const textOf = (message: Message): string =>
     ? message.content
     : message.content.map((p) => (p.type === "text" ? p.text : "")).join(" ")
 
-/** The text of the prompt's last user message, for the static reply's intent. Never decodes (decoding may throw). */
+/** The text of the prompt's last user message, for the static reply's intent: read from the raw input, never decoded (a decode could fail, and the static reply must not). */
 const lastUserText = (prompt: Prompt.RawInput): string => {
   if (typeof prompt === "string") return prompt
   const messages: ReadonlyArray<Message> = Prompt.isPrompt(prompt) ? prompt.content : Array.from(prompt)

@@ -468,6 +468,21 @@ const registered = <A>(key: Redacted.Redacted<string>, value: A): A => {
 }
 
 /**
+ * The key pool options of a deployment, for `KeyPool.make`: its keys
+ * (resolved with {@link resolveKeys}), named after the pool it may share.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const keyPoolOptions = (deployment: Deployment, keys: KeyPool.Options["keys"]): KeyPool.Options => ({
+  name: deployment.keyPool ?? deployment.name,
+  keys,
+  provider: deployment.provider,
+  ...(deployment.keyStrategy === undefined ? {} : { strategy: deployment.keyStrategy }),
+  ...deployment.keyHealth
+})
+
+/**
  * The policy options of a deployment, for `Policy.make`.
  *
  * @since 0.1.0

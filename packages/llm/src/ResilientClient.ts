@@ -420,13 +420,7 @@ export const make = (
       if (keyPool === undefined && d.keys.length > 0) {
         const keys = yield* ClientConfig.resolveKeys(d, index)
         keyPool = yield* Effect.mapError(
-          KeyPool.make({
-            name: poolName,
-            keys,
-            provider: d.provider,
-            ...(d.keyStrategy === undefined ? {} : { strategy: d.keyStrategy }),
-            ...d.keyHealth
-          }),
+          KeyPool.make(ClientConfig.keyPoolOptions(d, keys)),
           prefix
         )
         pools.set(poolName, keyPool)

@@ -125,6 +125,7 @@ export const make = (
 ): Effect.Effect<{ readonly store: StateStore.Service; readonly redis: Service }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
+    const clock = yield* Effect.clock
     const operationMillis = millis(options.operationTimeout, 50)
     const refreshMillis = millis(options.refreshInterval, 100)
     const link = yield* Effect.acquireRelease(
@@ -134,6 +135,7 @@ export const make = (
           operationMillis,
           probeMillis: refreshMillis,
           connectMillis: millis(options.connectTimeout, 1000),
+          now: () => clock.unsafeCurrentTimeMillis(),
           report: (effect) => {
             Runtime.runFork(runtime)(effect)
           },

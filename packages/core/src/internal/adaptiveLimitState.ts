@@ -89,16 +89,21 @@ const MIN_SAMPLES = 3
 /** Successes the baseline needs before any window is judged slow against it. */
 const MIN_LEARNED = 100
 
-export const initial = (config: Config, now: number): State => ({
-  limit: config.initialLimit,
-  lastGood: config.initialLimit,
-  windowStart: now,
+/** A window with nothing recorded yet. */
+const emptyWindow = {
   admissions: 0,
   successes: 0,
   windowMsPerWork: 0,
   windowMillis: 0,
   drops: 0,
-  pressed: false,
+  pressed: false
+} as const
+
+export const initial = (config: Config, now: number): State => ({
+  limit: config.initialLimit,
+  lastGood: config.initialLimit,
+  windowStart: now,
+  ...emptyWindow,
   msPerWork: undefined,
   learnedFrom: 0,
   usualMillis: undefined
@@ -179,12 +184,7 @@ export const advance = (
     limit,
     lastGood: reason === "pressed" ? Math.max(state.lastGood, state.limit) : state.lastGood,
     windowStart: now,
-    admissions: 0,
-    successes: 0,
-    windowMsPerWork: 0,
-    windowMillis: 0,
-    drops: 0,
-    pressed: false
+    ...emptyWindow
   }
   return [next, limit === state.limit || reason === undefined ? undefined : { from: state.limit, to: limit, reason }]
 }

@@ -64,6 +64,8 @@ export interface LinkOptions {
   readonly operationMillis: number
   readonly probeMillis: number
   readonly connectMillis: number
+  /** Epoch ms on the layer's `Clock`: the link's callbacks run outside any fiber. */
+  readonly now: () => number
   readonly report: Report
   readonly log: {
     readonly lost: (reason: string) => Effect.Effect<void>
@@ -142,7 +144,7 @@ export const makeLink = (options: LinkOptions): Link => {
     up = true
     degradedSince = undefined
     options.report(Metric.set(connectedGauge, 1))
-    if (since !== undefined) options.report(options.log.back(Date.now() - since))
+    if (since !== undefined) options.report(options.log.back(options.now() - since))
   }
 
   const runProbe = () => {
@@ -164,7 +166,7 @@ export const makeLink = (options: LinkOptions): Link => {
     const wasUp = up
     up = false
     if (degradedSince === undefined) {
-      degradedSince = Date.now()
+      degradedSince = options.now()
       options.report(Metric.set(connectedGauge, 0))
       options.report(options.log.lost(reason))
     } else if (wasUp) {
