@@ -184,7 +184,8 @@ const delivered = (parts: ReadonlyArray<AnyPart>): { readonly text: string; read
  * closed, and the chain runs again without the deployment that was cut,
  * asked to continue that text; its parts follow (not its
  * `response-metadata`: the caller already has the answer's), so the
- * program reads one answer.
+ * program reads one answer. With no other deployment to ask, the cut is
+ * the stream's error.
  */
 export const through = <P extends AnyPart, E, R>(
   cascade: Chain.Cascade,
@@ -257,7 +258,9 @@ export const through = <P extends AnyPart, E, R>(
     yield* Effect.forkScoped(Effect.matchCauseEffect(run(sink, undefined), {
       onFailure: (cause) => {
         const cut = sink.cut
-        if (cut !== undefined && streamCall.continueWithPrefix && delivered(handed).text !== "") return continuation(cut)
+        const canContinue = cut !== undefined && streamCall.continueWithPrefix && delivered(handed).text !== "" &&
+          cascade.steps.some((h) => h.config.name !== cut.deployment)
+        if (canContinue) return continuation(cut)
         // Once parts were handed on, a cut is the answer: nothing (a stale entry) may follow it.
         return mailbox.failCause(Cause.map(cut === undefined ? cause : Cause.fail(cut), streamCall.restore))
       },
