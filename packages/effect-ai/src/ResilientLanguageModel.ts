@@ -21,10 +21,17 @@
  * Who answered, after how many attempts and fallbacks, at what cost, is in
  * {@link lastAnswer}, not in @effect/ai's response types.
  *
- * Configuration fields that apply here: every deployment field but `probe`,
- * `contextWindow` and `capabilities`; `cascade`, `maxAttemptsPerRequest`,
- * `maxCostUsdPerRequest`, `deadline`, `maxWaitBeforeFallback`. A stream cut
- * after its first part ends the call (`midStreamPolicy: "terminate"`).
+ * In front of the chain, with the `cache` option, core's `ResponseCache`
+ * (fresh hits, single-flight, stale-if-error before a static reply), as
+ * the LLM client has it. Idle deployments are probed (rule 30) and skipped
+ * while unfit; a `ContextLengthError` moves to a larger window.
+ *
+ * Configuration fields that apply here: every deployment field but
+ * `capabilities`; `cascade`, `contextFallback`, `midStreamPolicy`,
+ * `maxAttemptsPerRequest`, `maxCostUsdPerRequest`, `deadline`,
+ * `maxWaitBeforeFallback`. A stream cut after its first part ends the
+ * call, unless `midStreamPolicy` is `continue-with-prefix`: then the next
+ * deployment continues the text the program already has.
  *
  * @since 0.1.0
  */

@@ -40,8 +40,6 @@ import type { Handle } from "./deployments.js"
 /** Where the attempts of one streamed call hand their parts. */
 interface Sink<P> {
   readonly offerAll: (parts: ReadonlyArray<P>) => Effect.Effect<unknown>
-  /** Some part reached the caller: from then on the call is that stream's. */
-  handedOn: boolean
   /** The stream that was handed on broke. */
   cut: Errors.StreamInterruptedError | undefined
 }
@@ -115,7 +113,6 @@ const attemptOn = <P extends AnyPart, E, R>(
     let handed = 0
     const handOn = (parts: ReadonlyArray<P>) => {
       handed += parts.length
-      sink.handedOn = true
       return sink.offerAll(parts)
     }
     yield* handOn(opened.buffered)
@@ -193,6 +190,8 @@ export const through = <P extends AnyPart, E, R>(
 ): Stream.Stream<P, E, R> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const mailbox = yield* Mailbox.make<P, E>(16)
+    // What reached the caller, kept only for what reads it: the cache's entry, a continuation's prefix.
+    const keeps = (streamCall.cache !== undefined && streamCall.key !== undefined) || streamCall.continueWithPrefix
     const handed: Array<P> = []
     let answer: Chain.Answered | undefined
     const codec: AnswerCache.Codec<Streamed<P>, never> = {
@@ -223,10 +222,9 @@ export const through = <P extends AnyPart, E, R>(
       )
     const sink: Sink<P> = {
       offerAll: (parts) => {
-        handed.push(...parts)
+        if (keeps) handed.push(...parts)
         return mailbox.offerAll(parts)
       },
-      handedOn: false,
       cut: undefined
     }
     const ended = (value: Streamed<P>, a: Chain.Answered) => {
@@ -238,7 +236,6 @@ export const through = <P extends AnyPart, E, R>(
       const so = delivered(handed)
       const next: Sink<P> = {
         offerAll: (parts) => mailbox.offerAll(parts.filter((p) => p.type !== "response-metadata")),
-        handedOn: true,
         cut: undefined
       }
       const from = cut.deployment ?? "chain"
