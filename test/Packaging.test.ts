@@ -181,6 +181,6 @@ describe("packaging", () => {
         rmSync(root, { recursive: true, force: true })
       }
     },
-    300_000
+    420_000
   )
 })
