@@ -388,7 +388,6 @@ export const make = (
         )))
     }
 
-    const continueWithPrefix = config.midStreamPolicy === "continue-with-prefix"
     const streamText: LanguageModel.Service["streamText"] = (request) =>
       Streaming.through(cascade, {
         open: (h, continued) =>
@@ -401,7 +400,7 @@ export const make = (
         cache,
         key: AnswerCache.keyOf(request),
         parts: (parts) => parts,
-        continueWithPrefix
+        midStreamPolicy: config.midStreamPolicy
       })
 
     return { generateText, generateObject, streamText }

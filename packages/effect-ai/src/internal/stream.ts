@@ -6,6 +6,8 @@
  *   attempt's time limit, up to its first content part, buffering what came
  *   before (`response-metadata`, `text-start`...). A failure until then is an
  *   ordinary failure of the attempt: retried, counted, fallen back from.
+ *   With `midStreamPolicy: "terminate"` the first part of any kind ends
+ *   that phase, as the LLM client's first chunk of any kind does.
  * - From the first content part on, every part goes to the caller as it
  *   comes, and the request belongs to that stream: a failure is a
  *   `StreamInterruptedError`, which the breaker counts (the attempt is one
@@ -21,7 +23,7 @@ import * as AiError from "@effect/ai/AiError"
 import * as Response from "@effect/ai/Response"
 import type { Errors } from "@resilient-ai/core"
 import { StreamGuard } from "@resilient-ai/llm"
-import type { ErrorMapping } from "@resilient-ai/llm"
+import type { ClientConfig, ErrorMapping } from "@resilient-ai/llm"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -79,6 +81,8 @@ const errorPartOf = (h: Handle, origin: ErrorMapping.Origin, payload: unknown) =
  */
 const attemptOn = <P extends AnyPart, E, R>(
   sink: Sink<P>,
+  /** `midStreamPolicy: "terminate"`: the first part of any kind, an opening one included, makes the call the stream's. */
+  terminates: boolean,
   open: (h: Handle) => Stream.Stream<P, E, R>
 ): Chain.Attempt<Streamed<P>, E | Errors.ResilienceError, R> =>
 (h, attempt) =>
@@ -107,7 +111,7 @@ const attemptOn = <P extends AnyPart, E, R>(
           note(part)
           buffered.push(part)
         }
-        if (buffered.some((p) => !opening.has(p.type))) return { pull, buffered, ended: false }
+        if (buffered.some((p) => terminates || !opening.has(p.type))) return { pull, buffered, ended: false }
       }
     }))
     let handed = 0
@@ -157,8 +161,13 @@ export interface StreamCall<P, E, R> {
   readonly key: AnswerCache.Key | undefined
   /** The parts this module makes (a cache hit, the end of a cut block) as the call's part type. */
   readonly parts: (parts: ReadonlyArray<AnswerCache.CachedStreamPart>) => ReadonlyArray<NoInfer<P>>
-  /** `midStreamPolicy: "continue-with-prefix"`: after a cut, the next deployment continues the text. */
-  readonly continueWithPrefix: boolean
+  /**
+   * The configuration's `midStreamPolicy` (default `restart-if-no-output`):
+   * whether an opening part already makes the call the stream's
+   * (`terminate`), and whether after a cut the next deployment continues
+   * the text (`continue-with-prefix`).
+   */
+  readonly midStreamPolicy: ClientConfig.ClientConfig["midStreamPolicy"]
 }
 
 /** The text a stream's parts delivered, and the text blocks they left open. */
@@ -191,7 +200,8 @@ export const through = <P extends AnyPart, E, R>(
   Stream.unwrapScoped(Effect.gen(function*() {
     const mailbox = yield* Mailbox.make<P, E>(16)
     // What reached the caller, kept only for what reads it: the cache's entry, a continuation's prefix.
-    const keeps = (streamCall.cache !== undefined && streamCall.key !== undefined) || streamCall.continueWithPrefix
+    const continueWithPrefix = streamCall.midStreamPolicy === "continue-with-prefix"
+    const keeps = (streamCall.cache !== undefined && streamCall.key !== undefined) || continueWithPrefix
     const handed: Array<P> = []
     let answer: Chain.Answered | undefined
     const codec: AnswerCache.Codec<Streamed<P>, never> = {
@@ -218,7 +228,7 @@ export const through = <P extends AnyPart, E, R>(
             staticReply: staticReply === undefined || continued !== undefined
               ? undefined
               : (error) => Option.map(staticReply(error), (parts) => ({ usage: undefined, parts }))
-          }, attemptOn(sink, (h) => streamCall.open(h, continued?.text)))
+          }, attemptOn(sink, streamCall.midStreamPolicy === "terminate", (h) => streamCall.open(h, continued?.text)))
       )
     const sink: Sink<P> = {
       offerAll: (parts) => {
@@ -255,7 +265,7 @@ export const through = <P extends AnyPart, E, R>(
     yield* Effect.forkScoped(Effect.matchCauseEffect(run(sink, undefined), {
       onFailure: (cause) => {
         const cut = sink.cut
-        const canContinue = cut !== undefined && streamCall.continueWithPrefix && delivered(handed).text !== "" &&
+        const canContinue = cut !== undefined && continueWithPrefix && delivered(handed).text !== "" &&
           cascade.steps.some((h) => h.config.name !== cut.deployment)
         if (canContinue) return continuation(cut)
         // Once parts were handed on, a cut is the answer: nothing (a stale entry) may follow it.

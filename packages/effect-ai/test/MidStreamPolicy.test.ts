@@ -13,7 +13,7 @@ const continueWithPrefix = {
   gptPolicy: { retry: false, circuitBreaker: { trigger: { kind: "consecutive", failures: 1 }, openDuration: "1 minute" } }
 }
 
-describe("streamText with midStreamPolicy continue-with-prefix (rule 28)", () => {
+describe("streamText and midStreamPolicy (rule 28)", () => {
   it.scopedLive("after a cut, the next deployment continues the delivered text and the program reads one answer", () =>
     Effect.gen(function*() {
       const { received, result } = yield* withModel(
@@ -80,5 +80,26 @@ describe("streamText with midStreamPolicy continue-with-prefix (rule 28)", () =>
       )
       expect(Option.map(AiErrors.resilienceErrorOf(result), (e) => e._tag)).toEqual(Option.some("StreamInterruptedError"))
       expect(received.filter((r) => r.path === "/v1/messages")).toHaveLength(0)
+    }))
+
+  it.scopedLive("a cut after the opening parts only falls back by default, and is the stream's error with terminate", () =>
+    Effect.gen(function*() {
+      // The OpenAI stream is cut after its opening events (response metadata), before any text.
+      const script = (path: string) =>
+        path === "/v1/responses" ? { _tag: "Stream" as const, deltas: ["Hel", "lo"], cutAfter: 0 } : { _tag: "Stream" as const, deltas: ["Hello"] }
+      const restart = yield* withModel(
+        script,
+        Effect.zip(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" })), answered),
+        { gptPolicy: { retry: false } }
+      )
+      expect(textOf(restart.result[0])).toBe("Hello")
+      expect(restart.result[1]).toMatchObject({ deployment: "claude", source: "fallback-provider" })
+      const terminate = yield* withModel(
+        script,
+        Effect.flip(Stream.runDrain(LanguageModel.streamText({ prompt: "hello" }))),
+        { gptPolicy: { retry: false }, config: { midStreamPolicy: "terminate" } }
+      )
+      expect(Option.map(AiErrors.resilienceErrorOf(terminate.result), (e) => e._tag)).toEqual(Option.some("StreamInterruptedError"))
+      expect(terminate.received.filter((r) => r.path === "/v1/messages")).toHaveLength(0)
     }))
 })
