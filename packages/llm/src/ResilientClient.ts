@@ -32,7 +32,7 @@ import {
   Deadline,
   Errors,
   Fallback,
-  HealthProbe,
+  type HealthProbe,
   KeyPool,
   Policy,
   RequestBudget,
@@ -61,6 +61,7 @@ import type * as Chat from "./Chat.js"
 import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
 import * as CompleteLater from "./CompleteLater.js"
+import * as DeploymentProbe from "./DeploymentProbe.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
 import * as StreamGuard from "./StreamGuard.js"
@@ -437,26 +438,12 @@ export const make = (
         propagateTrace: d.propagateTrace,
         headers: d.headers
       })
-      const probeOptions = d.probe ?? (config.cascade[0] === d.name ? false : {})
-      const probe = probeOptions === false ? undefined : yield* Effect.mapError(
-        HealthProbe.make({
-          name: d.name,
-          ...(probeOptions.every === undefined ? {} : { every: probeOptions.every }),
-          ...(probeOptions.idleFor === undefined ? {} : { idleFor: probeOptions.idleFor }),
-          ...(probeOptions.maxPerMinute === undefined ? {} : { maxPerMinute: probeOptions.maxPerMinute })
-        }, {
-          circuitBreaker: policy.circuitBreaker,
-          keyPool,
-          lastUsed: Effect.sync(() => lastUsed.get(d.name)),
-          call: (key) => {
-            const context = { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }
-            return probeOptions.kind === "completion" || provider.probe === undefined
-              ? Effect.asVoid(provider.chat({ model: d.model, messages: [{ role: "user", content: "ping" }], maxTokens: 1 }, context))
-              : provider.probe(context)
-          }
-        }),
-        (e) => new Errors.InvalidConfigError({ component: e.component, path: `deployments.${index}.probe.${e.path}`, detail: e.detail })
-      )
+      const probe = yield* DeploymentProbe.make(config, index, {
+        circuitBreaker: policy.circuitBreaker,
+        keyPool,
+        lastUsed: Effect.sync(() => lastUsed.get(d.name)),
+        provider
+      })
       handles.push({ config: d, policy, keyPool, provider, probe })
     }
     const byName = new Map(handles.map((h) => [h.config.name, h]))
@@ -464,18 +451,10 @@ export const make = (
       const h = byName.get(n)
       return h === undefined ? [] : [h]
     })
-    const contextFallback = (config.contextFallback ?? [])
-      .flatMap((n) => {
-        const h = byName.get(n)
-        return h === undefined ? [] : [h]
-      })
-    const largerWindows = contextFallback.length > 0
-      ? contextFallback
-      : handles
-        .filter((h) => h.config.contextWindow !== undefined)
-        .sort((a, b) => (a.config.contextWindow ?? 0) - (b.config.contextWindow ?? 0))
-    const windowOf = (deployment: string | undefined): number =>
-      deployment === undefined ? 0 : byName.get(deployment)?.config.contextWindow ?? 0
+    const largerWindows = ClientConfig.contextFallbackOrder(config).flatMap((d) => {
+      const h = byName.get(d.name)
+      return h === undefined ? [] : [h]
+    })
 
     const cache = extras.cache === undefined ? undefined : yield* Effect.mapError(
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
@@ -627,12 +606,11 @@ export const make = (
         }
         for (const h of largerWindows) {
           if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
-          const window = h.config.contextWindow ?? 0
+          const takesOver = ClientConfig.takesOverContextLength(config, h.config)
           chain = Fallback.orElseWhen(
             chain,
             h.config.name,
-            (e: Errors.ResilienceError): e is Errors.ResilienceError =>
-              e._tag === "ContextLengthError" && window > windowOf(e.deployment),
+            (e: Errors.ResilienceError): e is Errors.ResilienceError => takesOver(e),
             () => step(h, false)
           )
         }
@@ -889,7 +867,7 @@ export const make = (
                 { role: "assistant", content: written },
                 {
                   role: "user",
-                  content: "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
+                  content: StreamGuard.continuationInstruction
                 }
               ]
               // The deployment that was cut is not asked again: the next one continues.
