@@ -431,12 +431,13 @@ export const layer = (
  */
 export const layerWithStaticReply = (
   config: ClientConfig.ClientConfig,
-  staticReply: StaticReplyOptions = {}
+  staticReply: StaticReplyOptions = {},
+  options: Omit<Options, "staticReply"> = {}
 ): Layer.Layer<
   LanguageModel.LanguageModel | AlwaysAnswers,
   Errors.InvalidConfigError,
   HttpClient.HttpClient | StateStore.StateStore
-> => Layer.merge(layer(config, { staticReply }), Layer.succeed(AlwaysAnswers, { staticReply }))
+> => Layer.merge(layer(config, { ...options, staticReply }), Layer.succeed(AlwaysAnswers, { staticReply }))
 
 /**
  * {@link layer} from the JSON configuration, decoded with its errors named by field.

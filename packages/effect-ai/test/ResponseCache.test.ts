@@ -122,9 +122,9 @@ describe("the response cache in front of the chain (rule 18)", () => {
     Effect.gen(function*() {
       let down = false
       const { result } = yield* runWith(
-        (config) => ResilientLanguageModel.layer(config, { staticReply: {}, cache: { timeToLive: "50 millis" } }),
+        (config) => ResilientLanguageModel.layerWithStaticReply(config, {}, { cache: { timeToLive: "50 millis" } }),
         () => (down ? status(503) : ok("remembered")),
-        Effect.gen(function*() {
+        ResilientLanguageModel.alwaysAnswers(Effect.gen(function*() {
           yield* LanguageModel.generateText({ prompt: "hello" })
           yield* Effect.sleep("150 millis")
           down = true
@@ -136,7 +136,7 @@ describe("the response cache in front of the chain (rule 18)", () => {
           const fresh = yield* LanguageModel.generateText({ prompt: "new question" })
           const freshAnswer = yield* answered
           return { stale: stale.text, staleAnswer, staticAnswer, fresh: fresh.text, freshAnswer }
-        }),
+        })),
         { gptPolicy: { retry: false } }
       )
       expect(result.stale).toBe("remembered")

@@ -85,9 +85,11 @@ const probeOf = (
     let lastUsed: number | undefined
     const client = yield* HttpClient.HttpClient
     const target = { name: d.name, kind: d.provider, baseUrl: d.baseUrl, model: d.model, headers: d.headers }
+    // The configuration's transport limits (first byte): a probe that hangs ends as the client's call would.
+    const providerOptions = ClientConfig.providerOptions(config)
     const provider = d.provider === "openai"
-      ? HttpProviders.openAiCompatible(client, target)
-      : HttpProviders.anthropic(client, target)
+      ? HttpProviders.openAiCompatible(client, target, providerOptions)
+      : HttpProviders.anthropic(client, target, providerOptions)
     const probe = yield* DeploymentProbe.make(config, index, {
       circuitBreaker: policy.circuitBreaker,
       keyPool,
