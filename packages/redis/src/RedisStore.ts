@@ -13,11 +13,23 @@
  * twice in Lua. The keys carry the slot name as a hash tag (`{name}`), so
  * the one-key script also runs on Redis Cluster.
  *
- * Costs: one round trip per operation that changes state; an operation that
- * changes nothing (a closed breaker's admission, an open one's refusal)
- * answers from the state seen in the last `refreshInterval` (100 ms), which
- * bounds how late another process's change is seen. Concurrent operations of
- * one process on one slot share a script (group commit).
+ * Costs: at most one round trip on the latency path of a call. The store
+ * reads the slots it uses in the background every `refreshInterval / 2`
+ * (100 ms / 2), so each keeps a view of the shared state at most
+ * `refreshInterval` old. From that view, with no round trip: a closed
+ * breaker's admission, an open one's refusal, a key pick, and every outcome
+ * record (breaker, key health, adaptive limit), whose writes commit behind
+ * the call. The one operation that waits for Redis is the one that must be
+ * exact across processes: the limiter's reservation (and a half-open
+ * breaker's trial, which happens once per opening). Concurrent operations of
+ * one process on one slot share a script (group commit). A slot unused for
+ * `idleTimeout` (10 s) is no longer refreshed; its next operation waits for
+ * one read.
+ *
+ * What the behind writes cost the breaker's view: an outcome reaches Redis
+ * one script after the call ends (the slot's queue, then one round trip),
+ * and other processes see it at their next refresh: at most
+ * `refreshInterval` plus that round trip after the call.
  *
  * Trouble: Redis never fails a call. An operation unanswered within
  * `operationTimeout` (50 ms), or any while Redis is unreachable, runs on this
@@ -31,9 +43,9 @@
  * core's (reservations into a negative balance, pauses, refunds), and it has
  * no breaker, key health or retry budget.
  *
- * The adaptive limit's slot (rule 29) stays in process memory for now: its
- * calls in flight are the process's own, and what a shared learned limit
- * should mean across processes is still open.
+ * The adaptive limit (rule 29) shares what it learns: one window of
+ * outcomes and one learned limit for all processes; each process holds at
+ * most that limit in flight of its own calls.
  *
  * @since 0.1.0
  */
@@ -48,7 +60,7 @@ import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { type Link, makeLink } from "./internal/link.js"
-import { type Cell, makeCell } from "./internal/sharedCell.js"
+import { type Cell, type Counters as CellCounters, makeCell, makeCounters } from "./internal/sharedCell.js"
 import * as slots from "./internal/slots.js"
 
 /**
@@ -70,6 +82,8 @@ export interface Options {
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** Version clashes an operation retries before it proceeds on the state it last read. Default 5. */
   readonly maxRetries?: number | undefined
+  /** A slot unused this long is no longer read in the background. Default 10 seconds. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -86,11 +100,27 @@ export interface Status {
 }
 
 /**
+ * What the store's operations cost, counted since it was made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Counters {
+  /** Operations whose caller waited for a Redis round trip. */
+  readonly awaited: number
+  /** Operations answered at once (from the slot's view, or local state while degraded). */
+  readonly answered: number
+  /** Scripts sent to Redis: the operations' commits (awaited or behind), retries after a clash, background reads. */
+  readonly scripts: number
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Service {
   readonly status: Effect.Effect<Status>
+  readonly counters: Effect.Effect<Counters>
 }
 
 /**
@@ -149,10 +179,36 @@ export const make = (
       (link) => Effect.promise(() => link.close())
     )
     yield* Effect.promise(() => link.started)
-    return { store: makeService(link, options, operationMillis, refreshMillis), redis: { status: Effect.sync(link.health) } }
+    const counters = makeCounters()
+    const { cells, store } = makeService(link, options, operationMillis, refreshMillis, counters)
+    if (refreshMillis > 0) {
+      const idleMillis = millis(options.idleTimeout, 10_000)
+      // A plain timer, like the link's probe: the reads are fire-and-forget callbacks that never suspend a fiber.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const timer = setInterval(() => {
+            const now = clock.unsafeCurrentTimeMillis()
+            for (const cell of cells.values()) cell.refresh(now, now - idleMillis)
+          }, Math.max(1, Math.floor(refreshMillis / 2)))
+          timer.unref()
+          return timer
+        }),
+        (timer) => Effect.sync(() => clearInterval(timer))
+      )
+    }
+    return {
+      store,
+      redis: { status: Effect.sync(link.health), counters: Effect.sync((): Counters => ({ ...counters })) }
+    }
   })
 
-const makeService = (link: Link, options: Options, operationMillis: number, refreshMillis: number): StateStore.Service => {
+const makeService = (
+  link: Link,
+  options: Options,
+  operationMillis: number,
+  refreshMillis: number,
+  counters: CellCounters
+): { readonly store: StateStore.Service; readonly cells: ReadonlyMap<string, Cell<unknown>> } => {
   const prefix = options.prefix ?? "resilient-ai:"
   const cellOptions = {
     operationMillis,
@@ -161,21 +217,23 @@ const makeService = (link: Link, options: Options, operationMillis: number, refr
     maxRetries: options.maxRetries ?? 5
   }
   // One cell per slot id: policies of one kind and name in this process share it, as on the memory store.
-  const cells = new Map<string, unknown>()
+  const cells = new Map<string, Cell<unknown>>()
   const cellFor: slots.CellFor = <S>(id: string) => {
     const existing = cells.get(id)
     if (existing !== undefined) return existing as Cell<S | undefined>
-    const cell = makeCell<S | undefined>(prefix + id, link, cellOptions, undefined, decode)
-    cells.set(id, cell)
+    const cell = makeCell<S | undefined>(prefix + id, link, cellOptions, undefined, decode, counters)
+    cells.set(id, cell as Cell<unknown>)
     return cell
   }
-  const local = StateStore.makeMemory()
   return {
-    breaker: (name, config) => slots.breakerSlot(cellFor, name, config),
-    tokenBucket: (name, config) => slots.tokenBucketSlot(cellFor, name, config),
-    keyHealth: (name, config) => slots.keyHealthSlot(cellFor, name, config),
-    retryBudget: (name, config) => slots.retryBudgetSlot(cellFor, name, config),
-    adaptiveLimit: (name, config) => local.adaptiveLimit(name, config)
+    cells,
+    store: {
+      breaker: (name, config) => slots.breakerSlot(cellFor, name, config),
+      tokenBucket: (name, config) => slots.tokenBucketSlot(cellFor, name, config),
+      keyHealth: (name, config) => slots.keyHealthSlot(cellFor, name, config),
+      retryBudget: (name, config) => slots.retryBudgetSlot(cellFor, name, config),
+      adaptiveLimit: (name, config) => slots.adaptiveLimitSlot(cellFor, name, config)
+    }
   }
 }
 
