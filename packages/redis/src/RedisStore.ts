@@ -1,8 +1,9 @@
 /**
  * The core's `StateStore` on Redis: N processes that provide this layer with
  * one URL and prefix share one breaker per deployment, one rate budget per
- * key, one view of key health and one retry budget. The application changes
- * nothing but the layer it provides.
+ * key, one view of key health, one retry budget and one adaptive limit; and,
+ * through {@link responseCacheStore}, one response cache. The application
+ * changes nothing but the layer it provides (and the cache's `store`).
  *
  * How (see `internal/sharedCell.ts`): each slot is one Redis key under
  * `prefix`, `{version, state}`, the state the JSON of the core's own state
@@ -49,6 +50,7 @@
  *
  * @since 0.1.0
  */
+import type * as ResponseCache from "@resilient-ai/core/ResponseCache"
 import * as StateStore from "@resilient-ai/core/StateStore"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -58,7 +60,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
+import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import { makeCacheStore } from "./internal/cacheStore.js"
 import { type Link, makeLink } from "./internal/link.js"
 import { type Cell, type Counters as CellCounters, makeCell, makeCounters } from "./internal/sharedCell.js"
 import * as slots from "./internal/slots.js"
@@ -121,6 +125,13 @@ export interface Counters {
 export interface Service {
   readonly status: Effect.Effect<Status>
   readonly counters: Effect.Effect<Counters>
+  /**
+   * A `ResponseCache` store on this connection: entries shared by every
+   * process with the same prefix and `name`, encoded with `schema`, and
+   * single-flight across processes (a claim with an expiry; see
+   * `ResponseCache.Store.claim`).
+   */
+  readonly responseCacheStore: <A, I>(name: string, schema: Schema.Schema<A, I>) => ResponseCache.Store<A>
 }
 
 /**
@@ -141,6 +152,22 @@ export const status: Effect.Effect<Status, never, RedisStore> = Effect.flatMap(R
 
 const millis = (d: Duration.DurationInput | undefined, fallback: number): number =>
   d === undefined ? fallback : Duration.toMillis(Duration.decode(d))
+
+const defaultPrefix = "resilient-ai:"
+
+const ttlMillisOf = (options: Options): number => Math.max(1, Math.round(millis(options.ttl, 24 * 60 * 60 * 1000)))
+
+/**
+ * A `ResponseCache` store on the layer's Redis connection (see {@link Service}).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const responseCacheStore = <A, I>(
+  name: string,
+  schema: Schema.Schema<A, I>
+): Effect.Effect<ResponseCache.Store<A>, never, RedisStore> =>
+  Effect.map(RedisStore, (s) => s.responseCacheStore(name, schema))
 
 /**
  * Connects (waiting at most `connectTimeout`; an unreachable Redis is not an
@@ -198,7 +225,17 @@ export const make = (
     }
     return {
       store,
-      redis: { status: Effect.sync(link.health), counters: Effect.sync((): Counters => ({ ...counters })) }
+      redis: {
+        status: Effect.sync(link.health),
+        counters: Effect.sync((): Counters => ({ ...counters })),
+        responseCacheStore: (name, schema) =>
+          makeCacheStore(link, {
+            prefix: options.prefix ?? defaultPrefix,
+            operationMillis,
+            ttlMillis: ttlMillisOf(options),
+            pollMillis: 25
+          }, name, schema)
+      }
     }
   })
 
@@ -209,11 +246,11 @@ const makeService = (
   refreshMillis: number,
   counters: CellCounters
 ): { readonly store: StateStore.Service; readonly cells: ReadonlyMap<string, Cell<unknown>> } => {
-  const prefix = options.prefix ?? "resilient-ai:"
+  const prefix = options.prefix ?? defaultPrefix
   const cellOptions = {
     operationMillis,
     refreshMillis,
-    ttlMillis: Math.max(1, Math.round(millis(options.ttl, 24 * 60 * 60 * 1000))),
+    ttlMillis: ttlMillisOf(options),
     maxRetries: options.maxRetries ?? 5
   }
   // One cell per slot id: policies of one kind and name in this process share it, as on the memory store.

@@ -84,8 +84,10 @@ export interface Link {
   /** Resolves once the first connection is ready, or after `connectMillis` (then degraded). */
   readonly started: Promise<void>
   readonly close: () => Promise<void>
-  /** The ioredis client, for tests and measurements. */
+  /** The ioredis client: for the response cache's commands, tests and measurements. */
   readonly client: Redis
+  /** The keys that match `pattern`. */
+  readonly scan: (pattern: string) => Promise<ReadonlyArray<string>>
 }
 
 /** 1 while shared state is in use, 0 while degraded to local state. */
@@ -206,7 +208,19 @@ export const makeLink = (options: LinkOptions): Link => {
     })
   }
 
+  const scan = async (pattern: string): Promise<ReadonlyArray<string>> => {
+    const found: Array<string> = []
+    let cursor = "0"
+    do {
+      const [next, keys] = await client.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+      cursor = next
+      found.push(...keys)
+    } while (cursor !== "0")
+    return found
+  }
+
   return {
+    scan,
     up: () => up,
     health: () => (degradedSince === undefined ? { connected: up } : { connected: up, degradedSince }),
     cas,
