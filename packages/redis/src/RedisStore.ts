@@ -71,9 +71,28 @@ import * as slots from "./internal/slots.js"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  /** `redis://[:password@]host:port[/db]`; a `Redacted` URL keeps its password out of logs. */
-  readonly url: string | Redacted.Redacted<string>
+export type Options = CommonOptions & (
+  | {
+    /** `redis://[:password@]host:port[/db]`; a `Redacted` URL keeps its password out of logs. */
+    readonly url: string | Redacted.Redacted<string>
+  }
+  | {
+    /**
+     * The nodes of a Redis Cluster to start from (`redis://[:password@]host:port`; the
+     * first one's password is used for all). The keys of one slot share a hash tag, so
+     * every script runs on one node.
+     */
+    readonly cluster: ReadonlyArray<string | Redacted.Redacted<string>>
+  }
+)
+
+/**
+ * What {@link Options} has whether the store talks to one server or a Cluster.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CommonOptions {
   /** Prepended to every key; instances that share state use the same prefix. Default `"resilient-ai:"`. */
   readonly prefix?: string | undefined
   /** How long an operation waits for Redis before it proceeds on local state. Default 50 millis. */
@@ -150,6 +169,8 @@ export class RedisStore extends Context.Tag("@resilient-ai/redis/RedisStore")<Re
  */
 export const status: Effect.Effect<Status, never, RedisStore> = Effect.flatMap(RedisStore, (s) => s.status)
 
+const plain = (url: string | Redacted.Redacted<string>): string => Redacted.isRedacted(url) ? Redacted.value(url) : url
+
 const millis = (d: Duration.DurationInput | undefined, fallback: number): number =>
   d === undefined ? fallback : Duration.toMillis(Duration.decode(d))
 
@@ -188,7 +209,7 @@ export const make = (
     const link = yield* Effect.acquireRelease(
       Effect.sync(() =>
         makeLink({
-          url: Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url,
+          target: "url" in options ? { url: plain(options.url) } : { cluster: options.cluster.map(plain) },
           operationMillis,
           probeMillis: refreshMillis,
           connectMillis: millis(options.connectTimeout, 1000),
@@ -303,6 +324,6 @@ export const layer = (options: Options): Layer.Layer<StateStore.StateStore | Red
  * @category layers
  */
 export const layerConfig = (
-  config: Config.Config.Wrap<Options> = { url: Config.redacted("REDIS_URL") }
+  config: Config.Config.Wrap<CommonOptions & { readonly url: string | Redacted.Redacted<string> }> = { url: Config.redacted("REDIS_URL") }
 ): Layer.Layer<StateStore.StateStore | RedisStore, ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

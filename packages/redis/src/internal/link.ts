@@ -17,7 +17,7 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import { Redis } from "ioredis"
+import { Cluster, Redis } from "ioredis"
 import { createHash } from "node:crypto"
 
 /** What the link reports (`RedisStore.status`). */
@@ -60,7 +60,8 @@ const casSha = createHash("sha1").update(casScript).digest("hex")
 export type Report = (effect: Effect.Effect<void>) => void
 
 export interface LinkOptions {
-  readonly url: string
+  /** One server (`url`), or the nodes of a Redis Cluster to start from. */
+  readonly target: { readonly url: string } | { readonly cluster: ReadonlyArray<string> }
   readonly operationMillis: number
   readonly probeMillis: number
   readonly connectMillis: number
@@ -85,7 +86,7 @@ export interface Link {
   readonly started: Promise<void>
   readonly close: () => Promise<void>
   /** The ioredis client: for the response cache's commands, tests and measurements. */
-  readonly client: Redis
+  readonly client: Redis | Cluster
   /** The keys that match `pattern`. */
   readonly scan: (pattern: string) => Promise<ReadonlyArray<string>>
 }
@@ -106,6 +107,22 @@ const parseReply = (reply: unknown): CasReply | undefined => {
   return { _tag: "current", version, json: typeof json === "string" && json !== "" ? json : undefined }
 }
 
+/** A cluster node's `redis://[:password@]host:port` as ioredis's Cluster takes it. */
+const clusterNode = (url: string): { readonly host: string; readonly port: number } => {
+  const parsed = new URL(url)
+  return { host: parsed.hostname, port: Number(parsed.port || "6379") }
+}
+
+/** The password (and user) of the first node's URL, for every node. */
+const credentialsOf = (url: string | undefined): { password?: string; username?: string } => {
+  if (url === undefined) return {}
+  const parsed = new URL(url)
+  return {
+    ...(parsed.password === "" ? {} : { password: decodeURIComponent(parsed.password) }),
+    ...(parsed.username === "" ? {} : { username: decodeURIComponent(parsed.username) })
+  }
+}
+
 /** Settles `promise`, or rejects after `millis` (a timer that never keeps the process alive). */
 export const within = <A>(promise: Promise<A>, millis: number, what: string): Promise<A> =>
   new Promise<A>((resolve, reject) => {
@@ -124,15 +141,24 @@ export const within = <A>(promise: Promise<A>, millis: number, what: string): Pr
   })
 
 export const makeLink = (options: LinkOptions): Link => {
-  const client = new Redis(options.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    // Commands issued in one tick (many slots, many fibers) leave in one write.
-    enableAutoPipelining: true,
-    connectTimeout: options.connectMillis,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000)
-  })
+  const backoff = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000)
+  const client: Redis | Cluster = "url" in options.target
+    ? new Redis(options.target.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      // Commands issued in one tick (many slots, many fibers) leave in one write.
+      enableAutoPipelining: true,
+      connectTimeout: options.connectMillis,
+      retryStrategy: backoff
+    })
+    : new Cluster(options.target.cluster.map(clusterNode), {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: backoff,
+      redisOptions: { maxRetriesPerRequest: 0, connectTimeout: options.connectMillis, ...credentialsOf(options.target.cluster[0]) }
+    })
   let up = false
   let degradedSince: number | undefined
   let closed = false
@@ -210,12 +236,15 @@ export const makeLink = (options: LinkOptions): Link => {
 
   const scan = async (pattern: string): Promise<ReadonlyArray<string>> => {
     const found: Array<string> = []
-    let cursor = "0"
-    do {
-      const [next, keys] = await client.scan(cursor, "MATCH", pattern, "COUNT", 1000)
-      cursor = next
-      found.push(...keys)
-    } while (cursor !== "0")
+    // A Cluster's keys are spread over its masters: each is scanned.
+    for (const node of client instanceof Cluster ? client.nodes("master") : [client]) {
+      let cursor = "0"
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+        cursor = next
+        found.push(...keys)
+      } while (cursor !== "0")
+    }
     return found
   }
 
