@@ -103,7 +103,7 @@ export interface CommonOptions {
   readonly ttl?: Duration.DurationInput | undefined
   /** How long `make` waits for the first connection before it starts degraded. Default 1 second. */
   readonly connectTimeout?: Duration.DurationInput | undefined
-  /** Version clashes an operation retries before it proceeds on the state it last read. Default 5. */
+  /** Version clashes an operation retries before it proceeds on the state it last read, without writing. Default 50. */
   readonly maxRetries?: number | undefined
   /** A slot unused this long is no longer read in the background. Default 10 seconds. */
   readonly idleTimeout?: Duration.DurationInput | undefined
@@ -135,6 +135,10 @@ export interface Counters {
   readonly answered: number
   /** Scripts sent to Redis: the operations' commits (awaited or behind), retries after a clash, background reads. */
   readonly scripts: number
+  /** Scripts that met a newer version (another process wrote first) and ran their steps again. */
+  readonly clashes: number
+  /** Batches that lost `maxRetries` clashes in a row and answered without writing. */
+  readonly contended: number
 }
 
 /**
@@ -272,7 +276,7 @@ const makeService = (
     operationMillis,
     refreshMillis,
     ttlMillis: ttlMillisOf(options),
-    maxRetries: options.maxRetries ?? 5
+    maxRetries: options.maxRetries ?? 50
   }
   // One cell per slot id: policies of one kind and name in this process share it, as on the memory store.
   const cells = new Map<string, Cell<unknown>>()

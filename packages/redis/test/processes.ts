@@ -35,7 +35,9 @@ export const startWorker = (name: string, env: Record<string, string>): Worker =
   const ready = new Promise<void>((resolve) => (onReady = resolve))
   lines.on("line", (line) => {
     if (line === "ready") onReady()
-    else waiting.shift()?.(line)
+    else if (line.startsWith("{")) waiting.shift()?.(line)
+    // Anything else is the worker's log (Effect's logger writes to stdout).
+    else process.stderr.write(`worker ${child.pid}: ${line}\n`)
   })
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
   const ask = <A>(command: string): Promise<A> =>
