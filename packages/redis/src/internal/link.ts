@@ -155,7 +155,10 @@ export const makeLink = (options: LinkOptions): Link => {
     : new Cluster(options.target.cluster.map(clusterNode), {
       lazyConnect: true,
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      // Off: ioredis 5.9 fails an auto-pipeline whose commands map to different slots ("All keys in the
+      // pipeline should belong to the same slots allocation group"); each slot's operations share a
+      // script anyway (group commit).
+      enableAutoPipelining: false,
       clusterRetryStrategy: backoff,
       redisOptions: { maxRetriesPerRequest: 0, connectTimeout: options.connectMillis, ...credentialsOf(options.target.cluster[0]) }
     })
