@@ -16,7 +16,7 @@ describe.skipIf(!redisServerBinary)("4 processes on a 3-node Redis Cluster", () 
 
   beforeAll(async () => {
     cluster = await startRedisCluster()
-  }, 60_000)
+  }, 180_000)
   afterAll(async () => {
     await cluster?.dispose()
   })
@@ -33,14 +33,14 @@ describe.skipIf(!redisServerBinary)("4 processes on a 3-node Redis Cluster", () 
   it("a down provider gets at most threshold + K calls in all, plus those in flight when it opened (rules 1, 9)", async () => {
     const { perProcess, upstream } = await breakerOpensClusterWide(target())
     console.log(`Cluster, 4 processes, threshold 5, K 1: ${upstream} calls reached the down provider (${perProcess.join(" + ")})`)
-  }, 120_000)
+  }, 180_000)
 
-  it("the calls admitted in all stay within 2 % of the limiter's rate under concurrent load for 5 s (rule 21)", async () => {
-    const r = await limiterHoldsTheRate(target(), 5_000)
+  it("the calls admitted in all stay within 2 % of the limiter's rate under concurrent load for 10 s (rule 21)", async () => {
+    const r = await limiterHoldsTheRate(target(), 10_000)
     console.log(`Cluster: ${r.admitted} admitted in ${r.windowMillis} ms, ${r.ratePerSecond.toFixed(1)}/s against ${r.limitPerSecond}/s (${(100 * r.error).toFixed(2)} %)`)
-  }, 120_000)
+  }, 180_000)
 
   it("the response cache: one upstream call for identical concurrent requests from all 4", async () => {
     await cacheServesAll(target())
-  }, 120_000)
+  }, 180_000)
 })
