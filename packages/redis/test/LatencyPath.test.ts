@@ -40,19 +40,20 @@ const policyOn = (instance: Instance) =>
 describe.skipIf(redisUrl === "")("the latency path of a call on the Redis store", () => {
   it.scopedLive("a successful call waits for one round trip (the reservation); the pick and the records commit behind", () =>
     Effect.gen(function*() {
-      const [a] = yield* instances(1)
+      // A view that stays fresh 2 s: the count below is what the path costs, not how late a loaded
+      // machine ran the background reads.
+      const [a] = yield* instances(1, { refreshInterval: "2 seconds" })
       const policy = yield* policyOn(a!)
       // The first calls read every slot once; then the background reads keep them fresh.
       for (let i = 0; i < 5; i++) yield* policy.execute(() => Effect.succeed("ok"))
       yield* realSleep(60)
       const before = yield* a!.redis.counters
-      const calls = 200
+      const calls = 100
       for (let i = 0; i < calls; i++) yield* policy.execute(() => Effect.succeed("ok"))
       const after = yield* a!.redis.counters
       const awaited = after.awaited - before.awaited
-      // One reservation per call; a slot whose background read came late costs one more now and then.
-      expect(awaited).toBeGreaterThanOrEqual(calls)
-      expect(awaited / calls).toBeLessThan(1.1)
+      // One reservation per call, and nothing else.
+      expect(awaited).toBe(calls)
       // The pick, the breaker's and the key's records and the retry budget's count were made,
       // answered at once, and written behind: the breaker's window in Redis holds every call.
       expect(after.answered - before.answered).toBeGreaterThanOrEqual(3 * calls)
@@ -60,19 +61,19 @@ describe.skipIf(redisUrl === "")("the latency path of a call on the Redis store"
       const [reader] = yield* instances(1, { prefix: a!.prefix })
       const status = yield* (yield* policyOn(reader!)).status
       expect(status.circuitBreaker?.calls).toBe(50)
-    }))
+    }), 60_000)
 
   it.scopedLive("without a limiter a successful call waits for no round trip at all", () =>
     Effect.gen(function*() {
-      const [a] = yield* instances(1)
+      const [a] = yield* instances(1, { refreshInterval: "2 seconds" })
       const policy = yield* on(a!, Policy.make(breakerOnly))
       for (let i = 0; i < 5; i++) yield* policy.execute(() => Effect.succeed("ok"))
       yield* realSleep(60)
       const before = yield* a!.redis.counters
       for (let i = 0; i < 100; i++) yield* policy.execute(() => Effect.succeed("ok"))
       const after = yield* a!.redis.counters
-      expect((after.awaited - before.awaited) / 100).toBeLessThan(0.1)
-    }))
+      expect(after.awaited - before.awaited).toBe(0)
+    }), 60_000)
 
   it.scopedLive("a success recorded behind reaches another process's breaker within the refresh interval and a round trip", () =>
     Effect.gen(function*() {
@@ -90,5 +91,5 @@ describe.skipIf(redisUrl === "")("the latency path of a call on the Redis store"
       expect(seenAfter).toBeDefined()
       // 100 ms of staleness at most, plus the behind commit's round trip and a loaded machine's scheduling.
       expect(seenAfter!).toBeLessThan(160)
-    }))
+    }), 60_000)
 })
