@@ -7,7 +7,7 @@
  * | `POST /v1/chat/completions` | yes | see `ChatCompletions` |
  * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
  * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
- * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads |
+ * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads; the cache's size and counters |
  * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
  * | `GET /health` | no | liveness: 200 while the process serves |
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
@@ -124,7 +124,8 @@ const router = (
       data: options.models.names.map((id) => ({ id, object: "model", created: Math.floor(now / 1000), owned_by: "resilient-ai" }))
     }))
 
-  const status = Effect.map(states, ({ now, states }) =>
+  const cacheStatus = options.models.client.cacheStatus ?? Effect.succeed(null)
+  const status = Effect.zipWith(states, cacheStatus, ({ now, states }, cache) =>
     HttpServerResponse.unsafeJson({
       ready: Health.isReady(states, now),
       at: new Date(now).toISOString(),
@@ -132,7 +133,9 @@ const router = (
       deployments: options.models.deployments.flatMap((h) => {
         const state = states.find((s) => s.name === h.config.name)
         return state === undefined ? [] : [Health.toJson(h, state, now)]
-      })
+      }),
+      // Null when no cache is configured.
+      cache
     }))
 
   const ready = Effect.map(states, ({ now, states }) => {
