@@ -19,6 +19,7 @@ import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ClientLimits from "./ClientLimits.js"
 import * as Health from "./Health.js"
 import type * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
@@ -100,14 +101,27 @@ const streamed = <Req>(
   wireRequest: Req,
   request: Chat.ChatRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
-  Effect.matchEffect(options.models.client.streamStarted(request, route.options), {
-    onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
-    onSuccess: (started) =>
-      Effect.succeed(HttpServerResponse.stream(wire.stream(started.chunks, wireRequest, route), {
-        contentType: "text/event-stream",
-        headers: { "cache-control": "no-cache", "x-accel-buffering": "no", ...answeredBy(started.start) }
-      }))
-  })
+  Effect.flatMap(ClientLimits.Spend, (spend) =>
+    Effect.matchEffect(options.models.client.streamStarted(request, route.options), {
+      onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
+      onSuccess: (started) =>
+        Effect.succeed(
+          HttpServerResponse.stream(Stream.concat(wire.stream(started.chunks, wireRequest, route), charged(spend, started.result)), {
+            contentType: "text/event-stream",
+            headers: { "cache-control": "no-cache", "x-accel-buffering": "no", ...answeredBy(started.start) }
+          })
+        )
+    }))
+
+/**
+ * After the last byte, the request's cost to its gateway key's spend (a
+ * stream that broke charges nothing more). The charge is read by the
+ * handler: the server writes the body outside the handler's context.
+ */
+const charged = (
+  spend: ClientLimits.Charge,
+  result: Effect.Effect<ResilientClient.ChatResult, Errors.ResilienceError>
+): Stream.Stream<never> => Stream.execute(Effect.ignore(Effect.flatMap(result, (r) => spend.charge(r.costUsd))))
 
 const untranslatable = (detail: string): OpenAiErrors.ErrorReply =>
   OpenAiErrors.reply(502, `The upstream answer cannot be written in this format: ${detail}`, "server_error", "untranslatable_response")
@@ -125,10 +139,13 @@ const answered = <Req>(
     {
     onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
     onSuccess: (result) =>
-      Effect.match(wire.response(result.response), {
-        onFailure: (e) => wire.error(untranslatable(e.detail ?? e.message)),
-        onSuccess: (answer) => HttpServerResponse.unsafeJson(answer, { headers: answeredBy(result) })
-      })
+      Effect.zipRight(
+        Effect.flatMap(ClientLimits.Spend, (spend) => spend.charge(result.costUsd)),
+        Effect.match(wire.response(result.response), {
+          onFailure: (e) => wire.error(untranslatable(e.detail ?? e.message)),
+          onSuccess: (answer) => HttpServerResponse.unsafeJson(answer, { headers: answeredBy(result) })
+        })
+      )
   })
 
 const parseJson = (text: string): Either.Either<unknown, undefined> =>

@@ -13,9 +13,8 @@
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
  *
  * "auth" applies only when gateway keys are configured (`GatewayAuth`);
- * health checks stay open for load balancers. A key with `requestsPerMinute`
- * has a token bucket of its own (`RateLimiter`, refusing at once): past it,
- * a 429 with the exact Retry-After.
+ * health checks stay open for load balancers. A key may have a rate limit
+ * and a spend limit (`ClientLimits`): past either, a 429 with Retry-After.
  *
  * **Shutdown.** When the gateway's scope closes (the CLI closes it on
  * SIGTERM or SIGINT), it stops accepting connections, lets the requests and
@@ -25,7 +24,7 @@
  *
  * @since 0.1.0
  */
-import { Errors, RateLimiter, StateStore } from "@resilient-ai/core"
+import { Errors, StateStore } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -42,6 +41,7 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as ChatCompletions from "./ChatCompletions.js"
+import * as ClientLimits from "./ClientLimits.js"
 import * as GatewayAuth from "./GatewayAuth.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as Health from "./Health.js"
@@ -90,7 +90,7 @@ const counted = (route: string) =>
 const router = (
   options: ChatCompletions.Options,
   auth: GatewayAuth.Service,
-  limiters: ReadonlyMap<string, RateLimiter.Service>,
+  limits: ClientLimits.Service,
   extra: HttpRouter.HttpRouter | undefined
 ) => {
   const guarded = <E, R>(
@@ -103,15 +103,9 @@ const router = (
         const presented = GatewayAuth.presentedKey(request.headers) !== undefined
         return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
       }
-      const limiter = limiters.get(name)
-      if (limiter === undefined) return self
-      // One request from the key's bucket, at once or not at all: a client over its limit is told when to come back.
-      return Effect.matchEffect(limiter.acquire(), {
-        onFailure: (e) =>
-          Effect.succeed(refuse(OpenAiErrors.reply(429, `Rate limit reached for gateway key "${name}".`, "rate_limit_error", "rate_limit_exceeded", {
-            retryAfterMs: e.retryAfter === undefined ? 1_000 : Duration.toMillis(e.retryAfter)
-          }))),
-        onSuccess: () => self
+      return Effect.matchEffect(limits.admit(name), {
+        onFailure: (reply) => Effect.succeed(refuse(reply)),
+        onSuccess: (charge) => Effect.provideService(self, ClientLimits.Spend, charge)
       })
     })
 
@@ -186,15 +180,7 @@ export const make = (
     const section = config.gateway
     const keys = yield* GatewayAuth.resolveKeys(section.gatewayKeys ?? [])
     const auth = GatewayAuth.make(keys)
-    const limiters = new Map<string, RateLimiter.Service>()
-    for (const [i, key] of keys.entries()) {
-      if (key.requestsPerMinute === undefined) continue
-      const limiter = yield* Effect.mapError(
-        RateLimiter.make({ name: `gateway-key/${key.name}`, requestsPerMinute: key.requestsPerMinute, maxWait: 0 }),
-        (e) => new Errors.InvalidConfigError({ ...e, component: "Gateway", path: `gateway.gatewayKeys.${i}.requestsPerMinute` })
-      )
-      limiters.set(key.name, limiter)
-    }
+    const limits = yield* ClientLimits.make(keys)
     const models = yield* ModelRoutes.make(config)
     const app = router(
       {
@@ -203,7 +189,7 @@ export const make = (
         staticReplies: section.staticReplies !== undefined
       },
       auth,
-      limiters,
+      limits,
       options.extraRoutes
     )
 

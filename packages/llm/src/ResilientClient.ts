@@ -45,6 +45,7 @@ import {
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -166,6 +167,12 @@ export interface StreamStart {
 export interface StartedStream {
   readonly start: StreamStart
   readonly chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  /**
+   * The request's result (usage, cost, attempts) once the stream has ended;
+   * its failure if it broke. With `continue-with-prefix`, the first stream's:
+   * a continuation is a request of its own.
+   */
+  readonly result: Effect.Effect<ChatResult, Errors.ResilienceError>
 }
 
 /**
@@ -890,7 +897,8 @@ export const make = (
           const answered = tracing
             ? Effect.withSpan(recordedAnswer, "ResilientClient.stream", { captureStackTrace: false })
             : recordedAnswer
-          yield* Effect.forkScoped(Effect.matchCauseEffect(answered, {
+          const ended = yield* Deferred.make<ChatResult, Errors.ResilienceError>()
+          yield* Effect.forkScoped(Effect.matchCauseEffect(Effect.onExit(answered, (exit) => Deferred.done(ended, exit)), {
             // Once chunks were handed on, a cut is the answer: nothing (a stale cache entry) may follow it.
             onFailure: (cause) => sink.mailbox.failCause(sink.cut === undefined ? cause : Cause.fail(sink.cut)),
             onSuccess: (result) => {
@@ -911,7 +919,11 @@ export const make = (
           const start = sink.start
           if (start === undefined) return yield* Effect.dieMessage("a stream handed on chunks before saying who answers them")
           const rest = done ? Stream.empty : Mailbox.toStream(sink.mailbox)
-          return { start, chunks: Chunk.isEmpty(head) ? rest : Stream.concat(Stream.fromChunk(head), rest) }
+          return {
+            start,
+            chunks: Chunk.isEmpty(head) ? rest : Stream.concat(Stream.fromChunk(head), rest),
+            result: Deferred.await(ended)
+          }
         })
       )
 
@@ -1007,7 +1019,7 @@ export const make = (
       if (refused !== undefined) return Effect.fail(refused)
       const started = startThrough(request, options, undefined)
       if (midStream !== "continue-with-prefix") return started
-      return Effect.map(started, ({ chunks, start }) => ({ start, chunks: continuedAfterCut(request, options, chunks) }))
+      return Effect.map(started, (first) => ({ ...first, chunks: continuedAfterCut(request, options, first.chunks) }))
     }
 
     /** `continue-with-prefix`: a cut stream is continued by the next deployment, asked to go on from what was written. */

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   readonly primaryPolicy?: Record<string, unknown>
   readonly backupPolicy?: Record<string, unknown>
   readonly extraDeployments?: ReadonlyArray<Record<string, unknown>>
+  /** Fields of the primary's and the backup's deployment (a price). */
+  readonly deploymentFields?: Record<string, unknown>
 }
 
 /**
@@ -60,6 +62,7 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
           baseUrl: chaos.openAiBaseUrl("primary"),
           keys: [{ name: "primary-1", env: "PRIMARY_KEY" }],
           probe: false,
+          ...options.deploymentFields,
           policy: {
             attemptTimeout: "3 seconds",
             retry: { maxRetries: 1, baseDelay: 5, jitter: "none" },
@@ -74,6 +77,7 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
           baseUrl: chaos.anthropicBaseUrl("backup"),
           keys: [{ name: "backup-1", env: "BACKUP_KEY" }],
           probe: false,
+          ...options.deploymentFields,
           policy: { attemptTimeout: "3 seconds", retry: { maxRetries: 0 }, ...options.backupPolicy }
         },
         ...(options.extraDeployments ?? [])
