@@ -33,11 +33,13 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpProviders from "@resilient-ai/llm/HttpProviders"
 import * as HttpTransport from "@resilient-ai/llm/HttpTransport"
 import type * as Provider from "@resilient-ai/llm/Provider"
+import * as RedisStore from "@resilient-ai/redis/RedisStore"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as ChatCompletions from "./ChatCompletions.js"
@@ -223,20 +225,38 @@ export const make = (
   })
 
 /**
+ * The state store of a gateway section: `RedisStore` on its `redisUrl` (the
+ * URL kept `Redacted`: it may hold a password), else the in-memory store.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const stateStoreLayer = (section: GatewayConfig.GatewaySection): Layer.Layer<StateStore.StateStore> =>
+  section.redisUrl === undefined
+    ? StateStore.layerMemory
+    : RedisStore.layer({
+      url: Redacted.make(section.redisUrl),
+      ...(section.redisPrefix === undefined ? {} : { prefix: section.redisPrefix }),
+      ...(section.redisOperationTimeout === undefined ? {} : { operationTimeout: section.redisOperationTimeout })
+    })
+
+/**
  * What {@link make} needs, for a gateway of its own: the HTTP providers over
- * undici (proxies from the environment), and the in-memory state store.
+ * undici (proxies from the environment), and the state store of the config
+ * ({@link stateStoreLayer}).
  *
  * @since 0.1.0
  * @category layers
  */
 export const defaultDependencies = (
-  transport: HttpTransport.Options = {}
+  transport: HttpTransport.Options = {},
+  section: GatewayConfig.GatewaySection = {}
 ): Layer.Layer<Provider.Providers | StateStore.StateStore> =>
-  Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), StateStore.layerMemory)
+  Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), stateStoreLayer(section))
 
 /**
  * {@link make} with {@link defaultDependencies}, built in the same scope: the
- * providers' connections close after the server has drained.
+ * providers' connections (and Redis's) close after the server has drained.
  *
  * @since 0.1.0
  * @category constructors
@@ -245,4 +265,7 @@ export const start = (
   options: Options,
   transport: HttpTransport.Options = {}
 ): Effect.Effect<Service, Errors.InvalidConfigError | HttpServerError.ServeError, Scope.Scope> =>
-  Effect.flatMap(Layer.build(defaultDependencies(transport)), (context) => Effect.provide(make(options), context))
+  Effect.flatMap(
+    Layer.build(defaultDependencies(transport, options.config.gateway)),
+    (context) => Effect.provide(make(options), context)
+  )

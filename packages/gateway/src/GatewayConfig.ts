@@ -109,8 +109,18 @@ export const GatewaySection = Schema.Struct({
    * cannot hold a socket. Answers and streams are not bound by it. Default 30 seconds.
    */
   requestTimeout: opt(DurationData),
-  /** Shared state on Redis (breakers, limiters, key health, client limits): see `Gateway.layerRedis`. */
+  /**
+   * Keep the state of breakers, limiters, key health, retry budgets and the
+   * gateway keys' limits on this Redis (`@resilient-ai/redis`'s `RedisStore`):
+   * gateways on one Redis (and one `redisPrefix`) open one breaker together
+   * and share one rate and spend budget. Redis trouble degrades to local
+   * state. Unset: in memory, this process only.
+   */
   redisUrl: opt(Schema.String.pipe(Schema.pattern(/^rediss?:\/\/\S+$/, { message: () => "expected a redis:// or rediss:// URL" }))),
+  /** Prepended to every Redis key; gateways that share state use the same one. Default "resilient-ai:". */
+  redisPrefix: opt(Schema.NonEmptyTrimmedString),
+  /** How long a state operation waits for Redis before it proceeds on local state. Default 50 millis. */
+  redisOperationTimeout: opt(DurationData),
   /** In-flight requests and streams may finish for this long after SIGTERM. Default 10 seconds. */
   shutdownTimeout: opt(DurationData)
 })

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   readonly primaryPolicy?: Record<string, unknown>
   readonly backupPolicy?: Record<string, unknown>
   readonly extraDeployments?: ReadonlyArray<Record<string, unknown>>
+  /** An upstream of an earlier harness, to put a second gateway before it. */
+  readonly chaos?: ChaosUpstream.Service
   /** Fields of the primary's and the backup's deployment (a price). */
   readonly deploymentFields?: Record<string, unknown>
 }
@@ -47,12 +49,12 @@ export interface HarnessOptions {
  */
 export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, unknown, Scope.Scope> =>
   Effect.gen(function*() {
-    const chaos = yield* ChaosUpstream.make({
+    const chaos = options.chaos ?? (yield* ChaosUpstream.make({
       deployments: [
         quick("primary", { keys: { "primary-1": "sk-primary-one" }, ...options.primary }),
         quick("backup", { keys: { "backup-1": "sk-backup-one" }, ...options.backup })
       ]
-    })
+    }))
     const config = yield* GatewayConfig.decode({
       deployments: [
         {
