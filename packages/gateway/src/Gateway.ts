@@ -33,7 +33,6 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpProviders from "@resilient-ai/llm/HttpProviders"
 import * as HttpTransport from "@resilient-ai/llm/HttpTransport"
 import type * as Provider from "@resilient-ai/llm/Provider"
-import * as RedisStore from "@resilient-ai/redis/RedisStore"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -227,18 +226,36 @@ export const make = (
 /**
  * The state store of a gateway section: `RedisStore` on its `redisUrl` (the
  * URL kept `Redacted`: it may hold a password), else the in-memory store.
+ * `@resilient-ai/redis` is an optional peer, loaded only when `redisUrl` is
+ * set: a gateway without Redis does not need ioredis installed. Without it,
+ * the layer fails with a config error naming `gateway.redisUrl`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const stateStoreLayer = (section: GatewayConfig.GatewaySection): Layer.Layer<StateStore.StateStore> =>
-  section.redisUrl === undefined
-    ? StateStore.layerMemory
-    : RedisStore.layer({
-      url: Redacted.make(section.redisUrl),
-      ...(section.redisPrefix === undefined ? {} : { prefix: section.redisPrefix }),
-      ...(section.redisOperationTimeout === undefined ? {} : { operationTimeout: section.redisOperationTimeout })
-    })
+export const stateStoreLayer = (
+  section: GatewayConfig.GatewaySection
+): Layer.Layer<StateStore.StateStore, Errors.InvalidConfigError> => {
+  const url = section.redisUrl
+  if (url === undefined) return StateStore.layerMemory
+  return Layer.unwrapEffect(Effect.map(
+    Effect.tryPromise({
+      try: () => import("@resilient-ai/redis/RedisStore"),
+      catch: (e) =>
+        new Errors.InvalidConfigError({
+          component: "Gateway",
+          path: "gateway.redisUrl",
+          detail: `needs @resilient-ai/redis installed beside the gateway: ${e instanceof Error ? e.message : String(e)}`
+        })
+    }),
+    (RedisStore) =>
+      RedisStore.layer({
+        url: Redacted.make(url),
+        ...(section.redisPrefix === undefined ? {} : { prefix: section.redisPrefix }),
+        ...(section.redisOperationTimeout === undefined ? {} : { operationTimeout: section.redisOperationTimeout })
+      })
+  ))
+}
 
 /**
  * What {@link make} needs, for a gateway of its own: the HTTP providers over
@@ -251,7 +268,7 @@ export const stateStoreLayer = (section: GatewayConfig.GatewaySection): Layer.La
 export const defaultDependencies = (
   transport: HttpTransport.Options = {},
   section: GatewayConfig.GatewaySection = {}
-): Layer.Layer<Provider.Providers | StateStore.StateStore> =>
+): Layer.Layer<Provider.Providers | StateStore.StateStore, Errors.InvalidConfigError> =>
   Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), stateStoreLayer(section))
 
 /**

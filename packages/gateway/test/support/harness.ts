@@ -41,6 +41,10 @@ export interface HarnessOptions {
   readonly chaos?: ChaosUpstream.Service
   /** Fields of the primary's and the backup's deployment (a price). */
   readonly deploymentFields?: Record<string, unknown>
+  /** The primary's base URL, in place of the upstream's (a proxy in front of it). */
+  readonly primaryBaseUrl?: (upstream: string) => string
+  /** Top-level client fields of the config (`maxWaitBeforeFallback`). */
+  readonly client?: Record<string, unknown>
 }
 
 /**
@@ -61,7 +65,7 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
           name: "primary",
           provider: "openai",
           model: "chaos-gpt",
-          baseUrl: chaos.openAiBaseUrl("primary"),
+          baseUrl: (options.primaryBaseUrl ?? ((url: string) => url))(chaos.openAiBaseUrl("primary")),
           keys: [{ name: "primary-1", env: "PRIMARY_KEY" }],
           probe: false,
           ...options.deploymentFields,
@@ -85,6 +89,7 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
         ...(options.extraDeployments ?? [])
       ],
       cascade: ["primary", "backup"],
+      ...options.client,
       gateway: { port: 0, aliases: { "gpt-4o-mini": "primary" }, shutdownTimeout: "2 seconds", ...options.gateway }
     })
     const gateway = yield* Gateway.start({ config }, { proxyFromEnvironment: false, connectTimeout: "2 seconds" })
