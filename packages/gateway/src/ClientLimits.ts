@@ -1,5 +1,6 @@
 /**
- * What each gateway key may use: requests per minute and money per window.
+ * What each gateway key may use: requests per minute and money per window
+ * (docs/semantics.md rule 35).
  *
  * Rules:
  * - `requestsPerMinute`: one request from the key's token bucket, at once or

@@ -10,7 +10,7 @@ const asB = { authorization: "Bearer gw-team-b-secret" }
 // One USD a token: any answer costs more than the 1 USD budget.
 const pricey = { price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 } }
 
-describe("spend limits per gateway key (ClientLimits)", () => {
+describe("spend limits per gateway key (ClientLimits, rule 35)", () => {
   it.live("a key over its budget gets 429 insufficient_quota until its overspend is paid back (Retry-After); other keys are served", () =>
     Effect.scoped(Effect.gen(function*() {
       const { gateway, chaos } = yield* harness({

@@ -94,7 +94,7 @@ export interface ChatOptions {
    */
   readonly fallbackAfterTimeout?: boolean
   /**
-   * The deployments to try for this request, in order, in place of the
+   * The deployments to try for this request (rule 34), in order, in place of the
    * config's `cascade` (names of configured deployments): one client then
    * serves several public models, each with a cascade of its own, over one
    * set of breakers, key pools and bulkheads. The response cache keys on the

@@ -87,7 +87,7 @@ const settled = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     return yield* Fiber.join(fiber)
   })
 
-describe("ResilientClient: a cascade per request (ChatOptions.cascade)", () => {
+describe("ResilientClient: a cascade per request (ChatOptions.cascade, rule 34)", () => {
   it.effect("each request tries the deployments its options name, in their order", () =>
     withClient({ a: "ok", b: "ok", c: "ok" }, (client, calls) =>
       Effect.gen(function*() {
