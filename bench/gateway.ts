@@ -144,7 +144,7 @@ interface Target {
 const start = (role: Role, upstreamPort = 0): Promise<Target> =>
   new Promise((resolve, reject) => {
     const proc = fork(fileURLToPath(import.meta.url), ["--role", role, "--upstream-port", String(upstreamPort)], {
-      execArgv: ["--import", "tsx", "--conditions=source"]
+      execArgv: ["--import", "tsx", "--conditions=source", ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])]
     })
     proc.once("message", (m: Message) => ("port" in m ? resolve({ process: proc, port: m.port }) : reject(new Error("no port"))))
     proc.once("error", reject)

@@ -12,6 +12,8 @@ export interface Sample {
   readonly answered: boolean
   /** `x-resilient-deployment`. */
   readonly deployment: string | null
+  /** `x-resilient-attempts`: calls that reached a provider (0 without the header). */
+  readonly attempts: number
   /** The HTTP status, 0 when the request failed. */
   readonly status: number
   /** What went wrong, for an unanswered request: the start of its body, or the fetch error. */
@@ -40,11 +42,12 @@ const call = async (load: Load, startMs: number, t0: number): Promise<Sample> =>
       latencyMs: performance.now() - t0 - startMs,
       answered,
       deployment: response.headers.get("x-resilient-deployment"),
+      attempts: Number(response.headers.get("x-resilient-attempts") ?? 0),
       status: response.status,
       ...(answered ? {} : { problem: text.slice(0, 300) })
     }
   } catch (e) {
-    return { startMs, latencyMs: performance.now() - t0 - startMs, answered: false, deployment: null, status: 0, problem: String(e) }
+    return { startMs, latencyMs: performance.now() - t0 - startMs, answered: false, deployment: null, attempts: 0, status: 0, problem: String(e) }
   }
 }
 
