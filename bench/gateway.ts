@@ -5,6 +5,7 @@
  *   npm run bench:gateway                # ~1 min on 2 cores
  *   npm run bench:gateway -- --quick     # shorter rounds (a smoke run)
  *   npm run bench:gateway -- --only gateway/json/1,proxy/stream/10   # some rows
+ *   GW_PROF=1 npm run bench:gateway -- --only gateway/json/10       # CPU profile of the gateway process in /tmp/gwprof
  *
  * Targets, each a server in its own Node process (so its CPU time is its
  * own), all in front of the same upstream process:
