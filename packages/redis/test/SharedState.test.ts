@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Errors from "@resilient-ai/core/Errors"
 import * as KeyPool from "@resilient-ai/core/KeyPool"
 import * as Policy from "@resilient-ai/core/Policy"
+import * as Machines from "@resilient-ai/core/StateMachines"
 import * as StateStore from "@resilient-ai/core/StateStore"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -131,5 +132,37 @@ describe.skipIf(redisUrl === "")("two instances on one Redis", () => {
       const afterA = (yield* policyB.status).retryBudget!
       expect(afterA.retries).toBe(retriesA)
       expect(afterA.retries).toBeLessThanOrEqual(allowed)
+    }))
+
+  it.scopedLive("the adaptive limit learns from both instances: one window, one learned limit (rule 29)", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* instances(2, { refreshInterval: 0 })
+      const config: Machines.AdaptiveLimit.Config = {
+        initialLimit: 10,
+        minLimit: 1,
+        maxLimit: 100,
+        windowMillis: 1000,
+        slowFactor: 3,
+        backoff: 0.5,
+        saturation: 0.8,
+        workBase: 100,
+        smoothing: 0.2,
+        initialHangMillis: 60_000
+      }
+      const now = Date.now()
+      const slotA = a!.store.adaptiveLimit("gpt", config)
+      const slotB = b!.store.adaptiveLimit("gpt", config)
+      const none = () => 0
+      yield* slotA.step({ _tag: "Admitted", inFlight: 1 }, now, none)
+      yield* slotB.step({ _tag: "Admitted", inFlight: 1 }, now + 1, none)
+      yield* slotA.step({ _tag: "Drop" }, now + 2, none)
+      const [seen] = yield* slotB.step({ _tag: "Read" }, now + 3, none)
+      expect(seen.admissions).toBe(2)
+      expect(seen.drops).toBe(1)
+      // The window closes with a drop in it: the limit halves, for both.
+      const [closedB] = yield* slotB.step({ _tag: "Read" }, now + 1001, none)
+      expect(closedB.limit).toBe(5)
+      const [closedA] = yield* slotA.step({ _tag: "Read" }, now + 1002, none)
+      expect(closedA.limit).toBe(5)
     }))
 })
