@@ -8,6 +8,8 @@
  * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
  * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
  * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads |
+ * | `GET /status/stream` | yes | the same, live, as server-sent events (see `StatusStream`) |
+ * | `GET /dashboard` | no | a live page over `/status/stream` (see `Dashboard`); it holds no data itself |
  * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
  * | `GET /health` | no | liveness: 200 while the process serves |
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
@@ -25,7 +27,7 @@
  *
  * @since 0.1.0
  */
-import { Errors, RateLimiter, StateStore } from "@resilient-ai/core"
+import { AttemptEvents, Errors, RateLimiter, StateStore } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -42,6 +44,7 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as ChatCompletions from "./ChatCompletions.js"
+import * as Dashboard from "./Dashboard.js"
 import * as GatewayAuth from "./GatewayAuth.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as Health from "./Health.js"
@@ -50,6 +53,7 @@ import * as Messages from "./Messages.js"
 import * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 import * as Prometheus from "./Prometheus.js"
+import * as StatusStream from "./StatusStream.js"
 
 /**
  * @since 0.1.0
@@ -61,6 +65,8 @@ export interface Options {
   readonly port?: number
   /** Routes of the caller's own (the demo's `/admin/outage`), served beside the gateway's, without auth. */
   readonly extraRoutes?: HttpRouter.HttpRouter
+  /** Buttons on `/dashboard` for the demo's `/admin/outage`. Default false. */
+  readonly dashboardControls?: boolean
 }
 
 /**
@@ -74,6 +80,8 @@ export interface Service {
   readonly models: ModelRoutes.Service
   /** Requests (and streams) being answered now. */
   readonly inFlight: () => number
+  /** The feed of `/status/stream`. */
+  readonly statusStream: StatusStream.Service
 }
 
 const requestsTotal = Metric.counter("resilient_ai_gateway_requests_total", {
@@ -91,7 +99,8 @@ const router = (
   options: ChatCompletions.Options,
   auth: GatewayAuth.Service,
   limiters: ReadonlyMap<string, RateLimiter.Service>,
-  extra: HttpRouter.HttpRouter | undefined
+  extra: HttpRouter.HttpRouter | undefined,
+  live: { readonly stream: StatusStream.Service; readonly dashboard: HttpServerResponse.HttpServerResponse }
 ) => {
   const guarded = <E, R>(
     self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
@@ -151,6 +160,8 @@ const router = (
     HttpRouter.post("/v1/messages", counted("/v1/messages")(guarded(Messages.handler(options), Messages.errorResponse))),
     HttpRouter.get("/v1/models", counted("/v1/models")(guarded(models))),
     HttpRouter.get("/status", guarded(status)),
+    HttpRouter.get("/status/stream", guarded(Effect.succeed(live.stream.response))),
+    HttpRouter.get("/dashboard", Effect.succeed(live.dashboard)),
     HttpRouter.get("/metrics", guarded(metrics)),
     HttpRouter.get("/health", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
     HttpRouter.get("/health/ready", ready)
@@ -192,7 +203,13 @@ export const make = (
       )
       limiters.set(key.name, limiter)
     }
-    const models = yield* ModelRoutes.make(config)
+    // The policies publish their attempts and transitions here (the caller's feed if it gave one): the status stream reads them.
+    const events = yield* Effect.flatMap(
+      Effect.serviceOption(AttemptEvents.AttemptEvents),
+      (given) => given._tag === "Some" ? Effect.succeed(given.value) : AttemptEvents.make()
+    )
+    const models = yield* Effect.provideService(ModelRoutes.make(config), AttemptEvents.AttemptEvents, events)
+    const statusStream = yield* StatusStream.make({ deployments: models.deployments, events })
     const app = router(
       {
         models,
@@ -201,7 +218,8 @@ export const make = (
       },
       auth,
       limiters,
-      options.extraRoutes
+      options.extraRoutes,
+      { stream: statusStream, dashboard: Dashboard.response({ controls: options.dashboardControls ?? false }) }
     )
 
     const requestTimeout = Duration.toMillis(Duration.decode(section.requestTimeout ?? GatewayConfig.defaults.requestTimeout))
@@ -219,7 +237,7 @@ export const make = (
       // Node's default of 511 drops the connections of a burst beyond it (SYN retries: seconds of delay).
       backlog: 4096
     })
-    yield* server.serve(app)
+    yield* Effect.provideService(server.serve(app), AttemptEvents.AttemptEvents, events)
     // Added after `serve`, so it runs before `serve` unhooks the handler: requests in flight finish first.
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(
@@ -230,7 +248,7 @@ export const make = (
     const address = server.address
     const port = address._tag === "TcpAddress" ? address.port : 0
     const host = address._tag === "TcpAddress" ? address.hostname : "127.0.0.1"
-    return { url: `http://${host}:${port}`, port, models, inFlight: tracker.inFlight }
+    return { url: `http://${host}:${port}`, port, models, inFlight: tracker.inFlight, statusStream }
   })
 
 /**
