@@ -245,6 +245,8 @@ export const make = (
         ({ cut }) => cut === 0 ? Effect.logInfo("gateway stopped") : Effect.logWarning(`gateway stopped; ${cut} requests cut at the deadline`)
       )
     )
+    // Runs before the drain (finalizers run last first): an open status stream is not a request to wait for.
+    yield* Effect.addFinalizer(() => statusStream.close)
     const address = server.address
     const port = address._tag === "TcpAddress" ? address.port : 0
     const host = address._tag === "TcpAddress" ? address.hostname : "127.0.0.1"

@@ -18,6 +18,9 @@
  *   away, the server interrupts the response's stream, the subscription's
  *   scope closes and no fiber or listener stays behind (`subscribers` counts
  *   them; the dashboard's tests measure it over 100 connections).
+ * - When the gateway stops, the streams end first, so that they do not hold
+ *   its drain of requests in flight for `shutdownTimeout`; the browser
+ *   reconnects to whatever answers next.
  * - A slow client loses old events (a sliding buffer of 16), never slows
  *   the sampler or another client.
  * - Events carry names, states, counts and times: never a key.
@@ -124,6 +127,8 @@ export interface Service {
   readonly response: HttpServerResponse.HttpServerResponse
   /** Connections subscribed now. */
   readonly subscribers: Effect.Effect<number>
+  /** Ends every connection's stream (a server going down would otherwise wait for them to drain). */
+  readonly close: Effect.Effect<void>
 }
 
 const transitionsKept = 50
@@ -240,6 +245,7 @@ export const make = (options: Options): Effect.Effect<Service, Errors.InvalidCon
         contentType: "text/event-stream",
         headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
       }),
-      subscribers: Effect.sync(() => subscribers)
+      subscribers: Effect.sync(() => subscribers),
+      close: PubSub.shutdown(pubsub)
     }
   })

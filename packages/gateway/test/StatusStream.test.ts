@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as Supervisor from "effect/Supervisor"
 import * as Demo from "../src/Demo.js"
 import type * as StatusStream from "../src/StatusStream.js"
@@ -96,6 +98,27 @@ describe("GET /status/stream", () => {
       const transitions = eventsOf(opened.text, "hello")[0]?.["transitions"] as Array<StatusStream.Transition>
       expect(transitions.find((t) => t.to === "open")).toMatchObject({ seq: 1, kind: "breaker", subject: "primary" })
     })))
+
+  it.live("a stopping gateway ends its open streams first: it stops well within its 5 s drain", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { gateway } = yield* Scope.extend(Demo.start({ port: 0 }), scope)
+      const response = yield* Effect.promise(() => fetch(`${gateway.url}/status/stream`))
+      const reader = response.body!.getReader()
+      yield* Effect.promise(() => reader.read())
+      expect(yield* gateway.statusStream.subscribers).toBe(1)
+      const started = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      const stoppedMs = Date.now() - started
+      const ended = yield* Effect.promise(async () => {
+        for (;;) {
+          const next = await reader.read().catch(() => ({ done: true }))
+          if (next.done) return true
+        }
+      })
+      expect(ended).toBe(true)
+      expect(stoppedMs).toBeLessThan(2_500)
+    }))
 
   // Real HTTP: ~100 connections in well under a second each; measured 1-2 s in all.
   it.live("100 connect/disconnect cycles leave no fiber, subscription or socket behind", () =>

@@ -108,16 +108,15 @@ function tile(d) {
       t.appendChild(row("failures in a row", cb.consecutiveFailures + " / " + th.failures));
       t.appendChild(bar(cb.consecutiveFailures / th.failures, 1));
     }
-    if (d.rates !== null) {
-      var rated = d.rates.rated ? "" : " (not rated yet)";
-      var fl = th !== null && th.kind === "failure-rate" ? th.failureRate : null;
-      var sl = th !== null && th.kind === "failure-rate" ? th.slowCallRate : null;
-      t.appendChild(row("failure rate" + rated, pct(d.rates.failureRate) + (fl === null ? "" : " / " + pct(fl))));
-      t.appendChild(bar(d.rates.failureRate, fl));
-      t.appendChild(row("slow rate", pct(d.rates.slowCallRate) + (sl === null ? "" : " / " + pct(sl))));
-      t.appendChild(bar(d.rates.slowCallRate, sl));
+    // Rates and a window exist in failure-rate mode only; a consecutive breaker counts failures in a row.
+    if (d.rates !== null && th !== null && th.kind === "failure-rate") {
+      var rated = d.rates.rated ? "" : " (not rated yet: " + cb.calls + "/" + th.minimumCalls + " calls)";
+      t.appendChild(row("failure rate" + rated, pct(d.rates.failureRate) + " / " + pct(th.failureRate)));
+      t.appendChild(bar(d.rates.failureRate, th.failureRate));
+      t.appendChild(row("slow rate", pct(d.rates.slowCallRate) + (th.slowCallRate === null ? "" : " / " + pct(th.slowCallRate))));
+      t.appendChild(bar(d.rates.slowCallRate, th.slowCallRate));
+      t.appendChild(row("window", cb.calls + " calls, " + cb.failures + " failed, " + cb.slowCalls + " slow"));
     }
-    t.appendChild(row("window", cb.calls + " calls, " + cb.failures + " failed, " + cb.slowCalls + " slow"));
     t.appendChild(row("refused while open", cb.notPermitted + " (openings " + cb.openings + ")"));
   }
   t.appendChild(row("latency p50 / p99", d.latency === null ? "–" : d.latency.p50 + " / " + d.latency.p99 + " ms"));
@@ -169,7 +168,7 @@ function addTraffic(seconds) {
 function renderChart() {
   var svg = $("chart");
   var W = 600, HH = 160;
-  var end = Math.floor(snap.at / 1000) * 1000;
+  var end = Math.floor(snap.at / 1000) * 1000 - 1000; // the last complete second
   var cols = [];
   var max = 1;
   for (var i = 0; i < H; i++) {
@@ -201,15 +200,12 @@ function renderChart() {
     p.dataset.source = s[0];
     shapes.push(p);
   });
-  var t = document.createElementNS(NS, "text");
-  t.setAttribute("x", "4"); t.setAttribute("y", "12"); t.setAttribute("font-size", "11");
-  t.textContent = max.toFixed(0) + " req/s";
-  shapes.push(t);
   svg.replaceChildren.apply(svg, shapes);
+  $("scale").textContent = "top: " + max.toFixed(0) + " req/s";
   // The legend carries each source's rate over the last 5 complete seconds.
   C.sources.forEach(function (s) {
     var n = 0;
-    for (var i = H - 6; i < H - 1; i++) n += cols[i][s[0]] || 0;
+    for (var i = H - 5; i < H; i++) n += cols[i][s[0]] || 0;
     var item = document.querySelector('#legend [data-source="' + s[0] + '"]');
     item.dataset.rate = String(n / 5);
     item.lastChild.textContent = s[1] + " " + (n / 5).toFixed(1) + "/s";
@@ -303,6 +299,7 @@ export const render = (options: PageOptions): string =>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>resilient-ai dashboard</title>
+<link rel="icon" href="data:,">
 <style>${style}</style>
 </head>
 <body>
@@ -314,7 +311,7 @@ ${options.controls ? controlsMarkup : ""}
 </header>
 <main>
 <section class="wide">
-<h2>Requests per second by who answered (last 3 min)</h2>
+<h2>Requests per second by who answered (last 3 min) <span id="scale" class="muted"></span></h2>
 <svg id="chart" viewBox="0 0 600 160" preserveAspectRatio="none" role="img" aria-label="requests per second by source"></svg>
 <div id="legend"></div>
 </section>
