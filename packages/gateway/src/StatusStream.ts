@@ -2,7 +2,7 @@
  * `GET /status/stream`: the gateway's status as server-sent events, for the
  * live dashboard (`Dashboard`).
  *
- * Rules:
+ * Rules (docs/semantics.md rule 34):
  * - One sampler per gateway, not per connection: every `interval` (250 ms)
  *   it reads each deployment's status (what `/status` shows, plus the
  *   breaker's rates, its thresholds and the latency p50/p99 of successful
@@ -42,26 +42,52 @@ import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as Palette from "@resilient-ai/testkit/Palette"
 import * as Health from "./Health.js"
 import * as view from "./internal/statusView.js"
 
 /**
+ * What opens a deployment's breaker, for drawing rates against it.
+ *
  * @since 0.1.0
  * @category models
  */
-export type Thresholds = view.Thresholds
+export type Thresholds =
+  | { readonly kind: "consecutive"; readonly failures: number }
+  | {
+    readonly kind: "failure-rate"
+    readonly failureRate: number
+    readonly slowCallRate: number | null
+    readonly minimumCalls: number
+  }
 
 /**
+ * One second of answers. `at`: the epoch ms the second starts.
+ *
  * @since 0.1.0
  * @category models
  */
-export type Second = view.Second
+export interface Second {
+  readonly at: number
+  readonly counts: Partial<Record<Palette.Source, number>>
+}
 
 /**
+ * A state change worth a line on the dashboard. `seq` orders them and lets a reconnecting page skip those it has.
+ *
  * @since 0.1.0
  * @category models
  */
-export type Transition = view.Transition
+export interface Transition {
+  readonly seq: number
+  readonly at: number
+  readonly kind: "breaker" | "key" | "limit"
+  /** The breaker's, key's or limit's name: names only, never a key. */
+  readonly subject: string
+  readonly from: string
+  readonly to: string
+  readonly reason: string
+}
 
 /**
  * One deployment in a snapshot: what `/status` shows, with what the
@@ -171,8 +197,8 @@ export const make = (options: Options): Effect.Effect<Service, Errors.InvalidCon
 
     // The sampler's and the feed's own state: one fiber writes each, connections only read.
     let answered = view.answeredSoFar(yield* Metric.snapshot)
-    let traffic: ReadonlyArray<view.Second> = []
-    let transitions: ReadonlyArray<view.Transition> = []
+    let traffic: ReadonlyArray<Second> = []
+    let transitions: ReadonlyArray<Transition> = []
     let seq = 0
     let subscribers = 0
 

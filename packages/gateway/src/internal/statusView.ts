@@ -8,17 +8,8 @@ import type { AttemptEvents } from "@resilient-ai/core"
 import type * as ClientConfig from "@resilient-ai/llm/ClientConfig"
 import * as Palette from "@resilient-ai/testkit/Palette"
 import type * as MetricPair from "effect/MetricPair"
+import type { Second, Thresholds, Transition } from "../StatusStream.js"
 import * as MetricState from "effect/MetricState"
-
-/** What opens a deployment's breaker, for drawing rates against it. */
-export type Thresholds =
-  | { readonly kind: "consecutive"; readonly failures: number }
-  | {
-    readonly kind: "failure-rate"
-    readonly failureRate: number
-    readonly slowCallRate: number | null
-    readonly minimumCalls: number
-  }
 
 /** The breaker's own defaults (CircuitBreaker: 5 in a row; 10 calls before a rate counts). */
 const defaultFailures = 5
@@ -60,12 +51,6 @@ export const answeredSoFar = (snapshot: ReadonlyArray<MetricPair.MetricPair.Unty
   return counts
 }
 
-/** One second of answers. `at`: the epoch ms the second starts. */
-export interface Second {
-  readonly at: number
-  readonly counts: Partial<Record<Palette.Source, number>>
-}
-
 /**
  * Adds what was answered since `before` to the second `now` falls in, and
  * drops the seconds older than `keep` seconds. Counters only grow; a
@@ -87,18 +72,6 @@ export const addSince = (
   }
   const kept = seconds.filter((s) => s.at !== at && s.at > at - keep * 1000)
   return [...kept, { at, counts }]
-}
-
-/** A state change worth a line on the dashboard. `seq` orders them and lets a reconnecting page skip those it has. */
-export interface Transition {
-  readonly seq: number
-  readonly at: number
-  readonly kind: "breaker" | "key" | "limit"
-  /** The breaker's, key's or limit's name: names only, never a key. */
-  readonly subject: string
-  readonly from: string
-  readonly to: string
-  readonly reason: string
 }
 
 /** An event as a transition, if it is one. */
