@@ -13,6 +13,7 @@ import * as Path from "node:path"
 import * as Url from "node:url"
 import { type Browser, chromium, type Page } from "playwright-core"
 import * as Demo from "../src/Demo.js"
+import { harness } from "./support/harness.js"
 
 const executable = [process.env["CHROMIUM_PATH"], "/usr/bin/chromium", "/usr/bin/chromium-browser"]
   .find((p): p is string => p !== undefined && p !== "" && Fs.existsSync(p))
@@ -141,6 +142,45 @@ describe.skipIf(executable === undefined)("the dashboard in Chromium", () => {
       expect(errors.filter((e) => !e.includes("ERR_CONNECTION_REFUSED") && !e.includes("Failed to load resource"))).toEqual([])
     } finally {
       await (second ?? first).stop().catch(() => undefined)
+    }
+  }, 30_000)
+
+  it("a failure-rate breaker's tile shows its rates against the thresholds, its window, limiter tokens and the bulkhead", async () => {
+    const scope = Effect.runSync(Scope.make())
+    try {
+      const { gateway } = await Effect.runPromise(Scope.extend(
+        harness({
+          primaryPolicy: {
+            circuitBreaker: {
+              trigger: { kind: "failure-rate", window: { kind: "count", size: 20 }, threshold: 0.5, minimumCalls: 4, slowCallRateThreshold: 0.8 },
+              slowCallDuration: "1 second"
+            },
+            rateLimiter: { requestsPerMinute: 600 },
+            bulkhead: { maxConcurrent: 4, maxQueue: 8 }
+          }
+        }),
+        scope
+      ))
+      const { page, errors } = await open(browser, gateway.url)
+      for (let i = 0; i < 6; i++) {
+        await fetch(`${gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "primary", messages: [{ role: "user", content: "Hi" }] })
+        })
+      }
+      const primary = page.locator("[data-deployment=primary]")
+      await until(() => primary.textContent().then((t) => t?.includes("6 calls, 0 failed, 0 slow") === true), 3_000)
+      const text = await primary.textContent()
+      expect(text).toContain("failure rate0% / 50%")
+      expect(text).toContain("slow rate0% / 80%")
+      expect(text).toMatch(/limiter of primary-1 requests left59\d \/ 600/)
+      expect(text).toContain("bulkhead in use / queued0/4 · 0/8")
+      expect(text).not.toContain("sk-primary")
+      await shot(page, "failure-rate")
+      expect(errors).toEqual([])
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
     }
   }, 30_000)
 

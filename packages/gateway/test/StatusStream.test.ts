@@ -5,6 +5,7 @@ import * as Scope from "effect/Scope"
 import * as Supervisor from "effect/Supervisor"
 import * as Demo from "../src/Demo.js"
 import type * as StatusStream from "../src/StatusStream.js"
+import { get, harness } from "./support/harness.js"
 
 /** Opens `/status/stream`, reads until `until` holds of the text so far (or 5 s pass), then hangs up. */
 const readStream = (url: string, until: (text: string) => boolean) =>
@@ -65,6 +66,28 @@ describe("GET /status/stream", () => {
       expect(snapshot.deployments.map((d) => d.name)).toEqual(["primary", "backup"])
       expect(snapshot.deployments[0]?.thresholds).toEqual({ kind: "consecutive", failures: 3 })
       expect(read.text).not.toContain("sk-demo")
+    })))
+
+  it.live("behind gateway keys the stream wants a key like /status does; the page, which holds no data, does not", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({ gateway: { gatewayKeys: [{ name: "team-a", env: "GATEWAY_KEY_TEAM_A" }] } })
+      expect((yield* get(`${gateway.url}/dashboard`)).status).toBe(200)
+      expect((yield* get(`${gateway.url}/status`)).status).toBe(401)
+      const refused = yield* Effect.promise(() => fetch(`${gateway.url}/status/stream`).then((r) => r.status))
+      expect(refused).toBe(401)
+      const read = yield* Effect.promise(async () => {
+        const abort = new AbortController()
+        const response = await fetch(`${gateway.url}/status/stream`, {
+          headers: { authorization: "Bearer gw-team-a-secret" },
+          signal: abort.signal
+        })
+        const first = await response.body!.getReader().read()
+        abort.abort()
+        return { status: response.status, text: new TextDecoder().decode(first.value) }
+      })
+      expect(read.status).toBe(200)
+      expect(read.text).toContain("retry: 1000")
+      expect(read.text).not.toContain("gw-team-a-secret")
     })))
 
   it.live("answers by source and a breaker opening arrive live: snapshots count the fallback's answers, a transition says open", () =>

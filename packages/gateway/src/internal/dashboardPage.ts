@@ -35,6 +35,7 @@ h2{font-size:14px;margin:0 0 6px}
 .tile{border-left:8px solid #ccc}
 .tile .state{font-weight:bold;text-transform:uppercase;font-size:12px;padding:1px 6px;border-radius:3px}
 .row{display:flex;justify-content:space-between;gap:8px;font-size:13px}
+.row>span:last-child{white-space:nowrap;text-align:right}
 .muted{color:#666;font-size:12px}
 .bar{position:relative;height:8px;background:#eee;border-radius:4px;margin:2px 0 6px}
 .bar>.fill{position:absolute;left:0;top:0;bottom:0;border-radius:4px;background:#3d85c6}
@@ -127,12 +128,13 @@ function tile(d) {
     t.appendChild(row("adaptive limit", d.adaptiveLimit.running + " / " + d.adaptiveLimit.limit));
   }
   var lim = function (name, l) {
-    if (l.requests !== null) t.appendChild(row(name + " requests left", l.requests.available + " / " + l.requests.capacity));
-    if (l.tokens !== null) t.appendChild(row(name + " tokens left", l.tokens.available + " / " + l.tokens.capacity));
+    // A bucket refills continuously: show whole requests and tokens.
+    if (l.requests !== null) t.appendChild(row(name + " requests left", Math.floor(l.requests.available) + " / " + l.requests.capacity));
+    if (l.tokens !== null) t.appendChild(row(name + " tokens left", Math.floor(l.tokens.available) + " / " + l.tokens.capacity));
     if (l.pausedUntil !== null) t.appendChild(row(name + " paused", secs(until(l.pausedUntil))));
   };
   if (d.rateLimiter !== null) lim("limiter", d.rateLimiter);
-  if (d.keyRateLimiters !== null) Object.keys(d.keyRateLimiters).forEach(function (k) { lim(k, d.keyRateLimiters[k]); });
+  if (d.keyRateLimiters !== null) Object.keys(d.keyRateLimiters).forEach(function (k) { lim("limiter of " + k, d.keyRateLimiters[k]); });
   if (d.keys !== null) {
     t.appendChild(el("div", "muted", "keys (" + d.keys.healthy + " healthy)"));
     var ul = el("ul");
