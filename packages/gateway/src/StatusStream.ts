@@ -4,13 +4,14 @@
  *
  * Rules (docs/semantics.md rule 34):
  * - One sampler per gateway, not per connection: every `interval` (250 ms)
- *   it reads each deployment's status (what `/status` shows, plus the
- *   breaker's rates, its thresholds and the latency p50/p99 of successful
- *   attempts over the last minute) and the answers by source since the last
- *   sample, and publishes a `snapshot` event. Breaker, key and limit changes
- *   are published as `transition` events when they happen.
+ *   it counts the answers by source since the last sample and, only while
+ *   a connection is open, reads each deployment's status (what `/status`
+ *   shows, plus the breaker's rates, its thresholds and the latency p50/p99
+ *   of successful attempts over the last minute) and publishes a `snapshot`
+ *   event. Breaker, key and limit changes are published as `transition`
+ *   events when they happen.
  * - A connection starts with `retry: 1000` (the browser's EventSource
- *   reconnects after a second) and a `hello` event: the latest snapshot with
+ *   reconnects after a second) and a `hello` event: a snapshot read then, with
  *   the answers of the last `history` seconds (300) and the last 50
  *   transitions, so a page that opens or reconnects draws the recent past at
  *   once. Later snapshots carry the last two seconds only.
@@ -37,7 +38,6 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -178,6 +178,41 @@ const latencyOf = (tracker: LatencyTracker.Service | undefined): Effect.Effect<D
   tracker === undefined ? Effect.succeed(null) : Effect.map(tracker.snapshot, (s) =>
     s.p50 === undefined || s.p99 === undefined ? null : { p50: Math.round(s.p50), p99: Math.round(s.p99), count: s.count })
 
+const deploymentView = (
+  handle: ResilientClient.DeploymentHandle,
+  state: Health.DeploymentState,
+  latency: DeploymentView["latency"],
+  now: number
+): DeploymentView => {
+  const breaker = state.status.circuitBreaker
+  return {
+    ...Health.toJson(handle, state, now),
+    thresholds: view.thresholds(handle.config),
+    rates: breaker === undefined
+      ? null
+      : { failureRate: breaker.failureRate, slowCallRate: breaker.slowCallRate, rated: breaker.rated },
+    latency
+  }
+}
+
+/** The deployments now, read from their policies (the store: Redis round trips when shared). */
+const snapshotOf = (
+  deployments: ReadonlyArray<ResilientClient.DeploymentHandle>,
+  trackers: ReadonlyMap<string, LatencyTracker.Service>,
+  traffic: ReadonlyArray<Second>,
+  now: number
+): Effect.Effect<Snapshot> =>
+  Effect.flatMap(Health.read(deployments, now), (states) =>
+    Effect.map(
+      Effect.forEach(states, (state, i) => {
+        const handle = deployments[i]
+        return handle === undefined
+          ? Effect.succeed([])
+          : Effect.map(latencyOf(trackers.get(state.name)), (latency) => [deploymentView(handle, state, latency, now)])
+      }),
+      (views) => ({ at: now, ready: Health.isReady(states, now), deployments: views.flat(), traffic })
+    ))
+
 /**
  * Starts the sampler and the transition feed in the scope; they stop with it.
  *
@@ -202,44 +237,17 @@ export const make = (options: Options): Effect.Effect<Service, Errors.InvalidCon
     let seq = 0
     let subscribers = 0
 
-    const sample = Effect.gen(function*() {
+    // The answers are counted always (the next page wants the last minutes); the deployments are read only while someone watches.
+    const tick = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const counts = view.answeredSoFar(yield* Metric.snapshot)
       traffic = view.addSince(traffic, answered, counts, now, history)
       answered = counts
-      const states = yield* Health.read(deployments, now)
-      const views = yield* Effect.forEach(deployments, (h, i) => {
-        const state = states[i]
-        if (state === undefined) return Effect.succeed(Option.none<DeploymentView>())
-        const breaker = state.status.circuitBreaker
-        return Effect.map(latencyOf(trackers.get(h.config.name)), (latency) =>
-          Option.some<DeploymentView>({
-            ...Health.toJson(h, state, now),
-            thresholds: view.thresholds(h.config),
-            rates: breaker === undefined
-              ? null
-              : { failureRate: breaker.failureRate, slowCallRate: breaker.slowCallRate, rated: breaker.rated },
-            latency
-          }))
-      })
-      return {
-        at: now,
-        ready: Health.isReady(states, now),
-        deployments: views.flatMap((v) => Option.isSome(v) ? [v.value] : []),
-        traffic
-      } satisfies Snapshot
+      if (subscribers === 0) return
+      const snapshot = yield* snapshotOf(deployments, trackers, traffic.slice(-2), now)
+      yield* PubSub.publish(pubsub, { _tag: "snapshot", snapshot })
     })
-
-    let latest: Snapshot = yield* sample
-    yield* Effect.forkScoped(
-      Effect.repeat(
-        Effect.flatMap(sample, (snapshot) => {
-          latest = snapshot
-          return PubSub.publish(pubsub, { _tag: "snapshot", snapshot: { ...snapshot, traffic: snapshot.traffic.slice(-2) } })
-        }),
-        Schedule.spaced(interval)
-      )
-    )
+    yield* Effect.forkScoped(Effect.repeat(tick, Schedule.spaced(interval)))
 
     const onEvent = (event: AttemptEvents.AttemptEvent): Effect.Effect<void> => {
       if (event._tag === "AttemptEnded") {
@@ -260,7 +268,8 @@ export const make = (options: Options): Effect.Effect<Service, Errors.InvalidCon
       // Subscribed before the hello is read: what happens in between arrives after it (a transition twice at worst, which `seq` dedupes).
       const queue = yield* PubSub.subscribe(pubsub)
       yield* Effect.acquireRelease(Effect.sync(() => void subscribers++), () => Effect.sync(() => void subscribers--))
-      const hello: Event = { _tag: "hello", snapshot: latest, transitions }
+      const snapshot = yield* Effect.flatMap(Clock.currentTimeMillis, (now) => snapshotOf(deployments, trackers, traffic, now))
+      const hello: Event = { _tag: "hello", snapshot, transitions }
       return Stream.concat(Stream.make(hello), Stream.fromQueue(queue))
     })
     const eventsOf: Stream.Stream<Event> = Stream.unwrapScoped(connection)

@@ -7,11 +7,11 @@ import * as Demo from "../src/Demo.js"
 import type * as StatusStream from "../src/StatusStream.js"
 import { get, harness } from "./support/harness.js"
 
-/** Opens `/status/stream`, reads until `until` holds of the text so far (or 5 s pass), then hangs up. */
+/** Opens `/status/stream`, reads until `until` holds of the text so far (or 15 s pass: a loaded machine), then hangs up. */
 const readStream = (url: string, until: (text: string) => boolean) =>
   Effect.promise(async () => {
     const abort = new AbortController()
-    const timer = setTimeout(() => abort.abort(), 5_000)
+    const timer = setTimeout(() => abort.abort(), 15_000)
     let text = ""
     try {
       const response = await fetch(`${url}/status/stream`, { signal: abort.signal })
@@ -105,7 +105,7 @@ describe("GET /status/stream", () => {
       expect(snapshots.some((s) => s.traffic.some((second) => (second.counts["fallback-provider"] ?? 0) > 0))).toBe(true)
       // After the hello, a snapshot carries the current and the last second only.
       expect(Math.max(...snapshots.map((s) => s.traffic.length))).toBeLessThanOrEqual(2)
-    })))
+    })), 30_000)
 
   it.live("a reconnecting client gets a new hello with the transitions it missed", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -116,7 +116,7 @@ describe("GET /status/stream", () => {
       const opened = yield* waitFor(
         readStream(gateway.url, hasHello),
         (read) => (eventsOf(read.text, "hello")[0]?.["transitions"] as Array<StatusStream.Transition>).some((t) => t.to === "open"),
-        5_000
+        10_000
       )
       const transitions = eventsOf(opened.text, "hello")[0]?.["transitions"] as Array<StatusStream.Transition>
       expect(transitions.find((t) => t.to === "open")).toMatchObject({ seq: 1, kind: "breaker", subject: "primary" })
