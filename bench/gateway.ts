@@ -5,6 +5,7 @@
  *   npm run bench:gateway                # ~1 min on 2 cores
  *   npm run bench:gateway -- --quick     # shorter rounds (a smoke run)
  *   npm run bench:gateway -- --only gateway/json/1,proxy/stream/10   # some rows
+ *   GW_PROF=1 npm run bench:gateway -- --only gateway/json/10       # CPU profile of the gateway process in /tmp/gwprof
  *
  * Targets, each a server in its own Node process (so its CPU time is its
  * own), all in front of the same upstream process:
@@ -144,7 +145,7 @@ interface Target {
 const start = (role: Role, upstreamPort = 0): Promise<Target> =>
   new Promise((resolve, reject) => {
     const proc = fork(fileURLToPath(import.meta.url), ["--role", role, "--upstream-port", String(upstreamPort)], {
-      execArgv: ["--import", "tsx", "--conditions=source"]
+      execArgv: ["--import", "tsx", "--conditions=source", ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])]
     })
     proc.once("message", (m: Message) => ("port" in m ? resolve({ process: proc, port: m.port }) : reject(new Error("no port"))))
     proc.once("error", reject)

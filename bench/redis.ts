@@ -1,7 +1,9 @@
 /**
  * What the Redis store costs a call through `Policy`, beside the memory store:
- * Redis round trips per call (counted with MONITOR, by slot) and the latency
- * a call gains, at concurrency 1 and 100.
+ * the round trips a call waits for (the store's own count of awaited
+ * operations), the scripts Redis runs per call (counted with MONITOR, by
+ * slot: awaited, behind and background reads), and the latency a call gains,
+ * at concurrency 1 and 100.
  *
  *   npm run bench:redis                      # starts a redis-server of its own (or uses REDIS_URL)
  *   node --conditions=source --import tsx bench/redis.ts --calls 5000
@@ -99,7 +101,7 @@ const main = Effect.gen(function*() {
     commands.set(slot, (commands.get(slot) ?? 0) + 1)
   })
 
-  const { store } = yield* RedisStore.make({ url, prefix })
+  const { redis, store } = yield* RedisStore.make({ url, prefix })
   const stores: ReadonlyArray<readonly [string, StateStore.Service]> = [["memory", StateStore.makeMemory()], ["redis", store]]
   const rows: Array<Record<string, string | number>> = []
   for (const concurrency of [1, 100]) {
@@ -108,14 +110,17 @@ const main = Effect.gen(function*() {
       yield* measure(policy, concurrency, Math.min(500, calls)) // warm-up
       yield* Effect.sleep("200 millis") // MONITOR lines of the warm-up arrive
       commands.clear()
+      const before = yield* redis.counters
       const run = yield* measure(policy, concurrency, calls)
+      const after = yield* redis.counters
       yield* Effect.sleep("200 millis")
       const total = [...commands.values()].reduce((a, b) => a + b, 0)
       rows.push({
         store: name,
         concurrency,
         ...run,
-        roundTripsPerCall: Number((total / calls).toFixed(3)),
+        roundTripsPerCall: name === "memory" ? 0 : Number(((after.awaited - before.awaited) / calls).toFixed(3)),
+        scriptsPerCall: Number((total / calls).toFixed(3)),
         bySlot: [...commands.entries()].map(([slot, n]) => `${slot} ${(n / calls).toFixed(3)}`).join(", ") || "-"
       })
     }
@@ -126,7 +131,8 @@ const main = Effect.gen(function*() {
     const red = rows.find((r) => r["store"] === "redis" && r["concurrency"] === concurrency)!
     console.log(
       `concurrency ${concurrency}: redis adds ${Number(red["meanMicros"]) - Number(mem["meanMicros"])} µs mean, ` +
-        `${Number(red["p99Micros"]) - Number(mem["p99Micros"])} µs p99 per call; ${red["roundTripsPerCall"]} round trips per call`
+        `${Number(red["p99Micros"]) - Number(mem["p99Micros"])} µs p99 per call; ${red["roundTripsPerCall"]} awaited round trips ` +
+        `and ${red["scriptsPerCall"]} scripts per call`
     )
   }
 })

@@ -10,6 +10,7 @@ import * as RelativeErrors from "../packages/core/src/Errors.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const fixture = join(repo, "test/fixtures/installed-app")
+const effectAiFixture = join(repo, "test/fixtures/installed-effect-ai")
 const tsc = join(repo, "node_modules/typescript/bin/tsc")
 
 // Child processes must not inherit npm's settings for this repository (npm test runs under npm).
@@ -27,6 +28,73 @@ interface AppResult {
   readonly answered: string
   readonly gatewayModels: ReadonlyArray<string>
   readonly sameCore: boolean
+}
+
+const expectedEffectAiResult = { static: true, source: "static", aiError: "HttpRequestError", ours: "ConnectionError" }
+
+interface Packed {
+  readonly name: string
+  readonly filename: string
+  readonly size: number
+  readonly files: ReadonlyArray<{ readonly path: string }>
+}
+
+/** `npm pack` of the workspaces into `dir` (each builds its dist first); a tarball holds its dist, README, LICENSE and package.json only. */
+const pack = (dir: string, workspaces: ReadonlyArray<string>): ReadonlyArray<Packed> => {
+  const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", dir, ...workspaces.flatMap((w) => ["-w", w])], repo)) as ReadonlyArray<Packed>
+  for (const p of packed) {
+    const files = p.files.map((f) => f.path)
+    expect(files.filter((f) => !f.startsWith("dist/")).sort()).toEqual(["LICENSE", "README.md", "package.json"])
+    expect(files).toContain("dist/index.d.ts")
+    expect(files).toContain("dist/index.js.map")
+    expect(files).toContain("dist/index.d.ts.map")
+  }
+  return packed
+}
+
+/** How many copies of `name` an app's `npm ls` shows. */
+const copiesOf = async (app: string, name: string): Promise<number> => {
+  const paths = (await runAsync("npm", ["ls", name, "--all", "--parseable"], app)).trim().split("\n")
+  return new Set(paths.filter((l) => l.endsWith(`/node_modules/${name}`))).size
+}
+
+const effectAiPacks: ReadonlyArray<string> = ["@resilient-ai/core", "@resilient-ai/llm", "@resilient-ai/effect-ai"]
+
+/**
+ * The @effect/ai app (`fixtures/installed-effect-ai`) with @resilient-ai/effect-ai's tarballs and
+ * the repository's peers: installed, type-checked (NodeNext), run with node; effect and the
+ * @effect/* peers that @effect/ai and its providers share with the repository resolve to one copy each.
+ */
+const effectAiApp = async (app: string, packs: string, packed: ReadonlyArray<Packed>): Promise<void> => {
+  mkdirSync(app)
+  for (const file of ["app.ts", "tsconfig.nodenext.json"]) copyFileSync(join(effectAiFixture, file), join(app, file))
+  writeFileSync(
+    join(app, "package.json"),
+    JSON.stringify({
+      name: "installed-effect-ai-app",
+      private: true,
+      type: "module",
+      dependencies: {
+        ...Object.fromEntries(packed.map((p) => [p.name, `file:${join(packs, p.filename)}`])),
+        effect: "3.22.4",
+        "@effect/platform": "0.97.2",
+        "@effect/platform-node": "0.108.2",
+        "@effect/experimental": "0.61.1",
+        "@effect/rpc": "0.76.2",
+        "@effect/ai": "0.37.0",
+        "@effect/ai-openai": "0.41.0",
+        "@effect/ai-anthropic": "0.27.0",
+        "@types/node": "20.19.43"
+      }
+    })
+  )
+  await runAsync("npm", ["install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"], app)
+  await runAsync(process.execPath, [tsc, "-p", "tsconfig.nodenext.json"], app)
+  const out = await runAsync(process.execPath, ["out/app.js"], app)
+  expect(JSON.parse(out)).toEqual(expectedEffectAiResult)
+  const peers = ["effect", "@effect/platform", "@effect/experimental", "@effect/rpc", "@effect/ai"]
+  const copies = await Promise.all(peers.map(async (name) => [name, await copiesOf(app, name)] as const))
+  expect(Object.fromEntries(copies)).toEqual(Object.fromEntries(peers.map((name) => [name, 1])))
 }
 
 const expectedResult: AppResult = { gatewayUrl: "http://127.0.0.1:8080", sources: ["static", "static", "static"], breaker: "open", answered: "gpt-4o", gatewayModels: ["a"], sameCore: true }
@@ -66,35 +134,17 @@ describe("packaging", () => {
   })
 
   it(
-    "npm pack, install into an app outside the repository, type-check (NodeNext, Bundler) and run with node: current peers and the lowest",
+    "npm pack, install into apps outside the repository, type-check (NodeNext, Bundler) and run with node: current peers and the lowest; an @effect/ai app on @resilient-ai/effect-ai with one copy of each @effect peer",
     async () => {
       const root = mkdtempSync(join(tmpdir(), "resilient-ai-app-"))
       try {
         const packs = join(root, "packs")
         mkdirSync(packs)
-        const packed = JSON.parse(run("npm", [
-          "pack",
-          "--json",
-          "--pack-destination",
-          packs,
-          "-w",
-          "packages/core",
-          "-w",
-          "packages/llm",
-          "-w",
-          "packages/testkit",
-          "-w",
-          "packages/gateway"
-        ], repo)) as ReadonlyArray<{ readonly name: string; readonly filename: string; readonly size: number; readonly files: ReadonlyArray<{ readonly path: string }> }>
-        for (const p of packed) {
-          const files = p.files.map((f) => f.path)
-          expect(files.filter((f) => !f.startsWith("dist/")).sort()).toEqual(["LICENSE", "README.md", "package.json"])
-          expect(files).toContain("dist/index.d.ts")
-          expect(files).toContain("dist/index.js.map")
-          expect(files).toContain("dist/index.d.ts.map")
-        }
-        // The two apps install, type-check and run side by side.
-        await Promise.all(Object.entries(variants).map(async ([variant, peers]) => {
+        const all = pack(packs, ["packages/core", "packages/llm", "packages/testkit", "packages/gateway", "packages/effect-ai"])
+        const packed = all.filter((p) => p.name !== "@resilient-ai/effect-ai")
+        // The three apps install, type-check and run side by side.
+        const effectAi = effectAiApp(join(root, "effect-ai"), packs, all.filter((p) => effectAiPacks.includes(p.name)))
+        await Promise.all([effectAi, ...Object.entries(variants).map(async ([variant, peers]) => {
           const app = join(root, variant)
           mkdirSync(app)
           for (const file of ["app.ts", "tsconfig.nodenext.json", "tsconfig.bundler.json"]) {
@@ -125,14 +175,12 @@ describe("packaging", () => {
           }
           const out = await runAsync(process.execPath, ["out/app.js"], app)
           expect({ variant, result: JSON.parse(out) }).toEqual({ variant, result: expectedResult })
-          const effects = (await runAsync("npm", ["ls", "effect", "--all", "--parseable"], app)).trim().split("\n")
-          expect({ variant, effects: [...new Set(effects.filter((l) => l.endsWith("/effect")))].length })
-            .toEqual({ variant, effects: 1 })
-        }))
+          expect({ variant, effects: await copiesOf(app, "effect") }).toEqual({ variant, effects: 1 })
+        })])
       } finally {
         rmSync(root, { recursive: true, force: true })
       }
     },
-    180_000
+    420_000
   )
 })

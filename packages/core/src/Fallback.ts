@@ -422,23 +422,27 @@ const trackerOf = (limits: RequestBudget.Limits): ReturnType<typeof RequestBudge
 
 /**
  * Runs the chain as one logical request under `limits` and reports who
- * answered.
+ * answered. `taken`, when given, is the array the run collects its
+ * fallbacks in (an empty one): a caller that hands an answer on before the
+ * run ends (a stream's first chunk) reads the fallbacks taken so far there.
  *
  * @since 0.1.0
  * @category running
  */
 export const run = <A, E, R>(
   self: Chain<A, E, R>,
-  limits: RequestBudget.Limits = {}
+  limits: RequestBudget.Limits = {},
+  taken?: Array<FallbackTaken>
 ): Effect.Effect<Answer<A>, E, R> => {
   const tracked = trackerOf(limits)
   // The clock and the ledger are read from the running fiber, in place of
   // `Clock.currentTimeMillis` and `RequestBudget.spent` (same values, fewer ops).
   return Effect.withFiberRuntime((fiber) => {
     const start = clockOf(fiber).unsafeCurrentTimeMillis()
-    const taken: Array<FallbackTaken> = []
+    // A fresh array per run unless the caller brought one: the same effect may run more than once.
+    const collected = taken ?? []
     // The continuation runs on this same fiber: its refs and clock are read in place, without an op.
-    return tracked(Effect.flatMap(self.attempt(taken), (answer) => {
+    return tracked(Effect.flatMap(self.attempt(collected), (answer) => {
       const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
       const end = clockOf(fiber).unsafeCurrentTimeMillis()
       return Effect.succeed<Answer<A>>({
@@ -450,7 +454,7 @@ export const run = <A, E, R>(
         attempts: ledger === undefined ? 0 : ledger.attempts,
         costUsd: ledger === undefined ? 0 : ledger.costUsd,
         errors: ledger === undefined ? [] : [...ledger.errors],
-        fallbacks: taken,
+        fallbacks: collected,
         latencyMs: end - start
       })
     }))

@@ -25,8 +25,14 @@
  *   interrupted leaves; the others keep waiting. When the last waiter leaves,
  *   the computation is interrupted (nobody wants the answer any more, and an
  *   LLM call costs money), so it does not fill the cache. Closing the cache's
- *   scope interrupts every computation in flight. Single-flight is per
- *   process, even on a shared store.
+ *   scope interrupts every computation in flight. Across processes, a
+ *   shared store that can `claim` a key makes it single-flight for all of
+ *   them: the process that claims the key computes; the others wait for its
+ *   answer to land in the store and answer with it (`source: "hit"`); a
+ *   claim expires after `claimFor` (default 30 s), so a holder that died
+ *   holds nobody up for longer, and a holder whose computation failed lets
+ *   the claim go at once (the next waiter computes). A store without
+ *   `claim` is single-flight per process.
  *
  * Why not effect's `Cache` (effect/Cache, internal/cache.ts)? It has TTL,
  * capacity and shared in-flight lookups, but: its lookup function is fixed at
@@ -151,6 +157,14 @@ export const entrySchema = <A, I, R>(value: Schema.Schema<A, I, R>): Schema.Sche
  * @category models
  */
 export interface Store<A> {
+  /**
+   * Cross-process single-flight, for a shared store: claims the computation
+   * of `key` for at most `holdMillis`. `Leader`: compute, then `set` the
+   * answer (which ends the claim) or `release` it; `Landed`: another holder's
+   * answer, read once it landed; `Unclaimed`: the store cannot say (trouble),
+   * compute as if alone.
+   */
+  readonly claim?: (key: string, holdMillis: number) => Effect.Effect<Claim<A>>
   /** Reads an entry; counts as a use for eviction. */
   readonly get: (key: string) => Effect.Effect<Option.Option<Entry<A>>>
   readonly set: (key: string, entry: Entry<A>) => Effect.Effect<void>
@@ -158,6 +172,17 @@ export interface Store<A> {
   readonly clear: Effect.Effect<void>
   readonly size: Effect.Effect<number>
 }
+
+/**
+ * What {@link Store.claim} answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Claim<A> =
+  | { readonly _tag: "Leader"; readonly release: Effect.Effect<void> }
+  | { readonly _tag: "Landed"; readonly entry: Entry<A> }
+  | { readonly _tag: "Unclaimed" }
 
 /**
  * An in-memory store of at most `maxEntries` entries that evicts the least
@@ -207,6 +232,8 @@ export interface Options<Req, Res> {
   readonly cacheable?: (response: Res) => boolean
   /** Where entries live. Default {@link makeMemoryStore} of `maxEntries`. */
   readonly store?: Store<Res>
+  /** How long a claim on a key (a store with `claim`) holds the other processes off. Default 30 seconds. */
+  readonly claimFor?: Duration.DurationInput
 }
 
 /**
@@ -299,7 +326,8 @@ const OptionsSchema = Schema.Struct({
   maxStale: Schema.optionalWith(LimitMillis, { default: () => 86_400_000 }),
   serveStaleOn: Schema.optional(fn),
   cacheable: Schema.optional(fn),
-  store: Schema.optional(storeSchema)
+  store: Schema.optional(storeSchema),
+  claimFor: Schema.optionalWith(PositiveLimitMillis, { default: () => 30_000 })
 })
 
 const lookups = Metric.counter("resilient_ai_cache_lookups_total", {
@@ -315,6 +343,8 @@ const lookups = Metric.counter("resilient_ai_cache_lookups_total", {
  */
 interface Flight<Res> {
   exit: Exit.Exit<Res, unknown> | undefined
+  /** The answer another process stored while this one waited on its claim. */
+  landed: Entry<Res> | undefined
   readonly joiners: Array<(exit: Exit.Exit<Res, unknown>) => void>
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   waiters: number
@@ -448,6 +478,25 @@ export const make = <Req, Res>(
         Effect.sync(() => land(key, flight, exit))
       )
 
+    /** The flight's work on a custom store: claim the key across processes when the store can, then compute or take what landed. */
+    const claimed = <E, R>(key: string, flight: Flight<Res>, compute: Effect.Effect<Res, E, R>): Effect.Effect<Res, E, R> => {
+      const alone = Effect.onExit(compute, (exit) => finish(key, flight, exit))
+      if (store.claim === undefined) return alone
+      return Effect.flatMap(store.claim(key, o.claimFor), (claim): Effect.Effect<Res, E, R> => {
+        if (claim._tag === "Unclaimed") return alone
+        if (claim._tag === "Landed") {
+          flight.landed = claim.entry
+          return Effect.sync(() => {
+            land(key, flight, Exit.succeed(claim.entry.value))
+            return claim.entry.value
+          })
+        }
+        // A stored answer ends the claim; anything else lets it go for the next process to compute.
+        return Effect.onExit(compute, (exit) =>
+          Effect.zipRight(finish(key, flight, exit), keeps(exit) ? Effect.void : claim.release))
+      })
+    }
+
     const leave = (key: string, flight: Flight<Res>): Effect.Effect<void> =>
       Effect.suspend(() => {
         flight.waiters--
@@ -458,7 +507,12 @@ export const make = <Req, Res>(
       })
 
     /** What a waiter gets from the flight's exit: the answer, or on an error `serveStaleOn` accepts, an expired entry. */
-    const settle = <E>(key: string, exit: Exit.Exit<Res, unknown>): Effect.Effect<Cached<Res>, E> => {
+    const settle = <E>(key: string, flight: Flight<Res>, exit: Exit.Exit<Res, unknown>): Effect.Effect<Cached<Res>, E> => {
+      const landed = flight.landed
+      if (landed !== undefined) {
+        // Counted as the miss it was here; the answer is another process's, stored `ageMs` ago.
+        return Effect.map(Clock.currentTimeMillis, (now) => answer(key, landed, now))
+      }
       if (Exit.isSuccess(exit)) return Exit.succeed({ value: exit.value, source: "computed", ageMs: 0, key })
       // The flight ran the waiter's own computation (identical requests bring the same one): its error is an `E`.
       const cause = exit.cause as Cause.Cause<E>
@@ -485,7 +539,7 @@ export const make = <Req, Res>(
       key: string,
       compute: Effect.Effect<Res, E, R>
     ): Flight<Res> => {
-      const flight: Flight<Res> = { exit: undefined, joiners: [], fiber: undefined, waiters: 1, done: false }
+      const flight: Flight<Res> = { exit: undefined, landed: undefined, joiners: [], fiber: undefined, waiters: 1, done: false }
       inflight.set(key, flight)
       const runtime = Runtime.make({
         // The caller's fiber runs with `R` in its context: this is where `R` comes from.
@@ -494,7 +548,7 @@ export const make = <Req, Res>(
         fiberRefs: caller.getFiberRefs()
       })
       if (lru === undefined) {
-        const fiber = Runtime.runFork(runtime)(Effect.onExit(compute, (exit) => finish(key, flight, exit)))
+        const fiber = Runtime.runFork(runtime)(claimed(key, flight, compute))
         if (!flight.done) flight.fiber = fiber
         return flight
       }
@@ -528,10 +582,10 @@ export const make = <Req, Res>(
         counts.coalesced++
         flight.waiters++
       }
-      if (flight.exit !== undefined) return settle<E>(key, flight.exit)
+      if (flight.exit !== undefined) return settle<E>(key, flight, flight.exit)
       const joined = flight
       return Effect.async<Cached<Res>, E>((resume) => {
-        const joiner = (exit: Exit.Exit<Res, unknown>) => resume(settle<E>(key, exit))
+        const joiner = (exit: Exit.Exit<Res, unknown>) => resume(settle<E>(key, joined, exit))
         joined.joiners.push(joiner)
         return Effect.suspend(() => {
           const i = joined.joiners.indexOf(joiner)

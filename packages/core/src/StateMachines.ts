@@ -33,3 +33,9 @@ export * as KeyPool from "./internal/keyPoolState.js"
  * @since 0.1.0
  */
 export * as RetryBudget from "./internal/retryBudgetState.js"
+/**
+ * The adaptive concurrency limit (rule 29).
+ *
+ * @since 0.1.0
+ */
+export * as AdaptiveLimit from "./internal/adaptiveLimitState.js"

@@ -21,10 +21,17 @@
  * Who answered, after how many attempts and fallbacks, at what cost, is in
  * {@link lastAnswer}, not in @effect/ai's response types.
  *
- * Configuration fields that apply here: every deployment field but `probe`,
- * `contextWindow` and `capabilities`; `cascade`, `maxAttemptsPerRequest`,
- * `maxCostUsdPerRequest`, `deadline`, `maxWaitBeforeFallback`. A stream cut
- * after its first part ends the call (`midStreamPolicy: "terminate"`).
+ * In front of the chain, with the `cache` option, core's `ResponseCache`
+ * (fresh hits, single-flight, stale-if-error before a static reply), as
+ * the LLM client has it. Idle deployments are probed (rule 30) and skipped
+ * while unfit; a `ContextLengthError` moves to a larger window.
+ *
+ * Configuration fields that apply here: every deployment field but
+ * `capabilities`; `cascade`, `contextFallback`, `midStreamPolicy`,
+ * `maxAttemptsPerRequest`, `maxCostUsdPerRequest`, `deadline`,
+ * `maxWaitBeforeFallback`. A stream cut after its first part ends the
+ * call, unless `midStreamPolicy` is `continue-with-prefix`: then the next
+ * deployment continues the text the program already has.
  *
  * @since 0.1.0
  */
@@ -32,13 +39,15 @@ import * as AiError from "@effect/ai/AiError"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Prompt from "@effect/ai/Prompt"
 import * as Response from "@effect/ai/Response"
+import type * as Tool from "@effect/ai/Tool"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Errors, StaticReply } from "@resilient-ai/core"
 import type { Fallback, RequestBudget, StateStore } from "@resilient-ai/core"
-import { ClientConfig } from "@resilient-ai/llm"
+import { ClientConfig, StreamGuard } from "@resilient-ai/llm"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
@@ -46,6 +55,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as AiErrors from "./AiErrors.js"
+import * as AnswerCache from "./internal/answerCache.js"
 import * as Chain from "./internal/chain.js"
 import * as Deployments from "./internal/deployments.js"
 import * as Streaming from "./internal/stream.js"
@@ -81,6 +91,19 @@ export interface Answered {
   /** From the answer's usage and the deployment's price. */
   readonly costUsd: number
   readonly latencyMs: number
+  /** Deployments not called because their health probe found them unfit (rule 30). */
+  readonly skipped: ReadonlyArray<Skipped>
+}
+
+/**
+ * A deployment that was not called, and why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Skipped {
+  readonly deployment: string
+  readonly reason: string
 }
 
 /**
@@ -106,6 +129,27 @@ export interface StaticReplyOptions {
  */
 export interface Options {
   readonly staticReply?: StaticReplyOptions
+  /**
+   * The response cache in front of the chain (fresh hits, single-flight,
+   * stale-if-error), as the LLM client's `Extras.cache`. Off unless set.
+   * Calls with a toolkit are not cached: a hit would skip their handlers.
+   */
+  readonly cache?: CacheOptions
+}
+
+/**
+ * The response cache's options.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export interface CacheOptions {
+  /** How long an answer is fresh. Default 1 hour. */
+  readonly timeToLive?: Duration.DurationInput
+  /** Answers kept in memory; the least recently used go first. */
+  readonly maxEntries?: number
+  /** How long after expiry an answer may still serve when every step failed (stale-if-error). Default 1 day. */
+  readonly maxStale?: Duration.DurationInput
 }
 
 /**
@@ -225,6 +269,19 @@ const told = <A, E, R>(
     onSuccess: ({ answered, value }) => Effect.as(FiberRef.set(currentAnswer, Option.some(answered)), value)
   })
 
+/** A text answer as a cache entry and back. */
+const textCodec = <Tools extends Record<string, Tool.Any>>(): AnswerCache.Codec<LanguageModel.GenerateTextResponse<Tools>, never> => ({
+  toEntry: (response, degraded) => Effect.succeed({ content: AnswerCache.contentOf(response.content), degraded }),
+  fromEntry: (entry) => Effect.succeed(Option.some(new LanguageModel.GenerateTextResponse<Tools>(Array.from(entry.content))))
+})
+
+/** The prompt that asks the next deployment to continue `text`, which the caller already has (continue-with-prefix). */
+const continuationPrompt = (prompt: Prompt.RawInput, text: string): Prompt.Prompt =>
+  Prompt.merge(Prompt.make(prompt), [
+    { role: "assistant", content: text },
+    { role: "user", content: StreamGuard.continuationInstruction }
+  ])
+
 /** The static object for a `generateObject` call, decoded with its schema; `None` when there is none or it does not decode. */
 const staticObject = <A, I, R>(
   objects: Readonly<Record<string, unknown>> | undefined,
@@ -255,6 +312,12 @@ export const make = (
     const handles = yield* Deployments.make(config)
     const cascade: Chain.Cascade = {
       steps: Deployments.inOrder(handles, config.cascade),
+      largerWindows: ClientConfig.contextFallbackOrder(config).flatMap((d) =>
+        Deployments.inOrder(handles, [d.name]).map((handle) => ({
+          handle,
+          takesOver: ClientConfig.takesOverContextLength(config, d)
+        }))
+      ),
       limits: {
         ...(config.maxAttemptsPerRequest === undefined ? {} : { maxAttempts: config.maxAttemptsPerRequest }),
         ...(config.maxCostUsdPerRequest === undefined ? {} : { maxCostUsd: config.maxCostUsdPerRequest }),
@@ -264,6 +327,10 @@ export const make = (
         ? 1_000
         : Duration.toMillis(Duration.decode(config.maxWaitBeforeFallback))
     }
+    const cache = options.cache === undefined ? undefined : yield* Effect.mapError(
+      AnswerCache.make(options.cache),
+      (e) => new Errors.InvalidConfigError({ ...e, path: `cache.${e.path}` })
+    )
     const statics = options.staticReply
     const replies = statics === undefined ? undefined : yield* StaticReply.make(statics.replies)
     /** The static reply's text for a prompt, when the layer has one. */
@@ -272,40 +339,69 @@ export const make = (
 
     const generateText: LanguageModel.Service["generateText"] = (request) =>
       told(Effect.mapError(
-        Chain.run(cascade, {
-          method: "generateText",
-          usage: (r) => r.usage,
-          streams: false,
-          staticReply: replies === undefined
-            ? undefined
-            : () => Option.map(staticText(request.prompt), (text) => new LanguageModel.GenerateTextResponse(textContent(text)))
-        }, (h) => h.model.generateText(request)),
+        AnswerCache.through(cache, AnswerCache.keyOf(request), "generateText", textCodec(), (stale) =>
+          Chain.run(cascade, {
+            method: "generateText",
+            usage: (r) => r.usage,
+            streams: false,
+            ...(stale === undefined ? {} : { stale }),
+            staticReply: replies === undefined
+              ? undefined
+              : () => Option.map(staticText(request.prompt), (text) => new LanguageModel.GenerateTextResponse(textContent(text)))
+          }, (h) => h.model.generateText(request))),
         restore("generateText")
       ))
 
-    const generateObject: LanguageModel.Service["generateObject"] = (request) =>
-      Effect.flatMap(staticObject(statics?.objects, request.objectName, request.schema), (object) =>
+    const generateObject: LanguageModel.Service["generateObject"] = (request) => {
+      const encode = Schema.encode(request.schema)
+      const decode = Schema.decodeUnknown(request.schema)
+      const codec = <Tools extends Record<string, Tool.Any>>(): AnswerCache.Codec<
+        LanguageModel.GenerateObjectResponse<Tools, Schema.Schema.Type<typeof request.schema>>,
+        Schema.Schema.Context<typeof request.schema>
+      > => ({
+        toEntry: (response, degraded) =>
+          Effect.map(Effect.either(encode(response.value)), (object) => ({
+            content: AnswerCache.contentOf(response.content),
+            object: Either.getOrUndefined(object),
+            degraded: degraded || Either.isLeft(object)
+          })),
+        fromEntry: (entry) =>
+          Effect.map(
+            Effect.option(decode(entry.object)),
+            Option.map((value) => new LanguageModel.GenerateObjectResponse<Tools, typeof value>(value, Array.from(entry.content)))
+          )
+      })
+      return Effect.flatMap(staticObject(statics?.objects, request.objectName, request.schema), (object) =>
         told(Effect.mapError(
-          Chain.run(cascade, {
-            method: "generateObject",
-            usage: (r) => r.usage,
-            streams: false,
-            staticReply: Option.isNone(object)
-              ? undefined
-              : () =>
-                Option.some(new LanguageModel.GenerateObjectResponse(object.value.value, textContent(object.value.json)))
-          }, (h) => h.model.generateObject(request)),
+          AnswerCache.through(cache, AnswerCache.keyOf(request), "generateObject", codec(), (stale) =>
+            Chain.run(cascade, {
+              method: "generateObject",
+              usage: (r) => r.usage,
+              streams: false,
+              ...(stale === undefined ? {} : { stale }),
+              staticReply: Option.isNone(object)
+                ? undefined
+                : () =>
+                  Option.some(new LanguageModel.GenerateObjectResponse(object.value.value, textContent(object.value.json)))
+            }, (h) => h.model.generateObject(request))),
           restore("generateObject")
         )))
+    }
 
     const streamText: LanguageModel.Service["streamText"] = (request) =>
-      Streaming.through(
-        cascade,
-        (h) => h.model.streamText(request),
-        replies === undefined ? undefined : () => Option.map(staticText(request.prompt), textParts),
-        restore("streamText"),
-        (answered) => FiberRef.set(currentAnswer, Option.some(answered))
-      )
+      Streaming.through(cascade, {
+        open: (h, continued) =>
+          h.model.streamText(
+            continued === undefined ? request : { ...request, prompt: continuationPrompt(request.prompt, continued) }
+          ),
+        staticReply: replies === undefined ? undefined : () => Option.map(staticText(request.prompt), textParts),
+        restore: restore("streamText"),
+        answered: (answered) => FiberRef.set(currentAnswer, Option.some(answered)),
+        cache,
+        key: AnswerCache.keyOf(request),
+        parts: (parts) => parts,
+        midStreamPolicy: config.midStreamPolicy
+      })
 
     return { generateText, generateObject, streamText }
   })
@@ -335,12 +431,13 @@ export const layer = (
  */
 export const layerWithStaticReply = (
   config: ClientConfig.ClientConfig,
-  staticReply: StaticReplyOptions = {}
+  staticReply: StaticReplyOptions = {},
+  options: Omit<Options, "staticReply"> = {}
 ): Layer.Layer<
   LanguageModel.LanguageModel | AlwaysAnswers,
   Errors.InvalidConfigError,
   HttpClient.HttpClient | StateStore.StateStore
-> => Layer.merge(layer(config, { staticReply }), Layer.succeed(AlwaysAnswers, { staticReply }))
+> => Layer.merge(layer(config, { ...options, staticReply }), Layer.succeed(AlwaysAnswers, { staticReply }))
 
 /**
  * {@link layer} from the JSON configuration, decoded with its errors named by field.

@@ -1,88 +1,13 @@
 import * as LanguageModel from "@effect/ai/LanguageModel"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import type * as HttpClient from "@effect/platform/HttpClient"
-import { Errors, StateStore } from "@resilient-ai/core"
-import { ClientConfig } from "@resilient-ai/llm"
 import * as Chunk from "effect/Chunk"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as AiErrors from "../src/AiErrors.js"
 import * as ResilientLanguageModel from "../src/ResilientLanguageModel.js"
-import { type Answer, upstream } from "./support/wire.js"
-
-const keys = ConfigProvider.fromMap(new Map([["KEY_A", "sk-test-a"], ["KEY_B", "sk-test-b"], ["KEY_C", "sk-ant-test-c"]]))
-
-/** Two deployments on the test upstream: an OpenAI model with keys A and B, then an Anthropic model. */
-const configFor = (url: string, gptPolicy: Record<string, unknown> = {}, cascade = ["gpt", "claude"]) =>
-  ClientConfig.decode({
-    deployments: [
-      {
-        name: "gpt",
-        provider: "openai",
-        baseUrl: `${url}/v1`,
-        model: "gpt-4o",
-        keys: [{ name: "key-a", env: "KEY_A" }, { name: "key-b", env: "KEY_B" }],
-        policy: { retry: { maxRetries: 1, baseDelay: 1, jitter: "none" }, ...gptPolicy }
-      },
-      {
-        name: "claude",
-        provider: "anthropic",
-        baseUrl: url,
-        model: "claude-test",
-        keys: [{ name: "key-c", env: "KEY_C" }],
-        policy: { retry: { maxRetries: 1, baseDelay: 1, jitter: "none" } }
-      }
-    ],
-    cascade,
-    maxWaitBeforeFallback: "infinity"
-  })
-
-interface RunOptions {
-  readonly gptPolicy?: Record<string, unknown>
-  readonly cascade?: ReadonlyArray<string>
-}
-
-/** Runs `program` with the layer `layerOf` makes over the test upstream, answering by `script`. */
-const runWith = <A, E, ROut>(
-  layerOf: (config: ClientConfig.ClientConfig) => Layer.Layer<ROut, Errors.InvalidConfigError, HttpClient.HttpClient | StateStore.StateStore>,
-  script: (path: string, key: string | undefined, n: number) => Answer,
-  program: Effect.Effect<A, E, ROut>,
-  options: RunOptions = {}
-) =>
-  Effect.gen(function*() {
-    const server = yield* upstream
-    server.script = (request, n) => script(request.path, request.key, n)
-    const config = yield* configFor(server.url, options.gptPolicy, options.cascade ? [...options.cascade] : undefined)
-    const layer = layerOf(config).pipe(
-      Layer.provide(FetchHttpClient.layer),
-      Layer.provide(StateStore.layerMemory),
-      Layer.provide(Layer.setConfigProvider(keys))
-    )
-    const result = yield* Effect.provide(program, layer)
-    return { result, received: server.received }
-  })
-
-/** `runWith` the resilient model, no static reply. */
-const withModel = <A, E>(
-  script: (path: string, key: string | undefined, n: number) => Answer,
-  program: Effect.Effect<A, E, LanguageModel.LanguageModel>,
-  options: RunOptions = {}
-) => runWith((config) => ResilientLanguageModel.layer(config), script, program, options)
-
-const ok = (text: string): Answer => ({ _tag: "Ok", text })
-const status = (code: number, headers: Record<string, string> = {}): Answer => ({
-  _tag: "Status",
-  status: code,
-  headers,
-  body: { error: { message: `status ${code}`, type: code === 429 ? "rate_limit_exceeded" : "server_error" } }
-})
-
-const answered = Effect.map(ResilientLanguageModel.lastAnswer, Option.getOrThrow)
+import { answered, ok, runWith, status, withModel } from "./support/layer.js"
 
 describe("ResilientLanguageModel", () => {
   it.scopedLive("a 429 with Retry-After on key A moves the next call to key B, with no call to A before its Retry-After", () =>

@@ -13,14 +13,13 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import { Errors as CoreErrors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ClientLimits from "./ClientLimits.js"
 import * as Health from "./Health.js"
 import type * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
@@ -69,12 +68,13 @@ export interface Options {
 export const paramOf = (path: string): string => path.replace(/\.(\d+)(?=\.|$)/g, "[$1]")
 
 /**
- * Who answered, as response headers.
+ * Who answered, as response headers: of a whole answer, or of a stream as
+ * its first chunk arrived.
  *
  * @since 0.1.0
  * @category headers
  */
-export const answeredBy = (result: ResilientClient.ChatResult): Record<string, string> => ({
+export const answeredBy = (result: ResilientClient.StreamStart): Record<string, string> => ({
   "x-resilient-source": result.source,
   ...(result.deployment === undefined ? {} : { "x-resilient-deployment": result.deployment }),
   ...(result.keyName === undefined ? {} : { "x-resilient-key-name": result.keyName }),
@@ -90,8 +90,9 @@ const failure = (models: ModelRoutes.Service, route: ModelRoutes.Route, error: E
 
 /**
  * A streamed answer: its first chunk (or failure) is awaited before the
- * status is chosen. The pull lives in the request's scope, which the server
- * closes when the response has been written or the client went away.
+ * status and the who-answered headers are chosen. The stream lives in the
+ * request's scope, which the server closes when the response has been
+ * written or the client went away.
  */
 const streamed = <Req>(
   wire: Wire<Req>,
@@ -100,19 +101,27 @@ const streamed = <Req>(
   wireRequest: Req,
   request: Chat.ChatRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const pull = yield* Stream.toPull(route.client.stream(request))
-    const first = yield* Effect.either(pull)
-    if (Either.isLeft(first) && Option.isSome(first.left)) {
-      return wire.error(yield* failure(options.models, route, first.left.value))
-    }
-    const head = Either.isRight(first) ? first.right : Chunk.empty<Chat.ChatChunk>()
-    const rest = Either.isRight(first) ? Stream.repeatEffectChunkOption(pull) : Stream.empty
-    return HttpServerResponse.stream(wire.stream(Stream.concat(Stream.fromChunk(head), rest), wireRequest, route), {
-      contentType: "text/event-stream",
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
-    })
-  })
+  Effect.flatMap(ClientLimits.Spend, (spend) =>
+    Effect.matchEffect(options.models.client.streamStarted(request, route.options), {
+      onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
+      onSuccess: (started) =>
+        Effect.succeed(
+          HttpServerResponse.stream(Stream.concat(wire.stream(started.chunks, wireRequest, route), charged(spend, started.result)), {
+            contentType: "text/event-stream",
+            headers: { "cache-control": "no-cache", "x-accel-buffering": "no", ...answeredBy(started.start) }
+          })
+        )
+    }))
+
+/**
+ * After the last byte, the request's cost to its gateway key's spend (a
+ * stream that broke charges nothing more). The charge is read by the
+ * handler: the server writes the body outside the handler's context.
+ */
+const charged = (
+  spend: ClientLimits.Charge,
+  result: Effect.Effect<ResilientClient.ChatResult, Errors.ResilienceError>
+): Stream.Stream<never> => Stream.execute(Effect.ignore(Effect.flatMap(result, (r) => spend.charge(r.costUsd))))
 
 const untranslatable = (detail: string): OpenAiErrors.ErrorReply =>
   OpenAiErrors.reply(502, `The upstream answer cannot be written in this format: ${detail}`, "server_error", "untranslatable_response")
@@ -123,13 +132,20 @@ const answered = <Req>(
   route: ModelRoutes.Route,
   request: Chat.ChatRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
-  Effect.matchEffect(options.staticReplies ? route.client.chatOrStatic(request) : route.client.chat(request), {
+  Effect.matchEffect(
+    options.staticReplies
+      ? options.models.client.chatOrStatic(request, route.options)
+      : options.models.client.chat(request, route.options),
+    {
     onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
     onSuccess: (result) =>
-      Effect.match(wire.response(result.response), {
-        onFailure: (e) => wire.error(untranslatable(e.detail ?? e.message)),
-        onSuccess: (answer) => HttpServerResponse.unsafeJson(answer, { headers: answeredBy(result) })
-      })
+      Effect.zipRight(
+        Effect.flatMap(ClientLimits.Spend, (spend) => spend.charge(result.costUsd)),
+        Effect.match(wire.response(result.response), {
+          onFailure: (e) => wire.error(untranslatable(e.detail ?? e.message)),
+          onSuccess: (answer) => HttpServerResponse.unsafeJson(answer, { headers: answeredBy(result) })
+        })
+      )
   })
 
 const parseJson = (text: string): Either.Either<unknown, undefined> =>

@@ -7,7 +7,7 @@
  * | `POST /v1/chat/completions` | yes | see `ChatCompletions` |
  * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
  * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
- * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads |
+ * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads; the cache's size and counters |
  * | `GET /status/stream` | yes | the same, live, as server-sent events (see `StatusStream`) |
  * | `GET /dashboard` | no | a live page over `/status/stream` (see `Dashboard`); it holds no data itself |
  * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
@@ -15,9 +15,8 @@
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
  *
  * "auth" applies only when gateway keys are configured (`GatewayAuth`);
- * health checks stay open for load balancers. A key with `requestsPerMinute`
- * has a token bucket of its own (`RateLimiter`, refusing at once): past it,
- * a 429 with the exact Retry-After.
+ * health checks stay open for load balancers. A key may have a rate limit
+ * and a spend limit (`ClientLimits`): past either, a 429 with Retry-After.
  *
  * **Shutdown.** When the gateway's scope closes (the CLI closes it on
  * SIGTERM or SIGINT), it stops accepting connections, lets the requests and
@@ -27,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { AttemptEvents, Errors, RateLimiter, StateStore } from "@resilient-ai/core"
+import { AttemptEvents, Errors, StateStore } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -41,9 +40,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as ChatCompletions from "./ChatCompletions.js"
+import * as ClientLimits from "./ClientLimits.js"
 import * as Dashboard from "./Dashboard.js"
 import * as GatewayAuth from "./GatewayAuth.js"
 import * as GatewayConfig from "./GatewayConfig.js"
@@ -98,7 +99,7 @@ const counted = (route: string) =>
 const router = (
   options: ChatCompletions.Options,
   auth: GatewayAuth.Service,
-  limiters: ReadonlyMap<string, RateLimiter.Service>,
+  limits: ClientLimits.Service,
   extra: HttpRouter.HttpRouter | undefined,
   live: { readonly stream: StatusStream.Service; readonly dashboard: HttpServerResponse.HttpServerResponse }
 ) => {
@@ -112,15 +113,9 @@ const router = (
         const presented = GatewayAuth.presentedKey(request.headers) !== undefined
         return Effect.succeed(refuse(OpenAiErrors.unauthorized(presented)))
       }
-      const limiter = limiters.get(name)
-      if (limiter === undefined) return self
-      // One request from the key's bucket, at once or not at all: a client over its limit is told when to come back.
-      return Effect.matchEffect(limiter.acquire(), {
-        onFailure: (e) =>
-          Effect.succeed(refuse(OpenAiErrors.reply(429, `Rate limit reached for gateway key "${name}".`, "rate_limit_error", "rate_limit_exceeded", {
-            retryAfterMs: e.retryAfter === undefined ? 1_000 : Duration.toMillis(e.retryAfter)
-          }))),
-        onSuccess: () => self
+      return Effect.matchEffect(limits.admit(name), {
+        onFailure: (reply) => Effect.succeed(refuse(reply)),
+        onSuccess: (charge) => Effect.provideService(self, ClientLimits.Spend, charge)
       })
     })
 
@@ -133,7 +128,8 @@ const router = (
       data: options.models.names.map((id) => ({ id, object: "model", created: Math.floor(now / 1000), owned_by: "resilient-ai" }))
     }))
 
-  const status = Effect.map(states, ({ now, states }) =>
+  const cacheStatus = options.models.client.cacheStatus ?? Effect.succeed(null)
+  const status = Effect.zipWith(states, cacheStatus, ({ now, states }, cache) =>
     HttpServerResponse.unsafeJson({
       ready: Health.isReady(states, now),
       at: new Date(now).toISOString(),
@@ -141,7 +137,9 @@ const router = (
       deployments: options.models.deployments.flatMap((h) => {
         const state = states.find((s) => s.name === h.config.name)
         return state === undefined ? [] : [Health.toJson(h, state, now)]
-      })
+      }),
+      // Null when no cache is configured.
+      cache
     }))
 
   const ready = Effect.map(states, ({ now, states }) => {
@@ -194,15 +192,7 @@ export const make = (
     const section = config.gateway
     const keys = yield* GatewayAuth.resolveKeys(section.gatewayKeys ?? [])
     const auth = GatewayAuth.make(keys)
-    const limiters = new Map<string, RateLimiter.Service>()
-    for (const [i, key] of keys.entries()) {
-      if (key.requestsPerMinute === undefined) continue
-      const limiter = yield* Effect.mapError(
-        RateLimiter.make({ name: `gateway-key/${key.name}`, requestsPerMinute: key.requestsPerMinute, maxWait: 0 }),
-        (e) => new Errors.InvalidConfigError({ ...e, component: "Gateway", path: `gateway.gatewayKeys.${i}.requestsPerMinute` })
-      )
-      limiters.set(key.name, limiter)
-    }
+    const limits = yield* ClientLimits.make(keys)
     // The policies publish their attempts and transitions here (the caller's feed if it gave one): the status stream reads them.
     const events = yield* Effect.flatMap(
       Effect.serviceOption(AttemptEvents.AttemptEvents),
@@ -217,7 +207,7 @@ export const make = (
         staticReplies: section.staticReplies !== undefined
       },
       auth,
-      limiters,
+      limits,
       options.extraRoutes,
       { stream: statusStream, dashboard: Dashboard.response({ controls: options.dashboardControls ?? false }) }
     )
@@ -254,20 +244,56 @@ export const make = (
   })
 
 /**
+ * The state store of a gateway section: `RedisStore` on its `redisUrl` (the
+ * URL kept `Redacted`: it may hold a password), else the in-memory store.
+ * `@resilient-ai/redis` is an optional peer, loaded only when `redisUrl` is
+ * set: a gateway without Redis does not need ioredis installed. Without it,
+ * the layer fails with a config error naming `gateway.redisUrl`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const stateStoreLayer = (
+  section: GatewayConfig.GatewaySection
+): Layer.Layer<StateStore.StateStore, Errors.InvalidConfigError> => {
+  const url = section.redisUrl
+  if (url === undefined) return StateStore.layerMemory
+  return Layer.unwrapEffect(Effect.map(
+    Effect.tryPromise({
+      try: () => import("@resilient-ai/redis/RedisStore"),
+      catch: (e) =>
+        new Errors.InvalidConfigError({
+          component: "Gateway",
+          path: "gateway.redisUrl",
+          detail: `needs @resilient-ai/redis installed beside the gateway: ${e instanceof Error ? e.message : String(e)}`
+        })
+    }),
+    (RedisStore) =>
+      RedisStore.layer({
+        url: Redacted.make(url),
+        ...(section.redisPrefix === undefined ? {} : { prefix: section.redisPrefix }),
+        ...(section.redisOperationTimeout === undefined ? {} : { operationTimeout: section.redisOperationTimeout })
+      })
+  ))
+}
+
+/**
  * What {@link make} needs, for a gateway of its own: the HTTP providers over
- * undici (proxies from the environment), and the in-memory state store.
+ * undici (proxies from the environment), and the state store of the config
+ * ({@link stateStoreLayer}).
  *
  * @since 0.1.0
  * @category layers
  */
 export const defaultDependencies = (
-  transport: HttpTransport.Options = {}
-): Layer.Layer<Provider.Providers | StateStore.StateStore> =>
-  Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), StateStore.layerMemory)
+  transport: HttpTransport.Options = {},
+  section: GatewayConfig.GatewaySection = {}
+): Layer.Layer<Provider.Providers | StateStore.StateStore, Errors.InvalidConfigError> =>
+  Layer.merge(Layer.provide(HttpProviders.layer(), HttpTransport.layer(transport)), stateStoreLayer(section))
 
 /**
  * {@link make} with {@link defaultDependencies}, built in the same scope: the
- * providers' connections close after the server has drained.
+ * providers' connections (and Redis's) close after the server has drained.
  *
  * @since 0.1.0
  * @category constructors
@@ -276,4 +302,7 @@ export const start = (
   options: Options,
   transport: HttpTransport.Options = {}
 ): Effect.Effect<Service, Errors.InvalidConfigError | HttpServerError.ServeError, Scope.Scope> =>
-  Effect.flatMap(Layer.build(defaultDependencies(transport)), (context) => Effect.provide(make(options), context))
+  Effect.flatMap(
+    Layer.build(defaultDependencies(transport, options.config.gateway)),
+    (context) => Effect.provide(make(options), context)
+  )

@@ -16,6 +16,7 @@
  */
 import { Errors } from "@resilient-ai/core"
 import * as Config from "effect/Config"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { createHash, timingSafeEqual } from "node:crypto"
@@ -29,6 +30,8 @@ export interface GatewayKey {
   readonly key: Redacted.Redacted<string>
   /** The key's own rate limit, if any. */
   readonly requestsPerMinute?: number | undefined
+  /** The key's spend limit, if any (see `ClientLimits`). */
+  readonly spendLimit?: { readonly usd: number; readonly per: Duration.DurationInput } | undefined
 }
 
 /**
@@ -89,7 +92,7 @@ export const make = (keys: ReadonlyArray<GatewayKey>): Service => {
  * @category constructors
  */
 export const resolveKeys = (
-  refs: ReadonlyArray<{ readonly name: string; readonly env: string; readonly requestsPerMinute?: number | undefined }>
+  refs: ReadonlyArray<Omit<GatewayKey, "key"> & { readonly env: string }>
 ): Effect.Effect<ReadonlyArray<GatewayKey>, Errors.InvalidConfigError> =>
   Effect.forEach(refs, (ref, i) => {
     const refused = (why: string) =>
@@ -103,6 +106,6 @@ export const resolveKeys = (
       (key) =>
         Redacted.value(key).trim() === ""
           ? Effect.fail(refused("is set but empty"))
-          : Effect.succeed<GatewayKey>({ name: ref.name, key, requestsPerMinute: ref.requestsPerMinute })
+          : Effect.succeed<GatewayKey>({ name: ref.name, key, requestsPerMinute: ref.requestsPerMinute, spendLimit: ref.spendLimit })
     )
   })

@@ -74,13 +74,18 @@ export const GatewaySection = Schema.Struct({
   maxBodyBytes: opt(PositiveInt),
   /**
    * Client keys, each read from its environment variable; `requestsPerMinute`
-   * limits the requests of that key (a 429 with Retry-After past it). None: no
-   * client authentication.
+   * limits the requests of that key, `spendLimit` the money its requests may
+   * spend per window (`{ usd: 5, per: "1 day" }`): a 429 with Retry-After
+   * past either (see `ClientLimits`). None: no client authentication.
    */
   gatewayKeys: opt(Schema.Array(Schema.Struct({
     name: Name,
     env: Schema.NonEmptyTrimmedString,
-    requestsPerMinute: opt(PositiveInt)
+    requestsPerMinute: opt(PositiveInt),
+    spendLimit: opt(Schema.Struct({
+      usd: Schema.Number.pipe(Schema.positive({ message: () => "expected an amount of USD above zero" })),
+      per: DurationData
+    }))
   }))),
   /** Public model name → its cascade (deployment names, in order). Default: see the module notes. */
   models: opt(Schema.Record({ key: Name, value: Schema.NonEmptyArray(Schema.String) })),
@@ -104,8 +109,18 @@ export const GatewaySection = Schema.Struct({
    * cannot hold a socket. Answers and streams are not bound by it. Default 30 seconds.
    */
   requestTimeout: opt(DurationData),
-  /** Shared state on Redis (breakers, limiters, key health): read and checked, not yet wired to `@resilient-ai/redis`. */
+  /**
+   * Keep the state of breakers, limiters, key health, retry budgets and the
+   * gateway keys' limits on this Redis (`@resilient-ai/redis`'s `RedisStore`):
+   * gateways on one Redis (and one `redisPrefix`) open one breaker together
+   * and share one rate and spend budget. Redis trouble degrades to local
+   * state. Unset: in memory, this process only.
+   */
   redisUrl: opt(Schema.String.pipe(Schema.pattern(/^rediss?:\/\/\S+$/, { message: () => "expected a redis:// or rediss:// URL" }))),
+  /** Prepended to every Redis key; gateways that share state use the same one. Default "resilient-ai:". */
+  redisPrefix: opt(Schema.NonEmptyTrimmedString),
+  /** How long a state operation waits for Redis before it proceeds on local state. Default 50 millis. */
+  redisOperationTimeout: opt(DurationData),
   /** In-flight requests and streams may finish for this long after SIGTERM. Default 10 seconds. */
   shutdownTimeout: opt(DurationData)
 })

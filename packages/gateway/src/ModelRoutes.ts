@@ -1,16 +1,13 @@
 /**
- * The public models of the gateway, each a `ResilientClient` over its own
- * cascade.
+ * The public models of the gateway: one `ResilientClient` over every
+ * deployment, and each model a cascade of them, picked per request
+ * (`ChatOptions.cascade`).
  *
- * `ResilientClient` runs one cascade per client, whatever a request's
- * `model`, so a model with a cascade of its own is a client of its own.
- * Every client is built from the same deployments over the same
- * `StateStore`, and the store shares state by policy kind and name: a
- * deployment has one breaker, one key health, one set of rate-limit buckets
- * and one retry budget whichever model a request names. What is still per
- * client: a fixed bulkhead's permits, health probes and the response cache
- * (see the package README's list of what the client would need for one
- * client per gateway).
+ * One client means one breaker, one key pool, one bulkhead, one set of
+ * rate-limit buckets, one health probe and one response cache per
+ * deployment, whichever model a request names. The cache keys on the
+ * request's `model` (the public name or alias the client sent), so one
+ * model's answers never answer another's requests.
  *
  * @since 0.1.0
  */
@@ -28,8 +25,10 @@ import * as GatewayConfig from "./GatewayConfig.js"
 export interface Route {
   /** The public model name. */
   readonly model: string
+  /** Deployment names, tried in this order. */
   readonly cascade: ReadonlyArray<string>
-  readonly client: ResilientClient.Service
+  /** What the route's requests pass to the client: `{ cascade }`. */
+  readonly options: ResilientClient.ChatOptions
 }
 
 /**
@@ -37,6 +36,8 @@ export interface Route {
  * @category models
  */
 export interface Service {
+  /** The one client every model is served by. */
+  readonly client: ResilientClient.Service
   /** In the order `/v1/models` lists them. */
   readonly routes: ReadonlyArray<Route>
   /** The route a request's `model` names (directly or by alias), if any. */
@@ -54,32 +55,17 @@ export interface Service {
 export const make = (
   config: GatewayConfig.GatewayConfig
 ): Effect.Effect<Service, Errors.InvalidConfigError, Provider.Providers | StateStore.StateStore | Scope.Scope> =>
-  Effect.gen(function*() {
-    const extras = GatewayConfig.clientExtras(config.gateway)
-    const routes: Array<Route> = []
-    for (const [model, cascade] of config.models) {
-      const [first, ...rest] = cascade
-      if (first === undefined) continue
-      // Only the deployments this model may reach: the others would be built (and probed) once per model.
-      const reach = new Set([...cascade, ...(config.client.contextFallback ?? [])])
-      const deployments = config.client.deployments.filter((d) => reach.has(d.name))
-      const [d0, ...ds] = deployments
-      if (d0 === undefined) continue
-      const client = yield* ResilientClient.make({ ...config.client, deployments: [d0, ...ds], cascade: [first, ...rest] }, extras)
-      routes.push({ model, cascade, client })
-    }
+  Effect.map(ResilientClient.make(config.client, GatewayConfig.clientExtras(config.gateway)), (client) => {
+    const routes: ReadonlyArray<Route> = config.models.map(([model, cascade]) => ({ model, cascade, options: { cascade } }))
     const byModel = new Map(routes.map((r) => [r.model, r]))
-    const seen = new Map<string, ResilientClient.DeploymentHandle>()
-    for (const route of routes) {
-      for (const h of route.client.deployments) if (!seen.has(h.config.name)) seen.set(h.config.name, h)
-    }
     return {
+      client,
       routes,
       resolve: (model) => {
         const name = GatewayConfig.resolveModel(config, model)
         return name === undefined ? undefined : byModel.get(name)
       },
-      deployments: [...seen.values()],
+      deployments: client.deployments,
       names: [...routes.map((r) => r.model), ...Object.keys(config.aliases)]
     }
   })

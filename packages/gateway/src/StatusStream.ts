@@ -2,7 +2,7 @@
  * `GET /status/stream`: the gateway's status as server-sent events, for the
  * live dashboard (`Dashboard`).
  *
- * Rules (docs/semantics.md rule 34):
+ * Rules (docs/semantics.md rule 37):
  * - One sampler per gateway, not per connection: every `interval` (250 ms)
  *   it counts the answers by source since the last sample and, only while
  *   a connection is open, reads each deployment's status (what `/status`

@@ -114,7 +114,9 @@ describe("the README's gateway config", () => {
       const section = readme.split("## The gateway")[1] ?? ""
       const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1] ?? ""
       const config = yield* GatewayConfig.parse(block)
-      expect(config.gateway.gatewayKeys).toEqual([{ name: "team-a", env: "GATEWAY_KEY_TEAM_A", requestsPerMinute: 600 }])
+      expect(config.gateway.gatewayKeys).toEqual([
+        { name: "team-a", env: "GATEWAY_KEY_TEAM_A", requestsPerMinute: 600, spendLimit: { usd: 50, per: "1 day" } }
+      ])
       expect(GatewayConfig.resolveModel(config, "gpt-4o")).toBe("primary")
     }))
 })

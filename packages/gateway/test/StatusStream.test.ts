@@ -122,7 +122,7 @@ describe("GET /status/stream", () => {
       expect(transitions.find((t) => t.to === "open")).toMatchObject({ seq: 1, kind: "breaker", subject: "primary" })
     })))
 
-  it.live("rule 34: a stopping gateway ends its open streams first: it stops well within its 5 s drain", () =>
+  it.live("rule 37: a stopping gateway ends its open streams first: it stops well within its 5 s drain", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const { gateway } = yield* Scope.extend(Demo.start({ port: 0 }), scope)
@@ -144,7 +144,7 @@ describe("GET /status/stream", () => {
     }))
 
   // Real HTTP: ~100 connections in well under a second each; measured 1-2 s in all.
-  it.live("rule 34: 100 connect/disconnect cycles leave no fiber, subscription or socket behind", () =>
+  it.live("rule 37: 100 connect/disconnect cycles leave no fiber, subscription or socket behind", () =>
     Effect.gen(function*() {
       const supervisor = yield* Supervisor.track
       yield* Effect.scoped(Effect.gen(function*() {

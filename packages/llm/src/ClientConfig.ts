@@ -533,3 +533,33 @@ export const providerOptions = (config: ClientConfig): HttpProviders.Options => 
   const { connectTimeout: _, ...timeouts } = config.transport ?? {}
   return timeouts
 }
+
+/**
+ * The deployments that take over a `ContextLengthError`, in the order they
+ * are tried: `contextFallback` when it is set, else every deployment with a
+ * `contextWindow`, smallest window first. Each one is tried only when its
+ * window is larger than the one that refused ({@link takesOverContextLength}).
+ *
+ * @since 0.1.0
+ * @category context window
+ */
+export const contextFallbackOrder = (config: ClientConfig): ReadonlyArray<Deployment> =>
+  config.contextFallback !== undefined && config.contextFallback.length > 0
+    ? config.contextFallback.flatMap((n) => config.deployments.filter((d) => d.name === n))
+    : config.deployments
+      .filter((d) => d.contextWindow !== undefined)
+      .sort((a, b) => (a.contextWindow ?? 0) - (b.contextWindow ?? 0))
+
+/**
+ * Whether `deployment` takes over `error`: a `ContextLengthError` from a
+ * deployment whose window (0 when unknown) is smaller than its own.
+ *
+ * @since 0.1.0
+ * @category context window
+ */
+export const takesOverContextLength = (config: ClientConfig, deployment: Deployment) =>
+(error: Errors.ResilienceError): boolean => {
+  if (error._tag !== "ContextLengthError") return false
+  const refused = config.deployments.find((d) => d.name === error.deployment)?.contextWindow ?? 0
+  return (deployment.contextWindow ?? 0) > refused
+}

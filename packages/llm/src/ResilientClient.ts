@@ -32,7 +32,7 @@ import {
   Deadline,
   Errors,
   Fallback,
-  HealthProbe,
+  type HealthProbe,
   KeyPool,
   Policy,
   RequestBudget,
@@ -45,6 +45,7 @@ import {
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -61,6 +62,7 @@ import type * as Chat from "./Chat.js"
 import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
 import * as CompleteLater from "./CompleteLater.js"
+import * as DeploymentProbe from "./DeploymentProbe.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
 import * as StreamGuard from "./StreamGuard.js"
@@ -92,6 +94,16 @@ export interface ChatOptions {
    * never paid twice.
    */
   readonly fallbackAfterTimeout?: boolean
+  /**
+   * The deployments to try for this request (rule 35), in order, in place of the
+   * config's `cascade` (names of configured deployments): one client then
+   * serves several public models, each with a cascade of its own, over one
+   * set of breakers, key pools and bulkheads. The response cache keys on the
+   * request, whose `model` is among its fields: give each cascade its own
+   * `model` name (the gateway sends the public model name) so that answers
+   * of one cascade do not answer another's requests.
+   */
+  readonly cascade?: ReadonlyArray<string>
 }
 
 /**
@@ -131,6 +143,40 @@ export interface ChatResult {
 }
 
 /**
+ * Who is answering a stream, known when its first chunk reaches the caller
+ * (before the stream ends, so a server can send it as headers).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamStart {
+  readonly source: Fallback.Source
+  readonly deployment: string | undefined
+  readonly keyName: string | undefined
+  /** Calls that reached a provider up to the first chunk, across retries, keys and fallbacks. */
+  readonly attempts: number
+  /** The fallbacks taken up to the first chunk. */
+  readonly fallbacks: ReadonlyArray<Fallback.FallbackTaken>
+}
+
+/**
+ * A stream that has started: who answers, and its chunks from the first on.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StartedStream {
+  readonly start: StreamStart
+  readonly chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+  /**
+   * The request's result (usage, cost, attempts) once the stream has ended;
+   * its failure if it broke. With `continue-with-prefix`, the first stream's:
+   * a continuation is a request of its own.
+   */
+  readonly result: Effect.Effect<ChatResult, Errors.ResilienceError>
+}
+
+/**
  * One configured deployment, for status pages.
  *
  * @since 0.1.0
@@ -164,6 +210,15 @@ export interface Service {
    */
   readonly stream: (request: Chat.ChatRequest, options?: ChatOptions) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   /**
+   * `stream`, waited on up to its first chunk: succeeds with who answers and
+   * the chunks (the first among them) or fails with what ended the request
+   * before any chunk. The stream lives in the scope.
+   */
+  readonly streamStarted: (
+    request: Chat.ChatRequest,
+    options?: ChatOptions
+  ) => Effect.Effect<StartedStream, Errors.ResilienceError, Scope.Scope>
+  /**
    * `stream`, answered with the static reply (by intent) as a stream when it
    * fails before any chunk reached the caller. After a chunk it fails as
    * `stream` does: a static reply appended to a partial answer would be a
@@ -175,6 +230,8 @@ export interface Service {
   ) => Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   readonly deployments: ReadonlyArray<DeploymentHandle>
   readonly config: ClientConfig.ClientConfig
+  /** The response cache's counters and size, when the client caches. */
+  readonly cacheStatus: Effect.Effect<ResponseCache.Status> | undefined
   /** The completions of degraded answers (rule 32), with `completeLater` in the config or the extras. */
   readonly completeLater: CompleteLater.Service | undefined
 }
@@ -320,7 +377,12 @@ export const transformFor = (request: Chat.ChatRequest, deployment: ClientConfig
  * (policies, key feedback, budget, events, metrics) is the same code for both.
  */
 interface Answering {
-  readonly answer: (h: DeploymentHandle, target: Chat.ChatRequest, attempt: Policy.Attempt) => Effect.Effect<Chat.ChatResponse, Errors.ResilienceError>
+  readonly answer: (
+    h: DeploymentHandle,
+    target: Chat.ChatRequest,
+    attempt: Policy.Attempt,
+    taken: ReadonlyArray<Fallback.FallbackTaken>
+  ) => Effect.Effect<Chat.ChatResponse, Errors.ResilienceError>
   /** A stream applies the attempt's time limit to its opening only (rule 28). */
   readonly streams: boolean
   /** Why `h` cannot answer this way, if it cannot. */
@@ -334,6 +396,10 @@ interface Sink {
   handedOn: boolean
   /** The stream that was handed on broke. */
   cut: Errors.StreamInterruptedError | undefined
+  /** Who answers: set before the first chunk is offered. */
+  start: StreamStart | undefined
+  /** The key of each deployment's first attempt: an answer on another key is a backup key's. */
+  readonly firstKeys: Map<string, string | undefined>
 }
 
 /** The rate-limit headers of an answer, told to the key pool before the answer is handed on. */
@@ -437,26 +503,12 @@ export const make = (
         propagateTrace: d.propagateTrace,
         headers: d.headers
       })
-      const probeOptions = d.probe ?? (config.cascade[0] === d.name ? false : {})
-      const probe = probeOptions === false ? undefined : yield* Effect.mapError(
-        HealthProbe.make({
-          name: d.name,
-          ...(probeOptions.every === undefined ? {} : { every: probeOptions.every }),
-          ...(probeOptions.idleFor === undefined ? {} : { idleFor: probeOptions.idleFor }),
-          ...(probeOptions.maxPerMinute === undefined ? {} : { maxPerMinute: probeOptions.maxPerMinute })
-        }, {
-          circuitBreaker: policy.circuitBreaker,
-          keyPool,
-          lastUsed: Effect.sync(() => lastUsed.get(d.name)),
-          call: (key) => {
-            const context = { deployment: d.name, model: d.model, key: key?.key, keyName: key?.name }
-            return probeOptions.kind === "completion" || provider.probe === undefined
-              ? Effect.asVoid(provider.chat({ model: d.model, messages: [{ role: "user", content: "ping" }], maxTokens: 1 }, context))
-              : provider.probe(context)
-          }
-        }),
-        (e) => new Errors.InvalidConfigError({ component: e.component, path: `deployments.${index}.probe.${e.path}`, detail: e.detail })
-      )
+      const probe = yield* DeploymentProbe.make(config, index, {
+        circuitBreaker: policy.circuitBreaker,
+        keyPool,
+        lastUsed: Effect.sync(() => lastUsed.get(d.name)),
+        provider
+      })
       handles.push({ config: d, policy, keyPool, provider, probe })
     }
     const byName = new Map(handles.map((h) => [h.config.name, h]))
@@ -464,18 +516,43 @@ export const make = (
       const h = byName.get(n)
       return h === undefined ? [] : [h]
     })
-    const contextFallback = (config.contextFallback ?? [])
-      .flatMap((n) => {
-        const h = byName.get(n)
-        return h === undefined ? [] : [h]
-      })
-    const largerWindows = contextFallback.length > 0
-      ? contextFallback
-      : handles
-        .filter((h) => h.config.contextWindow !== undefined)
-        .sort((a, b) => (a.config.contextWindow ?? 0) - (b.config.contextWindow ?? 0))
-    const windowOf = (deployment: string | undefined): number =>
-      deployment === undefined ? 0 : byName.get(deployment)?.config.contextWindow ?? 0
+    const largerWindows = ClientConfig.contextFallbackOrder(config).flatMap((d) => {
+      const h = byName.get(d.name)
+      return h === undefined ? [] : [h]
+    })
+    /** A cascade and the request limits of its providers (OpenAI takes at most 4 stop sequences). */
+    interface Route {
+      readonly _tag: "Route"
+      readonly handles: ReadonlyArray<DeploymentHandle>
+      readonly limits: { readonly maxStopSequences: number | undefined }
+    }
+    const routeOf = (handles: ReadonlyArray<DeploymentHandle>): Route => ({
+      _tag: "Route",
+      handles,
+      limits: { maxStopSequences: handles.some((h) => h.config.provider === "openai") ? 4 : undefined }
+    })
+    const configured = routeOf(cascade)
+    // By the caller's array: a caller (the gateway) names the same few cascades on every request.
+    const routes = new WeakMap<ReadonlyArray<string>, Route | Errors.BadRequestError>()
+    /** The route of a request: the config's cascade, or the one its options name. */
+    const routeFor = (options: ChatOptions): Route | Errors.BadRequestError => {
+      const names = options.cascade
+      if (names === undefined) return configured
+      let route = routes.get(names)
+      if (route === undefined) {
+        const unknown = names.filter((n) => !byName.has(n))
+        route = unknown.length > 0
+          ? new Errors.BadRequestError({ detail: `no deployment is named ${unknown.map((n) => `"${n}"`).join(", ")}` })
+          : names.length === 0
+          ? new Errors.BadRequestError({ detail: "the cascade names no deployment" })
+          : routeOf(names.flatMap((n) => {
+            const h = byName.get(n)
+            return h === undefined ? [] : [h]
+          }))
+        routes.set(names, route)
+      }
+      return route
+    }
 
     const cache = extras.cache === undefined ? undefined : yield* Effect.mapError(
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
@@ -533,6 +610,7 @@ export const make = (
       Effect.suspend(() => {
         const promptTokens = estimatePromptTokens(request)
         const skipped: Array<Skipped> = []
+        const taken: Array<Fallback.FallbackTaken> = []
         const keyOf = new Map<string, string | undefined>()
         const skip = (h: DeploymentHandle, reason: string) => {
           if (!skipped.some((s) => s.deployment === h.config.name)) skipped.push({ deployment: h.config.name, reason })
@@ -559,7 +637,7 @@ export const make = (
           const maxOutput = request.maxTokens ?? defaultMaxOutput
           const detailed = h.policy.executeDetailed(
             (attempt) => {
-              const call = answering.answer(h, target, attempt)
+              const call = answering.answer(h, target, attempt, taken)
               return tracing
                 ? Effect.withSpan(call, "ResilientClient.attempt", {
                   attributes: { deployment: d.name, attempt: attempt.attempt, key: attempt.key?.name ?? "none" },
@@ -606,7 +684,9 @@ export const make = (
           )
         }
 
-        const [first, ...rest] = eligible(cascade)
+        const route = routeFor(options)
+        if (route._tag === "BadRequestError") return Effect.fail(route)
+        const [first, ...rest] = eligible(route.handles)
         if (first === undefined) {
           return Effect.fail(
             new Errors.BadRequestError({
@@ -627,16 +707,15 @@ export const make = (
         }
         for (const h of largerWindows) {
           if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
-          const window = h.config.contextWindow ?? 0
+          const takesOver = ClientConfig.takesOverContextLength(config, h.config)
           chain = Fallback.orElseWhen(
             chain,
             h.config.name,
-            (e: Errors.ResilienceError): e is Errors.ResilienceError =>
-              e._tag === "ContextLengthError" && window > windowOf(e.deployment),
+            (e: Errors.ResilienceError): e is Errors.ResilienceError => takesOver(e),
             () => step(h, false)
           )
         }
-        return Effect.map(Fallback.run(chain, limits), (answer) => then({
+        return Effect.map(Fallback.run(chain, limits, taken), (answer) => then({
           response: answer.value,
           source: answer.source,
           deployment: answer.deployment,
@@ -723,11 +802,11 @@ export const make = (
         }
       })
 
-    // OpenAI takes at most 4 stop sequences; a cascade with an OpenAI-compatible step must not send more.
-    const requestLimits = { maxStopSequences: cascade.some((h) => h.config.provider === "openai") ? 4 : undefined }
-    /** A request no deployment can serve, refused before any attempt is spent on it. */
-    const refusedLocally = (request: Chat.ChatRequest): Errors.BadRequestError | undefined => {
-      const problem = firstProblem(request, requestLimits)
+    /** A request no deployment of its cascade can serve, refused before any attempt is spent on it. */
+    const refusedLocally = (request: Chat.ChatRequest, options: ChatOptions): Errors.BadRequestError | undefined => {
+      const route = routeFor(options)
+      if (route._tag === "BadRequestError") return route
+      const problem = firstProblem(request, route.limits)
       return problem === undefined ? undefined : new Errors.BadRequestError({ detail: `invalid request: ${problem}` })
     }
 
@@ -755,7 +834,7 @@ export const make = (
     const answered = (request: Chat.ChatRequest, options: ChatOptions): Effect.Effect<ChatResult, Errors.ResilienceError> =>
       Effect.withFiberRuntime((fiber) => {
         const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
-        const refused = refusedLocally(request)
+        const refused = refusedLocally(request, options)
         const self = recorded(refused === undefined ? respond(fiber, request, options, tracing) : Effect.fail(refused))
         // `Effect.withSpan` only when tracing is on: with it off the span would be a no-op that
         // still costs a context copy, a finalizer and a stack trace.
@@ -772,37 +851,59 @@ export const make = (
     /**
      * A streamed request through the same chain as `chat` (cache, fallbacks,
      * budget, idempotency, metrics), its attempts handing chunks to the
-     * caller as they come (`streamedTo`). The chain runs in a fiber of the
-     * stream's scope: a caller that stops reading interrupts it. The stream
-     * ends when the chain does, so its outcome is recorded at its end (rule 26).
+     * caller as they come (`streamedTo`), waited on up to its first chunk.
+     * The chain runs in a fiber of the scope: a caller that stops reading
+     * interrupts it. The stream ends when the chain does, so its outcome is
+     * recorded at its end (rule 26).
      */
-    const streamThrough = (
+    const startThrough = (
       request: Chat.ChatRequest,
       options: ChatOptions,
       exclude: string | undefined
-    ): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      Stream.unwrapScoped(Effect.withFiberRuntime((fiber) =>
+    ): Effect.Effect<StartedStream, Errors.ResilienceError, Scope.Scope> =>
+      Effect.withFiberRuntime((fiber) =>
         Effect.gen(function*() {
-          const sink: Sink = { mailbox: yield* Mailbox.make<Chat.ChatChunk, Errors.ResilienceError>(16), handedOn: false, cut: undefined }
+          const sink: Sink = {
+            mailbox: yield* Mailbox.make<Chat.ChatChunk, Errors.ResilienceError>(16),
+            handedOn: false,
+            cut: undefined,
+            start: undefined,
+            firstKeys: new Map()
+          }
           const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
           const recordedAnswer = recorded(respond(fiber, request, options, tracing, streamedTo(sink, exclude)))
           const answered = tracing
             ? Effect.withSpan(recordedAnswer, "ResilientClient.stream", { captureStackTrace: false })
             : recordedAnswer
-          yield* Effect.forkScoped(Effect.matchCauseEffect(answered, {
+          const ended = yield* Deferred.make<ChatResult, Errors.ResilienceError>()
+          yield* Effect.forkScoped(Effect.matchCauseEffect(Effect.onExit(answered, (exit) => Deferred.done(ended, exit)), {
             // Once chunks were handed on, a cut is the answer: nothing (a stale cache entry) may follow it.
             onFailure: (cause) => sink.mailbox.failCause(sink.cut === undefined ? cause : Cause.fail(sink.cut)),
-            onSuccess: (result) =>
-              sink.cut !== undefined
-                ? sink.mailbox.fail(sink.cut)
-                : sink.handedOn
-                ? sink.mailbox.end
-                // Answered whole (the cache, another request's single flight): handed on as chunks.
-                : Effect.zipRight(sink.mailbox.offerAll(Chunks.fromResponse(result.response)), sink.mailbox.end)
+            onSuccess: (result) => {
+              if (sink.cut !== undefined) return sink.mailbox.fail(sink.cut)
+              if (sink.handedOn) return sink.mailbox.end
+              // Answered whole (the cache, another request's single flight): handed on as chunks.
+              sink.start = {
+                source: result.source,
+                deployment: result.deployment,
+                keyName: result.keyName,
+                attempts: result.attempts,
+                fallbacks: result.fallbacks
+              }
+              return Effect.zipRight(sink.mailbox.offerAll(Chunks.fromResponse(result.response)), sink.mailbox.end)
+            }
           }))
-          return Mailbox.toStream(sink.mailbox)
+          const [head, done] = yield* sink.mailbox.takeAll
+          const start = sink.start
+          if (start === undefined) return yield* Effect.dieMessage("a stream handed on chunks before saying who answers them")
+          const rest = done ? Stream.empty : Mailbox.toStream(sink.mailbox)
+          return {
+            start,
+            chunks: Chunk.isEmpty(head) ? rest : Stream.concat(Stream.fromChunk(head), rest),
+            result: Deferred.await(ended)
+          }
         })
-      ))
+      )
 
     /**
      * Each attempt opens a stream and reads it up to its first content chunk
@@ -820,9 +921,10 @@ export const make = (
           : h.config.capabilities?.streaming === false
           ? "does not stream"
           : undefined,
-      answer: (h, target, attempt) =>
+      answer: (h, target, attempt, taken) =>
         Effect.scoped(Effect.gen(function*() {
           const { key } = attempt
+          if (!sink.firstKeys.has(h.config.name)) sink.firstKeys.set(h.config.name, key?.name)
           const opened = yield* attempt.timeLimit(Effect.gen(function*() {
             const answer = yield* h.provider.stream(target, {
               deployment: h.config.name,
@@ -851,6 +953,21 @@ export const make = (
             sink.handedOn = true
             return sink.mailbox.offerAll(chunks)
           }
+          if (sink.start === undefined) {
+            const spent = yield* RequestBudget.spent
+            sink.start = {
+              // As `Fallback` names the answer's source: a step after a fallback, else the first step's key.
+              source: taken.length > 0
+                ? "fallback-provider"
+                : sink.firstKeys.get(h.config.name) !== key?.name
+                ? "backup-key"
+                : "primary",
+              deployment: h.config.name,
+              keyName: key?.name,
+              attempts: Option.isSome(spent) ? spent.value.attempts : attempt.attempt,
+              fallbacks: [...taken]
+            }
+          }
           yield* handOn(opened.buffered)
           if (!opened.ended) {
             for (;;) {
@@ -872,30 +989,45 @@ export const make = (
         }))
     })
 
-    const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> => {
-      const refused = refusedLocally(request)
-      if (refused !== undefined) return Stream.fail(refused)
-      if (midStream !== "continue-with-prefix") return streamThrough(request, options, undefined)
-      return Stream.suspend(() => {
+    const streamStarted = (
+      request: Chat.ChatRequest,
+      options: ChatOptions = {}
+    ): Effect.Effect<StartedStream, Errors.ResilienceError, Scope.Scope> => {
+      const refused = refusedLocally(request, options)
+      if (refused !== undefined) return Effect.fail(refused)
+      const started = startThrough(request, options, undefined)
+      if (midStream !== "continue-with-prefix") return started
+      return Effect.map(started, (first) => ({ ...first, chunks: continuedAfterCut(request, options, first.chunks) }))
+    }
+
+    /** `continue-with-prefix`: a cut stream is continued by the next deployment, asked to go on from what was written. */
+    const continuedAfterCut = (
+      request: Chat.ChatRequest,
+      options: ChatOptions,
+      chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
+    ): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+      Stream.suspend(() => {
         let written = ""
-        const first = Stream.tap(streamThrough(request, options, undefined), (c) => Effect.sync(() => { written += c.text ?? "" }))
+        const first = Stream.tap(chunks, (c) => Effect.sync(() => { written += c.text ?? "" }))
         return Stream.catchTag(first, "StreamInterruptedError", (interrupted) =>
           written === ""
             ? Stream.fail(interrupted)
-            : streamThrough({
-              ...request,
-              messages: [
-                ...request.messages,
-                { role: "assistant", content: written },
-                {
-                  role: "user",
-                  content: "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
-                }
-              ]
-              // The deployment that was cut is not asked again: the next one continues.
-            }, options, interrupted.deployment))
+            : Stream.unwrapScoped(Effect.map(
+              startThrough({
+                ...request,
+                messages: [
+                  ...request.messages,
+                  { role: "assistant", content: written },
+                  { role: "user", content: StreamGuard.continuationInstruction }
+                ]
+                // The deployment that was cut is not asked again: the next one continues.
+              }, options, interrupted.deployment),
+              (continued) => continued.chunks
+            )))
       })
-    }
+
+    const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
+      Stream.unwrapScoped(Effect.map(streamStarted(request, options), (started) => started.chunks))
 
     const staticAnswer = (request: Chat.ChatRequest, error: Errors.ResilienceError, start: number): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((inner) => {
@@ -959,7 +1091,17 @@ export const make = (
         })
       ))
 
-    return { chat, chatOrStatic, stream, streamOrStatic, deployments: handles, config, completeLater: completions }
+    return {
+      chat,
+      chatOrStatic,
+      stream,
+      streamStarted,
+      streamOrStatic,
+      deployments: handles,
+      config,
+      cacheStatus: cache?.status,
+      completeLater: completions
+    }
   })
 
 /**

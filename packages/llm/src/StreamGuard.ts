@@ -307,6 +307,18 @@ const stringField = (u: unknown, key: string): string | undefined => {
 }
 
 /**
+ * What the next deployment is asked, after the text delivered so far as
+ * its own turn, when a stream was cut and `midStreamPolicy` is
+ * `continue-with-prefix`: the LLM client and the @effect/ai layer ask the
+ * same.
+ *
+ * @since 0.1.0
+ * @category continuation
+ */
+export const continuationInstruction =
+  "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
+
+/**
  * A failure after `chunksReceived` content chunks, as a
  * `StreamInterruptedError` that keeps the original tag and message in
  * `detail`, and its `status` and origin (else `origin`'s).

@@ -72,6 +72,8 @@ describe.skipIf(!redisServerBinary)("Redis trouble", () => {
       const before = yield* callUntil(policy, () => Effect.succeed(false)).pipe(Effect.timeout("200 millis"), Effect.option)
       expect(before._tag).toBe("None")
 
+      // A loaded test machine can stall a command past 50 ms before the kill: that is an episode of its own.
+      const warningsBefore = warnings.length
       yield* Effect.promise(() => server.stop())
       const whileDown = yield* callUntil(policy, () => Effect.map(connected, (c) => !c))
       const status = yield* redis.status
@@ -86,8 +88,9 @@ describe.skipIf(!redisServerBinary)("Redis trouble", () => {
       expect(yield* redis.status).toEqual({ connected: true })
       expect(whileDown.failed + back.failed).toBe(0)
       expect(back.calls).toBeGreaterThan(0)
-      expect(warnings.length).toBe(1)
-      expect(warnings[0]).toContain("degraded to local state")
+      // One warning for the whole episode (down, reconnecting, back), not one per failed command.
+      expect(warnings.length - warningsBefore).toBe(1)
+      expect(warnings[warningsBefore]).toContain("degraded to local state")
 
       // Shared again: a breaker this store opens now is open for another instance.
       const failure = new Errors.ProviderUnavailableError({ status: 503 })

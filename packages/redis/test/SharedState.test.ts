@@ -73,7 +73,7 @@ describe.skipIf(redisUrl === "")("two instances on one Redis", () => {
       expect(refused).toBe(30)
     }))
 
-  it.scopedLive("a key cooled on one instance (429 with Retry-After) is skipped by the other (rule 24)", () =>
+  it.scopedLive("a key cooled on one instance (429 with Retry-After) is skipped by the other within the 100 ms refresh interval (rule 24)", () =>
     Effect.gen(function*() {
       const [a, b] = yield* instances(2)
       const keys = [{ name: "k1", key: Redacted.make("sk-1") }, { name: "k2", key: Redacted.make("sk-2") }]
@@ -90,11 +90,20 @@ describe.skipIf(redisUrl === "")("two instances on one Redis", () => {
         key?.name === "k1" ? Effect.fail(limited) : Effect.succeed(key?.name)
       ))
       expect(Either.isLeft(first)).toBe(true)
+      const cooledAt = performance.now()
+      // B picks from its view, read in the background every 50 ms: the cooling shows within the
+      // refresh interval (100 ms) and a round trip; until then B may still pick k1.
+      let lastK1 = 0
       const used: Array<string | undefined> = []
-      for (let i = 0; i < 6; i++) {
-        used.push((yield* policyB.executeDetailed(({ key }) => Effect.succeed(key?.name))).keyName)
+      while (performance.now() - cooledAt < 400) {
+        const name = (yield* policyB.executeDetailed(({ key }) => Effect.succeed(key?.name))).keyName
+        if (name === "k1") lastK1 = performance.now() - cooledAt
+        used.push(name)
+        yield* realSleep(5)
       }
-      expect(used).toEqual(["k2", "k2", "k2", "k2", "k2", "k2"])
+      // 100 ms of staleness, plus scheduling on a loaded machine.
+      expect(lastK1).toBeLessThan(160)
+      expect(used.slice(-10)).toEqual(Array.from({ length: 10 }, () => "k2"))
       const status = yield* policyB.status
       expect(status.keyPool?.keys.find((k) => k.name === "k1")?.state).toBe("cooling")
     }))

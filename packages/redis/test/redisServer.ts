@@ -66,7 +66,7 @@ const ready = async (port: number): Promise<void> => {
   throw new Error(`redis-server on port ${port} did not answer`)
 }
 
-export const startRedisServer = async (): Promise<RedisServer> => {
+export const startRedisServer = async (extraArgs: ReadonlyArray<string> = []): Promise<RedisServer> => {
   const dir = mkdtempSync(join(tmpdir(), "resilient-ai-redis-"))
   const port = await freePort()
   const pidFile = join(dir, "redis.pid")
@@ -74,7 +74,8 @@ export const startRedisServer = async (): Promise<RedisServer> => {
   const start = async () => {
     execFileSync("redis-server", [
       "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes",
-      "--enable-debug-command", "local", "--pidfile", pidFile, "--logfile", join(dir, "redis.log"), "--dir", dir
+      "--enable-debug-command", "local", "--pidfile", pidFile, "--logfile", join(dir, "redis.log"), "--dir", dir,
+      ...extraArgs
     ])
     await ready(port)
     pid = Number(readFileSync(pidFile, "utf8").trim())
@@ -99,6 +100,48 @@ export const startRedisServer = async (): Promise<RedisServer> => {
     dispose: async () => {
       await stop()
       rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+export interface RedisCluster {
+  /** The nodes' URLs. */
+  readonly urls: ReadonlyArray<string>
+  /** Stops every node and removes their directories. */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Redis Cluster of 3 masters on loopback (no replicas), its slots spread
+ * by `redis-cli --cluster create`; resolves once every node says the cluster
+ * is ok.
+ */
+export const startRedisCluster = async (): Promise<RedisCluster> => {
+  const nodes: Array<RedisServer> = []
+  try {
+    for (let i = 0; i < 3; i++) {
+      // Each node's cluster config file lives in its own directory (--dir).
+      nodes.push(await startRedisServer(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]))
+    }
+    execFileSync("redis-cli", [
+      "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"
+    ], { stdio: "ignore" })
+    for (const node of nodes) {
+      for (let i = 0; ; i++) {
+        const info = execFileSync("redis-cli", ["-p", String(node.port), "cluster", "info"], { encoding: "utf8" })
+        if (info.includes("cluster_state:ok")) break
+        if (i > 400) throw new Error(`cluster node on port ${node.port} never reached cluster_state:ok`)
+        await sleep(25)
+      }
+    }
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.dispose()))
+    throw e
+  }
+  return {
+    urls: nodes.map((n) => n.url),
+    dispose: async () => {
+      await Promise.all(nodes.map((n) => n.dispose()))
     }
   }
 }

@@ -14,6 +14,7 @@ export const freshPrefix = (): string => `test-${randomUUID()}:`
 export interface Instance {
   readonly store: StateStore.Service
   readonly redis: RedisStore.Service
+  readonly prefix: string
 }
 
 /**
@@ -25,8 +26,11 @@ export const instances = (
   n: number,
   options: Partial<RedisStore.Options> = {}
 ): Effect.Effect<ReadonlyArray<Instance>, never, Scope.Scope> => {
-  const prefix = freshPrefix()
-  return Effect.forEach(Array.from({ length: n }), () => RedisStore.make({ url: redisUrl, prefix, operationTimeout: "2 seconds", ...options }))
+  const prefix = options.prefix ?? freshPrefix()
+  return Effect.forEach(
+    Array.from({ length: n }),
+    () => Effect.map(RedisStore.make({ url: redisUrl, prefix, operationTimeout: "2 seconds", ...options }), (made) => ({ ...made, prefix }))
+  )
 }
 
 /** Real time passing, whatever the test's clock. */

@@ -6,16 +6,15 @@
  * terminal; elsewhere (a CI log) the same lines, without bars, every 5 s.
  * Finished runs are logged above the bars. `--quiet` makes none of this.
  *
- * Its cost, measured (scale 0.1, five scenarios, 228,558 requests, 2
- * cores shared with other work at a load of 6–12; `DRILL_MEASURE_MAIN`):
- * at 5 redraws a second the main thread was busy 2.1 s against 1.3–1.7 s
- * in a `--quiet` run (loading modules, the workers' results), about 2 % of
- * the run's 24 s of CPU; at 4 redraws a second 1.35 s against 0.76–1.26 s,
- * and the whole process's CPU 22.3–24.8 s against 21.5–24.1 s (two pairs,
- * +3 % each, within the ±10 % that runs differ by on this machine). Most
- * of it is the terminal writes of each redraw, so it redraws 4 times a
- * second and the workers post at most 4 times a second; `--quiet` runs
- * pass no progress callback at all.
+ * Its cost, measured as the main thread's own CPU (`DRILL_MEASURE_MAIN`
+ * reads it from /proc; scale 0.1, all scenarios, 2 cores at a load of
+ * 23–28): 1,460 and 1,560 ms on a terminal against 1,040 and 1,030 ms in
+ * `--quiet` runs, i.e. 0.42–0.53 s over 133–153 s of wall time: about
+ * 3.5 ms of CPU a second, 0.2 % of the two cores the workers keep busy.
+ * It redraws 4 times a second and the workers post at most 4 times a
+ * second; most of a redraw was `toLocaleString` building a number format
+ * per call (now one `Intl.NumberFormat`), the rest the terminal writes.
+ * `--quiet` runs pass no progress callback at all.
  */
 import { MultiBar } from "cli-progress"
 import * as DrillReport from "@resilient-ai/testkit/DrillReport"
@@ -41,7 +40,10 @@ interface Line {
   requests: number
 }
 
-const int = (n: number): string => Math.round(n).toLocaleString("en-US")
+// One formatter for every redraw: `toLocaleString` builds one per call (~0.1 ms), which was two
+// thirds of a redraw's CPU.
+const grouped = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 })
+const int = (n: number): string => grouped.format(Math.round(n))
 
 /** Nothing on stderr: `--quiet`. */
 export const silent: Progress = { start: () => {}, update: () => {}, finish: () => {}, idle: () => {}, end: () => {} }

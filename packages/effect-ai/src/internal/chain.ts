@@ -18,7 +18,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as AiErrors from "../AiErrors.js"
-import type { Answered, Method } from "../ResilientLanguageModel.js"
+import type { Answered, Method, Skipped } from "../ResilientLanguageModel.js"
 import type { Handle } from "./deployments.js"
 
 export type { Answered, Method }
@@ -26,6 +26,8 @@ export type { Answered, Method }
 /** What every call of one resilient model shares. */
 export interface Cascade {
   readonly steps: ReadonlyArray<Handle>
+  /** The deployments that take over a `ContextLengthError`, in order, each with the errors it takes. */
+  readonly largerWindows: ReadonlyArray<{ readonly handle: Handle; readonly takesOver: (e: Errors.ResilienceError) => boolean }>
   readonly limits: RequestBudget.Limits
   /** Rule 25: a step with a later step to go to waits at most this long (ms) for a Retry-After or a key. */
   readonly maxWaitBeforeFallback: number
@@ -40,6 +42,10 @@ export interface Call<A> {
   readonly usage: (a: A) => Response.Usage | undefined
   /** A stream applies the attempt's time limit to its opening only (rule 28). */
   readonly streams: boolean
+  /** A deployment not to call (one that was cut off and is not asked to continue itself). */
+  readonly exclude?: string
+  /** The cache's stale entry, served before the static reply (stale-if-error, rule 18). */
+  readonly stale?: Effect.Effect<Option.Option<{ readonly value: A; readonly ageMs: number; readonly stale: boolean }>>
   /** The static reply, when the layer has one: `None` when it has none for this call. */
   readonly staticReply: ((error: Errors.ResilienceError) => Option.Option<A>) | undefined
 }
@@ -83,14 +89,14 @@ export const run = <A, E, R>(
     const keyOf = new Map<string, string | undefined>()
     const step = (h: Handle, isFirst: boolean) => {
       const d = h.config
-      const detailed = h.policy.executeDetailed(
+      const detailed = Effect.zipRight(h.used, h.policy.executeDetailed(
         (current) => Effect.provideService(asOurs(h, current, attempt(h, current)), Policy.CurrentAttempt, current),
         {
           usage: (a: A) => tokensOf(call.usage(a)),
           costUsd: (a: A) => costOf(d, call.usage(a)),
           ...(call.streams ? { appliesTimeLimit: true } : {})
         }
-      )
+      ))
       return Effect.map(detailed, (answer): Fallback.StepAnswer<A> => {
         keyOf.set(d.name, answer.keyName)
         return {
@@ -105,9 +111,17 @@ export const run = <A, E, R>(
     // Rule 25: a step with a later step to go to does not sit out a long Retry-After or key wait.
     const bounded = <X, Y>(self: Effect.Effect<X, Y, R>, hasNext: boolean) =>
       hasNext && cascade.maxWaitBeforeFallback !== Infinity ? Deadline.maxWait(cascade.maxWaitBeforeFallback)(self) : self
-    const [first, ...rest] = cascade.steps
+    // Rule 30: what the probes say only skips a deployment while another can be tried.
+    const skipped: Array<Skipped> = []
+    const able = cascade.steps.filter((h) => h.config.name !== call.exclude)
+    const fit = able.filter((h) => h.probe?.unfit() === undefined)
+    for (const h of fit.length === 0 ? [] : able) {
+      const unfit = h.probe?.unfit()
+      if (unfit !== undefined) skipped.push({ deployment: h.config.name, reason: `its health probe says it cannot serve: ${unfit}` })
+    }
+    const [first, ...rest] = fit.length === 0 ? able : fit
     if (first === undefined) {
-      return Effect.fail(new Errors.BadRequestError({ detail: "no deployment is configured" }))
+      return Effect.fail(new Errors.BadRequestError({ detail: "no deployment can serve this request" }))
     }
     type Failure = Exclude<E, AiError.AiError> | Errors.ResilienceError
     let chain: Fallback.Chain<A, Failure, R> = Fallback.primaryAnswer(first.config.name, bounded(step(first, true), rest.length > 0))
@@ -119,6 +133,16 @@ export const run = <A, E, R>(
         () => bounded(step(h, false), i < rest.length - 1)
       )
     }
+    for (const { handle, takesOver } of cascade.largerWindows) {
+      if (handle.config.name === call.exclude) continue
+      chain = Fallback.orElseWhen(
+        chain,
+        handle.config.name,
+        (e: Failure): e is Failure => Errors.isResilienceError(e) && takesOver(e),
+        () => step(handle, false)
+      )
+    }
+    if (call.stale !== undefined) chain = Fallback.orCache(chain, "stale-cache", call.stale)
     const staticReply = call.staticReply
     if (staticReply !== undefined) {
       chain = Fallback.orElseWhen(
@@ -148,7 +172,8 @@ export const run = <A, E, R>(
           fallbacks: answer.fallbacks,
           errors: answer.errors,
           costUsd: answer.costUsd,
-          latencyMs: answer.latencyMs
+          latencyMs: answer.latencyMs,
+          skipped
         }
       }
     })

@@ -15,8 +15,9 @@ import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Errors, KeyPool, Policy } from "@resilient-ai/core"
-import type { StateStore } from "@resilient-ai/core"
-import { ClientConfig } from "@resilient-ai/llm"
+import type { HealthProbe, StateStore } from "@resilient-ai/core"
+import { ClientConfig, DeploymentProbe, HttpProviders } from "@resilient-ai/llm"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as KeyRotation from "../KeyRotation.js"
@@ -29,6 +30,10 @@ export interface Handle {
   readonly keyPool: KeyPool.Service | undefined
   /** The @effect/ai provider model of the deployment. */
   readonly model: LanguageModel.Service
+  /** Its health probe (rule 30), when it has one. */
+  readonly probe: HealthProbe.Service | undefined
+  /** Notes real traffic: a deployment is probed only while idle. */
+  readonly used: Effect.Effect<void>
 }
 
 /** The deployment's own headers (a relay's header, an organisation id) and the pool's keys, per request. */
@@ -64,6 +69,39 @@ const prefixed = (index: number) => (e: Errors.InvalidConfigError): Errors.Inval
     detail: e.detail
   })
 
+/**
+ * The deployment's probe (rule 30), as the LLM client probes it: its
+ * questions go over the LLM client's HTTP provider for the deployment, with
+ * the key the pool picked for the probe.
+ */
+const probeOf = (
+  config: ClientConfig.ClientConfig,
+  index: number,
+  d: ClientConfig.Deployment,
+  policy: Policy.Service,
+  keyPool: KeyPool.Service | undefined
+) =>
+  Effect.gen(function*() {
+    let lastUsed: number | undefined
+    const client = yield* HttpClient.HttpClient
+    const target = { name: d.name, kind: d.provider, baseUrl: d.baseUrl, model: d.model, headers: d.headers }
+    // The configuration's transport limits (first byte): a probe that hangs ends as the client's call would.
+    const providerOptions = ClientConfig.providerOptions(config)
+    const provider = d.provider === "openai"
+      ? HttpProviders.openAiCompatible(client, target, providerOptions)
+      : HttpProviders.anthropic(client, target, providerOptions)
+    const probe = yield* DeploymentProbe.make(config, index, {
+      circuitBreaker: policy.circuitBreaker,
+      keyPool,
+      lastUsed: Effect.sync(() => lastUsed),
+      provider
+    })
+    const used = probe === undefined
+      ? Effect.void
+      : Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (lastUsed = now)))
+    return { probe, used }
+  })
+
 /** Builds every deployment of `config`; pools are shared by `keyPool` name. */
 export const make = (
   config: ClientConfig.ClientConfig
@@ -92,7 +130,8 @@ export const make = (
         prefixed(index)
       )
       const model = yield* providerModel(d, pool)
-      handles.push({ config: d, policy, keyPool: pool, model })
+      const { probe, used } = yield* probeOf(config, index, d, policy, pool)
+      handles.push({ config: d, policy, keyPool: pool, model, probe, used })
     }
     return handles
   })

@@ -6,6 +6,8 @@
  *   attempt's time limit, up to its first content part, buffering what came
  *   before (`response-metadata`, `text-start`...). A failure until then is an
  *   ordinary failure of the attempt: retried, counted, fallen back from.
+ *   With `midStreamPolicy: "terminate"` the first part of any kind ends
+ *   that phase, as the LLM client's first chunk of any kind does.
  * - From the first content part on, every part goes to the caller as it
  *   comes, and the request belongs to that stream: a failure is a
  *   `StreamInterruptedError`, which the breaker counts (the attempt is one
@@ -21,7 +23,7 @@ import * as AiError from "@effect/ai/AiError"
 import * as Response from "@effect/ai/Response"
 import type { Errors } from "@resilient-ai/core"
 import { StreamGuard } from "@resilient-ai/llm"
-import type { ErrorMapping } from "@resilient-ai/llm"
+import type { ClientConfig, ErrorMapping } from "@resilient-ai/llm"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -33,14 +35,15 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as AiErrors from "../AiErrors.js"
+import * as AnswerCache from "./answerCache.js"
 import * as Chain from "./chain.js"
 import type { Handle } from "./deployments.js"
 
 /** Where the attempts of one streamed call hand their parts. */
 interface Sink<P> {
   readonly offerAll: (parts: ReadonlyArray<P>) => Effect.Effect<unknown>
-  /** Some part reached the caller: from then on the call is that stream's. */
-  handedOn: boolean
+  /** The stream that was handed on broke. */
+  cut: Errors.StreamInterruptedError | undefined
 }
 
 /** What a streamed call answers: the usage of its finish part, and the parts of a static reply not yet handed on. */
@@ -78,6 +81,8 @@ const errorPartOf = (h: Handle, origin: ErrorMapping.Origin, payload: unknown) =
  */
 const attemptOn = <P extends AnyPart, E, R>(
   sink: Sink<P>,
+  /** `midStreamPolicy: "terminate"`: the first part of any kind, an opening one included, makes the call the stream's. */
+  terminates: boolean,
   open: (h: Handle) => Stream.Stream<P, E, R>
 ): Chain.Attempt<Streamed<P>, E | Errors.ResilienceError, R> =>
 (h, attempt) =>
@@ -106,19 +111,22 @@ const attemptOn = <P extends AnyPart, E, R>(
           note(part)
           buffered.push(part)
         }
-        if (buffered.some((p) => !opening.has(p.type))) return { pull, buffered, ended: false }
+        if (buffered.some((p) => terminates || !opening.has(p.type))) return { pull, buffered, ended: false }
       }
     }))
     let handed = 0
     const handOn = (parts: ReadonlyArray<P>) => {
       handed += parts.length
-      sink.handedOn = true
       return sink.offerAll(parts)
     }
     yield* handOn(opened.buffered)
     if (opened.ended) return { usage, parts: [] }
     // From here on a failure is a cut of what the caller already has (rule 26).
-    const cut = (cause: unknown) => Effect.fail(StreamGuard.interrupted(cause, handed, origin))
+    const cut = (cause: unknown) => {
+      const interrupted = StreamGuard.interrupted(cause, handed, origin)
+      sink.cut = interrupted
+      return Effect.fail(interrupted)
+    }
     for (;;) {
       const next = yield* Effect.either(opened.pull)
       if (Either.isRight(next)) {
@@ -140,41 +148,134 @@ const attemptOn = <P extends AnyPart, E, R>(
     }
   }))
 
+/** How one `streamText` call is served. */
+export interface StreamCall<P, E, R> {
+  /** The deployment's stream; after a cut, `continued` is the text the caller already has (continue-with-prefix). */
+  readonly open: (h: Handle, continued: string | undefined) => Stream.Stream<P, E, R>
+  readonly staticReply: ((error: Errors.ResilienceError) => Option.Option<ReadonlyArray<NoInfer<P>>>) | undefined
+  /** Our errors back to the program's (`AiError`). */
+  readonly restore: (error: Exclude<E, AiError.AiError> | Errors.ResilienceError) => E
+  /** Told who answered, in the caller's fiber, once the stream has been read to its end. */
+  readonly answered: (answer: Chain.Answered) => Effect.Effect<void>
+  readonly cache: AnswerCache.Service | undefined
+  readonly key: AnswerCache.Key | undefined
+  /** The parts this module makes (a cache hit, the end of a cut block) as the call's part type. */
+  readonly parts: (parts: ReadonlyArray<AnswerCache.CachedStreamPart>) => ReadonlyArray<NoInfer<P>>
+  /**
+   * The configuration's `midStreamPolicy` (default `restart-if-no-output`):
+   * whether an opening part already makes the call the stream's
+   * (`terminate`), and whether after a cut the next deployment continues
+   * the text (`continue-with-prefix`).
+   */
+  readonly midStreamPolicy: ClientConfig.ClientConfig["midStreamPolicy"]
+}
+
+/** The text a stream's parts delivered, and the text blocks they left open. */
+const delivered = (parts: ReadonlyArray<AnyPart>): { readonly text: string; readonly open: ReadonlyArray<string> } => {
+  let text = ""
+  const open = new Set<string>()
+  for (const p of parts) {
+    if (p.type === "text-start" && Predicate.hasProperty(p, "id") && typeof p.id === "string") open.add(p.id)
+    if (p.type === "text-end" && Predicate.hasProperty(p, "id") && typeof p.id === "string") open.delete(p.id)
+    if (p.type === "text-delta" && Predicate.hasProperty(p, "delta") && typeof p.delta === "string") text += p.delta
+  }
+  return { text, open: [...open] }
+}
+
 /**
- * `streamText` through the cascade. The caller's stream ends with the
- * chain: with its parts, a static reply's, or the chain's error as an
- * `AiError` (`restore`). `answered` is told who answered before the end.
+ * `streamText` through the cache and the cascade. The caller's stream ends
+ * with the chain: with its parts, a cached answer's or a static reply's, or
+ * the chain's error as an `AiError` (`restore`). With continue-with-prefix
+ * a cut is not the end while text was delivered: the open text blocks are
+ * closed, and the chain runs again without the deployment that was cut,
+ * asked to continue that text; its parts follow (not its
+ * `response-metadata`: the caller already has the answer's), so the
+ * program reads one answer. With no other deployment to ask, the cut is
+ * the stream's error.
  */
 export const through = <P extends AnyPart, E, R>(
   cascade: Chain.Cascade,
-  open: (h: Handle) => Stream.Stream<P, E, R>,
-  staticReply: ((error: Errors.ResilienceError) => Option.Option<ReadonlyArray<NoInfer<P>>>) | undefined,
-  restore: (error: Exclude<E, AiError.AiError> | Errors.ResilienceError) => E,
-  answered: (answer: Chain.Answered) => Effect.Effect<void>
+  streamCall: StreamCall<P, E, R>
 ): Stream.Stream<P, E, R> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const mailbox = yield* Mailbox.make<P, E>(16)
-    const sink: Sink<P> = { offerAll: (parts) => mailbox.offerAll(parts), handedOn: false }
+    // What reached the caller, kept only for what reads it: the cache's entry, a continuation's prefix.
+    const continueWithPrefix = streamCall.midStreamPolicy === "continue-with-prefix"
+    const keeps = (streamCall.cache !== undefined && streamCall.key !== undefined) || continueWithPrefix
+    const handed: Array<P> = []
     let answer: Chain.Answered | undefined
-    const call: Chain.Call<Streamed<P>> = {
-      method: "streamText",
-      usage: (s) => s.usage,
-      streams: true,
-      staticReply: staticReply === undefined
-        ? undefined
-        : (error) => Option.map(staticReply(error), (parts) => ({ usage: undefined, parts }))
+    const codec: AnswerCache.Codec<Streamed<P>, never> = {
+      toEntry: (_, degraded) => Effect.succeed({ content: AnswerCache.gather(handed), degraded }),
+      fromEntry: (entry) =>
+        Effect.succeed(Option.some({ usage: undefined, parts: streamCall.parts(AnswerCache.toStreamParts(entry.content)) }))
     }
-    const chain = Chain.run(cascade, call, attemptOn(sink, open))
-    yield* Effect.forkScoped(Effect.matchCauseEffect(chain, {
-      onFailure: (cause) => mailbox.failCause(Cause.map(cause, restore)),
-      onSuccess: ({ answered: a, value }) => {
-        answer = a
-        return Effect.zipRight(mailbox.offerAll(value.parts), mailbox.end)
+    const staticReply = streamCall.staticReply
+    /** One run of the chain, its attempts handing parts on through `sink`. */
+    const run = (sink: Sink<P>, continued: { readonly text: string; readonly cut: string } | undefined) =>
+      AnswerCache.through<Streamed<P>, Exclude<E, AiError.AiError> | Errors.ResilienceError, R>(
+        continued === undefined ? streamCall.cache : undefined,
+        streamCall.key,
+        "streamText",
+        codec,
+        (stale) =>
+          Chain.run(cascade, {
+            method: "streamText",
+            usage: (s) => s.usage,
+            streams: true,
+            ...(continued === undefined ? {} : { exclude: continued.cut }),
+            ...(stale === undefined ? {} : { stale }),
+            // A continuation has text before it: a static reply after that would be a mixed answer.
+            staticReply: staticReply === undefined || continued !== undefined
+              ? undefined
+              : (error) => Option.map(staticReply(error), (parts) => ({ usage: undefined, parts }))
+          }, attemptOn(sink, streamCall.midStreamPolicy === "terminate", (h) => streamCall.open(h, continued?.text)))
+      )
+    const sink: Sink<P> = {
+      offerAll: (parts) => {
+        if (keeps) handed.push(...parts)
+        return mailbox.offerAll(parts)
+      },
+      cut: undefined
+    }
+    const ended = (value: Streamed<P>, a: Chain.Answered) => {
+      answer = a
+      return Effect.zipRight(mailbox.offerAll(value.parts), mailbox.end)
+    }
+    /** After a cut with text delivered: the open blocks closed, then the next deployment's continuation. */
+    const continuation = (cut: Errors.StreamInterruptedError) => {
+      const so = delivered(handed)
+      const next: Sink<P> = {
+        offerAll: (parts) => mailbox.offerAll(parts.filter((p) => p.type !== "response-metadata")),
+        cut: undefined
       }
+      const from = cut.deployment ?? "chain"
+      return Effect.zipRight(
+        mailbox.offerAll(streamCall.parts(so.open.map((id) => Response.makePart("text-end", { id })))),
+        Effect.matchCauseEffect(run(next, { text: so.text, cut: from }), {
+          onFailure: (cause) => mailbox.failCause(Cause.map(cause, streamCall.restore)),
+          onSuccess: ({ answered: a, value }) =>
+            ended(value, {
+              ...a,
+              source: "fallback-provider",
+              fallbacks: [{ from, to: a.deployment ?? "chain", tag: cut._tag }, ...a.fallbacks]
+            })
+        })
+      )
+    }
+    yield* Effect.forkScoped(Effect.matchCauseEffect(run(sink, undefined), {
+      onFailure: (cause) => {
+        const cut = sink.cut
+        const canContinue = cut !== undefined && continueWithPrefix && delivered(handed).text !== "" &&
+          cascade.steps.some((h) => h.config.name !== cut.deployment)
+        if (canContinue) return continuation(cut)
+        // Once parts were handed on, a cut is the answer: nothing (a stale entry) may follow it.
+        return mailbox.failCause(Cause.map(cut === undefined ? cause : Cause.fail(cut), streamCall.restore))
+      },
+      onSuccess: ({ answered: a, value }) =>
+        sink.cut !== undefined ? mailbox.fail(streamCall.restore(sink.cut)) : ended(value, a)
     }))
-    // Told in the caller's fiber, once the caller has read the whole stream.
     return Stream.concat(
       Mailbox.toStream(mailbox),
-      Stream.execute(Effect.suspend(() => (answer === undefined ? Effect.void : answered(answer))))
+      Stream.execute(Effect.suspend(() => (answer === undefined ? Effect.void : streamCall.answered(answer))))
     )
   }))

@@ -21,7 +21,7 @@ export interface Received {
 /** One answer: a JSON body with a status, an SSE stream (cut or not), or the default success. */
 export type Answer =
   | { readonly _tag: "Status"; readonly status: number; readonly headers?: Record<string, string>; readonly body: unknown }
-  | { readonly _tag: "Ok"; readonly text: string }
+  | { readonly _tag: "Ok"; readonly text: string; readonly delayMs?: number }
   | { readonly _tag: "Stream"; readonly deltas: ReadonlyArray<string>; readonly cutAfter?: number }
 
 export interface Upstream {
@@ -117,8 +117,12 @@ const answer = (path: string, body: Record<string, unknown>, a: Answer, res: Ser
     return
   }
   if (a._tag === "Ok") {
-    res.writeHead(200, { "content-type": "application/json" })
-    res.end(JSON.stringify(anthropic ? anthropicMessage(anthropicContent(body, a.text), "end_turn") : openAiResponse(a.text, "completed")))
+    const send = () => {
+      res.writeHead(200, { "content-type": "application/json" })
+      res.end(JSON.stringify(anthropic ? anthropicMessage(anthropicContent(body, a.text), "end_turn") : openAiResponse(a.text, "completed")))
+    }
+    if (a.delayMs === undefined) send()
+    else setTimeout(send, a.delayMs)
     return
   }
   const events = anthropic ? anthropicEvents(a.deltas) : openAiEvents(a.deltas)

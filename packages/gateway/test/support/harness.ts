@@ -37,6 +37,14 @@ export interface HarnessOptions {
   readonly primaryPolicy?: Record<string, unknown>
   readonly backupPolicy?: Record<string, unknown>
   readonly extraDeployments?: ReadonlyArray<Record<string, unknown>>
+  /** An upstream of an earlier harness, to put a second gateway before it. */
+  readonly chaos?: ChaosUpstream.Service
+  /** Fields of the primary's and the backup's deployment (a price). */
+  readonly deploymentFields?: Record<string, unknown>
+  /** The primary's base URL, in place of the upstream's (a proxy in front of it). */
+  readonly primaryBaseUrl?: (upstream: string) => string
+  /** Top-level client fields of the config (`maxWaitBeforeFallback`). */
+  readonly client?: Record<string, unknown>
 }
 
 /**
@@ -45,21 +53,22 @@ export interface HarnessOptions {
  */
 export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, unknown, Scope.Scope> =>
   Effect.gen(function*() {
-    const chaos = yield* ChaosUpstream.make({
+    const chaos = options.chaos ?? (yield* ChaosUpstream.make({
       deployments: [
         quick("primary", { keys: { "primary-1": "sk-primary-one" }, ...options.primary }),
         quick("backup", { keys: { "backup-1": "sk-backup-one" }, ...options.backup })
       ]
-    })
+    }))
     const config = yield* GatewayConfig.decode({
       deployments: [
         {
           name: "primary",
           provider: "openai",
           model: "chaos-gpt",
-          baseUrl: chaos.openAiBaseUrl("primary"),
+          baseUrl: (options.primaryBaseUrl ?? ((url: string) => url))(chaos.openAiBaseUrl("primary")),
           keys: [{ name: "primary-1", env: "PRIMARY_KEY" }],
           probe: false,
+          ...options.deploymentFields,
           policy: {
             attemptTimeout: "3 seconds",
             retry: { maxRetries: 1, baseDelay: 5, jitter: "none" },
@@ -74,11 +83,13 @@ export const harness = (options: HarnessOptions = {}): Effect.Effect<Harness, un
           baseUrl: chaos.anthropicBaseUrl("backup"),
           keys: [{ name: "backup-1", env: "BACKUP_KEY" }],
           probe: false,
+          ...options.deploymentFields,
           policy: { attemptTimeout: "3 seconds", retry: { maxRetries: 0 }, ...options.backupPolicy }
         },
         ...(options.extraDeployments ?? [])
       ],
       cascade: ["primary", "backup"],
+      ...options.client,
       gateway: { port: 0, aliases: { "gpt-4o-mini": "primary" }, shutdownTimeout: "2 seconds", ...options.gateway }
     })
     const gateway = yield* Gateway.start({ config }, { proxyFromEnvironment: false, connectTimeout: "2 seconds" })

@@ -17,7 +17,7 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import { Redis } from "ioredis"
+import { Cluster, Redis } from "ioredis"
 import { createHash } from "node:crypto"
 
 /** What the link reports (`RedisStore.status`). */
@@ -60,7 +60,8 @@ const casSha = createHash("sha1").update(casScript).digest("hex")
 export type Report = (effect: Effect.Effect<void>) => void
 
 export interface LinkOptions {
-  readonly url: string
+  /** One server (`url`), or the nodes of a Redis Cluster to start from. */
+  readonly target: { readonly url: string } | { readonly cluster: ReadonlyArray<string> }
   readonly operationMillis: number
   readonly probeMillis: number
   readonly connectMillis: number
@@ -84,8 +85,10 @@ export interface Link {
   /** Resolves once the first connection is ready, or after `connectMillis` (then degraded). */
   readonly started: Promise<void>
   readonly close: () => Promise<void>
-  /** The ioredis client, for tests and measurements. */
-  readonly client: Redis
+  /** The ioredis client: for the response cache's commands, tests and measurements. */
+  readonly client: Redis | Cluster
+  /** The keys that match `pattern`. */
+  readonly scan: (pattern: string) => Promise<ReadonlyArray<string>>
 }
 
 /** 1 while shared state is in use, 0 while degraded to local state. */
@@ -102,6 +105,22 @@ const parseReply = (reply: unknown): CasReply | undefined => {
   if (reply.length === 1) return { _tag: "written", version }
   const json = reply[1]
   return { _tag: "current", version, json: typeof json === "string" && json !== "" ? json : undefined }
+}
+
+/** A cluster node's `redis://[:password@]host:port` as ioredis's Cluster takes it. */
+const clusterNode = (url: string): { readonly host: string; readonly port: number } => {
+  const parsed = new URL(url)
+  return { host: parsed.hostname, port: Number(parsed.port || "6379") }
+}
+
+/** The password (and user) of the first node's URL, for every node. */
+const credentialsOf = (url: string | undefined): { password?: string; username?: string } => {
+  if (url === undefined) return {}
+  const parsed = new URL(url)
+  return {
+    ...(parsed.password === "" ? {} : { password: decodeURIComponent(parsed.password) }),
+    ...(parsed.username === "" ? {} : { username: decodeURIComponent(parsed.username) })
+  }
 }
 
 /** Settles `promise`, or rejects after `millis` (a timer that never keeps the process alive). */
@@ -122,15 +141,27 @@ export const within = <A>(promise: Promise<A>, millis: number, what: string): Pr
   })
 
 export const makeLink = (options: LinkOptions): Link => {
-  const client = new Redis(options.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    // Commands issued in one tick (many slots, many fibers) leave in one write.
-    enableAutoPipelining: true,
-    connectTimeout: options.connectMillis,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000)
-  })
+  const backoff = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000)
+  const client: Redis | Cluster = "url" in options.target
+    ? new Redis(options.target.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      // Commands issued in one tick (many slots, many fibers) leave in one write.
+      enableAutoPipelining: true,
+      connectTimeout: options.connectMillis,
+      retryStrategy: backoff
+    })
+    : new Cluster(options.target.cluster.map(clusterNode), {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      // Off: ioredis 5.9 fails an auto-pipeline whose commands map to different slots ("All keys in the
+      // pipeline should belong to the same slots allocation group"); each slot's operations share a
+      // script anyway (group commit).
+      enableAutoPipelining: false,
+      clusterRetryStrategy: backoff,
+      redisOptions: { maxRetriesPerRequest: 0, connectTimeout: options.connectMillis, ...credentialsOf(options.target.cluster[0]) }
+    })
   let up = false
   let degradedSince: number | undefined
   let closed = false
@@ -206,7 +237,22 @@ export const makeLink = (options: LinkOptions): Link => {
     })
   }
 
+  const scan = async (pattern: string): Promise<ReadonlyArray<string>> => {
+    const found: Array<string> = []
+    // A Cluster's keys are spread over its masters: each is scanned.
+    for (const node of client instanceof Cluster ? client.nodes("master") : [client]) {
+      let cursor = "0"
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+        cursor = next
+        found.push(...keys)
+      } while (cursor !== "0")
+    }
+    return found
+  }
+
   return {
+    scan,
     up: () => up,
     health: () => (degradedSince === undefined ? { connected: up } : { connected: up, degradedSince }),
     cas,

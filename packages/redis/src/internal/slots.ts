@@ -18,11 +18,13 @@ const Breaker = Machines.Breaker
 const TokenBucket = Machines.TokenBucket
 const KeyPool = Machines.KeyPool
 const RetryBudget = Machines.RetryBudget
+const AdaptiveLimit = Machines.AdaptiveLimit
 
 type Breaker = Machines.Breaker.BreakerState
 type Buckets = Machines.TokenBucket.State
 type Pool = Machines.KeyPool.PoolState
 type Budget = Machines.RetryBudget.State
+type Adaptive = Machines.AdaptiveLimit.State
 
 /** Makes the cell of one slot; `undefined` stands for "never written". */
 export type CellFor = <S>(id: string) => Cell<S | undefined>
@@ -46,8 +48,10 @@ export const breakerSlot = (cellFor: CellFor, name: string, config: Machines.Bre
         if (admitted !== undefined) return [{ result: admitted, state: s, transitions: [] }, stored]
         return run((s) => Breaker.admit(config, s, now))(stored)
       }),
+    // A failure is counted in Redis before the call returns, so every process's next admission can
+    // see the threshold reached (rule 3 across processes); a success commits behind the call.
     record: (admission, outcome, durationMillis, now) =>
-      cell.modify(now, (stored) => {
+      (outcome === "failure" ? cell.modify : cell.modifyAhead)(now, (stored) => {
         const s = get(stored)
         if (Breaker.recordIsNoop(s, admission, outcome)) return [{ result: undefined, state: s, transitions: [] }, stored]
         return run((s) => Breaker.record(config, s, admission, outcome, durationMillis, now))(stored)
@@ -101,8 +105,14 @@ export const keyHealthSlot = (cellFor: CellFor, name: string, config: Machines.K
     return [step, step.state === s ? stored : step.state]
   }
   return {
-    pick: (now, avoid, affinity) => cell.modify(now, run((s) => KeyPool.pick(config, s, now, avoid, affinity))),
-    record: (index, outcome, now) => cell.modify(now, run((s) => KeyPool.record(config, s, index, outcome, now))),
+    // A pick needs a healthy key, not the last word on the rotation: from the fresh view, committed behind.
+    pick: (now, avoid, affinity) => cell.modifyAhead(now, run((s) => KeyPool.pick(config, s, now, avoid, affinity))),
+    // As the breaker's: what a failure says about a key is in Redis before the call returns; a success commits behind.
+    record: (index, outcome, now) =>
+      (outcome._tag === "success" || outcome._tag === "ignored" ? cell.modifyAhead : cell.modify)(
+        now,
+        run((s) => KeyPool.record(config, s, index, outcome, now))
+      ),
     cool: (index, until, now, reason) => cell.modify(now, run((s) => KeyPool.cool(config, s, index, until, now, reason))),
     force: (index, to, now) => cell.modify(now, run((s) => KeyPool.force(config, s, index, to, now))),
     read: (now) =>
@@ -123,5 +133,27 @@ export const retryBudgetSlot = (
     recordAttempt: (now) => cell.modifyBehind(now, (stored) => RetryBudget.recordAttempt(config, stored ?? RetryBudget.initial, now)),
     tryAcquireRetry: (now) => cell.modify(now, (stored) => RetryBudget.tryAcquireRetry(config, stored ?? RetryBudget.initial, now)),
     read: (now) => cell.modify(now, (stored) => [RetryBudget.totals(config, stored ?? RetryBudget.initial, now), stored] as const)
+  }
+}
+
+/**
+ * The learned limit and its window are shared: every process learns from the
+ * outcomes of all (the provider's capacity is one), and each holds at most
+ * the limit in flight of its own calls (`inFlightSince` is this process's).
+ * Each event commits behind the call; the commit re-runs the step on the
+ * shared state, asking `inFlightSince` again then.
+ */
+export const adaptiveLimitSlot = (
+  cellFor: CellFor,
+  name: string,
+  config: Machines.AdaptiveLimit.Config
+): StateStore.AdaptiveLimitSlot => {
+  const cell = cellFor<Adaptive>(`adaptive-limit:{${name}}`)
+  return {
+    step: (event, now, inFlightSince) =>
+      cell.modifyAhead(now, (stored) => {
+        const stepped = AdaptiveLimit.step(config, stored, event, now, inFlightSince)
+        return [stepped, stepped[0]] as const
+      })
   }
 }

@@ -1,0 +1,149 @@
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as ResilientLanguageModel from "../src/ResilientLanguageModel.js"
+import { answered, ok, runWith, status, textOf, withModel } from "./support/layer.js"
+
+const calls = (received: ReadonlyArray<{ readonly path: string }>) => received.filter((r) => r.path !== "/v1/models").length
+
+describe("the response cache in front of the chain (rule 18)", () => {
+  it.scopedLive("an identical generateText is answered from the cache, with no HTTP call; another prompt is not", () =>
+    Effect.gen(function*() {
+      const { received, result } = yield* withModel(
+        () => ok("hi"),
+        Effect.gen(function*() {
+          const first = yield* LanguageModel.generateText({ prompt: "hello" })
+          const firstAnswer = yield* answered
+          const second = yield* LanguageModel.generateText({ prompt: "hello" })
+          const secondAnswer = yield* answered
+          yield* LanguageModel.generateText({ prompt: "something else" })
+          return { texts: [first.text, second.text], firstAnswer, secondAnswer }
+        }),
+        {},
+        { cache: { timeToLive: "1 minute" } }
+      )
+      expect(result.texts).toEqual(["hi", "hi"])
+      expect(result.firstAnswer).toMatchObject({ source: "primary", deployment: "gpt", attempts: 1 })
+      expect(result.secondAnswer).toMatchObject({ source: "cache", deployment: undefined, attempts: 0, costUsd: 0 })
+      expect(calls(received)).toBe(2)
+    }))
+
+  it.scopedLive("generateObject: a hit is decoded with the call's schema; another schema is another entry", () =>
+    Effect.gen(function*() {
+      const Weather = Schema.Struct({ city: Schema.String, celsius: Schema.Number })
+      const City = Schema.Struct({ city: Schema.String })
+      const { received, result } = yield* withModel(
+        () => ok(JSON.stringify({ city: "Oslo", celsius: 4 })),
+        Effect.gen(function*() {
+          const first = yield* LanguageModel.generateObject({ prompt: "weather?", schema: Weather, objectName: "weather" })
+          const second = yield* LanguageModel.generateObject({ prompt: "weather?", schema: Weather, objectName: "weather" })
+          const secondAnswer = yield* answered
+          const other = yield* LanguageModel.generateObject({ prompt: "weather?", schema: City, objectName: "weather" })
+          return { values: [first.value, second.value, other.value], secondAnswer }
+        }),
+        {},
+        { cache: {} }
+      )
+      expect(result.values).toEqual([{ city: "Oslo", celsius: 4 }, { city: "Oslo", celsius: 4 }, { city: "Oslo" }])
+      expect(result.secondAnswer).toMatchObject({ method: "generateObject", source: "cache" })
+      expect(calls(received)).toBe(2)
+    }))
+
+  it.scopedLive("streamText is served from the cache as parts, and a streamed answer fills the cache for generateText", () =>
+    Effect.gen(function*() {
+      const { received, result } = yield* withModel(
+        (path) => (path === "/v1/responses" ? { _tag: "Stream", deltas: ["Hel", "lo"] } : ok("unused")),
+        Effect.gen(function*() {
+          const streamed = Chunk.toReadonlyArray(yield* Stream.runCollect(LanguageModel.streamText({ prompt: "hello" })))
+          const fromCache = Chunk.toReadonlyArray(yield* Stream.runCollect(LanguageModel.streamText({ prompt: "hello" })))
+          const streamAnswer = yield* answered
+          const text = yield* LanguageModel.generateText({ prompt: "hello" })
+          const textAnswer = yield* answered
+          return { streamed, fromCache, streamAnswer, text: text.text, textAnswer }
+        }),
+        { cascade: ["gpt"] },
+        { cache: {} }
+      )
+      expect(textOf(result.streamed)).toBe("Hello")
+      expect(textOf(result.fromCache)).toBe("Hello")
+      // The answer's content, handed on as one block per text, with the metadata and finish of the streamed answer.
+      expect(result.fromCache.map((p) => p.type)).toEqual(["response-metadata", "text-start", "text-delta", "text-end", "finish"])
+      expect(result.streamAnswer).toMatchObject({ method: "streamText", source: "cache" })
+      expect(result.text).toBe("Hello")
+      expect(result.textAnswer).toMatchObject({ source: "cache" })
+      expect(calls(received)).toBe(1)
+    }))
+
+  it.scopedLive("identical calls in flight share one upstream call (single-flight)", () =>
+    Effect.gen(function*() {
+      const { received, result } = yield* withModel(
+        () => ok("slow", 200),
+        Effect.all([
+          LanguageModel.generateText({ prompt: "hello" }),
+          LanguageModel.generateText({ prompt: "hello" }),
+          LanguageModel.generateText({ prompt: "hello" })
+        ], { concurrency: "unbounded" }),
+        {},
+        { cache: {} }
+      )
+      expect(result.map((r) => r.text)).toEqual(["slow", "slow", "slow"])
+      expect(calls(received)).toBe(1)
+    }))
+
+  it.scopedLive("stale-if-error: after expiry, an outage of every deployment is answered by the expired entry", () =>
+    Effect.gen(function*() {
+      let down = false
+      const { received, result } = yield* withModel(
+        () => (down ? status(503) : ok("remembered")),
+        Effect.gen(function*() {
+          yield* LanguageModel.generateText({ prompt: "hello" })
+          yield* Effect.sleep("150 millis")
+          down = true
+          const stale = yield* LanguageModel.generateText({ prompt: "hello" })
+          const answer = yield* answered
+          const other = yield* Effect.flip(LanguageModel.generateText({ prompt: "never asked before" }))
+          return { stale: stale.text, answer, other: other._tag }
+        }),
+        { gptPolicy: { retry: false } },
+        { cache: { timeToLive: "50 millis", maxStale: "1 minute" } }
+      )
+      expect(result.stale).toBe("remembered")
+      expect(result.answer).toMatchObject({ source: "stale-cache" })
+      // The chain was tried first: both deployments, then the stale entry.
+      expect(result.answer.fallbacks.map((f) => [f.from, f.to])).toEqual([["gpt", "claude"], ["claude", "stale-cache"]])
+      expect(result.other).toBe("HttpResponseError")
+      expect(calls(received)).toBe(1 + 3 + 3)
+    }))
+
+  it.scopedLive("with a static reply at the end, a stale entry answers before the static reply, and a static reply is never stored", () =>
+    Effect.gen(function*() {
+      let down = false
+      const { result } = yield* runWith(
+        (config) => ResilientLanguageModel.layerWithStaticReply(config, {}, { cache: { timeToLive: "50 millis" } }),
+        () => (down ? status(503) : ok("remembered")),
+        ResilientLanguageModel.alwaysAnswers(Effect.gen(function*() {
+          yield* LanguageModel.generateText({ prompt: "hello" })
+          yield* Effect.sleep("150 millis")
+          down = true
+          const stale = yield* LanguageModel.generateText({ prompt: "hello" })
+          const staleAnswer = yield* answered
+          yield* LanguageModel.generateText({ prompt: "new question" })
+          const staticAnswer = yield* answered
+          down = false
+          const fresh = yield* LanguageModel.generateText({ prompt: "new question" })
+          const freshAnswer = yield* answered
+          return { stale: stale.text, staleAnswer, staticAnswer, fresh: fresh.text, freshAnswer }
+        })),
+        { gptPolicy: { retry: false } }
+      )
+      expect(result.stale).toBe("remembered")
+      expect(result.staleAnswer.source).toBe("stale-cache")
+      expect(result.staticAnswer.source).toBe("static")
+      // The static reply was not stored: the next call, with the providers back, reaches them.
+      expect(result.fresh).toBe("remembered")
+      expect(result.freshAnswer.source).toBe("primary")
+    }))
+})

@@ -1,0 +1,82 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { harness, post } from "./support/harness.js"
+
+const body = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: "primary", messages: [{ role: "user", content: "hi" }], ...extra })
+const asA = { authorization: "Bearer gw-team-a-secret" }
+const asB = { authorization: "Bearer gw-team-b-secret" }
+
+// One USD a token: any answer costs more than the 1 USD budget.
+const pricey = { price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 } }
+
+describe("spend limits per gateway key (ClientLimits, rule 36)", () => {
+  it.live("a key over its budget gets 429 insufficient_quota until its overspend is paid back (Retry-After); other keys are served", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway, chaos } = yield* harness({
+        deploymentFields: pricey,
+        gateway: {
+          gatewayKeys: [
+            { name: "team-a", env: "GATEWAY_KEY_TEAM_A", spendLimit: { usd: 1, per: "1 hour" } },
+            { name: "team-b", env: "GATEWAY_KEY_TEAM_B" }
+          ]
+        }
+      })
+      const first = yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)
+      expect(first.status).toBe(200)
+      const refused = yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)
+      expect(refused.status).toBe(429)
+      expect(refused.json).toMatchObject({ error: { type: "insufficient_quota", code: "insufficient_quota" } })
+      expect((refused.json as { error: { message: string } }).error.message).toContain(`"team-a": 1 USD per 1h`)
+      // The answer cost T USD (T tokens) of a 1 USD hourly budget: T - 1 USD over, so T hourly refills until it is served again.
+      const tokens = (first.json as { usage: { total_tokens: number } }).usage.total_tokens
+      expect(tokens).toBeGreaterThan(1)
+      const retryAfter = Number(refused.headers.get("retry-after"))
+      expect(retryAfter).toBeGreaterThan(tokens * 3_600 - 100)
+      expect(retryAfter).toBeLessThanOrEqual(tokens * 3_600)
+      // Anthropic's endpoint refuses in Anthropic's shape.
+      const messages = yield* post(
+        `${gateway.url}/v1/messages`,
+        JSON.stringify({ model: "primary", max_tokens: 10, messages: [{ role: "user", content: "hi" }] }),
+        asA
+      )
+      expect(messages.status).toBe(429)
+      expect(messages.json).toMatchObject({ type: "error", error: { type: "rate_limit_error" } })
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asB)).status).toBe(200)
+      // Refused requests reached no upstream.
+      expect((yield* chaos.calls)["primary"]?.calls).toBe(2)
+    })))
+
+  it.live("a stream's cost is charged when it ends: the next request of the key is refused", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        deploymentFields: pricey,
+        gateway: { gatewayKeys: [{ name: "team-a", env: "GATEWAY_KEY_TEAM_A", spendLimit: { usd: 1, per: "1 hour" } }] }
+      })
+      const streamed = yield* post(`${gateway.url}/v1/chat/completions`, body({ stream: true }), asA)
+      expect(streamed.status).toBe(200)
+      expect(streamed.text.trimEnd().endsWith("data: [DONE]")).toBe(true)
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(429)
+    })))
+
+  it.live("a key within its budget is served request after request", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        deploymentFields: { price: { inputPerMillion: 1, outputPerMillion: 1 } },
+        gateway: { gatewayKeys: [{ name: "team-a", env: "GATEWAY_KEY_TEAM_A", spendLimit: { usd: 1, per: "1 hour" } }] }
+      })
+      for (let i = 0; i < 5; i++) expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(200)
+    })))
+
+  it.effect("a spend limit of zero USD or a bad window is a config error naming its path", () =>
+    Effect.gen(function*() {
+      const { GatewayConfig } = yield* Effect.promise(() => import("../src/index.js"))
+      const bad = yield* Effect.flip(GatewayConfig.decode({
+        deployments: [{ name: "p", provider: "openai", model: "m", keys: [] }],
+        cascade: ["p"],
+        gateway: { gatewayKeys: [{ name: "a", env: "A", spendLimit: { usd: 0, per: "soon" } }] }
+      }))
+      const paths = (bad.problems ?? [{ path: bad.path }]).map((p) => p.path)
+      expect(paths).toEqual(["gateway.gatewayKeys.0.spendLimit.usd", "gateway.gatewayKeys.0.spendLimit.per"])
+    }))
+})
