@@ -49,6 +49,8 @@ const parseArgs = (args: ReadonlyArray<string>): Command => {
 const demoHelp = (url: string) => `
 resilient-ai gateway demo on ${url} (chaos upstreams on loopback, no auth)
 
+  dashboard: ${url}/dashboard   (5 questions a second; buttons take the primary down and up)
+
   curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\
     -d '{"model":"primary","messages":[{"role":"user","content":"Hello"}]}' -D - 
   curl -s -X POST ${url}/admin/outage -d '{"deployment":"primary","seconds":60}'
@@ -66,7 +68,7 @@ const main = (command: Command): Effect.Effect<void> => {
       )
     case "demo":
       return Effect.scoped(Effect.gen(function*() {
-        const { gateway } = yield* Demo.start(command.port === undefined ? {} : { port: command.port })
+        const { gateway } = yield* Demo.start({ traffic: 5, ...(command.port === undefined ? {} : { port: command.port }) })
         yield* Console.log(demoHelp(gateway.url))
         return yield* Effect.never
       })).pipe(Effect.catchAll((e) => failed(e.message)))

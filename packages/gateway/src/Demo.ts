@@ -11,12 +11,19 @@
  * - No client authentication.
  * - `POST /admin/outage` makes a deployment fail (`{"deployment":"primary",
  *   "seconds":60,"kind":"unavailable"}`, every field optional, those are the
- *   defaults; `kind` is a `FaultScript.FailureKind`); `DELETE /admin/outage`
+ *   defaults; `kind` is a `FaultScript.FailureKind`, or `rate-limit`: a 429
+ *   storm, every call refused with `Retry-After: 5`); `DELETE /admin/outage`
  *   ends every outage. The primary's breaker opens after 3 failures in a
  *   row and tries again after 10 s.
+ * - `/dashboard` has buttons for those, and with `traffic` the demo asks its
+ *   own gateway that many questions a second (the CLI: 5), so the page has
+ *   something to show.
  *
  * @since 0.1.0
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -25,6 +32,7 @@ import type { Errors } from "@resilient-ai/core"
 import * as ChaosUpstream from "@resilient-ai/testkit/ChaosUpstream"
 import * as FaultScript from "@resilient-ai/testkit/FaultScript"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -47,7 +55,7 @@ const OutageRequest = Schema.Struct({
   deployment: Schema.optionalWith(Schema.Literal("primary", "backup"), { default: () => "primary" as const }),
   seconds: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 60 }),
   kind: Schema.optionalWith(
-    Schema.Literal("unavailable", "overloaded", "gateway-timeout", "connection", "hang", "malformed"),
+    Schema.Literal("unavailable", "overloaded", "gateway-timeout", "connection", "hang", "malformed", "rate-limit"),
     { default: () => "unavailable" as const }
   )
 })
@@ -68,7 +76,10 @@ const adminRoutes = (chaos: ChaosUpstream.Service): HttpRouter.HttpRouter =>
           )
         }
         const { deployment, seconds, kind } = outage.value
-        yield* Effect.orDie(chaos.setScript(deployment, [{ _tag: "Outage", from: 0, to: seconds * 1000, error: kind }], { from: "now" }))
+        const fault: FaultScript.Fault = kind === "rate-limit"
+          ? { _tag: "RateLimitStorm", from: 0, to: seconds * 1000, rate: 1, retryAfterMs: 5_000 }
+          : { _tag: "Outage", from: 0, to: seconds * 1000, error: kind }
+        yield* Effect.orDie(chaos.setScript(deployment, [fault], { from: "now" }))
         return HttpServerResponse.unsafeJson({ outage: { deployment, seconds, kind } })
       })
     ),
@@ -80,6 +91,23 @@ const adminRoutes = (chaos: ChaosUpstream.Service): HttpRouter.HttpRouter =>
       )
     )
   )
+
+/**
+ * Questions to the gateway at `perSecond`, each on a fiber of its own so a
+ * slow answer does not slow the next; answers and failures alike are
+ * dropped (the dashboard shows them). The loop's children end with it.
+ */
+const traffic = (url: string, perSecond: number): Effect.Effect<never> => {
+  const ask = HttpClientRequest.post(`${url}/v1/chat/completions`).pipe(
+    HttpClientRequest.bodyUnsafeJson({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] })
+  )
+  const pause = Duration.millis(1000 / perSecond)
+  return Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const once = Effect.ignore(Effect.scoped(Effect.flatMap(client.execute(ask), (response) => response.text)))
+    return yield* Effect.forever(Effect.zipRight(Effect.fork(once), Effect.sleep(pause)))
+  }).pipe(Effect.provide(FetchHttpClient.layer))
+}
 
 /**
  * The demo's configuration for chaos upstreams at these base URLs.
@@ -124,7 +152,11 @@ export const config = (chaos: ChaosUpstream.Service): Effect.Effect<GatewayConfi
  * @category constructors
  */
 export const start = (
-  options: { readonly port?: number } = {}
+  options: {
+    readonly port?: number
+    /** Requests a second the demo sends to its own gateway (`gpt-4o-mini`, not streamed). Default 0. */
+    readonly traffic?: number
+  } = {}
 ): Effect.Effect<Demo, Errors.InvalidConfigError | HttpServerError.ServeError, Scope.Scope> =>
   Effect.gen(function*() {
     const chaos = yield* ChaosUpstream.make({
@@ -151,7 +183,9 @@ export const start = (
     const gateway = yield* Gateway.start({
       config: gatewayConfig,
       ...(options.port === undefined ? {} : { port: options.port }),
-      extraRoutes: adminRoutes(chaos)
+      extraRoutes: adminRoutes(chaos),
+      dashboardControls: true
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(demoKeys)))
+    if (options.traffic !== undefined && options.traffic > 0) yield* Effect.forkScoped(traffic(gateway.url, options.traffic))
     return { gateway, chaos }
   })

@@ -8,6 +8,8 @@
  * | `POST /v1/messages` | yes | the same in Anthropic's Messages format, see `Messages` |
  * | `GET /v1/models` | yes | the public models and aliases, OpenAI's list shape |
  * | `GET /status` | yes | deployments: breaker state and window counts, keys by name with health and cooldown end, limiters, bulkheads; the cache's size and counters |
+ * | `GET /status/stream` | yes | the same, live, as server-sent events (see `StatusStream`) |
+ * | `GET /dashboard` | no | a live page over `/status/stream` (see `Dashboard`); it holds no data itself |
  * | `GET /metrics` | yes | effect's metrics in the Prometheus text format |
  * | `GET /health` | no | liveness: 200 while the process serves |
  * | `GET /health/ready` | no | 200 while at least one deployment can serve, else 503 |
@@ -24,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Errors, StateStore } from "@resilient-ai/core"
+import { AttemptEvents, Errors, StateStore } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -43,6 +45,7 @@ import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as ChatCompletions from "./ChatCompletions.js"
 import * as ClientLimits from "./ClientLimits.js"
+import * as Dashboard from "./Dashboard.js"
 import * as GatewayAuth from "./GatewayAuth.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as Health from "./Health.js"
@@ -51,6 +54,7 @@ import * as Messages from "./Messages.js"
 import * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 import * as Prometheus from "./Prometheus.js"
+import * as StatusStream from "./StatusStream.js"
 
 /**
  * @since 0.1.0
@@ -62,6 +66,8 @@ export interface Options {
   readonly port?: number
   /** Routes of the caller's own (the demo's `/admin/outage`), served beside the gateway's, without auth. */
   readonly extraRoutes?: HttpRouter.HttpRouter
+  /** Buttons on `/dashboard` for the demo's `/admin/outage`. Default false. */
+  readonly dashboardControls?: boolean
 }
 
 /**
@@ -75,6 +81,8 @@ export interface Service {
   readonly models: ModelRoutes.Service
   /** Requests (and streams) being answered now. */
   readonly inFlight: () => number
+  /** The feed of `/status/stream`. */
+  readonly statusStream: StatusStream.Service
 }
 
 const requestsTotal = Metric.counter("resilient_ai_gateway_requests_total", {
@@ -92,7 +100,8 @@ const router = (
   options: ChatCompletions.Options,
   auth: GatewayAuth.Service,
   limits: ClientLimits.Service,
-  extra: HttpRouter.HttpRouter | undefined
+  extra: HttpRouter.HttpRouter | undefined,
+  live: { readonly stream: StatusStream.Service; readonly dashboard: HttpServerResponse.HttpServerResponse }
 ) => {
   const guarded = <E, R>(
     self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
@@ -149,6 +158,8 @@ const router = (
     HttpRouter.post("/v1/messages", counted("/v1/messages")(guarded(Messages.handler(options), Messages.errorResponse))),
     HttpRouter.get("/v1/models", counted("/v1/models")(guarded(models))),
     HttpRouter.get("/status", guarded(status)),
+    HttpRouter.get("/status/stream", guarded(Effect.succeed(live.stream.response))),
+    HttpRouter.get("/dashboard", Effect.succeed(live.dashboard)),
     HttpRouter.get("/metrics", guarded(metrics)),
     HttpRouter.get("/health", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
     HttpRouter.get("/health/ready", ready)
@@ -182,7 +193,13 @@ export const make = (
     const keys = yield* GatewayAuth.resolveKeys(section.gatewayKeys ?? [])
     const auth = GatewayAuth.make(keys)
     const limits = yield* ClientLimits.make(keys)
-    const models = yield* ModelRoutes.make(config)
+    // The policies publish their attempts and transitions here (the caller's feed if it gave one): the status stream reads them.
+    const events = yield* Effect.flatMap(
+      Effect.serviceOption(AttemptEvents.AttemptEvents),
+      (given) => given._tag === "Some" ? Effect.succeed(given.value) : AttemptEvents.make()
+    )
+    const models = yield* Effect.provideService(ModelRoutes.make(config), AttemptEvents.AttemptEvents, events)
+    const statusStream = yield* StatusStream.make({ deployments: models.deployments, events })
     const app = router(
       {
         models,
@@ -191,7 +208,8 @@ export const make = (
       },
       auth,
       limits,
-      options.extraRoutes
+      options.extraRoutes,
+      { stream: statusStream, dashboard: Dashboard.response({ controls: options.dashboardControls ?? false }) }
     )
 
     const requestTimeout = Duration.toMillis(Duration.decode(section.requestTimeout ?? GatewayConfig.defaults.requestTimeout))
@@ -209,7 +227,7 @@ export const make = (
       // Node's default of 511 drops the connections of a burst beyond it (SYN retries: seconds of delay).
       backlog: 4096
     })
-    yield* server.serve(app)
+    yield* Effect.provideService(server.serve(app), AttemptEvents.AttemptEvents, events)
     // Added after `serve`, so it runs before `serve` unhooks the handler: requests in flight finish first.
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(
@@ -217,10 +235,12 @@ export const make = (
         ({ cut }) => cut === 0 ? Effect.logInfo("gateway stopped") : Effect.logWarning(`gateway stopped; ${cut} requests cut at the deadline`)
       )
     )
+    // Runs before the drain (finalizers run last first): an open status stream is not a request to wait for.
+    yield* Effect.addFinalizer(() => statusStream.close)
     const address = server.address
     const port = address._tag === "TcpAddress" ? address.port : 0
     const host = address._tag === "TcpAddress" ? address.hostname : "127.0.0.1"
-    return { url: `http://${host}:${port}`, port, models, inFlight: tracker.inFlight }
+    return { url: `http://${host}:${port}`, port, models, inFlight: tracker.inFlight, statusStream }
   })
 
 /**

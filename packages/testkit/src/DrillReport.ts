@@ -8,6 +8,7 @@
  */
 import * as Duration from "effect/Duration"
 import type * as Drill from "./Drill.js"
+import * as Palette from "./Palette.js"
 
 /**
  * One scenario's runs, one per stack.
@@ -270,21 +271,15 @@ export const table = (result: ScenarioResult): string => {
 // SVG
 // -----------------------------------------------------------------------------
 
+// The drill's series keys: deployments by name, then these (the shared palette names them by source).
 const colours: Record<string, string> = {
-  cache: "#8e7cc3",
-  stale: "#b4a7d6",
-  static: "#f1c232",
-  failed: "#cc0000"
+  cache: Palette.source.cache,
+  stale: Palette.source["stale-cache"],
+  static: Palette.source.static,
+  failed: Palette.source.failed
 }
-const palette = ["#3d85c6", "#6aa84f", "#e69138", "#45818e", "#a64d79"]
-const stateColour: Record<string, string> = {
-  open: "#cc0000",
-  "half-open": "#f1c232",
-  "forced-open": "#990000",
-  closed: "#d9ead3",
-  "forced-closed": "#b6d7a8",
-  disabled: "#cccccc"
-}
+const palette = Palette.cascade
+const stateColour: Record<string, string> = Palette.breakerState
 
 const escape = (s: string): string =>
   s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")

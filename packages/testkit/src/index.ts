@@ -21,6 +21,11 @@ export * as FaultScript from "./FaultScript.js"
 /**
  * @since 0.1.0
  */
+export * as Palette from "./Palette.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Scenarios from "./Scenarios.js"
 
 /**
