@@ -45,7 +45,10 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
@@ -135,6 +138,8 @@ export interface Service {
     options?: { readonly work?: (a: A) => number | undefined }
   ) => Effect.Effect<A, E | BulkheadFullError, R>
   readonly status: Effect.Effect<Status>
+  /** A queue of every change of the limit from now on; unsubscribes when the scope closes. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Change>, never, Scope.Scope>
 }
 
 /**
@@ -191,7 +196,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       initialHangMillis: o.initialHangAfter ?? 10_000
     }
     const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
-    return unsafeMake(o.name, config, slot, onChange)
+    return unsafeMake(o.name, config, slot, yield* PubSub.unbounded<Change>(), onChange)
   })
 
 /** A call in flight: when it started. */
@@ -203,6 +208,7 @@ const unsafeMake = (
   name: string,
   config: machine.Config,
   slot: StateStore.AdaptiveLimitSlot,
+  pubsub: PubSub.PubSub<Change>,
   onChange: ((change: Change) => Effect.Effect<void>) | undefined
 ): Service => {
   const inFlight = new Set<Held>()
@@ -220,7 +226,10 @@ const unsafeMake = (
     const take = ([state, change]: readonly [machine.State, machine.Change | undefined]) => {
       limit = machine.admitted(state)
       usualMillis = state.usualMillis
-      return change === undefined || onChange === undefined ? then() : Effect.zipRight(onChange({ name, at: now, ...change }), then())
+      if (change === undefined) return then()
+      const named: Change = { name, at: now, ...change }
+      const published = PubSub.publish(pubsub, named)
+      return Effect.zipRight(onChange === undefined ? published : Effect.zipRight(published, onChange(named)), then())
     }
     const step = slot.step(event, now, inFlightSince)
     const done = exitOf(step)
@@ -260,7 +269,7 @@ const unsafeMake = (
     (now) => Effect.map(stepped({ _tag: "Read" }, now, () => Exit.void), () => ({ name, limit, running: inFlight.size, usualMillis }))
   )
 
-  return { name, learns: true, gate, execute, status }
+  return { name, learns: true, gate, execute, status, subscribe: PubSub.subscribe(pubsub) }
 }
 
 /** What an ended call says about the provider's capacity. */
