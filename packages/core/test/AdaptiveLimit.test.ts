@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
 import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
 import * as Errors from "../src/Errors.js"
 import * as StateStore from "../src/StateStore.js"
@@ -150,6 +151,16 @@ describe("AdaptiveLimit (rule 29)", () => {
       expect((hang.firstRefusalAt ?? Infinity) - 60_000).toBeLessThan(300)
       // 5 s of a hung provider at 50 calls a second: about 15 calls let through, not the limit's 50.
       expect(hang.admitted).toBeLessThan(25)
+    }))
+
+  it.scoped("every change of the limit reaches its subscribers, as onChange hears it", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp(50)
+      const queue = yield* limit.subscribe
+      yield* simulate(limit, changes, 0, 5, () => "hang")
+      const published = yield* Queue.takeAll(queue)
+      expect([...published].length).toBeGreaterThan(0)
+      expect([...published]).toEqual(changes.slice(1))
     }))
 
   it.effect("recovers after the provider recovers", () =>

@@ -119,6 +119,11 @@ describe("Drill", () => {
     expect(r.protected.latencyByPhaseMs.during.p50).toBeLessThan(3_000)
     expect(r.protected.breakerTransitions.some((t) => t.to === "open")).toBe(true)
     expect(r.protected.failed).toBe(0)
+    // No bulkhead set: the adaptive limit sheds the slowed primary, and its first cut counts as the fail-over.
+    expect(r.protected.limitDecreases).toBeGreaterThan(0)
+    const opened = r.protected.breakerTransitions.find((t) => t.breaker === "gpt-4o" && t.to === "open")
+    const scenario = first.find((s) => s.scenario.name === "flash-sale")?.scenario
+    expect(r.protected.failoverMs ?? Infinity).toBeLessThan((opened?.at ?? Infinity) - (scenario?.incident.from ?? 0))
   })
 
   it("rate-limit-storm: 429s reach the baseline; the protected stack answers all", () => {
