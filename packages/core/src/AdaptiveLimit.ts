@@ -31,9 +31,9 @@
  * - A hang sends no outcome at all: a window in which no call ended well
  *   while two or more calls were in flight for longer than `slowFactor`
  *   usual call times is a drop too, and a hang closes the window as soon as
- *   it shows. A decrease starts from the calls in flight when they are
- *   below the limit (TCP's FlightSize, RFC 5681): a limit of 50 over a
- *   provider that needs 3 refuses nothing once halved. In the drill's
+ *   it shows. Its cut starts from the calls in flight when they are below
+ *   the limit (TCP's FlightSize, RFC 5681): a limit of 50 over a provider
+ *   that needs 3 refuses nothing once halved. In the drill's
  *   primary-hang (answers in 60 ms, 50 req/s, a 2.5 s attempt timeout) the
  *   first fallback answer came 1.3 s after the hang began with the
  *   window's verdict alone, 0.33 s with both (15 calls sent to the hung

@@ -3,16 +3,17 @@
  * (docs/semantics.md rule 29). Outcomes are gathered over a window; when a
  * window closes the limit moves once:
  *
- * - **decrease** (multiplicative, `backoff` times the lower of the limit and
- *   the calls in flight, as TCP takes its threshold from the flight size,
- *   RFC 5681) when the window saw a drop: a timeout, an overload (5xx, 529),
- *   a refused or lost connection; when its answers were, on average, far
- *   slower than usual for their size; or when it saw a hang:
+ * - **decrease** (multiplicative, `limit · backoff`) when the window saw a
+ *   drop: a timeout, an overload (5xx, 529), a refused or lost connection;
+ *   when its answers were, on average, far slower than usual for their
+ *   size; or when it saw a hang:
  *   no call ended well while two or more were in flight far longer than a
  *   usual call takes (a hang sends no outcome at all; one long answer among
  *   calls that end well is not a hang). A hang closes the window at once
- *   when it shows before the window's end: a provider whose calls take 60 ms
- *   is seen hanging after 0.2 s, not after the next second;
+ *   when it shows before the window's end (a provider whose calls take 60 ms
+ *   is seen hanging after 0.2 s, not after the next second), and its cut
+ *   starts from the calls in flight when they are fewer than the limit, as
+ *   TCP takes its threshold from the flight size (RFC 5681);
  * - **increase** (doubling, or back to half the last limit that held) when the calls pressed against the
  *   limit (in flight at ≥ `saturation` of it, or refused by it) and the
  *   provider kept up: calls ended well at `saturation` or more of the rate
@@ -182,9 +183,11 @@ export const advance = (
     // Doubling, as TCP's slow start; back to half the last limit that held at once (its ssthresh), so a
     // provider back from an outage is not held at a handful of calls for seconds.
     ? Math.min(config.maxLimit, Math.max(state.limit * 2, state.lastGood * config.backoff))
-    // A limit far above the calls in flight refuses nothing: the decrease starts from what is in flight (RFC 5681's
-    // FlightSize), so a provider that hangs while the traffic needs a tenth of the limit is shed at once.
-    : Math.max(config.minLimit, Math.min(state.limit, inFlightSince(Infinity)) * config.backoff)
+    // On a hang every call in flight is stuck, and a limit far above them refuses nothing: the cut starts from what
+    // is in flight (RFC 5681's FlightSize), so a provider that hangs while the traffic needs a tenth of the limit is
+    // shed at once. A drop comes from a provider that still answers: the limit is halved (from the calls in flight
+    // too, the drill's flapping primary served 7 % fewer answers between its flaps).
+    : Math.max(config.minLimit, (reason === "hang" ? Math.min(state.limit, inFlightSince(Infinity)) : state.limit) * config.backoff)
   const learned = perWork === undefined || slow
     ? { msPerWork: state.msPerWork, learnedFrom: state.learnedFrom, usualMillis: state.usualMillis }
     : {
