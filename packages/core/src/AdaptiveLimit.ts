@@ -30,7 +30,14 @@
  *   assume calls of one size, and LLM calls vary 100× with the answer.
  * - A hang sends no outcome at all: a window in which no call ended well
  *   while two or more calls were in flight for longer than `slowFactor`
- *   usual call times is a drop too.
+ *   usual call times is a drop too, and a hang closes the window as soon as
+ *   it shows. Its cut starts from the calls in flight when they are below
+ *   the limit (TCP's FlightSize, RFC 5681): a limit of 50 over a provider
+ *   that needs 3 refuses nothing once halved. In the drill's
+ *   primary-hang (answers in 60 ms, 50 req/s, a 2.5 s attempt timeout) the
+ *   first fallback answer came 1.3 s after the hang began with the
+ *   window's verdict alone, 0.33 s with both (15 calls sent to the hung
+ *   primary in 2 minutes, against 56).
  *
  * The calls in flight are this process's own (a permit belongs to a live
  * fiber, as the bulkhead's does); the learned limit lives in the
@@ -45,7 +52,10 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
@@ -135,6 +145,8 @@ export interface Service {
     options?: { readonly work?: (a: A) => number | undefined }
   ) => Effect.Effect<A, E | BulkheadFullError, R>
   readonly status: Effect.Effect<Status>
+  /** A queue of every change of the limit from now on; unsubscribes when the scope closes. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Change>, never, Scope.Scope>
 }
 
 /**
@@ -191,7 +203,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       initialHangMillis: o.initialHangAfter ?? 10_000
     }
     const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
-    return unsafeMake(o.name, config, slot, onChange)
+    return unsafeMake(o.name, config, slot, yield* PubSub.unbounded<Change>(), onChange)
   })
 
 /** A call in flight: when it started. */
@@ -203,6 +215,7 @@ const unsafeMake = (
   name: string,
   config: machine.Config,
   slot: StateStore.AdaptiveLimitSlot,
+  pubsub: PubSub.PubSub<Change>,
   onChange: ((change: Change) => Effect.Effect<void>) | undefined
 ): Service => {
   const inFlight = new Set<Held>()
@@ -220,7 +233,10 @@ const unsafeMake = (
     const take = ([state, change]: readonly [machine.State, machine.Change | undefined]) => {
       limit = machine.admitted(state)
       usualMillis = state.usualMillis
-      return change === undefined || onChange === undefined ? then() : Effect.zipRight(onChange({ name, at: now, ...change }), then())
+      if (change === undefined) return then()
+      const named: Change = { name, at: now, ...change }
+      const published = PubSub.publish(pubsub, named)
+      return Effect.zipRight(onChange === undefined ? published : Effect.zipRight(published, onChange(named)), then())
     }
     const step = slot.step(event, now, inFlightSince)
     const done = exitOf(step)
@@ -260,7 +276,7 @@ const unsafeMake = (
     (now) => Effect.map(stepped({ _tag: "Read" }, now, () => Exit.void), () => ({ name, limit, running: inFlight.size, usualMillis }))
   )
 
-  return { name, learns: true, gate, execute, status }
+  return { name, learns: true, gate, execute, status, subscribe: PubSub.subscribe(pubsub) }
 }
 
 /** What an ended call says about the provider's capacity. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
 import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
 import * as Errors from "../src/Errors.js"
 import * as StateStore from "../src/StateStore.js"
@@ -130,6 +131,36 @@ describe("AdaptiveLimit (rule 29)", () => {
       expect((first?.at ?? Infinity) - 60_000).toBeLessThanOrEqual(2000)
       // Calls let through to the hanging provider in 5 s: about the limit's worth, not the traffic's 250.
       expect(hang.admitted).toBeLessThanOrEqual(1.5 * before)
+    }))
+
+  it.effect("a fast provider that hangs is shed once three usual call times pass without an answer, not at the window's end, down to half the calls in flight", () =>
+    Effect.gen(function*() {
+      // Issue 17's setup: 50 calls a second answered in 60 ms (3 in flight), the default limit of 50.
+      const { changes, limit } = yield* setUp(50)
+      const fast: Behaviour = () => ({ millis: 60, tokens: 10 })
+      const before = yield* simulate(limit, changes, 0, 60, fast)
+      expect(before.refused).toBe(0)
+      expect(before.limits.at(-1)).toBe(50)
+      const hang = yield* simulate(limit, changes, 60_000, 5, () => "hang")
+      // Nothing ends well for 3 × 60 ms: the hang shows within 0.3 s, the window closes there, and the limit comes
+      // down from the dozen calls in flight (a halving of 50 would have let 25 through), so calls are refused at once.
+      const first = changes.find((c) => c.at > 60_000)
+      expect(first).toMatchObject({ reason: "hang", from: 50 })
+      expect((first?.at ?? Infinity) - 60_000).toBeLessThan(300)
+      expect(first?.to ?? Infinity).toBeLessThan(10)
+      expect((hang.firstRefusalAt ?? Infinity) - 60_000).toBeLessThan(300)
+      // 5 s of a hung provider at 50 calls a second: about 15 calls let through, not the limit's 50.
+      expect(hang.admitted).toBeLessThan(25)
+    }))
+
+  it.scoped("every change of the limit reaches its subscribers, as onChange hears it", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* setUp(50)
+      const queue = yield* limit.subscribe
+      yield* simulate(limit, changes, 0, 5, () => "hang")
+      const published = yield* Queue.takeAll(queue)
+      expect([...published].length).toBeGreaterThan(0)
+      expect([...published]).toEqual(changes.slice(1))
     }))
 
   it.effect("recovers after the provider recovers", () =>

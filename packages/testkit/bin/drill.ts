@@ -94,7 +94,7 @@ function weight(job: Job): number {
   const s = Scenarios.make(job.scenario, { scale: job.scale, rateScale: job.rateScale })
   let requests = (s.traffic.ratePerSecond * s.durationMs) / 1000
   for (const surge of s.traffic.surges ?? []) requests += (s.traffic.ratePerSecond * (surge.factor - 1) * (surge.to - surge.from)) / 1000
-  return requests * (job.stack === "protected" ? 12 : job.stack === "naive-retry" ? 1.5 : 1)
+  return requests * (job.stack === "protected" || job.stack === "protected-no-probes" ? 12 : job.stack === "naive-retry" ? 1.5 : 1)
 }
 
 async function main(): Promise<void> {
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   }
   const started = performance.now()
   const jobs: Array<Job> = args.scenarios.flatMap((scenario) =>
-    Drill.stacks.map((stack) => ({ scenario, stack, seed: args.seed, scale: args.scale, rateScale: args.rateScale, progress: !args.quiet }))
+    Drill.stacksOf(Scenarios.make(scenario)).map((stack) => ({ scenario, stack, seed: args.seed, scale: args.scale, rateScale: args.rateScale, progress: !args.quiet }))
   )
   const queue = [...jobs].sort((a, b) => weight(b) - weight(a))
   const keyOf = (job: Job) => `${job.scenario}/${job.stack}`
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const failures: Array<string> = []
 
   process.stderr.write(
-    `drill: ${jobs.length} runs (${args.scenarios.length} scenarios × ${Drill.stacks.length} stacks), seed ${args.seed}, ${workers} worker${workers === 1 ? "" : "s"}\n`
+    `drill: ${jobs.length} runs (${args.scenarios.length} scenarios, up to ${Drill.stacks.length} stacks each), seed ${args.seed}, ${workers} worker${workers === 1 ? "" : "s"}\n`
   )
   const progress = args.quiet ? Progress.silent : Progress.make(workers, jobs.length)
   const take = (): Job | undefined => queue.shift()
@@ -173,7 +173,7 @@ async function main(): Promise<void> {
   const scenarioResults: Array<DrillReport.ScenarioResult> = []
   for (const name of args.scenarios) {
     const scenario = Scenarios.make(name, { scale: args.scale, rateScale: args.rateScale })
-    const runs = Drill.stacks.flatMap((stack) => {
+    const runs = Drill.stacksOf(scenario).flatMap((stack) => {
       const r = results.get(`${name}/${stack}`)
       return r === undefined ? [] : [r]
     })

@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { type CircuitBreaker, type DeferredCompletion, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
+import { type AdaptiveLimit, type CircuitBreaker, type DeferredCompletion, type Errors, type KeyPool, StateStore } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as ClientConfig from "@resilient-ai/llm/ClientConfig"
 import * as Provider from "@resilient-ai/llm/Provider"
@@ -48,13 +48,23 @@ import * as VirtualTime from "./VirtualTime.js"
  * @since 0.1.0
  * @category models
  */
-export type Stack = "protected" | "none" | "naive-retry"
+export type Stack = "protected" | "protected-no-probes" | "none" | "naive-retry"
 
 /**
+ * The stacks a scenario runs through unless it names its own.
+ *
  * @since 0.1.0
  * @category models
  */
 export const stacks: ReadonlyArray<Stack> = ["protected", "none", "naive-retry"]
+
+/**
+ * The stacks of a scenario, in report order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const stacksOf = (scenario: Scenario): ReadonlyArray<Stack> => scenario.stacks ?? stacks
 
 /**
  * The arrival process. Times are virtual milliseconds since the start.
@@ -111,6 +121,15 @@ export interface Scenario {
   readonly extras?: ResilientClient.Extras
   /** Timeline resolution. Default 1 s. */
   readonly timelineBucketMs?: number
+  /**
+   * Default {@link stacks}. `protected-no-probes` is the protected stack
+   * with every health probe off (`probe: false`), to compare with it.
+   */
+  readonly stacks?: ReadonlyArray<Stack>
+  /** A fallback deployment the script has dead before the incident: its calls during the incident are counted. */
+  readonly deadFallback?: string
+  /** The protected stack is judged on shedding the incident's deployment (issue 17: calls per request, p99, first fallback answer). */
+  readonly sheddingTargets?: boolean
 }
 
 /**
@@ -206,8 +225,21 @@ export interface StackReport {
   readonly attemptsPerRequest: number
   /** Calls sent while the script had their deployment or key down (outage, flap, revoked key, spent quota). */
   readonly callsToDownProvider: number
-  /** From the incident's start to the first reaction: the breaker of its deployment opened or a key left rotation. */
+  /**
+   * From the incident's start to the first reaction: the breaker of its
+   * deployment opened, a key left rotation, or its adaptive limit came down.
+   */
   readonly failoverMs: number | null
+  /**
+   * Calls sent while the incident lasted: to its deployment, and to every
+   * deployment per request that arrived meanwhile and was not answered by
+   * the cache (1 when each such request made one call).
+   */
+  readonly callsDuringIncident: { readonly toDeployment: number; readonly perRequest: number }
+  /** From the incident's start to the first answer by another deployment, to a request that arrived during it. */
+  readonly firstFallbackAnswerMs: number | null
+  /** Decreases of the adaptive limit of the incident's deployment (protected stack). */
+  readonly limitDecreases: number
   /** From the incident's end to the first successful call to its deployment sent after it. */
   readonly recoveryMs: number | null
   readonly breakerTransitions: ReadonlyArray<BreakerTransition>
@@ -227,6 +259,13 @@ export interface StackReport {
   readonly streams: StreamReport | null
   /** Degraded answers completed later by a model (rule 32); null for a stack without `completeLater`. */
   readonly completions: Completions | null
+  /** With a scenario's `deadFallback`: whether the stack ran health probes (rule 30). */
+  readonly probes?: boolean
+  /** With a scenario's `deadFallback`: calls it was sent while the incident lasted. */
+  readonly callsToDeadFallback?: number
+  /** With a scenario's `deadFallback`: the p99 latency of the requests of the incident's first minute, and of the rest of it. */
+  readonly outageFirstMinuteP99Ms?: number
+  readonly outageRestP99Ms?: number
 }
 
 /**
@@ -328,6 +367,12 @@ class Recorder {
   readonly errors: Record<string, number> = {}
   readonly all = new Histogram()
   readonly phases = [new Histogram(), new Histogram(), new Histogram()] as const
+  /** The incident's requests answered by the cache (fresh or stale), which call no provider. */
+  incidentFromCache = 0
+  /** The incident's requests: of its first minute, and of the rest. */
+  readonly incidentMinutes = [new Histogram(), new Histogram()] as const
+  /** When the first answer by another deployment than the incident's reached a request of the incident. */
+  firstFallbackAnswerAt: number | undefined
   readonly timeline: Timeline
 
   /** Streamed requests; undefined when the scenario streams none. */
@@ -370,7 +415,16 @@ class Recorder {
     this.all.add(latency)
     const phase = arrivedAt < this.incident.from ? 0 : arrivedAt < this.incident.to ? 1 : 2
     this.phases[phase].add(latency)
-    if (phase === 1 && kind === "model") this.answeredByDuring[who] = (this.answeredByDuring[who] ?? 0) + 1
+    if (phase === 1) {
+      this.incidentMinutes[arrivedAt < this.incident.from + 60_000 ? 0 : 1].add(latency)
+      if (kind === "cache" || kind === "stale") this.incidentFromCache += 1
+      if (kind === "model") {
+        this.answeredByDuring[who] = (this.answeredByDuring[who] ?? 0) + 1
+        if (who !== this.incident.deployment && (this.firstFallbackAnswerAt === undefined || endedAt < this.firstFallbackAnswerAt)) {
+          this.firstFallbackAnswerAt = endedAt
+        }
+      }
+    }
     this.timeline.add(kind === "model" ? who : kind, arrivedAt)
   }
 }
@@ -498,14 +552,22 @@ const keyEnv = (scenario: Scenario): ConfigProvider.ConfigProvider =>
     new Map(scenario.client.deployments.flatMap((d) => d.keys.map((k) => [k.env, `sk-sim-${k.name}`] as const)))
   )
 
+/** What the protected stack's policies went through, read at the end of a run. */
+interface Transitions {
+  readonly breakers: ReadonlyArray<CircuitBreaker.Transition>
+  readonly keys: ReadonlyArray<KeyPool.Transition>
+  readonly limits: ReadonlyArray<AdaptiveLimit.Change>
+}
+
 /** The handler of the protected stack, and how to read its transitions at the end. */
 const protectedStack = (
   scenario: Scenario,
-  recorder: Recorder
+  recorder: Recorder,
+  probes: boolean
 ): Effect.Effect<
   {
     readonly handle: Handler
-    readonly transitions: Effect.Effect<{ breakers: Array<CircuitBreaker.Transition>; keys: Array<KeyPool.Transition> }>
+    readonly transitions: Effect.Effect<Transitions>
     /** The completion queue's counters now; undefined without `completeLater`. */
     readonly completionStatus: Effect.Effect<DeferredCompletion.Status | undefined>
   },
@@ -514,13 +576,17 @@ const protectedStack = (
 > =>
   Effect.gen(function*() {
     // Decoded like a config file would be: a mistake in a scenario fails with the field named.
-    const config = yield* ClientConfig.decode(scenario.client)
+    const config = yield* ClientConfig.decode(
+      probes ? scenario.client : { ...scenario.client, deployments: scenario.client.deployments.map((d) => ({ ...d, probe: false })) }
+    )
     const client = yield* ResilientClient.make(config, scenario.extras)
     const breakerQueues: Array<Queue.Dequeue<CircuitBreaker.Transition>> = []
     const keyQueues: Array<Queue.Dequeue<KeyPool.Transition>> = []
+    const limitQueues: Array<Queue.Dequeue<AdaptiveLimit.Change>> = []
     const pools = new Set<KeyPool.Service>()
     for (const h of client.deployments) {
       if (h.policy.circuitBreaker !== undefined) breakerQueues.push(yield* h.policy.circuitBreaker.subscribe)
+      if (h.policy.adaptiveLimit !== undefined) limitQueues.push(yield* h.policy.adaptiveLimit.subscribe)
       if (h.keyPool !== undefined && !pools.has(h.keyPool)) {
         pools.add(h.keyPool)
         keyQueues.push(yield* h.keyPool.subscribe)
@@ -563,11 +629,14 @@ const protectedStack = (
     const transitions = Effect.gen(function*() {
       const breakers: Array<CircuitBreaker.Transition> = []
       const keys: Array<KeyPool.Transition> = []
+      const limits: Array<AdaptiveLimit.Change> = []
       for (const q of breakerQueues) for (const t of yield* Queue.takeAll(q)) breakers.push(t)
       for (const q of keyQueues) for (const t of yield* Queue.takeAll(q)) keys.push(t)
+      for (const q of limitQueues) for (const c of yield* Queue.takeAll(q)) limits.push(c)
       breakers.sort((a, b) => a.at - b.at)
       keys.sort((a, b) => a.at - b.at)
-      return { breakers, keys }
+      limits.sort((a, b) => a.at - b.at)
+      return { breakers, keys, limits }
     })
     const completionStatus = client.completeLater === undefined ? Effect.succeed(undefined) : client.completeLater.status
     return { handle, transitions, completionStatus }
@@ -652,24 +721,30 @@ export const run = (
       (scenario.traffic.streamShare ?? 0) > 0 ? scenario.client.cascade[0] : undefined
     )
     let recoveredAt: number | undefined
+    const during = { calls: 0, toDeployment: 0, toDeadFallback: 0 }
     const onOutcome = (o: SimulatedProviders.CallOutcome) => {
       if (
         recoveredAt === undefined && o.deployment === incident.deployment && o.outcome === "success" &&
         o.startedAt >= incident.to
       ) recoveredAt = o.endedAt
+      if (o.startedAt >= incident.from && o.startedAt < incident.to) {
+        during.calls += 1
+        if (o.deployment === incident.deployment) during.toDeployment += 1
+        if (o.deployment === scenario.deadFallback) during.toDeadFallback += 1
+      }
     }
     const program = Effect.gen(function*() {
       const sim = yield* SimulatedProviders.make({ deployments: scenario.providers, seed: `${seed}/${scenario.name}`, onOutcome })
       const body = Effect.gen(function*() {
-        if (stack === "protected") {
-          const { completionStatus, handle, transitions } = yield* protectedStack(scenario, recorder)
+        if (stack === "protected" || stack === "protected-no-probes") {
+          const { completionStatus, handle, transitions } = yield* protectedStack(scenario, recorder, stack === "protected")
           yield* traffic(scenario, seed, handle, options.onProgress)
           // Read before the client's scope closes and drops what is left.
           return { ...yield* transitions, completions: yield* completionStatus }
         }
         const { handle } = yield* baselineStack(scenario, stack, recorder)
         yield* traffic(scenario, seed, handle, options.onProgress)
-        return { breakers: [], keys: [], completions: undefined }
+        return { breakers: [], keys: [], limits: [], completions: undefined }
       })
       const transitions = yield* Effect.provideService(body, Provider.Providers, sim)
       return { transitions, stats: yield* sim.stats }
@@ -686,11 +761,14 @@ export const run = (
     )
     return Effect.map(VirtualTime.run(program), ({ stats, transitions }): RunResult => {
       const poolOf = new Map(scenario.client.deployments.map((d) => [d.name, d.keyPool ?? d.name]))
+      const limitDecreases = transitions.limits.filter((c) => c.name === incident.deployment && c.to < c.from && c.at >= incident.from)
       const reactions = [
         ...transitions.breakers.filter((t) => t.breaker === incident.deployment && t.to === "open" && t.at >= incident.from),
         ...transitions.keys.filter((t) =>
           t.pool === poolOf.get(incident.deployment) && t.from === "healthy" && t.at >= incident.from
-        )
+        ),
+        // The adaptive limit shedding the load is a reaction too (rule 29): it may do so before the breaker sees a failure.
+        ...limitDecreases
       ].map((t) => t.at)
       const failoverAt = reactions.length === 0 ? undefined : Math.min(...reactions)
       const price = new Map(scenario.client.deployments.map((d) => [d.name, d.price]))
@@ -731,6 +809,12 @@ export const run = (
           attemptsPerRequest: requests === 0 ? 0 : round(calls / requests, 4),
           callsToDownProvider: down,
           failoverMs: failoverAt === undefined ? null : Math.round(failoverAt - incident.from),
+          callsDuringIncident: {
+            toDeployment: during.toDeployment,
+            perRequest: r.phases[1].count <= r.incidentFromCache ? 0 : round(during.calls / (r.phases[1].count - r.incidentFromCache), 4)
+          },
+          firstFallbackAnswerMs: r.firstFallbackAnswerAt === undefined ? null : Math.round(r.firstFallbackAnswerAt - incident.from),
+          limitDecreases: transitions.limits.filter((c) => c.name === incident.deployment && c.to < c.from).length,
           recoveryMs: recoveredAt === undefined || incident.to >= scenario.durationMs
             ? null
             : Math.round(recoveredAt - incident.to),
@@ -756,7 +840,13 @@ export const run = (
           tokens: { input, output },
           costUsd: round(cost, 4),
           completions: completionsOf(r, transitions.completions),
-          streams: r.streams === undefined ? null : r.streams.report()
+          streams: r.streams === undefined ? null : r.streams.report(),
+          ...(scenario.deadFallback === undefined ? {} : {
+            probes: stack === "protected",
+            callsToDeadFallback: during.toDeadFallback,
+            outageFirstMinuteP99Ms: r.incidentMinutes[0].quantile(0.99),
+            outageRestP99Ms: r.incidentMinutes[1].quantile(0.99)
+          })
         },
         timeline: { bucketMs: r.timeline.bucketMs, series },
         firstDefect: r.firstDefect
@@ -797,4 +887,4 @@ export const runAll = (
   options: RunOptions
 ): Effect.Effect<ReadonlyArray<ScenarioResult>, Errors.InvalidConfigError | VirtualTime.SimulationStalledError> =>
   Effect.forEach(scenarios, (scenario) =>
-    Effect.map(Effect.forEach(stacks, (stack) => run(scenario, stack, options)), (runs) => ({ scenario, runs })))
+    Effect.map(Effect.forEach(stacksOf(scenario), (stack) => run(scenario, stack, options)), (runs) => ({ scenario, runs })))

@@ -79,6 +79,49 @@ const longestOpenMs = (scenario: Drill.Scenario, deployment: string): number | u
   return Duration.toMillis(Duration.decode(typeof open === "object" && "max" in open ? open.max : open))
 }
 
+/** Issue 17's targets: the incident's deployment is shed at once, without a hand-set limit. */
+const sheddingTargets = (scenario: Drill.Scenario, report: Drill.StackReport): ReadonlyArray<Target> => {
+  const { deployment, description } = scenario.incident
+  const before = report.latencyByPhaseMs.before.p99
+  const during = report.latencyByPhaseMs.during.p99
+  const perRequest = report.callsDuringIncident.perRequest
+  return [
+    {
+      name: `calls per request (not from the cache) during the ${description} ≤ 1.01`,
+      value: `${perRequest.toFixed(4)}, ${int(report.callsDuringIncident.toDeployment)} calls sent to ${deployment}`,
+      ok: perRequest <= 1.01
+    },
+    {
+      name: `p99 during the ${description} ≤ 1.5 × p99 before`,
+      value: `${int(during)} ms vs ${int(before)} ms (${before === 0 ? "-" : (during / before).toFixed(2)}x)`,
+      ok: before > 0 && during <= 1.5 * before
+    },
+    {
+      name: `first answer by a fallback < 0.5 s after the ${description} starts`,
+      value: report.firstFallbackAnswerMs === null ? "none" : `${int(report.firstFallbackAnswerMs)} ms`,
+      ok: report.firstFallbackAnswerMs !== null && report.firstFallbackAnswerMs < 500
+    }
+  ]
+}
+
+/** Issue 18's targets: with probes, a fallback that died before the outage is known dead when the outage starts. */
+const deadFallbackTargets = (fallback: string, report: Drill.StackReport): ReadonlyArray<Target> => {
+  const first = report.outageFirstMinuteP99Ms ?? 0
+  const rest = report.outageRestP99Ms ?? 0
+  return [
+    {
+      name: `no call to the dead ${fallback} during the outage`,
+      value: `${int(report.callsToDeadFallback ?? 0)} calls`,
+      ok: report.callsToDeadFallback === 0
+    },
+    {
+      name: "p99 in the outage's first minute ≤ 1.2 × p99 in the rest of it",
+      value: `${int(first)} ms vs ${int(rest)} ms (${rest === 0 ? "-" : (first / rest).toFixed(2)}x)`,
+      ok: rest > 0 && first <= 1.2 * rest
+    }
+  ]
+}
+
 /**
  * The targets of the protected stack for a scenario (none for a scenario
  * without any).
@@ -113,6 +156,8 @@ export const targets = (scenario: Drill.Scenario, report: Drill.StackReport): Re
       ok: before > 0 && during <= 1.5 * before
     })
   }
+  if (scenario.sheddingTargets === true) out.push(...sheddingTargets(scenario, report))
+  if (scenario.deadFallback !== undefined) out.push(...deadFallbackTargets(scenario.deadFallback, report))
   if (report.streams !== null) {
     const s = report.streams
     out.push({
@@ -194,7 +239,6 @@ const render = (rows: ReadonlyArray<Row>, width: number): Array<string> => {
 export const table = (result: ScenarioResult): string => {
   const { scenario, runs } = result
   const reports = runs.map((r) => r.report)
-  const width = 22
   const lines: Array<string> = []
   const seed = reports[0]?.seed
   lines.push(`${scenario.name}: ${scenario.description} (seed ${seed ?? "-"})`)
@@ -225,6 +269,16 @@ export const table = (result: ScenarioResult): string => {
   line("attempts per request", (r) => r.attemptsPerRequest.toFixed(3))
   line("calls to a down provider/key", (r) => int(r.callsToDownProvider))
   line("fail-over after the start", (r) => ms(r.failoverMs))
+  line(`calls to ${scenario.incident.deployment} during the ${scenario.incident.description}`, (r) => int(r.callsDuringIncident.toDeployment))
+  line("  calls per request (not from the cache) during it", (r) => r.callsDuringIncident.perRequest.toFixed(4))
+  line("first answer by a fallback after the start", (r) => ms(r.firstFallbackAnswerMs))
+  line("adaptive limit decreases", (r) => int(r.limitDecreases))
+  if (scenario.deadFallback !== undefined) {
+    const dead = scenario.deadFallback
+    line("health probes", (r) => (r.probes === true ? "on" : "off"))
+    line(`calls to the dead ${dead} during the ${scenario.incident.description}`, (r) => int(r.callsToDeadFallback ?? 0))
+    line("p99 in its first minute / the rest (ms)", (r) => `${int(r.outageFirstMinuteP99Ms ?? 0)}/${int(r.outageRestP99Ms ?? 0)}`)
+  }
   line("primary takes traffic back after", (r) => ms(r.recoveryMs))
   line("breaker transitions", (r) => int(r.breakerTransitions.length))
   line("key transitions", (r) => int(r.keyTransitions.length))
@@ -244,7 +298,8 @@ export const table = (result: ScenarioResult): string => {
     line("  mixed answers (must be 0)", of((s) => int(s.mixedAnswers)))
     line("  time to first token p50/p99 (ms)", of((s) => `${int(s.timeToFirstTokenMs.p50)}/${int(s.timeToFirstTokenMs.p99)}`))
   }
-  lines.push(...render(rows, width))
+  // Wide enough for the widest cell (a baseline that waits 10 minutes on a hung provider), 22 at least.
+  lines.push(...render(rows, Math.max(22, ...rows.flatMap((r) => r.cells.map((c) => c.length + 2)))))
 
   const guarded = reports.find((r) => r.stack === "protected")
   if (guarded !== undefined && guarded.breakerTransitions.length > 0) {

@@ -1,12 +1,14 @@
 /**
- * The seven drill scenarios, each with the `ClientConfig` an operator would
+ * The nine drill scenarios, each with the `ClientConfig` an operator would
  * choose for it. The configurations are the documentation of how to use the
  * library against each kind of incident: read them next to the report.
  *
  * Every duration and rate can be shrunk with `scale` (the run and its
  * incident windows) and `rateScale` (traffic), so tests run each scenario in
  * miniature. Scaling shortens a scenario, never the shape of its fault: a
- * flap lasts as long, a Retry-After is as long, at any scale.
+ * flap lasts as long, a Retry-After is as long, at any scale. (The one
+ * setting scaled with the run is cold-fallback's probe period, which must
+ * fit between the key's revocation and the outage.)
  *
  * @since 0.1.0
  */
@@ -40,7 +42,9 @@ export const names = [
   "key-revoked",
   "flapping",
   "all-down",
-  "stream-faults"
+  "stream-faults",
+  "primary-hang",
+  "cold-fallback"
 ] as const
 
 /**
@@ -63,7 +67,7 @@ type Policy = NonNullable<ClientConfig.Deployment["policy"]>
  * changes between scenarios. The fallbacks keep a plain policy: one retry,
  * a consecutive-failure breaker, a timeout well above their p99.
  */
-const deployments = (primaryPolicy: Policy): ClientConfig.ClientConfig["deployments"] => [
+const deployments = (primaryPolicy: Policy, fallbackProbe?: ClientConfig.Deployment["probe"]): ClientConfig.ClientConfig["deployments"] => [
   {
     name: PRIMARY,
     provider: "openai",
@@ -84,7 +88,8 @@ const deployments = (primaryPolicy: Policy): ClientConfig.ClientConfig["deployme
       attemptTimeout: "10 seconds",
       retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
       circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
-    }
+    },
+    ...(fallbackProbe === undefined ? {} : { probe: fallbackProbe })
   },
   {
     name: TERTIARY,
@@ -98,12 +103,13 @@ const deployments = (primaryPolicy: Policy): ClientConfig.ClientConfig["deployme
       attemptTimeout: "15 seconds",
       retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
       circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
-    }
+    },
+    ...(fallbackProbe === undefined ? {} : { probe: fallbackProbe })
   }
 ]
 
-const clientConfig = (primaryPolicy: Policy): ClientConfig.ClientConfig => ({
-  deployments: deployments(primaryPolicy),
+const clientConfig = (primaryPolicy: Policy, fallbackProbe?: ClientConfig.Deployment["probe"]): ClientConfig.ClientConfig => ({
+  deployments: deployments(primaryPolicy, fallbackProbe),
   cascade: [PRIMARY, SECONDARY, TERTIARY],
   // One request never makes more than 4 provider calls, nor waits more than 30 s.
   maxAttemptsPerRequest: 4,
@@ -112,6 +118,13 @@ const clientConfig = (primaryPolicy: Policy): ClientConfig.ClientConfig => ({
   // (rule 32): room for a few minutes of traffic, 16 at once, trying for about 4 minutes each.
   completeLater: { capacity: 10_000, concurrency: 16 }
 })
+
+/** The primary's breaker where it fails outright: 5 failures in a row open it; two trials every 30 s. */
+const outageBreaker: NonNullable<Policy["circuitBreaker"]> = {
+  trigger: { kind: "consecutive", failures: 5 },
+  openDuration: "30 seconds",
+  permittedCallsInHalfOpen: 2
+}
 
 /** Identical questions are answered from the cache; an expired entry still answers when every provider fails. */
 const extras: ResilientClient.Extras = {
@@ -122,7 +135,8 @@ const extras: ResilientClient.Extras = {
 const providers = (
   primaryScript: FaultScript.Script,
   primaryExtra: Partial<SimulatedProviders.Deployment> = {},
-  fallbackScript: FaultScript.Script = []
+  fallbackScript: FaultScript.Script = [],
+  secondaryScript: FaultScript.Script = fallbackScript
 ): ReadonlyArray<SimulatedProviders.Deployment> => [
   {
     name: PRIMARY,
@@ -132,7 +146,7 @@ const providers = (
     script: primaryScript,
     ...primaryExtra
   },
-  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: fallbackScript },
+  { name: SECONDARY, latency: FaultScript.lognormal(900, 2_700), serverTimeoutMs: 30_000, script: secondaryScript },
   { name: TERTIARY, latency: FaultScript.lognormal(1_200, 3_600), serverTimeoutMs: 30_000, script: fallbackScript }
 ]
 
@@ -173,11 +187,7 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
           // One quick retry on another key; a second failure goes to the next deployment.
           retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
           // 5 failures in a row open it (0.1 s at 50 req/s); a trial every 30 s while the outage lasts.
-          circuitBreaker: {
-            trigger: { kind: "consecutive", failures: 5 },
-            openDuration: "30 seconds",
-            permittedCallsInHalfOpen: 2
-          }
+          circuitBreaker: outageBreaker
         }),
         extras
       }
@@ -209,11 +219,12 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
             slowCallDuration: "3 seconds",
             openDuration: "30 seconds",
             permittedCallsInHalfOpen: 5
-          },
-          // At most 120 calls in flight (60 at peak traffic and normal latency): the excess goes elsewhere at once.
-          bulkhead: { maxConcurrent: 120, maxQueue: 0 }
+          }
+          // No bulkhead set: the adaptive limit (the default, rule 29) learns what the primary keeps up with,
+          // and sheds the excess to the fallbacks as soon as the slowdown shows.
         }),
-        extras
+        extras,
+        sheddingTargets: true
       }
     }
     case "rate-limit-storm": {
@@ -344,6 +355,66 @@ export const make = (name: Name, options: Options = {}): Drill.Scenario => {
           circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
         }),
         extras
+      }
+    }
+    case "primary-hang": {
+      const duration = min(4)
+      const hang = { from: min(1), to: min(3) }
+      // Issue 17's setup: an API that answers in 60 ms (p99 0.12 s), 50 req/s, a 2.5 s attempt timeout.
+      const fast = FaultScript.lognormal(60, 120)
+      return {
+        name,
+        description: `${rate(50)} req/s for ${clock(duration)}, every provider answering in 60 ms (p99 0.12 s); ${PRIMARY} hangs (no answer) ${
+          clock(hang.from)
+        }–${clock(hang.to)}`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(50), repeatShare: 0.05 },
+        providers: providers([{ _tag: "Outage", ...hang, error: "hang" }]).map((p) => ({ ...p, latency: fast })),
+        incident: { deployment: PRIMARY, ...hang, description: "hang" },
+        client: clientConfig({
+          // 20 times the p99: only a call that will not come back is cut.
+          attemptTimeout: "2.5 seconds",
+          retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+          // As in provider-outage: 5 timeouts in a row open it; two trials every 30 s.
+          circuitBreaker: outageBreaker
+          // No bulkhead set: the adaptive limit (the default, rule 29) is what keeps calls from piling up on the
+          // hung primary before the breaker has seen 5 timeouts.
+        }),
+        extras,
+        sheddingTargets: true
+      }
+    }
+    case "cold-fallback": {
+      const duration = min(5)
+      const revokedAt = min(5 / 60)
+      const outage = { from: min(0.5), to: min(4) }
+      return {
+        name,
+        description: `${rate(20)} req/s for ${clock(duration)}; both keys of ${SECONDARY} revoked (401) at ${clock(revokedAt)}, ${PRIMARY} down (503) ${
+          clock(outage.from)
+        }–${clock(outage.to)}; with and without health probes`,
+        durationMs: duration,
+        traffic: { ratePerSecond: rate(20), repeatShare: 0.05 },
+        providers: providers(
+          [{ _tag: "Outage", ...outage, error: "unavailable" }],
+          {},
+          [],
+          [{ _tag: "KeyRevoked", keyName: "secondary-1", at: revokedAt }, { _tag: "KeyRevoked", keyName: "secondary-2", at: revokedAt }]
+        ),
+        incident: { deployment: PRIMARY, ...outage, description: "outage" },
+        client: clientConfig(
+          {
+            attemptTimeout: "10 seconds",
+            retry: { maxRetries: 1, baseDelay: "100 millis", maxDelay: "1 second" },
+            circuitBreaker: { trigger: { kind: "consecutive", failures: 5 }, openDuration: "30 seconds" }
+          },
+          // The fallbacks are asked for their model list every 10 s while idle (the default is every 30 s): a key
+          // revoked at 0:05 is known before 0:30. Scaled with the run, so a shortened run still probes before its outage.
+          { every: `${Math.max(100, Math.round(10_000 * scale))} millis` }
+        ),
+        extras,
+        deadFallback: SECONDARY,
+        stacks: ["protected", "protected-no-probes"]
       }
     }
   }

@@ -17,6 +17,11 @@ const byName = (name: Scenarios.Name) => {
   }
   return { protected: report("protected"), none: report("none"), naive: report("naive-retry") }
 }
+const runOf = (name: Scenarios.Name, stack: Drill.Stack) => {
+  const run = first.find((r) => r.scenario.name === name)?.runs.find((r) => r.report.stack === stack)
+  if (run === undefined) return expect.fail(`no ${stack} run of ${name}`)
+  return run.report
+}
 
 // stream-faults at a scale with enough streams in each of its three fault windows (2 minutes, 5 req/s).
 const streamScenario = Scenarios.make("stream-faults", { scale: 0.1, rateScale: 0.5 })
@@ -38,10 +43,12 @@ const streamingReports = (results: ReadonlyArray<Drill.ScenarioResult>) => {
 }
 
 describe("Drill", () => {
-  it("runs every scenario through the three stacks, and no request dies of a defect", () => {
+  it("runs every scenario through its stacks (the three, or cold-fallback's two protected ones), and no request dies of a defect", () => {
     expect(first.map((r) => r.scenario.name)).toEqual([...Scenarios.names])
     for (const r of first) {
-      expect(r.runs.map((run) => run.report.stack)).toEqual(["protected", "none", "naive-retry"])
+      expect(r.runs.map((run) => run.report.stack)).toEqual(
+        r.scenario.name === "cold-fallback" ? ["protected", "protected-no-probes"] : ["protected", "none", "naive-retry"]
+      )
       for (const run of r.runs) {
         expect(run.firstDefect).toBeUndefined()
         expect(run.report.requests).toBeGreaterThan(0)
@@ -54,11 +61,11 @@ describe("Drill", () => {
     const json = (results: ReadonlyArray<Drill.ScenarioResult>) => JSON.stringify(DrillReport.document(results))
     expect(json(drill(7))).toEqual(json(first))
     expect(json(drill(8))).not.toEqual(json(first))
-  }, 30_000)
+  }, 60_000)
 
   it("the JSON has the agreed keys for every scenario and stack", () => {
     const doc = DrillReport.document(first)
-    expect(doc.scenarios).toHaveLength(Scenarios.names.length * 3)
+    expect(doc.scenarios).toHaveLength((Scenarios.names.length - 1) * 3 + 2)
     for (const s of doc.scenarios) {
       for (
         const key of [
@@ -77,6 +84,9 @@ describe("Drill", () => {
           "callsToDownProvider",
           "failoverMs",
           "recoveryMs",
+          "callsDuringIncident",
+          "firstFallbackAnswerMs",
+          "limitDecreases",
           "breakerTransitions",
           "keyTransitions",
           "streams",
@@ -109,6 +119,11 @@ describe("Drill", () => {
     expect(r.protected.latencyByPhaseMs.during.p50).toBeLessThan(3_000)
     expect(r.protected.breakerTransitions.some((t) => t.to === "open")).toBe(true)
     expect(r.protected.failed).toBe(0)
+    // No bulkhead set: the adaptive limit sheds the slowed primary, and its first cut counts as the fail-over.
+    expect(r.protected.limitDecreases).toBeGreaterThan(0)
+    const opened = r.protected.breakerTransitions.find((t) => t.breaker === "gpt-4o" && t.to === "open")
+    const scenario = first.find((s) => s.scenario.name === "flash-sale")?.scenario
+    expect(r.protected.failoverMs ?? Infinity).toBeLessThan((opened?.at ?? Infinity) - (scenario?.incident.from ?? 0))
   })
 
   it("rate-limit-storm: 429s reach the baseline; the protected stack answers all", () => {
@@ -247,6 +262,66 @@ describe("Drill", () => {
     expect(json(Effect.runSync(Drill.runAll([streamScenario], { seed: 11 })))).toEqual(once)
     expect(json(streaming(12))).not.toEqual(once)
     expect(streamingReports(streaming(11)).protected.streams?.requests).toBeGreaterThan(250)
+  }, 60_000)
+
+  it("primary-hang: the adaptive limit sheds the hung primary at once; without it calls pile up until the breaker opens, and the targets say so", () => {
+    // Two minutes at 25 req/s, the hang from 0:30 to 1:30 (1,500 requests: the 1 % of the targets is 15).
+    const scenario = Scenarios.make("primary-hang", { scale: 0.5, rateScale: 0.5 })
+    const adaptive = Effect.runSync(Drill.run(scenario, "protected", { seed: 1 })).report
+    const [primary, ...fallbacks] = scenario.client.deployments
+    expect(primary.name).toBe("gpt-4o")
+    const noLimit: Drill.Scenario = {
+      ...scenario,
+      client: { ...scenario.client, deployments: [{ ...primary, policy: { ...primary.policy, bulkhead: false } }, ...fallbacks] }
+    }
+    const unlimited = Effect.runSync(Drill.run(noLimit, "protected", { seed: 1 })).report
+    const judged = (r: Drill.StackReport) => Object.fromEntries(DrillReport.targets(scenario, r).map((t) => [t.name.split(" ")[0], t.ok]))
+    expect(DrillReport.targets(scenario, adaptive).map((t) => t.name)).toEqual([
+      "calls per request (not from the cache) during the hang ≤ 1.01",
+      "p99 during the hang ≤ 1.5 × p99 before",
+      "first answer by a fallback < 0.5 s after the hang starts"
+    ])
+    expect(judged(adaptive)).toEqual({ calls: true, p99: true, first: true })
+    expect(adaptive.limitDecreases).toBeGreaterThan(0)
+    // The limit's decrease is the first reaction, before the breaker has seen 5 timeouts (2.5 s each).
+    expect(adaptive.failoverMs).not.toBeNull()
+    expect(adaptive.failoverMs ?? Infinity).toBeLessThan(2_500)
+    expect(adaptive.callsDuringIncident.toDeployment).toBeLessThan(unlimited.callsDuringIncident.toDeployment / 3)
+    // Without a limit, every call of the first 2.5 s waits for its timeout: every target fails.
+    expect(judged(unlimited)).toEqual({ calls: false, p99: false, first: false })
+    expect(unlimited.firstFallbackAnswerMs ?? 0).toBeGreaterThan(2_500)
+    expect(unlimited.limitDecreases).toBe(0)
+  }, 60_000)
+
+  it("cold-fallback: with probes the revoked fallback gets no call in the outage; without, its first requests try it; both settings reported", () => {
+    const withProbes = runOf("cold-fallback", "protected")
+    const without = runOf("cold-fallback", "protected-no-probes")
+    expect(withProbes).toMatchObject({ probes: true, callsToDeadFallback: 0 })
+    expect(without.probes).toBe(false)
+    // The outage's first requests get 401s (requests at once may try the same key) until no key is left.
+    expect(without.callsToDeadFallback).toBeGreaterThan(0)
+    expect(withProbes.failed + without.failed).toBe(0)
+    for (const r of [withProbes, without]) {
+      expect(r.outageFirstMinuteP99Ms).toEqual(expect.any(Number))
+      expect(r.outageRestP99Ms).toEqual(expect.any(Number))
+    }
+    const scenario = first.find((r) => r.scenario.name === "cold-fallback")
+    if (scenario === undefined) return expect.fail("no cold-fallback")
+    const targets = DrillReport.targets(scenario.scenario, withProbes)
+    expect(targets[0]).toMatchObject({ name: "no call to the dead claude-sonnet during the outage", ok: true })
+    expect(DrillReport.targets(scenario.scenario, { ...withProbes, callsToDeadFallback: 1 })[0]?.ok).toBe(false)
+    expect(DrillReport.targets(scenario.scenario, { ...withProbes, outageFirstMinuteP99Ms: 5_000, outageRestP99Ms: 4_000 })[1]?.ok).toBe(false)
+    const text = DrillReport.table(scenario)
+    expect(text).toMatch(/health probes +on +off/)
+    expect(text).toMatch(new RegExp(`calls to the dead claude-sonnet during the outage +0 +${without.callsToDeadFallback}\\b`))
+    // Other scenarios carry none of these fields.
+    expect(byName("provider-outage").protected).not.toHaveProperty("probes")
+  })
+
+  it("cold-fallback at half scale: with probes it meets both targets of issue 18", () => {
+    const scenario = Scenarios.make("cold-fallback", { scale: 0.5, rateScale: 0.5 })
+    const report = Effect.runSync(Drill.run(scenario, "protected", { seed: 1 })).report
+    for (const t of DrillReport.targets(scenario, report)) expect(t, `${t.name}: ${t.value}`).toMatchObject({ ok: true })
   }, 60_000)
 
   it("the report renders a table per scenario and an SVG timeline", () => {

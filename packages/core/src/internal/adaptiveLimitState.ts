@@ -9,7 +9,11 @@
  *   size; or when it saw a hang:
  *   no call ended well while two or more were in flight far longer than a
  *   usual call takes (a hang sends no outcome at all; one long answer among
- *   calls that end well is not a hang);
+ *   calls that end well is not a hang). A hang closes the window at once
+ *   when it shows before the window's end (a provider whose calls take 60 ms
+ *   is seen hanging after 0.2 s, not after the next second), and its cut
+ *   starts from the calls in flight when they are fewer than the limit, as
+ *   TCP takes its threshold from the flight size (RFC 5681);
  * - **increase** (doubling, or back to half the last limit that held) when the calls pressed against the
  *   limit (in flight at ≥ `saturation` of it, or refused by it) and the
  *   provider kept up: calls ended well at `saturation` or more of the rate
@@ -69,6 +73,8 @@ export interface State {
   readonly learnedFrom: number
   /** Learned from good calls: their latency, for a call in flight whose work is not known yet. */
   readonly usualMillis: number | undefined
+  /** When a call last ended well (epoch ms); undefined before the first. */
+  readonly lastSuccessAt?: number | undefined
 }
 
 export type Outcome =
@@ -119,8 +125,8 @@ const mean = (config: Config, previous: number | undefined, sample: number): num
 export const hangMillis = (config: Config, state: State): number =>
   state.usualMillis === undefined ? config.initialHangMillis : config.slowFactor * state.usualMillis
 
-/** Records one outcome in the current window. */
-export const record = (config: Config, state: State, outcome: Outcome): State => {
+/** Records one outcome, ended at `now`, in the current window. */
+export const record = (config: Config, state: State, outcome: Outcome, now: number): State => {
   switch (outcome._tag) {
     case "Ignore":
       return state
@@ -130,6 +136,7 @@ export const record = (config: Config, state: State, outcome: Outcome): State =>
       const work = config.workBase + (outcome.work ?? 0)
       return {
         ...state,
+        lastSuccessAt: now,
         successes: state.successes + 1,
         windowMsPerWork: state.windowMsPerWork + outcome.millis / work,
         windowMillis: state.windowMillis + outcome.millis
@@ -156,8 +163,14 @@ export const advance = (
   now: number,
   inFlightSince: (start: number) => number
 ): readonly [State, Change | undefined] => {
-  if (now - state.windowStart < config.windowMillis) return [state, undefined]
-  const hung = state.successes === 0 && inFlightSince(now - hangMillis(config, state)) >= 2
+  const hang = hangMillis(config, state)
+  // How long nothing has ended well in this window: the whole window when nothing has.
+  const quiet = now - Math.max(state.windowStart, state.lastSuccessAt ?? -Infinity)
+  const closes = now - state.windowStart >= config.windowMillis
+  // At the window's end, the window's own verdict; before it, only a hang, once it has lasted `hang` ms.
+  if (!closes && quiet < hang) return [state, undefined]
+  const hung = quiet >= Math.min(hang, config.windowMillis) && inFlightSince(now - hang) >= 2
+  if (!closes && !hung) return [state, undefined]
   const keptUp = state.successes > 0 && state.successes >= config.saturation * state.admissions
   // One slow answer in a heavy-tailed distribution says little; the window's mean says whether the provider slowed.
   const perWork = state.successes === 0 ? undefined : state.windowMsPerWork / state.successes
@@ -170,7 +183,11 @@ export const advance = (
     // Doubling, as TCP's slow start; back to half the last limit that held at once (its ssthresh), so a
     // provider back from an outage is not held at a handful of calls for seconds.
     ? Math.min(config.maxLimit, Math.max(state.limit * 2, state.lastGood * config.backoff))
-    : Math.max(config.minLimit, state.limit * config.backoff)
+    // On a hang every call in flight is stuck, and a limit far above them refuses nothing: the cut starts from what
+    // is in flight (RFC 5681's FlightSize), so a provider that hangs while the traffic needs a tenth of the limit is
+    // shed at once. A drop comes from a provider that still answers: the limit is halved (from the calls in flight
+    // too, the drill's flapping primary served 7 % fewer answers between its flaps).
+    : Math.max(config.minLimit, (reason === "hang" ? Math.min(state.limit, inFlightSince(Infinity)) : state.limit) * config.backoff)
   const learned = perWork === undefined || slow
     ? { msPerWork: state.msPerWork, learnedFrom: state.learnedFrom, usualMillis: state.usualMillis }
     : {
@@ -214,6 +231,6 @@ export const step = (
     ? admit(config, state, event.inFlight)
     : event._tag === "Refused"
     ? (state.pressed ? state : { ...state, pressed: true })
-    : record(config, state, event)
+    : record(config, state, event, now)
   return advance(config, recorded, now, inFlightSince)
 }
