@@ -68,7 +68,9 @@ var received = 0;
 
 var secs = function (ms) { return ms <= 0 ? "now" : (ms / 1000).toFixed(1) + " s"; };
 var pct = function (r) { return (r * 100).toFixed(0) + "%"; };
-var serverNow = function () { return snap === null ? Date.now() : snap.at + (performance.now() - received); };
+// Countdowns are drawn from a snapshot only: the gateway's time (its Clock) at the snapshot, advanced by the
+// browser's monotonic clock since it arrived. The browser's wall clock, which may be off, is never read.
+var serverNow = function () { return snap.at + (performance.now() - received); };
 var until = function (iso) { return iso === null ? null : Date.parse(iso) - serverNow(); };
 
 function bar(value, limit) {
