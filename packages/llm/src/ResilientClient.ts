@@ -62,6 +62,7 @@ import type * as Chat from "./Chat.js"
 import * as Chunks from "./Chunks.js"
 import * as ClientConfig from "./ClientConfig.js"
 import * as CompleteLater from "./CompleteLater.js"
+import * as DeploymentPolicies from "./DeploymentPolicies.js"
 import * as DeploymentProbe from "./DeploymentProbe.js"
 import { firstProblem } from "./internal/requestProblems.js"
 import * as Provider from "./Provider.js"
@@ -459,42 +460,11 @@ export const make = (
 ): Effect.Effect<Service, Errors.InvalidConfigError, Provider.Providers | StateStore.StateStore | Scope.Scope> =>
   Effect.gen(function*() {
     const providers = yield* Provider.Providers
-    const pools = new Map<string, KeyPool.Service>()
     /** When real traffic last reached each probed deployment (epoch ms). */
     const lastUsed = new Map<string, number>()
     const noteUse = (name: string) => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void lastUsed.set(name, now)))
     const handles: Array<DeploymentHandle> = []
-    for (const [index, d] of config.deployments.entries()) {
-      // The path in the user's file: a policy's own fields under `policy`, the pool's keys as they are.
-      const prefix = (e: Errors.InvalidConfigError) =>
-        new Errors.InvalidConfigError({
-          component: e.component,
-          path: `deployments.${index}.${
-            e.component.startsWith("KeyPool")
-              ? e.path === "strategy"
-                ? "keyStrategy"
-                : e.path === "" || e.path.startsWith("keys")
-                ? (e.path === "" ? "keys" : e.path)
-                : `keyHealth.${e.path}`
-              : e.path === "" ? "policy" : `policy.${e.path}`
-          }`,
-          detail: e.detail
-        })
-      const poolName = d.keyPool ?? d.name
-      let keyPool = pools.get(poolName)
-      // A deployment without keys sends no credentials: no pool to pick from.
-      if (keyPool === undefined && d.keys.length > 0) {
-        const keys = yield* ClientConfig.resolveKeys(d, index)
-        keyPool = yield* Effect.mapError(
-          KeyPool.make(ClientConfig.keyPoolOptions(d, keys)),
-          prefix
-        )
-        pools.set(poolName, keyPool)
-      }
-      const policy = yield* Effect.mapError(
-        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, ...(keyPool === undefined ? {} : { keyPool }) }),
-        prefix
-      )
+    for (const { config: d, index, keyPool, policy } of yield* DeploymentPolicies.make(config)) {
       const provider = providers.forTarget({
         name: d.name,
         kind: d.provider,

@@ -14,9 +14,8 @@ import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Errors, KeyPool, Policy } from "@resilient-ai/core"
-import type { HealthProbe, StateStore } from "@resilient-ai/core"
-import { ClientConfig, DeploymentProbe, HttpProviders } from "@resilient-ai/llm"
+import type { Errors, HealthProbe, KeyPool, Policy, StateStore } from "@resilient-ai/core"
+import { ClientConfig, DeploymentPolicies, DeploymentProbe, HttpProviders } from "@resilient-ai/llm"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -56,18 +55,6 @@ const providerModel = (
     : Effect.flatMap(AnthropicClient.make({ ...apiUrl, transformClient }), (client) =>
       Effect.provideService(AnthropicLanguageModel.make({ model: d.model }), AnthropicClient.AnthropicClient, client))
 }
-
-/** A config error of a deployment's pool or policy, named by its path in the configuration. */
-const prefixed = (index: number) => (e: Errors.InvalidConfigError): Errors.InvalidConfigError =>
-  new Errors.InvalidConfigError({
-    component: e.component,
-    path: `deployments.${index}.${
-      e.component.startsWith("KeyPool")
-        ? (e.path === "" ? "keys" : e.path.startsWith("keys") ? e.path : `keyHealth.${e.path}`)
-        : (e.path === "" ? "policy" : `policy.${e.path}`)
-    }`,
-    detail: e.detail
-  })
 
 /**
  * The deployment's probe (rule 30), as the LLM client probes it: its
@@ -111,27 +98,11 @@ export const make = (
   HttpClient.HttpClient | StateStore.StateStore | Scope.Scope
 > =>
   Effect.gen(function*() {
-    const pools = new Map<string, KeyPool.Service>()
     const handles: Array<Handle> = []
-    for (const [index, d] of config.deployments.entries()) {
-      const poolName = d.keyPool ?? d.name
-      let keyPool = pools.get(poolName)
-      if (keyPool === undefined && d.keys.length > 0) {
-        const keys = yield* ClientConfig.resolveKeys(d, index)
-        keyPool = yield* Effect.mapError(
-          KeyPool.make(ClientConfig.keyPoolOptions(d, keys)),
-          prefixed(index)
-        )
-        pools.set(poolName, keyPool)
-      }
-      const pool = keyPool
-      const policy = yield* Effect.mapError(
-        Policy.make({ ...ClientConfig.policyOptions(d), deployment: d.name, ...(pool === undefined ? {} : { keyPool: pool }) }),
-        prefixed(index)
-      )
-      const model = yield* providerModel(d, pool)
-      const { probe, used } = yield* probeOf(config, index, d, policy, pool)
-      handles.push({ config: d, policy, keyPool: pool, model, probe, used })
+    for (const { config: d, index, keyPool, policy } of yield* DeploymentPolicies.make(config)) {
+      const model = yield* providerModel(d, keyPool)
+      const { probe, used } = yield* probeOf(config, index, d, policy, keyPool)
+      handles.push({ config: d, policy, keyPool, model, probe, used })
     }
     return handles
   })
