@@ -37,18 +37,11 @@ import { fork, type ChildProcess } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import { fileURLToPath } from "node:url"
+import { completion } from "./completion.js"
 
 type Role = "upstream" | "proxy" | "gateway"
 type Message = { readonly port: number } | { readonly cpuMicros: number }
 
-const completion = JSON.stringify({
-  id: "chatcmpl-bench",
-  object: "chat.completion",
-  created: 1,
-  model: "bench",
-  choices: [{ index: 0, message: { role: "assistant", content: "Hello!" }, finish_reason: "stop", logprobs: null }],
-  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
-})
 const chunk = (delta: object, finish: string | null) =>
   `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 1, model: "bench", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
 const streamBody = chunk({ role: "assistant", content: "Hel" }, null) + chunk({ content: "lo!" }, null) + chunk({}, "stop") +

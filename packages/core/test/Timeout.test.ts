@@ -98,6 +98,30 @@ describe("Timeout.attempt", () => {
     }))
 })
 
+describe("Timeout.failWith", () => {
+  it.effect("fails with the caller's own error at the deadline, after the effect's finalizer has run", () =>
+    Effect.gen(function*() {
+      const finalized = yield* Ref.make(Option.none<number>())
+      const fiber = yield* Effect.fork(
+        Effect.flip(Timeout.failWith("250 millis", () => ({ _tag: "FirstByte" as const }))(interruptedAt(finalized)(Effect.never)))
+      )
+      yield* TestClock.adjust(249)
+      expect(yield* isDone(fiber)).toBe(false)
+      yield* TestClock.adjust(1)
+      expect(yield* Fiber.join(fiber)).toEqual({ _tag: "FirstByte" })
+      expect(yield* Ref.get(finalized)).toEqual(Option.some(250))
+    }))
+
+  it.effect("a value before the deadline is returned; an infinite duration adds no timeout", () =>
+    Effect.gen(function*() {
+      const early = yield* Effect.fork(Timeout.failWith("1 second", () => "late")(Effect.as(Effect.sleep(999), "early")))
+      const unbounded = yield* Effect.fork(Timeout.failWith(Duration.infinity, () => "late")(Effect.as(Effect.sleep("1 hour"), "done")))
+      yield* TestClock.adjust("1 hour")
+      expect(yield* Fiber.join(early)).toBe("early")
+      expect(yield* Fiber.join(unbounded)).toBe("done")
+    }))
+})
+
 describe("Timeout.attempt: on the caller's fiber", () => {
   const answer = FiberRef.unsafeMake("none")
 

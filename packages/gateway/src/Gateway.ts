@@ -227,7 +227,9 @@ export const make = (
       // Node's default of 511 drops the connections of a burst beyond it (SYN retries: seconds of delay).
       backlog: 4096
     })
-    yield* Effect.provideService(server.serve(app), AttemptEvents.AttemptEvents, events)
+    // Untraced: the gateway exports no traces, so the spans of every request, attempt and upstream call would be made
+    // only to be dropped.
+    yield* Effect.provideService(server.serve(app), AttemptEvents.AttemptEvents, events).pipe(Effect.withTracerEnabled(false))
     // Added after `serve`, so it runs before `serve` unhooks the handler: requests in flight finish first.
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(

@@ -20,7 +20,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Headers from "@effect/platform/Headers"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Errors } from "@resilient-ai/core"
+import { Errors, Timeout } from "@resilient-ai/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -101,10 +101,7 @@ const send = (
           e._tag === "RequestError" ? ErrorMapping.fromRequestError(e, origin) : ErrorMapping.connectionError(e, origin)
         )
     ),
-    Effect.timeoutFail({
-      duration: firstByte,
-      onTimeout: () => new Errors.TimeoutError({ phase, timeout: firstByte, ...origin })
-    }),
+    Timeout.failWith(firstByte, () => new Errors.TimeoutError({ phase, timeout: firstByte, ...origin })),
     Effect.flatMap((response) =>
       response.status >= 200 && response.status < 300
         ? Effect.succeed(response)

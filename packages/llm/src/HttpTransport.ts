@@ -17,6 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { EnvHttpProxyAgent } from "undici"
+import * as UndiciHttpClient from "./internal/undiciHttpClient.js"
 
 /**
  * @since 0.1.0
@@ -58,5 +59,7 @@ export const layer = (options: Options = {}): Layer.Layer<HttpClient.HttpClient>
       (agent) => Effect.promise(() => agent.destroy())
     )
   )
-  return NodeHttpClient.layerUndiciWithoutDispatcher.pipe(Layer.provide(dispatcher))
+  return Layer.effect(HttpClient.HttpClient, Effect.map(NodeHttpClient.Dispatcher, UndiciHttpClient.make)).pipe(
+    Layer.provide(dispatcher)
+  )
 }

@@ -37,7 +37,7 @@
  *
  * @since 0.1.0
  */
-import { Errors } from "@resilient-ai/core"
+import { Errors, Timeout } from "@resilient-ai/core"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -425,10 +425,7 @@ export const guard =
         }
         if (limit === undefined) return pull
         const { at, phase, timeout } = limit
-        return Effect.timeoutFail(pull, {
-          duration: Duration.millis(Math.max(0, at - now)),
-          onTimeout: () => Option.some<Failure>(timeoutError(phase, timeout))
-        })
+        return Timeout.failWith(Duration.millis(Math.max(0, at - now)), () => Option.some<Failure>(timeoutError(phase, timeout)))(pull)
       }
 
       const step: Effect.Effect<Chunk.Chunk<A>, Option.Option<Failure>, R> = Effect.suspend(
