@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { AttemptEvents, Errors, StateStore } from "@resilient-ai/core"
+import { AttemptEvents, Errors, StateStore, TaggedMetric } from "@resilient-ai/core"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -90,10 +90,11 @@ const requestsTotal = Metric.counter("resilient_ai_gateway_requests_total", {
   incremental: true
 })
 
+const requestsBy = TaggedMetric.taggedBy(requestsTotal, ["route", "status"])
+
 const counted = (route: string) =>
 <E, R>(self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-  Effect.tap(self, (response) =>
-    Metric.increment(Metric.tagged(Metric.tagged(requestsTotal, "route", route), "status", String(response.status))))
+  Effect.tap(self, (response) => Metric.increment(requestsBy(route, String(response.status))))
 
 /** The routes of the gateway. */
 const router = (
