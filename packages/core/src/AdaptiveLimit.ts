@@ -59,7 +59,7 @@ import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
-import { decodeOptions, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import * as StateStore from "./StateStore.js"
 
@@ -88,6 +88,13 @@ export interface Options {
   readonly workBase?: number
   /** How long a call may stay in flight before it counts as hung, until a usual latency is learned. Default 10 s. */
   readonly initialHangAfter?: Duration.DurationInput
+  /**
+   * The latency floor of the hang and slowness verdicts: a call is hung only once in flight this long (and
+   * `slowFactor` usual call times), a window is slow only when its mean latency is this long (and `slowFactor` times
+   * the usual), so a stall of the process over a provider that answers in a millisecond is not read as congestion.
+   * Default 100 ms; 0 judges every latency.
+   */
+  readonly minJudgedLatency?: Duration.DurationInput
   /** Told every change of the limit. */
   readonly onChange?: (change: Change) => Effect.Effect<void>
 }
@@ -165,7 +172,8 @@ const OptionsSchema = Schema.Struct({
   backoff: Schema.optional(Ratio.pipe(Schema.lessThan(1, { message: () => "expected a ratio below 1" }))),
   saturation: Schema.optional(Ratio),
   workBase: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "expected a number above zero" }))),
-  initialHangAfter: Schema.optional(PositiveMillis)
+  initialHangAfter: Schema.optional(PositiveMillis),
+  minJudgedLatency: Schema.optional(Millis)
 }).pipe(
   Schema.filter((o) => {
     const min = o.minLimit ?? Math.min(4, o.initialLimit ?? 4)
@@ -200,7 +208,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       saturation: o.saturation ?? 0.8,
       workBase: o.workBase ?? 50,
       smoothing: 0.1,
-      initialHangMillis: o.initialHangAfter ?? 10_000
+      initialHangMillis: o.initialHangAfter ?? 10_000,
+      minJudgedMillis: o.minJudgedLatency ?? 100
     }
     const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
     return unsafeMake(o.name, config, slot, yield* PubSub.unbounded<Change>(), onChange)
