@@ -38,6 +38,21 @@
  *   first fallback answer came 1.3 s after the hang began with the
  *   window's verdict alone, 0.33 s with both (15 calls sent to the hung
  *   primary in 2 minutes, against 56).
+ * - Both verdicts on latency have a floor, `minJudgedLatency` (100 ms): a
+ *   call is hung only after max(`slowFactor` × usual, floor), a window is
+ *   slow only when its mean exceeds both. Against a provider that answers
+ *   in under a millisecond (a local vLLM, a cache relay), 3 usual call
+ *   times is a few ms, and a pause of this process is that long: 10
+ *   callers of an instant upstream on loopback (median 0.65 ms, 2 busy
+ *   cores, `bench/fastProviderLimit.ts`) saw spans of 32-38 ms with no call
+ *   ending and event-loop delays up to 44 ms; without the floor, 4 hang
+ *   verdicts took the limit from 50 to 4 and refused 12,676 calls of a
+ *   provider that never failed, in 10 s. 100 ms is about 3× the longest
+ *   stall measured there, and under what congestion of an LLM provider
+ *   looks like (a hosted model's time to first token is hundreds of ms;
+ *   the drill's hung 60 ms primary is judged at 180 ms, unchanged). Its
+ *   cost: a provider faster than 33 ms that hangs is seen after 100 ms, not
+ *   3 call times.
  *
  * The calls in flight are this process's own (a permit belongs to a live
  * fiber, as the bulkhead's does); the learned limit lives in the

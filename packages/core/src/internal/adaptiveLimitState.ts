@@ -21,6 +21,13 @@
  *   hang press against the limit too, but do not end);
  * - otherwise it stays: a limit that is not reached says nothing.
  *
+ * Both slowness verdicts have a floor (`minJudgedMillis`): a call is hung
+ * only once in flight that long, a window is slow only when its mean latency
+ * is that long, whatever `slowFactor` times the usual says. Against a
+ * provider that answers in half a millisecond, three usual call times is
+ * 1.5 ms: a pause of the process (a GC, a busy event loop) that ends no call
+ * for a few ms is not congestion, and was read as a hang.
+ *
  * "Usual" is learned from the calls that went well: an exponentially
  * weighted mean of their latency per unit of work, where the work of a call
  * is `workBase + tokens` (the answer's tokens, when the caller says them;
