@@ -38,6 +38,21 @@
  *   first fallback answer came 1.3 s after the hang began with the
  *   window's verdict alone, 0.33 s with both (15 calls sent to the hung
  *   primary in 2 minutes, against 56).
+ * - Both verdicts on latency have a floor, `minJudgedLatency` (100 ms): a
+ *   call is hung only after max(`slowFactor` × usual, floor), a window is
+ *   slow only when its mean exceeds both. Against a provider that answers
+ *   in under a millisecond (a local vLLM, a cache relay), 3 usual call
+ *   times is a few ms, and a pause of this process is that long: 10
+ *   callers of an instant upstream on loopback (median 0.65 ms, 2 busy
+ *   cores, `bench/fastProviderLimit.ts`) saw spans of 32-38 ms with no call
+ *   ending and event-loop delays up to 44 ms; without the floor, 4 hang
+ *   verdicts took the limit from 50 to 4 and refused 12,676 calls of a
+ *   provider that never failed, in 10 s. 100 ms is about 3× the longest
+ *   stall measured there, and under what congestion of an LLM provider
+ *   looks like (a hosted model's time to first token is hundreds of ms;
+ *   the drill's hung 60 ms primary is judged at 180 ms, unchanged). Its
+ *   cost: a provider faster than 33 ms that hangs is seen after 100 ms, not
+ *   3 call times.
  *
  * The calls in flight are this process's own (a permit belongs to a live
  * fiber, as the bulkhead's does); the learned limit lives in the
@@ -59,7 +74,7 @@ import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
-import { decodeOptions, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import * as StateStore from "./StateStore.js"
 
@@ -88,6 +103,13 @@ export interface Options {
   readonly workBase?: number
   /** How long a call may stay in flight before it counts as hung, until a usual latency is learned. Default 10 s. */
   readonly initialHangAfter?: Duration.DurationInput
+  /**
+   * The latency floor of the hang and slowness verdicts: a call is hung only once in flight this long (and
+   * `slowFactor` usual call times), a window is slow only when its mean latency is this long (and `slowFactor` times
+   * the usual), so a stall of the process over a provider that answers in a millisecond is not read as congestion.
+   * Default 100 ms; 0 judges every latency.
+   */
+  readonly minJudgedLatency?: Duration.DurationInput
   /** Told every change of the limit. */
   readonly onChange?: (change: Change) => Effect.Effect<void>
 }
@@ -165,7 +187,8 @@ const OptionsSchema = Schema.Struct({
   backoff: Schema.optional(Ratio.pipe(Schema.lessThan(1, { message: () => "expected a ratio below 1" }))),
   saturation: Schema.optional(Ratio),
   workBase: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "expected a number above zero" }))),
-  initialHangAfter: Schema.optional(PositiveMillis)
+  initialHangAfter: Schema.optional(PositiveMillis),
+  minJudgedLatency: Schema.optional(Millis)
 }).pipe(
   Schema.filter((o) => {
     const min = o.minLimit ?? Math.min(4, o.initialLimit ?? 4)
@@ -200,7 +223,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       saturation: o.saturation ?? 0.8,
       workBase: o.workBase ?? 50,
       smoothing: 0.1,
-      initialHangMillis: o.initialHangAfter ?? 10_000
+      initialHangMillis: o.initialHangAfter ?? 10_000,
+      minJudgedMillis: o.minJudgedLatency ?? 100
     }
     const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
     return unsafeMake(o.name, config, slot, yield* PubSub.unbounded<Change>(), onChange)

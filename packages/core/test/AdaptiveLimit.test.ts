@@ -5,6 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
 import * as Errors from "../src/Errors.js"
+import { exitOf } from "../src/internal/done.js"
 import * as StateStore from "../src/StateStore.js"
 
 /** What the provider does with call `i` sent at `t` ms: answers `tokens` after `millis`, or hangs. */
@@ -213,5 +214,127 @@ describe("AdaptiveLimit (rule 29)", () => {
       expect(Exit.isFailure(exit) && exit.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "minLimit" } })
       const backoff = yield* Effect.exit(AdaptiveLimit.make({ name: "a", backoff: 1 }).pipe(Effect.provide(StateStore.layerMemory)))
       expect(Exit.isFailure(backoff) && backoff.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "backoff" } })
+    }))
+})
+
+const SECONDS = 150
+
+/** The gate over the memory store mostly answers with an `Exit` already: millions of steps cost seconds less. */
+const runNow = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> => exitOf(effect) ?? Effect.runSyncExit(effect)
+
+interface ClosedRun {
+  readonly calls: number
+  readonly refused: number
+  readonly stalls: number
+  /** The most calls that were ever in flight at once. */
+  readonly peakInFlight: number
+}
+
+/**
+ * A closed-loop run in virtual time: `callers` callers each send a call as soon as their last one
+ * ended (after `thinkMs`), the provider answers call `i` after `latency(i)` ms, and every
+ * `stallEvery` ms the process stalls for `stallMs(k)` (a GC pause, a busy event loop): nothing that
+ * falls in a stall happens before its end, and then in the order it was due.
+ */
+const closedLoop = (
+  limit: AdaptiveLimit.Service,
+  options: {
+    readonly callers: number
+    readonly seconds: number
+    readonly latency: (i: number) => number
+    readonly thinkMs: number
+    readonly stallEvery: number
+    readonly stallMs: (k: number) => number
+  }
+): Effect.Effect<ClosedRun> =>
+  Effect.withFiberRuntime((fiber) => {
+    const { callers, latency, thinkMs, stallEvery, stallMs } = options
+    const until = options.seconds * 1000
+    const context = (now: number) => ({ now, restore: <A, E, R>(self: Effect.Effect<A, E, R>) => self, fiber })
+    /** When an event due at `t` happens: at the end of the stall it falls in, if any. */
+    const happensAt = (t: number) => {
+      const k = Math.floor(t / stallEvery)
+      // Anywhere in the window, not always at the same point of it.
+      const start = k * stallEvery + ((k * 379) % (stallEvery / 2)) + stallEvery / 4
+      return t >= start && t < start + stallMs(k) ? start + stallMs(k) : t
+    }
+    // Due events, sorted by when they were due: a caller's next call, or a call's end.
+    type Due = { readonly due: number; readonly run: (at: number) => void }
+    const queue: Array<Due> = []
+    const schedule = (due: Due) => {
+      let i = queue.length
+      while (i > 0 && queue[i - 1]!.due > due.due) i--
+      queue.splice(i, 0, due)
+    }
+    let calls = 0, refused = 0, inFlight = 0, peakInFlight = 0
+    const call = (at: number) => {
+      if (at >= until) return
+      const acquired = runNow(limit.gate.acquire({}, context(at)))
+      if (Exit.isFailure(acquired)) {
+        refused++
+        schedule({ due: at + 1, run: call })
+        return
+      }
+      const permit = acquired.value
+      const i = calls++
+      inFlight++
+      peakInFlight = Math.max(peakInFlight, inFlight)
+      schedule({
+        due: at + latency(i),
+        run: (end) => {
+          inFlight--
+          runNow(permit.release(Exit.succeed(undefined), end))
+          schedule({ due: end + thinkMs, run: call })
+        }
+      })
+    }
+    for (let c = 0; c < callers; c++) schedule({ due: c * 0.05, run: call })
+    while (queue.length > 0) {
+      const next = queue.shift()!
+      next.run(happensAt(next.due))
+    }
+    return Effect.succeed({ calls, refused, stalls: Math.floor(until / stallEvery), peakInFlight })
+  })
+
+describe("AdaptiveLimit over a fast provider (rule 29)", () => {
+  it.effect("stalls of the process shorter than the latency floor are neither a hang nor a slow window: 10 callers of a 0.5 ms provider, a 5-10 ms stall every second, keep the limit above the 10 they use and nothing is refused", () =>
+    Effect.gen(function*() {
+      const changes: Array<AdaptiveLimit.Change> = []
+      const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
+        Effect.provide(StateStore.layerMemory)
+      )
+      const run = yield* closedLoop(limit, {
+        callers: 10,
+        seconds: SECONDS,
+        // 0.3-0.7 ms, a fixed sequence.
+        latency: (i) => 0.3 + ((i * 7919) % 41) / 100,
+        thinkMs: 0.02,
+        stallEvery: 1000,
+        stallMs: (k) => 5 + (k % 6)
+      })
+      expect(run.peakInFlight).toBe(10)
+      expect(run.calls).toBeGreaterThan(SECONDS * 10_000)
+      expect(changes.filter((c) => c.to < 10)).toEqual([])
+      expect(run.refused).toBe(0)
+    }), 60_000)
+
+  it.effect("a window slower than slowFactor × the usual but under the latency floor is not slow: a 0.5 ms provider turning 2 ms keeps its limit", () =>
+    Effect.gen(function*() {
+      const changes: Array<AdaptiveLimit.Change> = []
+      const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
+        Effect.provide(StateStore.layerMemory)
+      )
+      // About 5 s at 0.5 ms (the usual learned from tens of thousands of calls), then 4× slower for the rest.
+      const run = yield* closedLoop(limit, {
+        callers: 10,
+        seconds: 10,
+        latency: (i) => (i < 100_000 ? 0.5 : 2),
+        thinkMs: 0.02,
+        stallEvery: 1000,
+        stallMs: () => 0
+      })
+      expect(run.calls).toBeGreaterThan(100_000 + 10_000)
+      expect(changes.filter((c) => c.to < c.from)).toEqual([])
+      expect(run.refused).toBe(0)
     }))
 })

@@ -154,7 +154,9 @@ const PolicyData = Schema.Struct({
           backoff: opt(Schema.Number),
           saturation: opt(Schema.Number),
           workBase: opt(Schema.Number),
-          initialHangAfter: opt(DurationData)
+          initialHangAfter: opt(DurationData),
+          /** Default 100 ms: no latency shorter is judged a hang or a slow window (a process's stall is not congestion). */
+          minJudgedLatency: opt(DurationData)
         })
       })
     )

@@ -466,17 +466,22 @@ describe("ResilientClient: configuration", () => {
       "deployments.0.policy.circuitBreaker.trigger.threshold"
     ))
 
-  it.effect("bulkhead: { adaptive } in the config file makes the deployment's adaptive limit; a bad value names its path", () =>
+  it.effect("bulkhead: { adaptive } in the config file makes the deployment's adaptive limit (minJudgedLatency too); a bad value names its path", () =>
     Effect.gen(function*() {
       const withAdaptive = (adaptive: object) => ({
         ...baseConfig,
         deployments: [{ ...baseConfig.deployments[0], policy: { bulkhead: { adaptive } } }, ...baseConfig.deployments.slice(1)]
       })
       const { layer } = scripted({ "gpt-4o": ok("primary") })
-      const status = yield* withClient(layer, (client) => client.deployments[0]!.policy.status, withAdaptive({ initialLimit: 3 }))
+      const status = yield* withClient(
+        layer,
+        (client) => client.deployments[0]!.policy.status,
+        withAdaptive({ initialLimit: 3, minJudgedLatency: "0 millis" })
+      )
       expect(status.adaptiveLimit).toMatchObject({ name: "gpt-4o", limit: 3, running: 0 })
       expect(status.bulkhead).toBeUndefined()
       yield* failsWith(withAdaptive({ minLimit: 0 }), "deployments.0.policy.bulkhead.adaptive.minLimit")
+      yield* failsWith(withAdaptive({ minJudgedLatency: "-5 millis" }), "deployments.0.policy.bulkhead.adaptive.minJudgedLatency")
     }))
 
   it.effect("the key pool's settings come from the config file (keyHealth), and a bad one names its path there", () =>

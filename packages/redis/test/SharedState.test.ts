@@ -147,7 +147,8 @@ describe.skipIf(redisUrl === "")("two instances on one Redis", () => {
         saturation: 0.8,
         workBase: 100,
         smoothing: 0.2,
-        initialHangMillis: 60_000
+        initialHangMillis: 60_000,
+        minJudgedMillis: 100
       }
       const now = Date.now()
       const slotA = a!.store.adaptiveLimit("gpt", config)

@@ -21,6 +21,13 @@
  *   hang press against the limit too, but do not end);
  * - otherwise it stays: a limit that is not reached says nothing.
  *
+ * Both slowness verdicts have a floor (`minJudgedMillis`): a call is hung
+ * only once in flight that long, a window is slow only when its mean latency
+ * is that long, whatever `slowFactor` times the usual says. Against a
+ * provider that answers in half a millisecond, three usual call times is
+ * 1.5 ms: a pause of the process (a GC, a busy event loop) that ends no call
+ * for a few ms is not congestion, and was read as a hang.
+ *
  * "Usual" is learned from the calls that went well: an exponentially
  * weighted mean of their latency per unit of work, where the work of a call
  * is `workBase + tokens` (the answer's tokens, when the caller says them;
@@ -51,6 +58,11 @@ export interface Config {
   readonly smoothing: number
   /** How long a call may stay in flight before it counts as hung, until a usual latency is learned. */
   readonly initialHangMillis: number
+  /**
+   * The latency floor of every verdict, ms: a call is hung only once in flight this long, and a window is slow only
+   * when its mean latency is this long too, however fast the usual is.
+   */
+  readonly minJudgedMillis: number
 }
 
 export interface State {
@@ -121,9 +133,12 @@ export const admitted = (state: State): number => Math.floor(state.limit)
 const mean = (config: Config, previous: number | undefined, sample: number): number =>
   previous === undefined ? sample : previous + config.smoothing * (sample - previous)
 
-/** How long a call in flight may take before it counts as hung. */
+/** How long a call in flight may take before it counts as hung: never less than the floor. */
 export const hangMillis = (config: Config, state: State): number =>
-  state.usualMillis === undefined ? config.initialHangMillis : config.slowFactor * state.usualMillis
+  Math.max(
+    config.minJudgedMillis,
+    state.usualMillis === undefined ? config.initialHangMillis : config.slowFactor * state.usualMillis
+  )
 
 /** Records one outcome, ended at `now`, in the current window. */
 export const record = (config: Config, state: State, outcome: Outcome, now: number): State => {
@@ -175,7 +190,8 @@ export const advance = (
   // One slow answer in a heavy-tailed distribution says little; the window's mean says whether the provider slowed.
   const perWork = state.successes === 0 ? undefined : state.windowMsPerWork / state.successes
   const slow = perWork !== undefined && state.msPerWork !== undefined && state.learnedFrom >= MIN_LEARNED &&
-    state.successes >= MIN_SAMPLES && perWork > config.slowFactor * state.msPerWork
+    state.successes >= MIN_SAMPLES && perWork > config.slowFactor * state.msPerWork &&
+    state.windowMillis / state.successes > config.minJudgedMillis
   const reason = state.drops > 0 ? "drop" : hung ? "hang" : slow ? "slow" : state.pressed && keptUp ? "pressed" : undefined
   const limit = reason === undefined
     ? state.limit
