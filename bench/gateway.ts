@@ -139,10 +139,24 @@ interface Target {
   readonly port: number
 }
 
+/**
+ * A young generation of 32 MB (Node's default is 16): the gateway allocates
+ * fast, and with the default its CPU per request was 9 % higher for whole
+ * answers and 17 % for streams (interleaved runs, c = 10).
+ */
+const gatewayHeapFlag = "--max-semi-space-size=32"
+
 const start = (role: Role, upstreamPort = 0): Promise<Target> =>
   new Promise((resolve, reject) => {
     const proc = fork(fileURLToPath(import.meta.url), ["--role", role, "--upstream-port", String(upstreamPort)], {
-      execArgv: ["--import", "tsx", "--conditions=source", ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])]
+      execArgv: [
+        "--import",
+        "tsx",
+        "--conditions=source",
+        // As `npm run gateway` runs it.
+        ...(role === "gateway" ? [gatewayHeapFlag] : []),
+        ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])
+      ]
     })
     proc.once("message", (m: Message) => ("port" in m ? resolve({ process: proc, port: m.port }) : reject(new Error("no port"))))
     proc.once("error", reject)
