@@ -9,10 +9,12 @@
  * `HTTP_PROXY` / `NO_PROXY`; undici's `EnvHttpProxyAgent` reads them (a
  * loopback address in `NO_PROXY` keeps local tests direct).
  *
+ * Calls go through undici's `dispatch` (`internal/undiciHttpClient.ts` says
+ * why not `@effect/platform-node`'s client).
+ *
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -43,23 +45,23 @@ export interface Options {
  */
 export const layer = (options: Options = {}): Layer.Layer<HttpClient.HttpClient> => {
   const connect = { timeout: Duration.toMillis(Duration.decode(options.connectTimeout ?? "10 seconds")) }
-  const dispatcher = Layer.scoped(
-    NodeHttpClient.Dispatcher,
-    Effect.acquireRelease(
-      Effect.sync(() =>
-        options.proxyFromEnvironment === false
-          ? new EnvHttpProxyAgent({ connect, httpProxy: "", httpsProxy: "", noProxy: "*" })
-          : new EnvHttpProxyAgent({
-            connect,
-            ...(options.httpProxy === undefined ? {} : { httpProxy: options.httpProxy }),
-            ...(options.httpsProxy === undefined ? {} : { httpsProxy: options.httpsProxy }),
-            ...(options.noProxy === undefined ? {} : { noProxy: options.noProxy })
-          })
+  return Layer.scoped(
+    HttpClient.HttpClient,
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() =>
+          options.proxyFromEnvironment === false
+            ? new EnvHttpProxyAgent({ connect, httpProxy: "", httpsProxy: "", noProxy: "*" })
+            : new EnvHttpProxyAgent({
+              connect,
+              ...(options.httpProxy === undefined ? {} : { httpProxy: options.httpProxy }),
+              ...(options.httpsProxy === undefined ? {} : { httpsProxy: options.httpsProxy }),
+              ...(options.noProxy === undefined ? {} : { noProxy: options.noProxy })
+            })
+        ),
+        (agent) => Effect.promise(() => agent.destroy())
       ),
-      (agent) => Effect.promise(() => agent.destroy())
+      UndiciHttpClient.make
     )
-  )
-  return Layer.effect(HttpClient.HttpClient, Effect.map(NodeHttpClient.Dispatcher, UndiciHttpClient.make)).pipe(
-    Layer.provide(dispatcher)
   )
 }

@@ -38,6 +38,22 @@ describe("HttpTransport's client (undici dispatch)", () => {
       expect(received.equals(payload)).toBe(true)
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("two readers of one answer at once get the same whole text", () =>
+    Effect.gen(function*() {
+      const half = Buffer.alloc(100_000, "a").toString()
+      const { url } = yield* upstream((_, __, res) => {
+        res.writeHead(200, { "content-type": "text/plain" })
+        res.write(half)
+        setTimeout(() => res.end(half.replaceAll("a", "b")), 20)
+      })
+      const client = yield* HttpClient.HttpClient
+      const response = yield* client.execute(HttpClientRequest.get(`${url}/twice`))
+      const [first, second] = yield* Effect.all([response.text, response.text], { concurrency: 2 })
+      expect(first.length).toBe(200_000)
+      expect(second).toBe(first)
+      expect(first.endsWith("b")).toBe(true)
+    }).pipe(Effect.provide(transport)))
+
   it.scoped("text can be read twice, and json parses it; headers and status are the upstream's", () =>
     Effect.gen(function*() {
       const { url } = yield* upstream((_, __, res) => {

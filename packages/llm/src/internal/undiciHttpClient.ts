@@ -53,7 +53,7 @@ class Body {
   private chunks: Array<Uint8Array> = []
   private buffered = 0
   private paused = false
-  private waiter: (() => void) | undefined = undefined
+  private waiters: Array<() => void> = []
   ended = false
   failure: unknown = undefined
 
@@ -95,16 +95,18 @@ class Body {
   /** Waits until there is something to read or the body has ended. */
   readonly changed: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.chunks.length > 0 || this.ended) return resume(Effect.void)
-    this.waiter = () => resume(Effect.void)
+    const waiter = () => resume(Effect.void)
+    this.waiters.push(waiter)
     return Effect.sync(() => {
-      this.waiter = undefined
+      this.waiters = this.waiters.filter((w) => w !== waiter)
     })
   })
 
   private wake(): void {
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.()
+    if (this.waiters.length === 0) return
+    const waiters = this.waiters
+    this.waiters = []
+    for (const waiter of waiters) waiter()
   }
 }
 
@@ -112,7 +114,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
   private cachedHeaders: Headers.Headers | undefined = undefined
-  private cachedBytes: Effect.Effect<Uint8Array, HttpClientError.ResponseError> | undefined = undefined
+  private parts: Array<Uint8Array> = []
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
@@ -142,18 +144,15 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   }
 
   /** The whole body, read once (every reader after the first gets the same bytes). */
+  /** The whole body, read once: readers, concurrent or later, share the bytes taken so far. */
   private get bytes(): Effect.Effect<Uint8Array, HttpClientError.ResponseError> {
-    if (this.cachedBytes !== undefined) return this.cachedBytes
-    const parts: Array<Uint8Array> = []
-    const read: Effect.Effect<Uint8Array, HttpClientError.ResponseError> = Effect.suspend(() => {
-      for (const chunk of this.body.take()) parts.push(chunk)
-      if (!this.body.ended) return Effect.zipRight(this.body.changed, read)
+    return Effect.suspend(() => {
+      for (const chunk of this.body.take()) this.parts.push(chunk)
+      if (!this.body.ended) return Effect.zipRight(this.body.changed, this.bytes)
       if (this.body.failure !== undefined) return Effect.fail(this.decodeError(this.body.failure))
-      const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-      this.cachedBytes = Effect.succeed(all)
-      return this.cachedBytes
+      if (this.parts.length !== 1) this.parts = [Buffer.concat(this.parts)]
+      return Effect.succeed(this.parts[0]!)
     })
-    return read
   }
 
   get text(): Effect.Effect<string, HttpClientError.ResponseError> {
