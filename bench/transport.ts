@@ -69,7 +69,8 @@ if (process.argv[2] === "--upstream") {
     for (const [name, client] of clients) {
       for (const traced of [true, false]) {
         const micros = await round(client, traced)
-        if (r > 0) figures.set(`${name}, ${traced ? "traced" : "untraced"}`, [...(figures.get(`${name}, ${traced ? "traced" : "untraced"}`) ?? []), micros])
+        const row = `${name}, ${traced ? "traced" : "untraced"}`
+        if (r > 0) figures.set(row, [...(figures.get(row) ?? []), micros])
       }
     }
   }

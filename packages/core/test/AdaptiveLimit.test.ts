@@ -296,13 +296,19 @@ const closedLoop = (
     return Effect.succeed({ calls, refused, stalls: Math.floor(until / stallEvery), peakInFlight })
   })
 
+/** A limit on its default options, its changes recorded. */
+const onDefaults = Effect.gen(function*() {
+  const changes: Array<AdaptiveLimit.Change> = []
+  const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
+    Effect.provide(StateStore.layerMemory)
+  )
+  return { changes, limit }
+})
+
 describe("AdaptiveLimit over a fast provider (rule 29)", () => {
   it.effect("stalls of the process shorter than the latency floor are neither a hang nor a slow window: 10 callers of a 0.5 ms provider, a 5-10 ms stall every second, keep the limit above the 10 they use and nothing is refused", () =>
     Effect.gen(function*() {
-      const changes: Array<AdaptiveLimit.Change> = []
-      const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
-        Effect.provide(StateStore.layerMemory)
-      )
+      const { changes, limit } = yield* onDefaults
       const run = yield* closedLoop(limit, {
         callers: 10,
         seconds: SECONDS,
@@ -320,10 +326,7 @@ describe("AdaptiveLimit over a fast provider (rule 29)", () => {
 
   it.effect("a window slower than slowFactor × the usual but under the latency floor is not slow: a 0.5 ms provider turning 2 ms keeps its limit", () =>
     Effect.gen(function*() {
-      const changes: Array<AdaptiveLimit.Change> = []
-      const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
-        Effect.provide(StateStore.layerMemory)
-      )
+      const { changes, limit } = yield* onDefaults
       // About 5 s at 0.5 ms (the usual learned from tens of thousands of calls), then 4× slower for the rest.
       const run = yield* closedLoop(limit, {
         callers: 10,
