@@ -141,8 +141,10 @@ interface Target {
 
 /**
  * A young generation of 32 MB (Node's default is 16): the gateway allocates
- * fast, and with the default its CPU per request was 9 % higher for whole
- * answers and 17 % for streams (interleaved runs, c = 10).
+ * fast, and with the default its CPU per request was 9-12 % higher for
+ * whole answers and 14-17 % for streams (interleaved runs, c = 10:
+ * `npx tsx bench/gatewayInterleaved.ts --mode stream --variant "default="
+ * --variant "32 MB=--max-semi-space-size=32"`).
  */
 const gatewayHeapFlag = "--max-semi-space-size=32"
 
