@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as Option from "effect/Option"
+import * as RequestScope from "./internal/requestScope.js"
 
 /**
  * The current deadline, if any, in epoch milliseconds.
@@ -27,29 +28,25 @@ export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = globalV
 )
 
 /**
- * The longest wait, in milliseconds, worth making inside
- * `self` before giving up and letting the caller go elsewhere (docs/semantics.md
- * rule 25): a fallback chain sets it on every step that has a later step to
- * fall back to. A Retry-After or a wait for a key longer than this ends the
- * step at once with its error. `Infinity`: no such limit.
- *
- * @since 0.1.0
- * @category fiber refs
- */
-export const currentMaxWait: FiberRef.FiberRef<number> = globalValue(
-  Symbol.for("@resilient-ai/core/Deadline/currentMaxWait"),
-  () => FiberRef.unsafeMake<number>(Number.POSITIVE_INFINITY)
-)
-
-/**
- * Runs `self` giving up on any wait longer than `millis` (rule 25), or the
- * enclosing limit if that one is shorter.
+ * Runs `self` giving up on any wait longer than `millis` (docs/semantics.md
+ * rule 25), or the enclosing limit if that one is shorter: a fallback chain
+ * sets it on every step that has a later step to fall back to. A
+ * Retry-After or a wait for a key longer than this ends the step at once
+ * with its error, so the caller can go elsewhere.
  *
  * @since 0.1.0
  * @category combinators
  */
 export const maxWait = (millis: number) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.locallyWith(self, currentMaxWait, (current) => Math.min(current, millis))
+  Effect.withFiberRuntime((fiber) =>
+    RequestScope.within(fiber, (scope) => {
+      const before = scope.maxWait
+      scope.maxWait = Math.min(before, millis)
+      return () => {
+        scope.maxWait = before
+      }
+    }, self)
+  )
 
 /**
  * Runs `self` with the deadline at `at` (epoch ms), or the

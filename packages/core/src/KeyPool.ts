@@ -52,6 +52,7 @@ import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./inter
 import { exitOf } from "./internal/done.js"
 import { published as publishedStep } from "./internal/published.js"
 import * as machine from "./internal/keyPoolState.js"
+import * as RequestScope from "./internal/requestScope.js"
 import { millisOf } from "./internal/retryAfter.js"
 import * as StateStore from "./StateStore.js"
 
@@ -522,7 +523,7 @@ const makeWith = (
       }
       const availableAt = pick.availableAt
       // Rule 25: with a later step of a fallback chain to go to, no wait for a key above its limit.
-      const limit = waitLimit ?? now + Math.min(waitForKey, context.fiber.getFiberRef(Deadline.currentMaxWait))
+      const limit = waitLimit ?? now + Math.min(waitForKey, RequestScope.maxWaitOf(context.fiber))
       const deadline = context.fiber.getFiberRef(Deadline.currentDeadline)
       // A key back at or after the deadline is no use to this request: fail at once.
       if (availableAt === undefined || availableAt > limit || (Option.isSome(deadline) && availableAt >= deadline.value)) {

@@ -131,14 +131,17 @@ export interface Attempt {
  * @category models
  */
 export interface CallOptions<A> {
+  // The functions are methods, not function-valued properties: methods are bivariant in their
+  // parameter, so a call's `CallOptions<A>` is stored as the `CallOptions<unknown>` of its run
+  // without wrapping each function per call. Each is only ever given the value of that call: an `A`.
   readonly tokens?: number
-  readonly usage?: (a: A) => number | undefined
+  usage?(a: A): number | undefined
   /** Estimated cost of one attempt, drawn from the request's `RequestBudget`. */
   readonly estimatedCostUsd?: number
   /** The size of an answer (its output tokens), so an adaptive limit does not read a long answer as a slow provider. */
-  readonly work?: (a: A) => number | undefined
+  work?(a: A): number | undefined
   /** The real cost of an answered attempt, to correct the estimate. */
-  readonly costUsd?: (a: A) => number | undefined
+  costUsd?(a: A): number | undefined
   /** A session or prompt-prefix hash: pins the call to one healthy key (the provider's prompt cache). */
   readonly affinity?: string
   /**
@@ -146,7 +149,7 @@ export interface CallOptions<A> {
    * top of the retry's own `retryOnResult`; when retries run out the last
    * value is returned.
    */
-  readonly retryOnResult?: (a: A) => boolean
+  retryOnResult?(a: A): boolean
   /**
    * The call applies the attempt's time limit itself, with
    * {@link Attempt.timeLimit}, to the part of its work the limit is for: a
@@ -419,7 +422,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     ): Effect.Effect<Detailed<A>, E | PolicyError, R> {
       const made = callOf(call)
       return Effect.suspend(() => {
-        const run = newRun(erased(callOptions))
+        const run = newRun(callOptions ?? noCallOptions)
         return Effect.map(runFrom(plan, context, 0, run, made), (value): Detailed<A> => ({
           value,
           deployment: name,
@@ -443,7 +446,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       callOptions?: CallOptions<A>
     ): Effect.Effect<A, E | PolicyError, R> {
       const made = callOf(call)
-      return Effect.suspend(() => runFrom(plan, context, 0, newRun(erased(callOptions)), made))
+      return Effect.suspend(() => runFrom(plan, context, 0, newRun(callOptions ?? noCallOptions), made))
     }
 
     return {
@@ -783,19 +786,6 @@ const planOf = (stages: ReadonlyArray<Step | GateOf | undefined>): ReadonlyArray
 }
 
 /** A call's options with their value type forgotten: the plan is shared by calls of every type. */
-const erased = <A>(callOptions: CallOptions<A> | undefined): CallOptions<unknown> => {
-  if (callOptions === undefined) return noCallOptions
-  const { costUsd, retryOnResult, usage, work, ...rest } = callOptions
-  // Each function is only ever given the value of the call these options came with: an `A`.
-  return {
-    ...rest,
-    ...(usage === undefined ? {} : { usage: (value: unknown) => usage(value as A) }),
-    ...(work === undefined ? {} : { work: (value: unknown) => work(value as A) }),
-    ...(costUsd === undefined ? {} : { costUsd: (value: unknown) => costUsd(value as A) }),
-    ...(retryOnResult === undefined ? {} : { retryOnResult: (value: unknown) => retryOnResult(value as A) })
-  }
-}
-
 const limiterRequestOf = (callOptions: CallOptions<unknown>): RateLimiter.Request =>
   callOptions.tokens === undefined && callOptions.usage === undefined
     ? noLimiterRequest

@@ -26,6 +26,7 @@ import type { BudgetExhaustedError } from "./Errors.js"
 import * as Deadline from "./Deadline.js"
 import { clockOf } from "./internal/fiberClock.js"
 import { spendOn } from "./internal/ledger.js"
+import * as RequestScope from "./internal/requestScope.js"
 
 /**
  * @since 0.1.0
@@ -100,18 +101,6 @@ export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = globalValue(
 )
 
 /**
- * Sets the ledger and the deadline in one op, as two `FiberRef.set`s would
- * (the same stacks: each is the fiber's own write), without the second op
- * and the `zipRight` between them.
- */
-const setBoth = (ledger: Ledger | undefined, deadline: Option.Option<number>): Effect.Effect<void> =>
-  Effect.updateFiberRefs((fiberId, refs) =>
-    FiberRefs.updateManyAs(refs, {
-      entries: [[currentLedger, [[fiberId, ledger]]], [Deadline.currentDeadline, [[fiberId, deadline]]]]
-    })
-  )
-
-/**
  * Runs `self` as one logical request with `limits`. A request already
  * tracked keeps its ledger: nested calls draw from the outer budget.
  *
@@ -137,20 +126,44 @@ export const track = (limits: Limits = {}) => {
           errors: []
         }
         const deadlineAt = ledger.deadlineAt
-        const previousDeadline = deadlineAt === undefined ? undefined : fiber.getFiberRef(Deadline.currentDeadline)
-        const run = (reset: Effect.Effect<void>) =>
+        const previousDeadline = fiber.getFiberRef(Deadline.currentDeadline)
+        const deadline = deadlineAt === undefined
+          ? previousDeadline
+          : Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
+        // The request's scope comes with its ledger, in the same write, unless the fiber has one already.
+        const scope = fiber.getFiberRef(RequestScope.currentScope)
+        const set = setAll(ledger, deadline, scope ?? RequestScope.fresh())
+        const reset = setAll(undefined, previousDeadline, scope)
+        return Effect.zipRight(
+          set,
           Effect.matchCauseEffect(restore(self), {
             onFailure: (cause) => Effect.zipRight(reset, Effect.failCause(cause)),
             onSuccess: (a) => Effect.as(reset, a)
           })
-        if (deadlineAt === undefined || previousDeadline === undefined) {
-          return Effect.zipRight(FiberRef.set(currentLedger, ledger), run(FiberRef.set(currentLedger, existing)))
-        }
-        const deadline = Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
-        return Effect.zipRight(setBoth(ledger, deadline), run(setBoth(existing, previousDeadline)))
+        )
       })
     )
 }
+
+/**
+ * Sets the ledger, the deadline and the request's scope in one op (one copy
+ * of the fiber's refs), as three `FiberRef.set`s would: each is the fiber's
+ * own write.
+ */
+const setAll = (
+  ledger: Ledger | undefined,
+  deadline: Option.Option<number>,
+  scope: RequestScope.RequestScope | undefined
+): Effect.Effect<void> =>
+  Effect.updateFiberRefs((fiberId, refs) =>
+    FiberRefs.updateManyAs(refs, {
+      entries: [
+        [currentLedger, [[fiberId, ledger]]],
+        [Deadline.currentDeadline, [[fiberId, deadline]]],
+        [RequestScope.currentScope, [[fiberId, scope]]]
+      ]
+    })
+  )
 
 /**
  * Spends one attempt and its estimated cost, or fails with

@@ -18,25 +18,11 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
-import { globalValue } from "effect/GlobalValue"
 import type { BudgetExhaustedError } from "../Errors.js"
 import * as RequestBudget from "../RequestBudget.js"
 import { clockOf } from "./fiberClock.js"
 import { refundAttempt, spendOn } from "./ledger.js"
-
-/** One charged run, as its nested runs see it. */
-interface Charge {
-  /** A nested run took this charge over: it was paid for by that run. */
-  takenOver: boolean
-  /** A policy inside may refuse without running: give the charge back unless a nested run took it over. */
-  delegated: boolean
-}
-
-const currentCharge: FiberRef.FiberRef<Charge | undefined> = globalValue(
-  Symbol.for("@resilient-ai/core/internal/attemptCharge/currentCharge"),
-  () => FiberRef.unsafeMake<Charge | undefined>(undefined)
-)
+import * as RequestScope from "./requestScope.js"
 
 /**
  * `effect` as one attempt of the request on `deployment`: charged to the
@@ -50,23 +36,25 @@ export const charged = <A, E, R>(
 ): Effect.Effect<A, E | BudgetExhaustedError, R> => {
   const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
   if (ledger === undefined) return effect
-  const outer = fiber.getFiberRef(currentCharge)
+  const outer = fiber.getFiberRef(RequestScope.currentScope)?.charge
   const takesOver = outer !== undefined && !outer.takenOver
   const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: !takesOver })
   if (refused !== undefined) return Effect.fail(refused)
   if (takesOver) outer.takenOver = true
-  const own: Charge = { takenOver: false, delegated: false }
-  return Effect.ensuring(
-    Effect.locally(effect, currentCharge, own),
-    Effect.sync(() => {
+  const own: RequestScope.Charge = { takenOver: false, delegated: false }
+  return RequestScope.within(fiber, (scope) => {
+    const before = scope.charge
+    scope.charge = own
+    return () => {
+      scope.charge = before
       // A policy inside refused before running anything: this run reached no provider.
       if (own.delegated && !own.takenOver) refundAttempt(ledger)
-    })
-  )
+    }
+  }, effect)
 }
 
 /** A policy that may refuse before running the effect is about to decide, inside the current charged run. */
 export const delegated = (fiber: Fiber.RuntimeFiber<unknown, unknown>): void => {
-  const outer = fiber.getFiberRef(currentCharge)
+  const outer = fiber.getFiberRef(RequestScope.currentScope)?.charge
   if (outer !== undefined && !outer.takenOver) outer.delegated = true
 }

@@ -18,6 +18,7 @@ import * as Errors from "../Errors.js"
 import type * as Retry from "../Retry.js"
 import type * as RetryBudget from "../RetryBudget.js"
 import { LimitMillis, Millis, NonNegativeInt } from "./config.js"
+import * as RequestScope from "./requestScope.js"
 
 // ---------------------------------------------------------------------------
 // options
@@ -268,7 +269,7 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
       const withRetryAfter = (retryAfter: number | undefined): Step => {
         // An infinite Retry-After asks for no retry at all, even with maxRetryAfter off. Rule 25: with a later
         // step of a fallback chain to go to, a wait above its limit ends this step instead.
-        const limit = Math.min(policy.maxRetryAfter, fiber.getFiberRef(Deadline.currentMaxWait))
+        const limit = Math.min(policy.maxRetryAfter, RequestScope.maxWaitOf(fiber))
         if (retryAfter !== undefined && (retryAfter > limit || !Number.isFinite(retryAfter))) {
           return giveUp(fiber, state, {
             _tag: "GiveUp",
