@@ -10,12 +10,17 @@
  *
  * A variant is `name=node flags` (the gateway of `bench/gateway.ts`, with
  * the full policy stack, started with those flags instead of the ones
- * `npm run gateway` uses). `--mode json|stream` (default json), `--rounds N`
+ * `npm run gateway` uses). Among the flags, `--checkout=DIR` runs the
+ * gateway of another checkout of the repo (built, with its own
+ * `node_modules`), to compare two versions of the code:
+ *
+ *   npx tsx bench/gatewayInterleaved.ts --variant "before=--checkout=/tmp/before" --variant 'after=' `--mode json|stream` (default json), `--rounds N`
  * (default 6, the first 2 warm up and are not counted), c = 10, a 1 s ramp
  * and a 2.5 s window per turn. Only 200 answers count.
  */
 import { fork, type ChildProcess } from "node:child_process"
 import * as Http from "node:http"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 type Message = { readonly port: number } | { readonly cpuMicros: number }
@@ -32,9 +37,14 @@ const mode = argsOf("--mode")[0] ?? "json"
 const rounds = Number(argsOf("--rounds")[0] ?? 6)
 const concurrency = 10
 
-const start = (role: string, upstreamPort: number, flags: ReadonlyArray<string>): Promise<{ process: ChildProcess; port: number }> =>
+const start = (
+  role: string,
+  upstreamPort: number,
+  flags: ReadonlyArray<string>,
+  script = bench
+): Promise<{ process: ChildProcess; port: number }> =>
   new Promise((resolve) => {
-    const child = fork(bench, ["--role", role, "--upstream-port", String(upstreamPort)], { execArgv: ["--import", "tsx", "--conditions=source", ...flags] })
+    const child = fork(script, ["--role", role, "--upstream-port", String(upstreamPort)], { execArgv: ["--import", "tsx", "--conditions=source", ...flags] })
     child.once("message", (m: Message) => resolve({ process: child, port: "port" in m ? m.port : 0 }))
   })
 
@@ -84,8 +94,10 @@ const upstream = await start("upstream", 0, [])
 const targets: Array<Target> = []
 for (const variant of argsOf("--variant")) {
   const at = variant.indexOf("=")
-  const flags = variant.slice(at + 1).split(" ").filter((f) => f !== "")
-  const started = await start("gateway", upstream.port, flags)
+  const words = variant.slice(at + 1).split(" ").filter((f) => f !== "")
+  const checkout = words.find((w) => w.startsWith("--checkout="))?.slice("--checkout=".length)
+  const flags = words.filter((w) => !w.startsWith("--checkout="))
+  const started = await start("gateway", upstream.port, flags, checkout === undefined ? bench : join(checkout, "bench", "gateway.ts"))
   targets.push({ name: variant.slice(0, at), ...started, windows: [] })
 }
 for (let round = 0; round < rounds; round++) {

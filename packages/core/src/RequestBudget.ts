@@ -130,9 +130,9 @@ export const track = (limits: Limits = {}) => {
         const deadline = deadlineAt === undefined
           ? previousDeadline
           : Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
-        // The request's scope comes with its ledger, in the same write, unless the fiber has one already.
+        // The request's scope comes with its ledger, in the same write, unless the fiber owns one already.
         const scope = fiber.getFiberRef(RequestScope.currentScope)
-        const set = setAll(ledger, deadline, scope ?? RequestScope.fresh())
+        const set = setAll(ledger, deadline, RequestScope.ownScope(fiber, scope))
         const reset = setAll(undefined, previousDeadline, scope)
         return Effect.zipRight(
           set,

@@ -56,27 +56,23 @@ describe("Deadline.maxWait (rule 25)", () => {
       }))
     ))
 
-  it.effect("a limit set in a forked fiber is that fiber's own: its parent, running at the same time, keeps its own", () =>
+  it.effect("a limit set in a forked fiber is that fiber's own: its parent and its sibling, running at the same time, keep theirs", () =>
     RequestBudget.track({})(Effect.gen(function*() {
       const inChild = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
-      // The child sets its limit and holds it while the parent retries.
-      const child = yield* Effect.fork(
+      // One child sets a short limit and holds it while the parent and a second child retry.
+      const holder = yield* Effect.fork(
         Deadline.maxWait(1_000)(Effect.zipRight(Deferred.succeed(inChild, undefined), Deferred.await(release)))
       )
       yield* Deferred.await(inChild)
+      const sibling = yield* Effect.fork(Deadline.maxWait(10_000)(waitsOutRetryAfter))
+      expect(yield* Fiber.join(sibling)).toBe(true)
       expect(yield* waitsOutRetryAfter).toBe(true)
       yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(child)
-      // And a limit of the parent's, set after the fork, is not the child's.
-      const childWaits = yield* Deferred.make<boolean>()
-      const go = yield* Deferred.make<void>()
-      const second = yield* Effect.fork(Effect.flatMap(Deferred.await(go), () => Effect.flatMap(waitsOutRetryAfter, (w) => Deferred.succeed(childWaits, w))))
-      yield* Deadline.maxWait(1_000)(Effect.gen(function*() {
-        yield* Deferred.succeed(go, undefined)
-        yield* Fiber.join(second)
-      }))
-      expect(yield* Deferred.await(childWaits)).toBe(true)
-      expect(yield* Clock.currentTimeMillis).toBe(10_000)
+      yield* Fiber.join(holder)
+      // A forked fiber reads the limit of the part it was forked in.
+      expect(yield* Deadline.maxWait(1_000)(Effect.flatMap(Effect.fork(waitsOutRetryAfter), Fiber.join))).toBe(false)
+      // Each of the three retries moved the test clock by 5 s.
+      expect(yield* Clock.currentTimeMillis).toBe(15_000)
     })))
 })

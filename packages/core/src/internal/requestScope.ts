@@ -1,9 +1,9 @@
 /**
  * What a fiber's running request changes while parts of it run: the charge
  * of the attempt in progress (`attemptCharge.ts`) and the longest wait worth
- * making before a fallback (`Deadline.maxWait`, rule 25). One mutable box per
- * fiber, its fields set around a part and put back when the part ends,
- * whatever the exit, as `Effect.locally` would.
+ * making before a fallback (`Deadline.maxWait`, rule 25). One mutable box,
+ * its fields set around a part and put back when the part ends, whatever
+ * the exit, as `Effect.locally` would.
  *
  * Why not a `FiberRef` per field with `Effect.locally`: every `FiberRef`
  * write copies the fiber's whole map of refs (effect 3.22.4,
@@ -13,11 +13,21 @@
  * request made four of them (a charge per attempt, a wait limit per step
  * with a later step).
  *
- * The box is installed once, with the request's ledger by
- * `RequestBudget.track` (in the same write), or by the first part that needs
- * it outside a tracked request. A forked fiber gets a copy (what it changes
- * is its own, as with a `FiberRef`), and a joined fiber's box never replaces
- * its parent's.
+ * Who sees what: the box belongs to the fiber that installed it (with the
+ * request's ledger, `RequestBudget.track`, in the same write). Only that
+ * fiber changes it in place. A fiber forked from it reads the same box, and
+ * the first time it changes something it installs a copy of its own (a
+ * `FiberRef` write, paid only by a forked fiber that sets a charge or a
+ * limit, such as a hedged attempt): siblings never see each other's
+ * changes, and a joined fiber's box never replaces its parent's. Why not a
+ * copy at every fork (a `FiberRef` `fork`): a ref whose value changes at
+ * fork makes effect's join of every child compare and patch it; a streamed
+ * request through the gateway then cost 3.1-3.2 ms of CPU, against 2.2-2.3
+ * ms this way (`bench/gatewayInterleaved.ts --mode stream`).
+ * What this gives up: a fiber still running when the fiber that forked it
+ * changes the box sees the change. The two fields are only changed around a
+ * part by the fiber that runs it, and a part's forks end with it (a
+ * hedge's losers are interrupted), so no reader is left to see it.
  *
  * @internal
  */
@@ -35,7 +45,9 @@ export interface Charge {
 }
 
 export interface RequestScope {
-  /** The charged run in progress on this fiber, if any. */
+  /** The fiber that installed it: the only one that changes it in place. */
+  readonly owner: Fiber.RuntimeFiber<unknown, unknown>
+  /** The charged run in progress, if any. */
   charge: Charge | undefined
   /** Milliseconds: the longest wait worth making before giving up (rule 25); `Infinity` for none. */
   maxWait: number
@@ -44,15 +56,17 @@ export interface RequestScope {
 export const currentScope: FiberRef.FiberRef<RequestScope | undefined> = globalValue(
   // One ref however many copies of this module are loaded: a second copy must see the same charge.
   Symbol.for("@resilient-ai/core/internal/requestScope/currentScope"),
-  () =>
-    FiberRef.unsafeMake<RequestScope | undefined>(undefined, {
-      fork: (scope) => (scope === undefined ? undefined : { charge: scope.charge, maxWait: scope.maxWait }),
-      join: (parent) => parent
-    })
+  () => FiberRef.unsafeMake<RequestScope | undefined>(undefined, { join: (parent) => parent })
 )
 
-/** A scope for a request that has none yet. */
-export const fresh = (): RequestScope => ({ charge: undefined, maxWait: Number.POSITIVE_INFINITY })
+/** The scope `fiber` changes in place: the one it owns, or a copy of what it inherited (or a fresh one). */
+export const ownScope = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  scope: RequestScope | undefined
+): RequestScope =>
+  scope !== undefined && scope.owner === fiber
+    ? scope
+    : { owner: fiber, charge: scope?.charge, maxWait: scope?.maxWait ?? Number.POSITIVE_INFINITY }
 
 /** The wait limit of rule 25 where `fiber` is. */
 export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
@@ -62,8 +76,7 @@ export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =
  * `self` with the fiber's scope changed by `enter` (which returns what puts
  * it back) while it runs. `enter` runs uninterruptibly, with the frame that
  * puts the scope back already decided, so no interruption comes between
- * them. A fiber without a scope gets one for `self` (a `FiberRef` write,
- * the cost this module avoids, paid only outside a tracked request).
+ * them. A fiber that does not own its scope gets one of its own for `self`.
  */
 export const within = <A, E, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -71,11 +84,8 @@ export const within = <A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
   const scope = fiber.getFiberRef(currentScope)
-  if (scope === undefined) {
-    const installed = fresh()
-    return Effect.locally(changed(installed, enter, self), currentScope, installed)
-  }
-  return changed(scope, enter, self)
+  const own = ownScope(fiber, scope)
+  return own === scope ? changed(own, enter, self) : Effect.locally(changed(own, enter, self), currentScope, own)
 }
 
 const changed = <A, E, R>(
