@@ -33,6 +33,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 
@@ -45,8 +46,12 @@ export interface Charge {
 }
 
 export interface RequestScope {
-  /** The fiber that installed it: the only one that changes it in place. */
-  readonly owner: Fiber.RuntimeFiber<unknown, unknown>
+  /**
+   * The id of the fiber that installed it, the only one that changes it in
+   * place (its id, not the fiber: a fiber forked from it, which holds the
+   * box, must not keep the whole fiber alive).
+   */
+  readonly owner: FiberId.FiberId
   /** The charged run in progress, if any. */
   charge: Charge | undefined
   /** Milliseconds: the longest wait worth making before giving up (rule 25); `Infinity` for none. */
@@ -64,9 +69,9 @@ export const ownScope = (
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   scope: RequestScope | undefined
 ): RequestScope =>
-  scope !== undefined && scope.owner === fiber
+  scope !== undefined && scope.owner === fiber.id()
     ? scope
-    : { owner: fiber, charge: scope?.charge, maxWait: scope?.maxWait ?? Number.POSITIVE_INFINITY }
+    : { owner: fiber.id(), charge: scope?.charge, maxWait: scope?.maxWait ?? Number.POSITIVE_INFINITY }
 
 /** The wait limit of rule 25 where `fiber` is. */
 export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
