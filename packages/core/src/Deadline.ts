@@ -10,22 +10,9 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
-import { globalValue } from "effect/GlobalValue"
 import * as Option from "effect/Option"
+import { clockOf } from "./internal/fiberClock.js"
 import * as RequestScope from "./internal/requestScope.js"
-
-/**
- * The current deadline, if any, in epoch milliseconds.
- *
- * @since 0.1.0
- * @category fiber refs
- */
-export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = globalValue(
-  // One ref however many copies of this module are loaded: a second copy must see the same deadline.
-  Symbol.for("@resilient-ai/core/Deadline/currentDeadline"),
-  () => FiberRef.unsafeMake<Option.Option<number>>(Option.none())
-)
 
 /**
  * Runs `self` giving up on any wait longer than `millis` (docs/semantics.md
@@ -56,8 +43,15 @@ export const maxWait = (millis: number) => <A, E, R>(self: Effect.Effect<A, E, R
  * @category combinators
  */
 export const at = (at: number) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.locallyWith(self, currentDeadline, (current) =>
-    Option.some(Option.match(current, { onNone: () => at, onSome: (c) => Math.min(c, at) })))
+  Effect.withFiberRuntime((fiber) =>
+    RequestScope.within(fiber, (scope) => {
+      const before = scope.deadline
+      scope.deadline = before === undefined ? at : Math.min(before, at)
+      return () => {
+        scope.deadline = before
+      }
+    }, self)
+  )
 
 /**
  * Runs `self` with a deadline `millis` from now (or the enclosing one if earlier).
@@ -74,10 +68,9 @@ export const within = (millis: number) => <A, E, R>(self: Effect.Effect<A, E, R>
  * @since 0.1.0
  * @category getters
  */
-export const remaining: Effect.Effect<Option.Option<number>> = Effect.flatMap(
-  FiberRef.get(currentDeadline),
-  (deadline) =>
-    Option.isNone(deadline)
-      ? Effect.succeedNone
-      : Effect.map(Clock.currentTimeMillis, (now) => Option.some(Math.max(0, deadline.value - now)))
-)
+export const remaining: Effect.Effect<Option.Option<number>> = Effect.withFiberRuntime((fiber) => {
+  const deadline = RequestScope.deadlineOf(fiber)
+  return Effect.succeed(
+    deadline === undefined ? Option.none() : Option.some(Math.max(0, deadline - clockOf(fiber).unsafeCurrentTimeMillis()))
+  )
+})

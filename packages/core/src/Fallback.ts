@@ -35,6 +35,7 @@ import type { FallbackableError } from "./Errors.js"
 import { isFallbackable, tagOf } from "./Errors.js"
 import * as RequestBudget from "./RequestBudget.js"
 import { clockOf } from "./internal/fiberClock.js"
+import * as RequestScope from "./internal/requestScope.js"
 
 /**
  * Who answered.
@@ -443,7 +444,7 @@ export const run = <A, E, R>(
     const collected = taken ?? []
     // The continuation runs on this same fiber: its refs and clock are read in place, without an op.
     return tracked(Effect.flatMap(self.attempt(collected), (answer) => {
-      const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
+      const ledger = RequestScope.ledgerOf(fiber)
       const end = clockOf(fiber).unsafeCurrentTimeMillis()
       return Effect.succeed<Answer<A>>({
         value: answer.value,

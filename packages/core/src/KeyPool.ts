@@ -46,7 +46,6 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Deadline from "./Deadline.js"
 import { breakerVerdict, InvalidConfigError, NoKeyAvailableError, tagOf } from "./Errors.js"
 import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
@@ -524,9 +523,9 @@ const makeWith = (
       const availableAt = pick.availableAt
       // Rule 25: with a later step of a fallback chain to go to, no wait for a key above its limit.
       const limit = waitLimit ?? now + Math.min(waitForKey, RequestScope.maxWaitOf(context.fiber))
-      const deadline = context.fiber.getFiberRef(Deadline.currentDeadline)
+      const deadline = RequestScope.deadlineOf(context.fiber)
       // A key back at or after the deadline is no use to this request: fail at once.
-      if (availableAt === undefined || availableAt > limit || (Option.isSome(deadline) && availableAt >= deadline.value)) {
+      if (availableAt === undefined || availableAt > limit || (deadline !== undefined && availableAt >= deadline)) {
         return Exit.fail(noKey(availableAt))
       }
       return Effect.zipRight(

@@ -43,6 +43,7 @@ import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutErro
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
+import * as RequestScope from "./internal/requestScope.js"
 import * as internalTimeout from "./internal/timeout.js"
 import type * as KeyPool from "./KeyPool.js"
 import * as RateLimiter from "./RateLimiter.js"
@@ -650,10 +651,8 @@ const attemptOnce = <A, E, R>(
     }
   }
   // Nothing to charge, note or report: just the call under its timeout.
-  if (
-    events === undefined && fiber.getFiberRef(RequestBudget.currentLedger) === undefined &&
-    Option.isNone(fiber.getFiberRef(Deadline.currentDeadline))
-  ) {
+  const scope = fiber.getFiberRef(RequestScope.currentScope)
+  if (events === undefined && (scope === undefined || (scope.ledger === undefined && scope.deadline === undefined))) {
     return made()
   }
   return Effect.suspend(() => {
@@ -701,9 +700,9 @@ const limitOf = (
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   now: number
 ): Admission.Timeout<TimeoutError> | undefined => {
-  const deadline = fiber.getFiberRef(Deadline.currentDeadline)
-  if (Option.isNone(deadline)) return context.attemptLimit
-  const left = Math.max(0, deadline.value - now)
+  const deadline = RequestScope.deadlineOf(fiber)
+  if (deadline === undefined) return context.attemptLimit
+  const left = Math.max(0, deadline - now)
   if (context.attemptMillis !== undefined && context.attemptMillis <= left) return context.attemptLimit
   return { millis: left, onTimeout: () => totalTimeoutError(context, left) }
 }

@@ -45,7 +45,6 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
-import * as Deadline from "./Deadline.js"
 import { InvalidConfigError, RateLimitError } from "./Errors.js"
 import { decodeOptions, LimitMillis, PositiveInt, PositiveMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
@@ -53,6 +52,7 @@ import { millisOf } from "./internal/retryAfter.js"
 import * as TokenBucket from "./internal/tokenBucket.js"
 import * as StateStore from "./StateStore.js"
 import { clockOf } from "./internal/fiberClock.js"
+import * as RequestScope from "./internal/requestScope.js"
 
 /**
  * One bucket: `capacity` tokens at most, `refillAmount` more (default:
@@ -404,8 +404,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         const over = TokenBucket.oversized(config, costs)
         if (over >= 0) return Exit.fail(oversizedError(over, costs[over] ?? 0))
         const maxWait = request.maxWait === undefined ? defaultMaxWait : Duration.toMillis(request.maxWait)
-        const d = fiber.getFiberRef(Deadline.currentDeadline)
-        const deadline = Option.isSome(d) ? d.value : Infinity
+        const deadline = RequestScope.deadlineOf(fiber) ?? Infinity
         const decided = (decision: TokenBucket.Decision): Effect.Effect<Granted, RateLimitError> => {
           if (decision._tag === "Rejected") return Exit.fail(rejected(decision.retryAfter, decision.bucket))
           const granted = new Granted(tokens, decision.wait, request.usage)

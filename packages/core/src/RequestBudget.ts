@@ -18,12 +18,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
-import { globalValue } from "effect/GlobalValue"
-import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import type { BudgetExhaustedError } from "./Errors.js"
-import * as Deadline from "./Deadline.js"
 import { clockOf } from "./internal/fiberClock.js"
 import { spendOn } from "./internal/ledger.js"
 import * as RequestScope from "./internal/requestScope.js"
@@ -87,20 +83,6 @@ export interface Ledger {
 }
 
 /**
- * The ledger of the current request, if one is tracked. Not an `Option`:
- * a fiber ref compares old and new values with `Equal`, and an `Option` of
- * a plain object hashes it (a random hash per object, per request).
- *
- * @since 0.1.0
- * @category fiber refs
- */
-export const currentLedger: FiberRef.FiberRef<Ledger | undefined> = globalValue(
-  // One ref however many copies of this module are loaded: a second copy must spend from the same ledger.
-  Symbol.for("@resilient-ai/core/RequestBudget/currentLedger"),
-  () => FiberRef.unsafeMake<Ledger | undefined>(undefined)
-)
-
-/**
  * Runs `self` as one logical request with `limits`. A request already
  * tracked keeps its ledger: nested calls draw from the outer budget.
  *
@@ -111,59 +93,23 @@ export const track = (limits: Limits = {}) => {
   // Decoded once per `track(limits)`, not per run.
   const deadlineMillis = limits.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(limits.deadline))
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    // What `Effect.locally(currentLedger)` around `Deadline.at` does (set, run, put back whatever
-    // the exit, uninterruptibly around the run), without their acquire-use-release ops.
-    Effect.uninterruptibleMask((restore) =>
-      Effect.withFiberRuntime<A, E, R>((fiber) => {
-        const existing = fiber.getFiberRef(currentLedger)
-        if (existing !== undefined) return restore(self)
-        const now = clockOf(fiber).unsafeCurrentTimeMillis()
-        const ledger: Ledger = {
-          limits,
-          deadlineAt: deadlineMillis === undefined ? undefined : now + deadlineMillis,
-          attempts: 0,
-          costUsd: 0,
-          errors: []
+    Effect.withFiberRuntime<A, E, R>((fiber) => {
+      if (RequestScope.ledgerOf(fiber) !== undefined) return self
+      const deadlineAt = deadlineMillis === undefined ? undefined : clockOf(fiber).unsafeCurrentTimeMillis() + deadlineMillis
+      const ledger: Ledger = { limits, deadlineAt, attempts: 0, costUsd: 0, errors: [] }
+      // The ledger and the deadline in the request's scope, put back whatever the exit (`Effect.locally`
+      // of both, without a fiber ref write of its own once the fiber has a scope).
+      return RequestScope.within(fiber, (scope) => {
+        const before = { ledger: scope.ledger, deadline: scope.deadline }
+        scope.ledger = ledger
+        if (deadlineAt !== undefined) scope.deadline = before.deadline === undefined ? deadlineAt : Math.min(before.deadline, deadlineAt)
+        return () => {
+          scope.ledger = before.ledger
+          scope.deadline = before.deadline
         }
-        const deadlineAt = ledger.deadlineAt
-        const previousDeadline = fiber.getFiberRef(Deadline.currentDeadline)
-        const deadline = deadlineAt === undefined
-          ? previousDeadline
-          : Option.some(Option.isNone(previousDeadline) ? deadlineAt : Math.min(previousDeadline.value, deadlineAt))
-        // The request's scope comes with its ledger, in the same write, unless the fiber owns one already.
-        const scope = fiber.getFiberRef(RequestScope.currentScope)
-        const set = setAll(ledger, deadline, RequestScope.ownScope(fiber, scope))
-        const reset = setAll(undefined, previousDeadline, scope)
-        return Effect.zipRight(
-          set,
-          Effect.matchCauseEffect(restore(self), {
-            onFailure: (cause) => Effect.zipRight(reset, Effect.failCause(cause)),
-            onSuccess: (a) => Effect.as(reset, a)
-          })
-        )
-      })
-    )
-}
-
-/**
- * Sets the ledger, the deadline and the request's scope in one op (one copy
- * of the fiber's refs), as three `FiberRef.set`s would: each is the fiber's
- * own write.
- */
-const setAll = (
-  ledger: Ledger | undefined,
-  deadline: Option.Option<number>,
-  scope: RequestScope.RequestScope | undefined
-): Effect.Effect<void> =>
-  Effect.updateFiberRefs((fiberId, refs) =>
-    FiberRefs.updateManyAs(refs, {
-      entries: [
-        [currentLedger, [[fiberId, ledger]]],
-        [Deadline.currentDeadline, [[fiberId, deadline]]],
-        [RequestScope.currentScope, [[fiberId, scope]]]
-      ]
+      }, self)
     })
-  )
+}
 
 /**
  * Spends one attempt and its estimated cost, or fails with
@@ -177,7 +123,7 @@ export const spendAttempt = (
   charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined }
 ): Effect.Effect<void, BudgetExhaustedError> =>
   Effect.withFiberRuntime((fiber) => {
-    const ledger = fiber.getFiberRef(currentLedger)
+    const ledger = RequestScope.ledgerOf(fiber)
     if (ledger === undefined) return Effect.void
     const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: true })
     return refused === undefined ? Effect.void : Effect.fail(refused)
@@ -192,7 +138,7 @@ export const spendAttempt = (
  */
 export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
-    const ledger = fiber.getFiberRef(currentLedger)
+    const ledger = RequestScope.ledgerOf(fiber)
     if (ledger !== undefined && Number.isFinite(actualUsd) && actualUsd >= 0) {
       ledger.costUsd += actualUsd - estimatedUsd
     }
@@ -207,7 +153,7 @@ export const settleCost = (estimatedUsd: number, actualUsd: number): Effect.Effe
  */
 export const noteError = (error: MetError): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
-    const ledger = fiber.getFiberRef(currentLedger)
+    const ledger = RequestScope.ledgerOf(fiber)
     if (ledger !== undefined) ledger.errors.push(error)
     return Effect.void
   })
@@ -218,7 +164,9 @@ export const noteError = (error: MetError): Effect.Effect<void> =>
  * @since 0.1.0
  * @category getters
  */
-export const spent: Effect.Effect<Option.Option<Spent>> = Effect.map(
-  FiberRef.get(currentLedger),
-  (l) => (l === undefined ? Option.none() : Option.some({ attempts: l.attempts, costUsd: l.costUsd, errors: [...l.errors] }))
-)
+export const spent: Effect.Effect<Option.Option<Spent>> = Effect.withFiberRuntime((fiber) => {
+  const l = RequestScope.ledgerOf(fiber)
+  return Effect.succeed(
+    l === undefined ? Option.none() : Option.some({ attempts: l.attempts, costUsd: l.costUsd, errors: [...l.errors] })
+  )
+})

@@ -14,7 +14,7 @@
  *   by `_tag` and fields, never by class, so an error made by a second copy of
  *   this package is treated the same.
  * - Any sleep (backoff or Retry-After) that would end at or after the
- *   request's deadline (`Deadline.currentDeadline`) gives up at once.
+ *   request's deadline (`Deadline.at`, `Timeout.total`) gives up at once.
  * - Only tags that {@link Errors.isRetryable} marks are retried; `retryOn` can
  *   only narrow that set. `CircuitOpenError` is never retried.
  * - With a {@link RetryBudget.Service}, the first attempt is recorded and every

@@ -19,7 +19,6 @@
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type { BudgetExhaustedError } from "../Errors.js"
-import * as RequestBudget from "../RequestBudget.js"
 import { clockOf } from "./fiberClock.js"
 import { refundAttempt, spendOn } from "./ledger.js"
 import * as RequestScope from "./requestScope.js"
@@ -34,7 +33,7 @@ export const charged = <A, E, R>(
   charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined },
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | BudgetExhaustedError, R> => {
-  const ledger = fiber.getFiberRef(RequestBudget.currentLedger)
+  const ledger = RequestScope.ledgerOf(fiber)
   if (ledger === undefined) return effect
   const outer = fiber.getFiberRef(RequestScope.currentScope)?.charge
   const takesOver = outer !== undefined && !outer.takenOver

@@ -1,6 +1,7 @@
 /**
- * What a fiber's running request changes while parts of it run: the charge
- * of the attempt in progress (`attemptCharge.ts`) and the longest wait worth
+ * What a fiber's running request changes while parts of it run: its ledger
+ * (`RequestBudget.track`), its deadline (`Deadline.at`), the charge of the
+ * attempt in progress (`attemptCharge.ts`) and the longest wait worth
  * making before a fallback (`Deadline.maxWait`, rule 25). One mutable box,
  * its fields set around a part and put back when the part ends, whatever
  * the exit, as `Effect.locally` would.
@@ -10,11 +11,11 @@
  * `FiberRefs.updateAs` does `new Map(locals)`), and `Effect.locally` is two
  * writes inside acquire-use-release: 3.8 µs a call (2-core VM), against 0.8
  * µs for a set and put back in one uninterruptible frame here. A chat
- * request made four of them (a charge per attempt, a wait limit per step
- * with a later step).
+ * request made six of them (its ledger and deadline, a charge per attempt,
+ * a wait limit per step with a later step).
  *
- * Who sees what: the box belongs to the fiber that installed it (with the
- * request's ledger, `RequestBudget.track`, in the same write). Only that
+ * Who sees what: the box belongs to the fiber that installed it (the first
+ * part that needed one, in a `FiberRef` write). Only that
  * fiber changes it in place. A fiber forked from it reads the same box, and
  * the first time it changes something it installs a copy of its own (a
  * `FiberRef` write, paid only by a forked fiber that sets a charge or a
@@ -36,6 +37,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
+import type { Ledger } from "../RequestBudget.js"
 
 /** One charged run, as the runs nested in it see it. */
 export interface Charge {
@@ -52,6 +54,10 @@ export interface RequestScope {
    * box, must not keep the whole fiber alive).
    */
   readonly owner: FiberId.FiberId
+  /** The ledger of the request being tracked, if any. */
+  ledger: Ledger | undefined
+  /** Epoch milliseconds: the request's deadline, if it has one. */
+  deadline: number | undefined
   /** The charged run in progress, if any. */
   charge: Charge | undefined
   /** Milliseconds: the longest wait worth making before giving up (rule 25); `Infinity` for none. */
@@ -71,7 +77,21 @@ export const ownScope = (
 ): RequestScope =>
   scope !== undefined && scope.owner === fiber.id()
     ? scope
-    : { owner: fiber.id(), charge: scope?.charge, maxWait: scope?.maxWait ?? Number.POSITIVE_INFINITY }
+    : {
+      owner: fiber.id(),
+      ledger: scope?.ledger,
+      deadline: scope?.deadline,
+      charge: scope?.charge,
+      maxWait: scope?.maxWait ?? Number.POSITIVE_INFINITY
+    }
+
+/** The ledger of the request `fiber` runs, if it is tracked. */
+export const ledgerOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Ledger | undefined =>
+  fiber.getFiberRef(currentScope)?.ledger
+
+/** The deadline (epoch ms) where `fiber` is, if there is one. */
+export const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number | undefined =>
+  fiber.getFiberRef(currentScope)?.deadline
 
 /** The wait limit of rule 25 where `fiber` is. */
 export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
@@ -81,33 +101,43 @@ export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =
  * `self` with the fiber's scope changed by `enter` (which returns what puts
  * it back) while it runs. `enter` runs uninterruptibly, with the frame that
  * puts the scope back already decided, so no interruption comes between
- * them. A fiber that does not own its scope gets one of its own for `self`.
+ * them. A fiber that does not own its scope gets one of its own for `self`,
+ * set and put back in that same frame (`FiberRef.set`, without the
+ * acquire-use-release of `Effect.locally`). `fiber` is the fiber it runs on.
  */
 export const within = <A, E, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   enter: (scope: RequestScope) => () => void,
   self: Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> => {
-  const scope = fiber.getFiberRef(currentScope)
-  const own = ownScope(fiber, scope)
-  return own === scope ? changed(own, enter, self) : Effect.locally(changed(own, enter, self), currentScope, own)
-}
-
-const changed = <A, E, R>(
-  scope: RequestScope,
-  enter: (scope: RequestScope) => () => void,
-  self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   Effect.uninterruptibleMask((restore) => {
+    const previous = fiber.getFiberRef(currentScope)
+    const scope = ownScope(fiber, previous)
     const leave = enter(scope)
-    return Effect.matchCauseEffect(restore(self), {
-      onFailure: (cause) => {
-        leave()
-        return Effect.failCause(cause)
-      },
-      onSuccess: (a) => {
-        leave()
-        return Effect.succeed(a)
-      }
-    })
+    if (scope === previous) {
+      return Effect.matchCauseEffect(restore(self), {
+        onFailure: (cause) => {
+          leave()
+          return Effect.failCause(cause)
+        },
+        onSuccess: (a) => {
+          leave()
+          return Effect.succeed(a)
+        }
+      })
+    }
+    const putBack = FiberRef.set(currentScope, previous)
+    return Effect.zipRight(
+      FiberRef.set(currentScope, scope),
+      Effect.matchCauseEffect(restore(self), {
+        onFailure: (cause) => {
+          leave()
+          return Effect.zipRight(putBack, Effect.failCause(cause))
+        },
+        onSuccess: (a) => {
+          leave()
+          return Effect.as(putBack, a)
+        }
+      })
+    )
   })

@@ -6,14 +6,12 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
 import * as Schema from "effect/Schema"
-import * as Deadline from "../Deadline.js"
 import * as Errors from "../Errors.js"
 import type * as Retry from "../Retry.js"
 import type * as RetryBudget from "../RetryBudget.js"
@@ -241,8 +239,8 @@ export const makeSchedule = (policy: Policy): Schedule.Schedule<Decision, unknow
           ? { _tag: "Retry", retry, delayMs, reason: "result", error }
           : { _tag: "Retry", retry, delayMs, reason: retryAfter === undefined ? "backoff" : "retry-after", error }
         const reason = event.reason
-        const deadline = fiber.getFiberRef(Deadline.currentDeadline)
-        if (Option.isSome(deadline) && now + delayMs >= deadline.value) {
+        const deadline = RequestScope.deadlineOf(fiber)
+        if (deadline !== undefined && now + delayMs >= deadline) {
           return giveUp(fiber, state, { _tag: "GiveUp", reason: "deadline", retries: state.retries, error, delayMs })
         }
         const next: State = { retries: retry, previous: retryAfter === undefined ? delayMs : state.previous }
