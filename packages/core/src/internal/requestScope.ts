@@ -21,10 +21,9 @@
  * `FiberRef` write, paid only by a forked fiber that sets a charge or a
  * limit, such as a hedged attempt): siblings never see each other's
  * changes, and a joined fiber's box never replaces its parent's. Why not a
- * copy at every fork (a `FiberRef` `fork`): a ref whose value changes at
- * fork makes effect's join of every child compare and patch it; a streamed
- * request through the gateway then cost 3.1-3.2 ms of CPU, against 2.2-2.3
- * ms this way (`bench/gatewayInterleaved.ts --mode stream`).
+ * copy at every fork (a `FiberRef` `fork`): then every fork of every fiber
+ * under a request (a stream forks several) pushes a new value on the
+ * child's refs, and every join compares it and patches it back.
  * What this gives up: a fiber still running when the fiber that forked it
  * changes the box sees the change. The two fields are only changed around a
  * part by the fiber that runs it, and a part's forks end with it (a
