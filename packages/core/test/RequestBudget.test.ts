@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
@@ -56,4 +58,31 @@ describe("RequestBudget", () => {
       expect(left).toEqual(Option.some(2000))
       expect(Either.isLeft(refused) && refused.left.budget).toBe("deadline")
     }))
+
+  const endsWithTheRequest = Effect.gen(function*() {
+    const seen = Effect.all([RequestBudget.spent, Deadline.remaining])
+    const inFork = yield* RequestBudget.track({ deadline: "2 seconds" })(Effect.flatMap(Effect.fork(seen), Fiber.join))
+    expect(Option.isSome(inFork[0])).toBe(true)
+    expect(inFork[1]).toEqual(Option.some(2000))
+    expect(yield* seen).toEqual([Option.none(), Option.none()])
+    yield* Effect.either(RequestBudget.track({ deadline: "2 seconds" })(Effect.fail("boom")))
+    expect(yield* seen).toEqual([Option.none(), Option.none()])
+    const started = yield* Deferred.make<void>()
+    const running = yield* Effect.fork(
+      RequestBudget.track({ deadline: "2 seconds" })(Effect.zipRight(Deferred.succeed(started, undefined), Effect.never))
+    )
+    yield* Deferred.await(started)
+    yield* Fiber.interrupt(running)
+    expect(yield* seen).toEqual([Option.none(), Option.none()])
+    // An enclosing deadline that comes first stays: nested deadlines only shrink.
+    const nested = yield* Deadline.within(1_000)(RequestBudget.track({ deadline: "2 seconds" })(Deadline.remaining))
+    expect(nested).toEqual(Option.some(1000))
+  })
+
+  it.effect("the ledger and the deadline end with the request, whatever its exit, and a fiber forked inside sees them", () =>
+    endsWithTheRequest)
+
+  // The same on a fiber that already has a request scope of its own (set up by an enclosing wait limit):
+  // the request's fields are then set and put back in place.
+  it.effect("the same inside an enclosing wait limit", () => Deadline.maxWait(60_000)(endsWithTheRequest))
 })
