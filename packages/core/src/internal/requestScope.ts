@@ -15,18 +15,19 @@
  * a wait limit per step with a later step).
  *
  * Who sees what: the box belongs to the fiber that installed it (the first
- * part that needed one, in a `FiberRef` write). Only that
- * fiber changes it in place. A fiber forked from it reads the same box, and
- * the first time it changes something it installs a copy of its own (a
- * `FiberRef` write, paid only by a forked fiber that sets a charge or a
- * limit, such as a hedged attempt): siblings never see each other's
- * changes, and a joined fiber's box never replaces its parent's. Why not a
- * copy at every fork (a `FiberRef` `fork`): then every fork of every fiber
- * under a request (a stream forks several) pushes a new value on the
- * child's refs, and every join compares it and patches it back.
+ * part that needed one, in one `FiberRef` write). Only that fiber changes
+ * it in place. A fiber forked from it reads the same box, and the first
+ * time it changes something it installs a copy of its own (a `FiberRef`
+ * write, paid only by a forked fiber that sets a field, such as a hedged
+ * attempt's charge): siblings never see each other's changes, and a joined
+ * fiber's box never replaces its parent's. Why not a copy at every fork (a
+ * `FiberRef` `fork`): then every fork of every fiber under a request (a
+ * stream forks several) pushes a new value on the child's refs, and every
+ * join compares it and patches it back.
+ *
  * What this gives up: a fiber still running when the fiber that forked it
- * changes the box sees the change. The two fields are only changed around a
- * part by the fiber that runs it, and a part's forks end with it (a
+ * changes the box sees the change. Each field is only changed around a part
+ * by the fiber that runs that part, and a part's forks end with it (a
  * hedge's losers are interrupted), so no reader is left to see it.
  *
  * @internal
