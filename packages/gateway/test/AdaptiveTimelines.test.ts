@@ -20,6 +20,13 @@
  * The counts hold on any machine. The times are asserted only when the run
  * can judge time (a normal request's p99 within 4 times the upstream's
  * 40 ms, as in Outages.test.ts); the table prints every figure either way.
+ *
+ * Each timeline is run again, up to 3 more times, when one misses. A p99 of
+ * 85 to 175 requests is their second-slowest, so one request held up by
+ * another test file's CPU (the suite runs files side by side on 2 cores)
+ * moves it: a run missed "p99 once seen" by 3 ms in a fresh-clone CI (97.3
+ * against 1.5 x 63.1 ms). A limit that does not shed misses by seconds, and
+ * its calls per request and first fallback miss with it, on every run.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FaultScript } from "@resilient-ai/testkit"
@@ -114,7 +121,7 @@ describe(`the adaptive limit over real HTTP at ${rate} requests/s (issue 17)`, (
         expect(f.answeredPct).toBeGreaterThanOrEqual(99.9)
         expect(f.firstFallbackMs).toBeLessThan(500)
         expect(f.p99SeenMs).toBeLessThanOrEqual(1.5 * f.p99BeforeMs)
-      }), 60_000)
+      }), { timeout: 60_000, retry: 3 })
   }
 
   afterAll(() => {
