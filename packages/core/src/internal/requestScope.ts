@@ -18,15 +18,16 @@
  * part that needed one, in one `FiberRef` write). Only that fiber changes
  * it in place. A fiber forked from it reads the same box, and the first
  * time it changes something it installs a copy of its own (a `FiberRef`
- * write, paid only by a forked fiber that sets a field, such as a hedged
- * attempt's charge): siblings never see each other's changes, and a joined
- * fiber's box never replaces its parent's. Why not a copy at every fork (a
+ * write, paid once by a forked fiber that sets a field, such as a hedged
+ * attempt's charge, and kept for its later parts): siblings never see each
+ * other's changes, and a joined fiber's box never replaces its parent's. Why not a copy at every fork (a
  * `FiberRef` `fork`): then every fork of every fiber under a request (a
  * stream forks several) pushes a new value on the child's refs, and every
  * join compares it and patches it back.
  *
- * What this gives up: a fiber still running when the fiber that forked it
- * changes the box sees the change. Each field is only changed around a part
+ * What this gives up: until its first change, a fiber still running when
+ * the fiber that forked it changes the box sees the change (after it, the
+ * fiber has its copy, as a `FiberRef` forked at that moment would). Each field is only changed around a part
  * by the fiber that runs that part, and a part's forks end with it (a
  * hedge's losers are interrupted), so no reader is left to see it.
  *
@@ -101,9 +102,10 @@ export const maxWaitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =
  * `self` with the fiber's scope changed by `enter` (which returns what puts
  * it back) while it runs. `enter` runs uninterruptibly, with the frame that
  * puts the scope back already decided, so no interruption comes between
- * them. A fiber that does not own its scope gets one of its own for `self`,
- * set and put back in that same frame (`FiberRef.set`, without the
- * acquire-use-release of `Effect.locally`). `fiber` is the fiber it runs on.
+ * them. A fiber that does not own its scope gets one of its own, a copy of
+ * what it inherited, installed in that same frame (one `FiberRef.set`, without
+ * the acquire-use-release of `Effect.locally`) and kept after `self`, its
+ * fields put back. `fiber` is the fiber it runs on.
  */
 export const within = <A, E, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -114,30 +116,17 @@ export const within = <A, E, R>(
     const previous = fiber.getFiberRef(currentScope)
     const scope = ownScope(fiber, previous)
     const leave = enter(scope)
-    if (scope === previous) {
-      return Effect.matchCauseEffect(restore(self), {
-        onFailure: (cause) => {
-          leave()
-          return Effect.failCause(cause)
-        },
-        onSuccess: (a) => {
-          leave()
-          return Effect.succeed(a)
-        }
-      })
-    }
-    const putBack = FiberRef.set(currentScope, previous)
-    return Effect.zipRight(
-      FiberRef.set(currentScope, scope),
-      Effect.matchCauseEffect(restore(self), {
-        onFailure: (cause) => {
-          leave()
-          return Effect.zipRight(putBack, Effect.failCause(cause))
-        },
-        onSuccess: (a) => {
-          leave()
-          return Effect.as(putBack, a)
-        }
-      })
-    )
+    const run = Effect.matchCauseEffect(restore(self), {
+      onFailure: (cause) => {
+        leave()
+        return Effect.failCause(cause)
+      },
+      onSuccess: (a) => {
+        leave()
+        return Effect.succeed(a)
+      }
+    })
+    // Installed for good, not put back: `leave` has put its fields back, and the next part this
+    // fiber runs then changes them in place instead of paying two more writes.
+    return scope === previous ? run : Effect.zipRight(FiberRef.set(currentScope, scope), run)
   })
