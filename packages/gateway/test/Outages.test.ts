@@ -29,6 +29,10 @@ interface Scenario {
   readonly fault: ((from: number, to: number) => FaultScript.Fault) | undefined
   /** From when in the outage the breaker (or the key's cooldown) keeps requests off the primary. */
   readonly settledAfterMs: number
+  /** Top-level client fields of the gateway's config for this outage. */
+  readonly client?: Record<string, unknown>
+  /** Streams of the outage that were cut after a token and went on elsewhere: more tokens than one stream has. */
+  readonly continued?: boolean
 }
 
 const scenarios: ReadonlyArray<Scenario> = [
@@ -37,10 +41,14 @@ const scenarios: ReadonlyArray<Scenario> = [
   { name: "hangs", stream: false, fault: (from, to) => ({ _tag: "Outage", from, to, error: "hang" }), settledAfterMs: 1_500 },
   { name: "answers in 3 s", stream: false, fault: (from, to) => ({ _tag: "Latency", from, to, latency: FaultScript.fixed(3_000) }), settledAfterMs: 1_500 },
   {
+    // Cut after the opening event and one token, which the client has already received: the
+    // backup goes on from that prefix (`continue-with-prefix`), so the stream still ends whole.
     name: "breaks mid-stream",
     stream: true,
-    fault: (from, to) => ({ _tag: "StreamStall", from, to, rate: 1, afterChunks: 1, as: "cut" }),
-    settledAfterMs: 500
+    fault: (from, to) => ({ _tag: "StreamStall", from, to, rate: 1, afterChunks: 2, as: "cut" }),
+    settledAfterMs: 500,
+    client: { midStreamPolicy: "continue-with-prefix" },
+    continued: true
   },
   { name: "429 with Retry-After 1 s", stream: false, fault: (from, to) => ({ _tag: "RateLimitStorm", from, to, rate: 1, retryAfterMs }), settledAfterMs: 500 }
 ]
@@ -57,6 +65,9 @@ interface Figures {
   readonly earlyCalls: number | undefined
   /** CPU of this process (load, gateway and upstream together) per request. */
   readonly cpuMsPerRequest: number
+  readonly stream: boolean
+  /** Streams of the outage whose client got more tokens than one stream has: cut after output, then continued. */
+  readonly continuedStreams: number
 }
 const figures: Array<Figures> = []
 
@@ -69,6 +80,8 @@ const primaryAttempts = (samples: ReadonlyArray<Load.Sample>) =>
   samples.reduce((n, s) => n + (s.deployment === "backup" ? s.attempts - 1 : s.attempts), 0)
 
 const upstreamLatencyMs = 40
+/** Text deltas of one chaos stream (the harness's `quick` deployments). */
+const streamTokens = 3
 
 /**
  * Whether this run can judge time: a normal request (a 40 ms upstream)
@@ -124,7 +137,7 @@ const runScenario = (scenario: Scenario) =>
         retry: { maxRetries: 1, baseDelay: 5, jitter: "none" },
         circuitBreaker: { trigger: { kind: "consecutive", failures: 3 }, openDuration: "1 second" }
       },
-      client: { maxWaitBeforeFallback: 0 },
+      client: { maxWaitBeforeFallback: 0, ...scenario.client },
       ...(proxy === undefined ? {} : { primaryBaseUrl: (url: string) => url.replace(/:\d+\//, `:${proxy.port}/`) })
     })
     upstreamPort = chaos.port
@@ -165,7 +178,9 @@ const runScenario = (scenario: Scenario) =>
       p50SettledMs: round(Load.percentile(Load.between(samples, normalMs + scenario.settledAfterMs, outageEnd).map((s) => s.latencyMs), 0.5)),
       tookBackMs: round(Load.tookBackAfter(samples, "primary", outageEnd), 0),
       earlyCalls: callsBeforeRetryAfter(log, Math.max(250, p50NormalMs)),
-      cpuMsPerRequest: round((cpu.user + cpu.system) / 1000 / samples.length, 2)
+      cpuMsPerRequest: round((cpu.user + cpu.system) / 1000 / samples.length, 2),
+      stream: scenario.stream,
+      continuedStreams: during.filter((s) => s.answered && s.tokens > streamTokens).length
     }
     figures.push(result)
     const failed = samples.filter((s) => !s.answered)
@@ -182,6 +197,8 @@ describe(`real-time outages of the primary at ${rate} requests/s`, () => {
         // Counts and ratios hold whatever the machine's speed.
         expect(f.primaryCallsPerRequest).toBeLessThanOrEqual(1.05)
         if (f.earlyCalls !== undefined) expect(f.earlyCalls).toBe(0)
+        // The breaker opens on cut streams: the first ones had handed a token on, and still ended whole.
+        if (scenario.continued === true) expect(f.continuedStreams).toBeGreaterThanOrEqual(1)
         if (!fitToTime(f)) {
           // Requests wait in this process's queue for seconds: answers and latency measure the machine, not the gateway.
           expect(f.answeredPct).toBeGreaterThanOrEqual(90)
@@ -196,10 +213,10 @@ describe(`real-time outages of the primary at ${rate} requests/s`, () => {
   }
 
   afterAll(() => {
-    const header = "| the primary | requests | answered | primary calls / request (outage) | p50 normal | p50 breaker open | primary back after | calls inside Retry-After | CPU / request | time judged |"
+    const header = "| the primary | requests | answered | primary calls / request (outage) | p50 normal | p50 breaker open | primary back after | calls inside Retry-After | CPU / request | streams cut after a token, ended whole | time judged |"
     const rows = figures.map((f) =>
-      `| ${f.scenario} | ${f.requests} | ${f.answeredPct} % | ${f.primaryCallsPerRequest} | ${f.p50NormalMs} ms | ${f.p50SettledMs} ms | ${f.tookBackMs} ms | ${f.earlyCalls ?? "-"} | ${f.cpuMsPerRequest} ms | ${fitToTime(f) ? "yes" : "no: machine too loaded"} |`
+      `| ${f.scenario} | ${f.requests} | ${f.answeredPct} % | ${f.primaryCallsPerRequest} | ${f.p50NormalMs} ms | ${f.p50SettledMs} ms | ${f.tookBackMs} ms | ${f.earlyCalls ?? "-"} | ${f.cpuMsPerRequest} ms | ${f.stream ? f.continuedStreams : "-"} | ${fitToTime(f) ? "yes" : "no: machine too loaded"} |`
     )
-    console.log([header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", ...rows].join("\n"))
+    console.log([header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", ...rows].join("\n"))
   })
 })

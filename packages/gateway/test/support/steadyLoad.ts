@@ -18,6 +18,8 @@ export interface Sample {
   readonly status: number
   /** What went wrong, for an unanswered request: the start of its body, or the fetch error. */
   readonly problem?: string
+  /** Text deltas the client received (the chaos upstream's `wordN` tokens); 0 for a whole answer. */
+  readonly tokens: number
 }
 
 export interface Load {
@@ -44,10 +46,11 @@ const call = async (load: Load, startMs: number, t0: number): Promise<Sample> =>
       deployment: response.headers.get("x-resilient-deployment"),
       attempts: Number(response.headers.get("x-resilient-attempts") ?? 0),
       status: response.status,
+      tokens: load.stream ? (text.match(/"content":"\s?word\d+"/g) ?? []).length : 0,
       ...(answered ? {} : { problem: text.slice(0, 300) })
     }
   } catch (e) {
-    return { startMs, latencyMs: performance.now() - t0 - startMs, answered: false, deployment: null, attempts: 0, status: 0, problem: String(e) }
+    return { startMs, latencyMs: performance.now() - t0 - startMs, answered: false, deployment: null, attempts: 0, status: 0, tokens: 0, problem: String(e) }
   }
 }
 
