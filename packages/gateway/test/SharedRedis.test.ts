@@ -64,3 +64,12 @@ describe.skipIf(redisUrl === "")("two gateways on one Redis", () => {
       expect((yield* post(`${b.gateway.url}/v1/chat/completions`, body, asA)).status).toBe(429)
     })))
 })
+
+describe("a redisUrl that cannot connect anywhere", () => {
+  it.live("fails the gateway's start with a config error naming gateway.redisUrl, without the password", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const error = yield* Effect.flip(harness({ gateway: { redisUrl: "redis://:hunter2@localhost:0" } }))
+      expect(error).toMatchObject({ _tag: "InvalidConfigError", component: "Gateway", path: "gateway.redisUrl" })
+      expect(String(error)).not.toContain("hunter2")
+    })))
+})

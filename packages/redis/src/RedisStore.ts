@@ -52,11 +52,13 @@
  */
 import type * as ResponseCache from "@resilient-ai/core/ResponseCache"
 import * as StateStore from "@resilient-ai/core/StateStore"
+import type * as Errors from "@resilient-ai/core/Errors"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
@@ -66,6 +68,7 @@ import { makeCacheStore } from "./internal/cacheStore.js"
 import { type Link, makeLink } from "./internal/link.js"
 import { type Cell, type Counters as CellCounters, makeCell, makeCounters } from "./internal/sharedCell.js"
 import * as slots from "./internal/slots.js"
+import * as target from "./internal/target.js"
 
 /**
  * @since 0.1.0
@@ -197,15 +200,20 @@ export const responseCacheStore = <A, I>(
 /**
  * Connects (waiting at most `connectTimeout`; an unreachable Redis is not an
  * error, the store starts degraded) and returns both services. The
- * connection closes with the scope.
+ * connection closes with the scope. A URL that cannot connect anywhere (not
+ * a `redis://` or `rediss://` URL, no host, port 0, a database that is not
+ * a number, an empty cluster) fails with `InvalidConfigError` naming the
+ * field (`url`, `cluster.N`), without repeating the URL.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   options: Options
-): Effect.Effect<{ readonly store: StateStore.Service; readonly redis: Service }, never, Scope.Scope> =>
+): Effect.Effect<{ readonly store: StateStore.Service; readonly redis: Service }, Errors.InvalidConfigError, Scope.Scope> =>
   Effect.gen(function*() {
+    const checked = target.check("url" in options ? { url: plain(options.url) } : { cluster: options.cluster.map(plain) })
+    if (Either.isLeft(checked)) return yield* checked.left
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
     const operationMillis = millis(options.operationTimeout, 50)
@@ -213,7 +221,7 @@ export const make = (
     const link = yield* Effect.acquireRelease(
       Effect.sync(() =>
         makeLink({
-          target: "url" in options ? { url: plain(options.url) } : { cluster: options.cluster.map(plain) },
+          target: checked.right,
           operationMillis,
           probeMillis: refreshMillis,
           connectMillis: millis(options.connectTimeout, 1000),
@@ -315,7 +323,7 @@ const decode = <S>(json: string): S | undefined => {
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<StateStore.StateStore | RedisStore> =>
+export const layer = (options: Options): Layer.Layer<StateStore.StateStore | RedisStore, Errors.InvalidConfigError> =>
   Layer.scopedContext(
     Effect.map(make(options), ({ redis, store }) =>
       Context.make(StateStore.StateStore, store).pipe(Context.add(RedisStore, redis)))
@@ -329,5 +337,5 @@ export const layer = (options: Options): Layer.Layer<StateStore.StateStore | Red
  */
 export const layerConfig = (
   config: Config.Config.Wrap<CommonOptions & { readonly url: string | Redacted.Redacted<string> }> = { url: Config.redacted("REDIS_URL") }
-): Layer.Layer<StateStore.StateStore | RedisStore, ConfigError.ConfigError> =>
+): Layer.Layer<StateStore.StateStore | RedisStore, ConfigError.ConfigError | Errors.InvalidConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

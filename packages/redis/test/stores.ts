@@ -29,7 +29,11 @@ export const instances = (
   const prefix = options.prefix ?? freshPrefix()
   return Effect.forEach(
     Array.from({ length: n }),
-    () => Effect.map(RedisStore.make({ url: redisUrl, prefix, operationTimeout: "2 seconds", ...options }), (made) => ({ ...made, prefix }))
+    () =>
+      Effect.map(
+        Effect.orDie(RedisStore.make({ url: redisUrl, prefix, operationTimeout: "2 seconds", ...options })),
+        (made) => ({ ...made, prefix })
+      )
   )
 }
 

@@ -19,6 +19,7 @@ import type * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import { Cluster, Redis } from "ioredis"
 import { createHash } from "node:crypto"
+import type { Target } from "./target.js"
 
 /** What the link reports (`RedisStore.status`). */
 export interface Health {
@@ -60,8 +61,8 @@ const casSha = createHash("sha1").update(casScript).digest("hex")
 export type Report = (effect: Effect.Effect<void>) => void
 
 export interface LinkOptions {
-  /** One server (`url`), or the nodes of a Redis Cluster to start from. */
-  readonly target: { readonly url: string } | { readonly cluster: ReadonlyArray<string> }
+  /** One server (`url`), or the nodes of a Redis Cluster to start from: checked (`target.ts`). */
+  readonly target: Target
   readonly operationMillis: number
   readonly probeMillis: number
   readonly connectMillis: number
@@ -107,22 +108,6 @@ const parseReply = (reply: unknown): CasReply | undefined => {
   return { _tag: "current", version, json: typeof json === "string" && json !== "" ? json : undefined }
 }
 
-/** A cluster node's `redis://[:password@]host:port` as ioredis's Cluster takes it. */
-const clusterNode = (url: string): { readonly host: string; readonly port: number } => {
-  const parsed = new URL(url)
-  return { host: parsed.hostname, port: Number(parsed.port || "6379") }
-}
-
-/** The password (and user) of the first node's URL, for every node. */
-const credentialsOf = (url: string | undefined): { password?: string; username?: string } => {
-  if (url === undefined) return {}
-  const parsed = new URL(url)
-  return {
-    ...(parsed.password === "" ? {} : { password: decodeURIComponent(parsed.password) }),
-    ...(parsed.username === "" ? {} : { username: decodeURIComponent(parsed.username) })
-  }
-}
-
 /** Settles `promise`, or rejects after `millis` (a timer that never keeps the process alive). */
 export const within = <A>(promise: Promise<A>, millis: number, what: string): Promise<A> =>
   new Promise<A>((resolve, reject) => {
@@ -152,7 +137,7 @@ export const makeLink = (options: LinkOptions): Link => {
       connectTimeout: options.connectMillis,
       retryStrategy: backoff
     })
-    : new Cluster(options.target.cluster.map(clusterNode), {
+    : new Cluster([...options.target.cluster], {
       lazyConnect: true,
       enableOfflineQueue: false,
       // Off: ioredis 5.9 fails an auto-pipeline whose commands map to different slots ("All keys in the
@@ -160,7 +145,7 @@ export const makeLink = (options: LinkOptions): Link => {
       // script anyway (group commit).
       enableAutoPipelining: false,
       clusterRetryStrategy: backoff,
-      redisOptions: { maxRetriesPerRequest: 0, connectTimeout: options.connectMillis, ...credentialsOf(options.target.cluster[0]) }
+      redisOptions: { maxRetriesPerRequest: 0, connectTimeout: options.connectMillis, ...options.target.credentials }
     })
   let up = false
   let degradedSince: number | undefined
