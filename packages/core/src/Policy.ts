@@ -627,8 +627,13 @@ const runFrom = <A, E, R>(
   })
   if (step.retry === undefined) return attempt
   const retryOnResult = run.callOptions.retryOnResult
-  return retryOnResult === undefined ? step.retry.execute(attempt) : step.retry.execute(attempt, { retryOnResult })
+  return retryOnResult === undefined
+    ? step.retry.execute(attempt, attemptsChargeThemselves)
+    : step.retry.execute(attempt, { retryOnResult, chargesEachRun: true })
 }
+
+/** The policy's attempt charges its own run (`attemptOnce`): its retry only checks the budget. */
+const attemptsChargeThemselves: Retry.ExecuteOptions<unknown> = { chargesEachRun: true }
 
 /** The call itself, as one attempt: budget, deadline, events, cost, under the attempt timeout. */
 const attemptOnce = <A, E, R>(

@@ -125,7 +125,7 @@ export const spendAttempt = (
   Effect.withFiberRuntime((fiber) => {
     const ledger = RequestScope.ledgerOf(fiber)
     if (ledger === undefined) return Effect.void
-    const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: true })
+    const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: true }, true)
     return refused === undefined ? Effect.void : Effect.fail(refused)
   })
 

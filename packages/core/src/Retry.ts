@@ -242,6 +242,14 @@ export interface ExecuteOptions<A> {
    * top of the policy's own `retryOnResult`.
    */
   readonly retryOnResult?: ((value: A) => boolean) | undefined
+  /**
+   * The effect charges each of its runs to the request's budget itself (a
+   * `Policy`'s attempt does, inside the policy's own retry): each run is
+   * then only checked against the budget before it starts, not paid for
+   * twice. Leave it off for any other effect: a run nobody charges would
+   * not count as an attempt.
+   */
+  readonly chargesEachRun?: boolean | undefined
 }
 
 /**
@@ -372,7 +380,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
       ): Effect.Effect<A, E | Errors.BudgetExhaustedError, R> => {
         // Each run reaches the provider: the request's budget pays for it (a policy inside takes the charge over).
         const each = Effect.withFiberRuntime<A, E | Errors.BudgetExhaustedError, R>((fiber) =>
-          AttemptCharge.charged(fiber, { deployment }, effect)
+          options?.chargesEachRun === true
+            ? AttemptCharge.checked(fiber, { deployment }, effect)
+            : AttemptCharge.charged(fiber, { deployment }, effect)
         )
         const retried = executeRecorded(each, rejectsOf(options?.retryOnResult))
         if (budget === undefined) return retried

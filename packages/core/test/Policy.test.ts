@@ -12,6 +12,7 @@ import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
 import * as KeyPool from "../src/KeyPool.js"
 import * as Policy from "../src/Policy.js"
+import * as RequestBudget from "../src/RequestBudget.js"
 import * as StateStore from "../src/StateStore.js"
 
 const down = new Errors.ProviderUnavailableError({ status: 503 })
@@ -354,4 +355,40 @@ describe("Policy: registry", () => {
       const bad = yield* Effect.exit(run(Policy.make({ deployment: "a", bulkhead: { adaptive: { minLimit: 0 } } })))
       expect(Exit.isFailure(bad) && bad.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "bulkhead.adaptive.minLimit" } })
     }))
+})
+
+describe("Policy in a tracked request: each attempt is charged once", () => {
+  it.effect("every call the policy makes, first try and retries, is one attempt of the request", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({ deployment: "primary", retry: { ...noJitter, maxRetries: 2 }, circuitBreaker: false })
+      let calls = 0
+      const flaky = () => Effect.suspend(() => (++calls < 3 ? Effect.fail(down) : Effect.succeed("ok")))
+      const fiber = yield* Effect.fork(
+        Effect.zip(policy.execute(flaky), RequestBudget.spent).pipe(RequestBudget.track({ maxAttempts: 10 }))
+      )
+      yield* TestClock.adjust("1 seconds")
+      const [answer, spent] = yield* Fiber.join(fiber)
+      expect(answer).toBe("ok")
+      expect(calls).toBe(3)
+      expect(Option.map(spent, (s) => s.attempts)).toEqual(Option.some(3))
+    })))
+
+  it.effect("a spent budget stops the retry before any gate: its next run takes no rate-limiter grant", () =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: { ...noJitter, maxRetries: 3 },
+        rateLimiter: { requestsPerMinute: 10 },
+        circuitBreaker: false
+      })
+      let calls = 0
+      const fiber = yield* Effect.fork(Effect.either(
+        policy.execute(() => Effect.suspend(() => { calls++; return Effect.fail(down) })).pipe(RequestBudget.track({ maxAttempts: 1 }))
+      ))
+      yield* TestClock.adjust("1 seconds")
+      const result = yield* Fiber.join(fiber)
+      expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "BudgetExhaustedError", budget: "attempts" })
+      expect(calls).toBe(1)
+      expect((yield* policy.status).rateLimiter?.requests?.available).toBe(9)
+    })))
 })

@@ -11,7 +11,9 @@
  * takes that charge over, the policy's retries pay their own; nothing is
  * counted twice. A policy that may refuse before running anything (a
  * breaker inside a retry) says so first ({@link delegated}): when its run
- * never happened, the outer charge is given back.
+ * never happened, the outer charge is given back. A retry whose effect
+ * charges each run itself (a `Policy`'s own retry around its attempt) only
+ * checks that the budget could pay ({@link checked}).
  *
  * Without a request budget (`RequestBudget.track`, `Fallback.run`) it is
  * the effect itself, with no op of its own.
@@ -35,11 +37,10 @@ export const charged = <A, E, R>(
 ): Effect.Effect<A, E | BudgetExhaustedError, R> => {
   const ledger = RequestScope.ledgerOf(fiber)
   if (ledger === undefined) return effect
-  const outer = fiber.getFiberRef(RequestScope.currentScope)?.charge
-  const takesOver = outer !== undefined && !outer.takenOver
-  const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: !takesOver })
+  const outer = takenOver(fiber)
+  const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: outer === undefined }, true)
   if (refused !== undefined) return Effect.fail(refused)
-  if (takesOver) outer.takenOver = true
+  if (outer !== undefined) outer.takenOver = true
   const own: RequestScope.Charge = { takenOver: false, delegated: false }
   return RequestScope.within(fiber, (scope) => {
     const before = scope.charge
@@ -50,6 +51,31 @@ export const charged = <A, E, R>(
       if (own.delegated && !own.takenOver) refundAttempt(ledger)
     }
   }, effect)
+}
+
+/**
+ * `effect`, or the refusal its run would meet: what {@link charged} checks,
+ * without paying. For a run whose effect charges itself (a `Policy`
+ * attempt inside the policy's own retry): paying here too would only be
+ * taken over, or given back when a gate refuses, at the cost of a second
+ * charged frame per attempt; checking first still refuses a spent budget
+ * before any gate is passed.
+ */
+export const checked = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  charge: { readonly deployment: string },
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | BudgetExhaustedError, R> => {
+  const ledger = RequestScope.ledgerOf(fiber)
+  if (ledger === undefined) return effect
+  const refused = spendOn(ledger, clockOf(fiber).unsafeCurrentTimeMillis(), { ...charge, attempt: takenOver(fiber) === undefined }, false)
+  return refused === undefined ? effect : Effect.fail(refused)
+}
+
+/** The charge a run starting here takes over: the enclosing run's, unless a run already took it over. */
+const takenOver = (fiber: Fiber.RuntimeFiber<unknown, unknown>): RequestScope.Charge | undefined => {
+  const outer = fiber.getFiberRef(RequestScope.currentScope)?.charge
+  return outer !== undefined && !outer.takenOver ? outer : undefined
 }
 
 /** A policy that may refuse before running the effect is about to decide, inside the current charged run. */

@@ -5,12 +5,13 @@ import type { Ledger } from "../RequestBudget.js"
  * Charges one run to `ledger` at `now`: its estimated cost, and one attempt
  * unless the run takes over a charge already paid (`attempt: false`). The
  * refusal when the budget cannot pay, with nothing charged; `undefined` when
- * it is charged.
+ * it is charged, or only could be when `pays` is false.
  */
 export const spendOn = (
   ledger: Ledger,
   now: number,
-  charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined; readonly attempt: boolean }
+  charge: { readonly deployment: string; readonly estimatedCostUsd?: number | undefined; readonly attempt: boolean },
+  pays: boolean
 ): BudgetExhaustedError | undefined => {
   const { maxAttempts, maxCostUsd } = ledger.limits
   const refuse = (budget: "attempts" | "deadline" | "cost", limit: number) =>
@@ -20,6 +21,7 @@ export const spendOn = (
   const cost = charge.estimatedCostUsd ?? 0
   if (maxCostUsd !== undefined && ledger.costUsd + cost > maxCostUsd) return refuse("cost", maxCostUsd)
   if (ledger.deadlineAt !== undefined && now >= ledger.deadlineAt) return refuse("deadline", ledger.deadlineAt)
+  if (!pays) return undefined
   ledger.attempts += attempts
   ledger.costUsd += cost
   return undefined
