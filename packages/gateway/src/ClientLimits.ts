@@ -82,18 +82,24 @@ const micros = (usd: number): number => Math.ceil(usd * 1_000_000)
 const retryAfterMs = (e: Errors.RateLimitError): number =>
   e.retryAfter === undefined ? 1_000 : Duration.toMillis(e.retryAfter)
 
-const admitSpend = (name: string, spend: NonNullable<Limiters["spend"]>): Effect.Effect<Charge, OpenAiErrors.ErrorReply> =>
-  Effect.matchEffect(spend.limiter.acquire({ tokens: 1 }), {
-    onFailure: (e) =>
-      Effect.fail(OpenAiErrors.reply(
-        429,
-        `Spend limit reached for gateway key "${name}": ${spend.usd} USD per ${spend.per}.`,
-        "insufficient_quota",
-        "insufficient_quota",
-        { retryAfterMs: retryAfterMs(e) }
-      )),
-    onSuccess: (permit) => Effect.succeed<Charge>({ charge: (costUsd) => permit.settle(micros(costUsd)) })
-  })
+const admitSpend = (
+  name: string,
+  spend: NonNullable<Limiters["spend"]>
+): Effect.Effect<RateLimiter.Permit, OpenAiErrors.ErrorReply> =>
+  Effect.mapError(spend.limiter.acquire({ tokens: 1 }), (e) =>
+    OpenAiErrors.reply(
+      429,
+      `Spend limit reached for gateway key "${name}": ${spend.usd} USD per ${spend.per}.`,
+      "insufficient_quota",
+      "insufficient_quota",
+      { retryAfterMs: retryAfterMs(e) }
+    ))
+
+const admitRequest = (name: string, requests: RateLimiter.Service): Effect.Effect<void, OpenAiErrors.ErrorReply> =>
+  Effect.mapError(requests.acquire(), (e) =>
+    OpenAiErrors.reply(429, `Rate limit reached for gateway key "${name}".`, "rate_limit_error", "rate_limit_exceeded", {
+      retryAfterMs: retryAfterMs(e)
+    }))
 
 /**
  * @since 0.1.0
@@ -131,15 +137,16 @@ export const make = (
         const limits = byName.get(name)
         if (limits === undefined) return Effect.succeed(free)
         const { requests, spend } = limits
-        const spent = spend === undefined ? Effect.succeed(free) : admitSpend(name, spend)
-        if (requests === undefined) return spent
-        return Effect.matchEffect(requests.acquire(), {
-          onFailure: (e) =>
-            Effect.fail(OpenAiErrors.reply(429, `Rate limit reached for gateway key "${name}".`, "rate_limit_error", "rate_limit_exceeded", {
-              retryAfterMs: retryAfterMs(e)
-            })),
-          onSuccess: () => spent
-        })
+        const requested = requests === undefined ? Effect.void : admitRequest(name, requests)
+        if (spend === undefined) return Effect.as(requested, free)
+        // Money first: a request its key cannot pay for takes nothing from the key's requests per minute
+        // (and is told it is out of money, not that it sends too fast); one refused for its rate gives
+        // back the spend it was let in with.
+        return Effect.flatMap(admitSpend(name, spend), (permit) =>
+          Effect.matchEffect(requested, {
+            onFailure: (e) => Effect.zipRight(permit.settle(0), Effect.fail(e)),
+            onSuccess: () => Effect.succeed<Charge>({ charge: (costUsd) => permit.settle(micros(costUsd)) })
+          }))
       }
     }
   })

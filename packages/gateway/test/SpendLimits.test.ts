@@ -59,6 +59,22 @@ describe("spend limits per gateway key (ClientLimits, rule 36)", () => {
       expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(429)
     })))
 
+  it.live("a request refused for its spend takes nothing from the key's requests per minute: the key is told it is out of money each time", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        deploymentFields: pricey,
+        gateway: {
+          gatewayKeys: [{ name: "team-a", env: "GATEWAY_KEY_TEAM_A", requestsPerMinute: 2, spendLimit: { usd: 1, per: "1 hour" } }]
+        }
+      })
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(200)
+      for (let i = 0; i < 3; i++) {
+        const refused = yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)
+        expect(refused.status).toBe(429)
+        expect(refused.json).toMatchObject({ error: { code: "insufficient_quota" } })
+      }
+    })))
+
   it.live("a key within its budget is served request after request", () =>
     Effect.scoped(Effect.gen(function*() {
       const { gateway } = yield* harness({
