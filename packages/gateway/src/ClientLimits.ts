@@ -14,6 +14,8 @@
  *   paid back, not forgiven. Past it: a 429 in OpenAI's `insufficient_quota`
  *   shape (Anthropic's `rate_limit_error` on `/v1/messages`) whose
  *   Retry-After is the refill that brings the balance above zero again.
+ *   Money is checked first: a request refused for it takes nothing from the
+ *   key's requests per minute.
  * - Both are token buckets of `RateLimiter` in the `StateStore` (the spend in
  *   micro-dollars, refilled with `usd` every `per`): gateways on one Redis
  *   share each key's limits.
