@@ -345,6 +345,52 @@ export const invalidConfig = (component: string, error: ParseResult.ParseError):
 }
 
 /**
+ * `e` told in the terms of the config that holds the part that raised it:
+ * its path and every problem's path mapped by `path` (its component
+ * replaced when `component` is given). Every problem keeps a path of its
+ * own, so a file with several bad fields still names each of them.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const withConfigPaths = (
+  e: InvalidConfigError,
+  path: (path: string) => string,
+  component?: string
+): InvalidConfigError =>
+  new InvalidConfigError({
+    component: component ?? e.component,
+    path: path(e.path),
+    detail: e.detail,
+    ...(e.problems === undefined ? {} : { problems: e.problems.map((p) => ({ path: path(p.path), detail: p.detail })) })
+  })
+
+/**
+ * Several parts' config errors as one, every problem of each kept: a file
+ * with bad fields in several parts names them all at once. One error is
+ * returned as it is; several are told as `component`'s.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const allConfigErrors = (
+  component: string,
+  errors: readonly [InvalidConfigError, ...Array<InvalidConfigError>]
+): InvalidConfigError => {
+  if (errors.length === 1) return errors[0]
+  const problems = errors.flatMap((e) => e.problems ?? [{ path: e.path, detail: e.detail }])
+  return new InvalidConfigError({ component, path: errors[0].path, detail: errors[0].detail, problems })
+}
+
+/**
+ * A path under `prefix`: the part's root (`""`) is `prefix` itself.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const under = (prefix: string) => (path: string): string => path === "" ? prefix : `${prefix}.${path}`
+
+/**
  * One sentence for the issues of one field: "expected a or b, got x" for a
  * union's members, without the schema's `readonly` signatures.
  */

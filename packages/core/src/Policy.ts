@@ -39,7 +39,15 @@ import * as Bulkhead from "./Bulkhead.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
 import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAvailableError } from "./Errors.js"
-import { InvalidConfigError, isResilienceError, type RateLimitError, TimeoutError } from "./Errors.js"
+import {
+  allConfigErrors,
+  InvalidConfigError,
+  isResilienceError,
+  type RateLimitError,
+  TimeoutError,
+  under,
+  withConfigPaths
+} from "./Errors.js"
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
@@ -469,11 +477,17 @@ const TimeoutsSchema = Schema.Struct({
   totalTimeout: Schema.optional(PositiveLimitMillis)
 })
 
-/** A stage's config error, with the path from the Policy's options (`circuitBreaker.trigger.threshold`). */
-const inStage = (stage: "circuitBreaker" | "retryBudget" | "retry" | "rateLimiter" | "bulkhead") =>
-<A, R>(self: Effect.Effect<A, InvalidConfigError, R>): Effect.Effect<A, InvalidConfigError, R> =>
-  Effect.mapError(self, (e) =>
-    new InvalidConfigError({ component: e.component, path: e.path === "" ? stage : `${stage}.${e.path}`, detail: e.detail }))
+/**
+ * A stage made from its options, its config error kept in `problems` with the path from the Policy's
+ * options (`circuitBreaker.trigger.threshold`): the stages after it are still made, so every bad field of
+ * every stage is reported at once. `undefined` when it failed.
+ */
+const inStage = (problems: Array<InvalidConfigError>, stage: "circuitBreaker" | "retryBudget" | "retry" | "rateLimiter" | "bulkhead") =>
+<A, R>(self: Effect.Effect<A, InvalidConfigError, R>): Effect.Effect<A | undefined, never, R> =>
+  Effect.catchAll(self, (e) => {
+    problems.push(withConfigPaths(e, under(stage)))
+    return Effect.succeed(undefined)
+  })
 
 /** Each stage's service: the one given, or one made from its options (named after the deployment). */
 const stagesOf = (
@@ -484,12 +498,13 @@ const stagesOf = (
   Effect.gen(function*() {
     const name = options.deployment
     const emit = events === undefined ? undefined : events.publish
+    const problems: Array<InvalidConfigError> = []
     const breakerOption = options.circuitBreaker ?? {}
     const circuitBreaker = breakerOption === false
       ? undefined
       : isService<CircuitBreaker.Service>(breakerOption, "gate")
       ? breakerOption
-      : yield* inStage("circuitBreaker")(CircuitBreaker.make({
+      : yield* inStage(problems, "circuitBreaker")(CircuitBreaker.make({
         ...breakerOption,
         name,
         ...(emit === undefined && breakerOption.onTransition === undefined ? {} : {
@@ -507,14 +522,14 @@ const stagesOf = (
       ? undefined
       : isService<RetryBudget.Service>(budgetOption, "tryAcquireRetry")
       ? budgetOption
-      : yield* inStage("retryBudget")(RetryBudget.make({ ...budgetOption, name }))
+      : yield* inStage(problems, "retryBudget")(RetryBudget.make({ ...budgetOption, name }))
     const keyPool = options.keyPool
     const retryOption = options.retry ?? {}
     const retry = retryOption === false
       ? undefined
       : isService<Retry.Service>(retryOption, "execute")
       ? retryOption
-      : yield* inStage("retry")(Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit)))
+      : yield* inStage(problems, "retry")(Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit)))
     const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
     const limiterOption = options.rateLimiter
     const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
@@ -523,10 +538,10 @@ const stagesOf = (
     if (limiterOption !== undefined && isService<RateLimiter.Service>(limiterOption, "gate")) {
       sharedLimiter = limiterOption
     } else if (limiterOption !== undefined && keyPool === undefined) {
-      sharedLimiter = yield* inStage("rateLimiter")(RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit }))
+      sharedLimiter = yield* inStage(problems, "rateLimiter")(RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit }))
     } else if (limiterOption !== undefined) {
       // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
-      keyRateLimiters = yield* inStage("rateLimiter")(Effect.forEach(keyNames, (keyName) =>
+      keyRateLimiters = yield* inStage(problems, "rateLimiter")(Effect.forEach(keyNames, (keyName) =>
         RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit })))
     }
     const bulkheadOption = options.bulkhead
@@ -539,7 +554,7 @@ const stagesOf = (
     } else if (isService<Bulkhead.Service>(bulkheadOption, "gate")) {
       bulkhead = bulkheadOption
     } else if ("adaptive" in bulkheadOption) {
-      adaptiveLimit = yield* inStage("bulkhead")(Effect.mapError(
+      adaptiveLimit = yield* inStage(problems, "bulkhead")(Effect.mapError(
         AdaptiveLimit.make({
           ...bulkheadOption.adaptive,
           name,
@@ -548,11 +563,13 @@ const stagesOf = (
               emit({ _tag: "LimitChanged", at: c.at, limit: c.name, from: c.from, to: c.to, reason: c.reason })
           })
         }),
-        (e) => new InvalidConfigError({ component: e.component, path: e.path === "" ? "adaptive" : `adaptive.${e.path}`, detail: e.detail })
+        (e) => withConfigPaths(e, under("adaptive"))
       ))
     } else {
-      bulkhead = yield* inStage("bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
+      bulkhead = yield* inStage(problems, "bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
     }
+    const [first, ...more] = problems
+    if (first !== undefined) return yield* allConfigErrors(`Policy "${name}"`, [first, ...more])
     return { circuitBreaker, retryBudget, retry, keyPool, keyNames, sharedLimiter, keyRateLimiters, bulkhead, adaptiveLimit }
   })
 
@@ -901,7 +918,7 @@ export const layer = (
             detail: `deployment "${options.deployment}" is defined twice`
           })
         }
-        byName.set(options.deployment, yield* make(options))
+        byName.set(options.deployment, yield* Effect.mapError(make(options), (e) => withConfigPaths(e, under(String(index)))))
       }
       const all = [...byName.values()]
       return { get: (deployment) => Option.fromNullable(byName.get(deployment)), all }

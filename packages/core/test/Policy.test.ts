@@ -392,3 +392,34 @@ describe("Policy in a tracked request: each attempt is charged once", () => {
       expect((yield* policy.status).rateLimiter?.requests?.available).toBe(9)
     })))
 })
+
+describe("Policy: a bad config", () => {
+  it.effect("names every bad field of every stage at once, each under its stage's path", () =>
+    run(Effect.gen(function*() {
+      const error = yield* Effect.flip(Policy.make({
+        deployment: "primary",
+        retry: { maxRetries: -1, baseDelay: "soon" as Duration.DurationInput },
+        bulkhead: { maxConcurrent: 0 }
+      }))
+      expect(error).toMatchObject({ _tag: "InvalidConfigError", component: 'Policy "primary"', path: "retry.maxRetries" })
+      expect((error.problems ?? []).map((p) => p.path)).toEqual(["retry.maxRetries", "retry.baseDelay", "bulkhead.maxConcurrent"])
+    })))
+
+  it.effect("one bad stage keeps its own component and every problem under its path", () =>
+    run(Effect.gen(function*() {
+      const error = yield* Effect.flip(Policy.make({ deployment: "primary", retry: { maxRetries: -1, baseDelay: "soon" as Duration.DurationInput } }))
+      expect(error.component).toBe('Retry "primary"')
+      expect((error.problems ?? []).map((p) => p.path)).toEqual(["retry.maxRetries", "retry.baseDelay"])
+    })))
+
+  it.effect("Policy.layer names the deployment's index", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Layer.build(Policy.layer([{ deployment: "a" }, { deployment: "b", bulkhead: { maxConcurrent: 0 } }])).pipe(
+          Effect.scoped,
+          Effect.provide(StateStore.layerMemory)
+        )
+      )
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "InvalidConfigError", path: "1.bulkhead.maxConcurrent" } } })
+    }))
+})

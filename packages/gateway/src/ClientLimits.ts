@@ -114,7 +114,7 @@ export const make = (
     const byName = new Map<string, Limiters>()
     for (const [i, key] of keys.entries()) {
       const invalid = (field: string) => (e: Errors.InvalidConfigError) =>
-        new Errors.InvalidConfigError({ ...e, component: "Gateway", path: `gateway.gatewayKeys.${i}.${field}` })
+        Errors.withConfigPaths(e, () => `gateway.gatewayKeys.${i}.${field}`, "Gateway")
       const requests = key.requestsPerMinute === undefined ? undefined : yield* Effect.mapError(
         RateLimiter.make({ name: `gateway-key/${key.name}`, requestsPerMinute: key.requestsPerMinute, maxWait: 0 }),
         invalid("requestsPerMinute")

@@ -276,7 +276,7 @@ export const stateStoreLayer = (
         url: Redacted.make(url),
         ...(section.redisPrefix === undefined ? {} : { prefix: section.redisPrefix }),
         ...(section.redisOperationTimeout === undefined ? {} : { operationTimeout: section.redisOperationTimeout })
-      }).pipe(Layer.mapError((e) => new Errors.InvalidConfigError({ ...e, component: "Gateway", path: "gateway.redisUrl" })))
+      }).pipe(Layer.mapError((e) => Errors.withConfigPaths(e, () => "gateway.redisUrl", "Gateway")))
   ))
 }
 

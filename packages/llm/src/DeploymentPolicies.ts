@@ -30,19 +30,16 @@ export interface DeploymentPolicies {
 
 /** The path in the user's file of a pool's or policy's config error. */
 const prefixed = (index: number) => (e: Errors.InvalidConfigError): Errors.InvalidConfigError =>
-  new Errors.InvalidConfigError({
-    component: e.component,
-    path: `deployments.${index}.${
+  Errors.withConfigPaths(e, (path) =>
+    `deployments.${index}.${
       e.component.startsWith("KeyPool")
-        ? e.path === "strategy"
+        ? path === "strategy"
           ? "keyStrategy"
-          : e.path === "" || e.path.startsWith("keys")
-          ? (e.path === "" ? "keys" : e.path)
-          : `keyHealth.${e.path}`
-        : e.path === "" ? "policy" : `policy.${e.path}`
-    }`,
-    detail: e.detail
-  })
+          : path === "" || path.startsWith("keys")
+          ? (path === "" ? "keys" : path)
+          : `keyHealth.${path}`
+        : path === "" ? "policy" : `policy.${path}`
+    }`)
 
 /**
  * Every deployment's pool and policy, in the order of `config.deployments`.

@@ -64,6 +64,6 @@ export const make = (
           : provider.probe(context)
       }
     }),
-    (e) => new Errors.InvalidConfigError({ component: e.component, path: `deployments.${index}.probe.${e.path}`, detail: e.detail })
+    (e) => Errors.withConfigPaths(e, Errors.under(`deployments.${index}.probe`))
   )
 }

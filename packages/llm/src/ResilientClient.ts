@@ -526,12 +526,11 @@ export const make = (
 
     const cache = extras.cache === undefined ? undefined : yield* Effect.mapError(
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
-      (e) => new Errors.InvalidConfigError({ ...e, path: `cache.${e.path}` })
+      (e) => Errors.withConfigPaths(e, Errors.under("cache"))
     )
     const replies = yield* (extras.staticReplies !== undefined || config.staticReplies === undefined
       ? StaticReply.make(extras.staticReplies)
-      : Effect.mapError(StaticReply.make(config.staticReplies), (e) =>
-        new Errors.InvalidConfigError({ ...e, path: e.path === "" ? "staticReplies" : `staticReplies.${e.path}` })))
+      : Effect.mapError(StaticReply.make(config.staticReplies), (e) => Errors.withConfigPaths(e, Errors.under("staticReplies"))))
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
     const maxWaitBeforeFallback = config.maxWaitBeforeFallback === undefined
       ? 1_000

@@ -516,6 +516,35 @@ describe("ResilientClient: configuration", () => {
       /OPENAI_KEY_9/
     ))
 
+  it.effect("bad fields in several stages of a policy are all named at once, each under its own path", () =>
+    Effect.gen(function*() {
+      const { layer } = scripted({})
+      const bad = {
+        ...baseConfig,
+        deployments: [
+          {
+            ...baseConfig.deployments[0],
+            policy: {
+              retry: { maxRetries: -1 },
+              bulkhead: { maxConcurrent: 0 },
+              circuitBreaker: { trigger: { kind: "failure-rate", threshold: 0.5, window: { kind: "count", size: 0 } } }
+            }
+          },
+          ...baseConfig.deployments.slice(1)
+        ]
+      }
+      const exit = yield* Effect.exit(withClient(layer, () => Effect.void, bad))
+      const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      expect(error?._tag).toBe("InvalidConfigError")
+      const paths = error?._tag === "InvalidConfigError" ? (error.problems ?? []).map((p) => p.path) : []
+      expect(paths).toEqual([
+        "deployments.0.policy.circuitBreaker.trigger.window.size",
+        "deployments.0.policy.retry.maxRetries",
+        "deployments.0.policy.bulkhead.maxConcurrent"
+      ])
+      for (const path of paths) expect(error?.message).toContain(path)
+    }))
+
   it.effect("a typo in a field name is refused, not ignored", () =>
     failsWith({ ...baseConfig, casade: [] }, "casade"))
 
