@@ -17,6 +17,12 @@
  * 2-minute hang, 15 of 6,000 requests: under its p99). The table prints
  * both.
  *
+ * `ADAPTIVE_FAULT_MS=120000` runs the drill's own timeline instead, a
+ * 2-minute fault (about 5 minutes for both scenarios, not part of `npm
+ * test`): the requests of those first ~0.2 s are then a fraction of a
+ * percent, and p99 over the whole fault is asserted too (from a fault of a
+ * minute on).
+ *
  * The counts hold on any machine. The times are asserted only when the run
  * can judge time (a normal request's p99 within 4 times the upstream's
  * 40 ms, as in Outages.test.ts); the table prints every figure either way.
@@ -36,7 +42,9 @@ import * as Load from "./support/steadyLoad.js"
 
 const rate = Number(process.env["OUTAGE_RATE"] ?? 50)
 const normalMs = 2_000
-const faultMs = 4_000
+const faultMs = Number(process.env["ADAPTIVE_FAULT_MS"] ?? 4_000)
+/** From this long a fault, the requests sent before the hang is seen are under 1 % of it: p99 over all of it is judged. */
+const wholeFaultJudgedFromMs = 60_000
 const upstreamLatencyMs = 40
 
 interface Scenario {
@@ -121,7 +129,8 @@ describe(`the adaptive limit over real HTTP at ${rate} requests/s (issue 17)`, (
         expect(f.answeredPct).toBeGreaterThanOrEqual(99.9)
         expect(f.firstFallbackMs).toBeLessThan(500)
         expect(f.p99SeenMs).toBeLessThanOrEqual(1.5 * f.p99BeforeMs)
-      }), { timeout: 60_000, retry: 3 })
+        if (faultMs >= wholeFaultJudgedFromMs) expect(f.p99DuringMs).toBeLessThanOrEqual(1.5 * f.p99BeforeMs)
+      }), { timeout: 60_000 + normalMs + faultMs, retry: 3 })
   }
 
   afterAll(() => {
