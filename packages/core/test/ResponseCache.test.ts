@@ -3,6 +3,7 @@ import { createHash } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as fc from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
@@ -35,6 +36,26 @@ const counting = Effect.map(Ref.make(0), (runs) => ({
 const failing = (error: ProviderUnavailableError | BadRequestError) => Effect.fail(error)
 
 describe("ResponseCache: key", () => {
+  it("canonical JSON is the JSON of the value with every object's keys sorted, however many keys and in whatever order", () => {
+    // The reference: `Array.prototype.sort` on the keys, written out by hand (an object rebuilt
+    // from sorted keys would put integer-like keys first again).
+    const reference = (u: unknown): string =>
+      Array.isArray(u)
+        ? `[${u.map(reference).join(",")}]`
+        : typeof u === "object" && u !== null
+        ? `{${Object.keys(u).sort().map((k) => `${JSON.stringify(k)}:${reference((u as Record<string, unknown>)[k])}`).join(",")}}`
+        : JSON.stringify(u)
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+        expect(canonicalJson(value)).toBe(reference(value))
+      }),
+      { numRuns: 500 }
+    )
+    // Past the insertion sort's 16 keys, in reverse order.
+    const wide = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${String(39 - i).padStart(2, "0")}`, i]))
+    expect(canonicalJson(wide)).toBe(reference(wide))
+  })
+
   it("ignores fields that do not change the answer, and the order of object keys at every depth", () => {
     const a = {
       model: "gpt-4o",

@@ -324,11 +324,11 @@ export const estimatePromptTokens = (request: Chat.ChatRequest): number => {
     (n, m) =>
       n + 16 + (m.role === "assistant"
         ? (m.content === undefined ? 0 : text(m.content)) +
-          (m.toolCalls ?? []).reduce((k, c) => k + c.arguments.length + c.name.length, 0)
+          (m.toolCalls === undefined ? 0 : m.toolCalls.reduce((k, c) => k + c.arguments.length + c.name.length, 0))
         : text(m.content)),
     0
   )
-  const tools = JSON.stringify(request.tools ?? []).length
+  const tools = request.tools === undefined || request.tools.length === 0 ? 2 : JSON.stringify(request.tools).length
   return Math.ceil((system + messages + tools) / 4)
 }
 
@@ -418,10 +418,10 @@ const mayHaveStartedWork = (e: Errors.ResilienceError): boolean =>
   (e._tag === "TimeoutError" || e._tag === "ConnectionError") && Retry.mayHaveStartedWork(e)
 
 /** Which errors a step of the cascade hands to the next one (rule 31). */
-const fallsBackOn = (fallbackAfterTimeout: boolean) =>
-  fallbackAfterTimeout
-    ? (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e)
-    : (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e) && !mayHaveStartedWork(e)
+const fallsBackAfterTimeout = (e: Errors.ResilienceError): e is Errors.ResilienceError => Errors.isFallbackable(e)
+const fallsBackBeforeWork = (e: Errors.ResilienceError): e is Errors.ResilienceError =>
+  Errors.isFallbackable(e) && !mayHaveStartedWork(e)
+const fallsBackOn = (fallbackAfterTimeout: boolean) => fallbackAfterTimeout ? fallsBackAfterTimeout : fallsBackBeforeWork
 
 const outputTokens = (response: Chat.ChatResponse): number | undefined => response.usage?.outputTokens
 
