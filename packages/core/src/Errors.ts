@@ -388,7 +388,7 @@ export const allConfigErrors = (
  * @since 0.1.0
  * @category constructors
  */
-export const under = (prefix: string) => (path: string): string => path === "" ? prefix : `${prefix}.${path}`
+export const configPathUnder = (prefix: string) => (path: string): string => path === "" ? prefix : `${prefix}.${path}`
 
 /**
  * One sentence for the issues of one field: "expected a or b, got x" for a

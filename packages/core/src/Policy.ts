@@ -41,11 +41,11 @@ import * as Deadline from "./Deadline.js"
 import type { BudgetExhaustedError, BulkheadFullError, CircuitOpenError, NoKeyAvailableError } from "./Errors.js"
 import {
   allConfigErrors,
+  configPathUnder,
   InvalidConfigError,
   isResilienceError,
   type RateLimitError,
   TimeoutError,
-  under,
   withConfigPaths
 } from "./Errors.js"
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
@@ -485,7 +485,7 @@ const TimeoutsSchema = Schema.Struct({
 const inStage = (problems: Array<InvalidConfigError>, stage: "circuitBreaker" | "retryBudget" | "retry" | "rateLimiter" | "bulkhead") =>
 <A, R>(self: Effect.Effect<A, InvalidConfigError, R>): Effect.Effect<A | undefined, never, R> =>
   Effect.catchAll(self, (e) => {
-    problems.push(withConfigPaths(e, under(stage)))
+    problems.push(withConfigPaths(e, configPathUnder(stage)))
     return Effect.succeed(undefined)
   })
 
@@ -563,7 +563,7 @@ const stagesOf = (
               emit({ _tag: "LimitChanged", at: c.at, limit: c.name, from: c.from, to: c.to, reason: c.reason })
           })
         }),
-        (e) => withConfigPaths(e, under("adaptive"))
+        (e) => withConfigPaths(e, configPathUnder("adaptive"))
       ))
     } else {
       bulkhead = yield* inStage(problems, "bulkhead")(Bulkhead.make({ ...bulkheadOption, name }))
@@ -918,7 +918,7 @@ export const layer = (
             detail: `deployment "${options.deployment}" is defined twice`
           })
         }
-        byName.set(options.deployment, yield* Effect.mapError(make(options), (e) => withConfigPaths(e, under(String(index)))))
+        byName.set(options.deployment, yield* Effect.mapError(make(options), (e) => withConfigPaths(e, configPathUnder(String(index)))))
       }
       const all = [...byName.values()]
       return { get: (deployment) => Option.fromNullable(byName.get(deployment)), all }

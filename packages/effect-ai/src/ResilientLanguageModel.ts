@@ -329,7 +329,7 @@ export const make = (
     }
     const cache = options.cache === undefined ? undefined : yield* Effect.mapError(
       AnswerCache.make(options.cache),
-      (e) => Errors.withConfigPaths(e, Errors.under("cache"))
+      (e) => Errors.withConfigPaths(e, Errors.configPathUnder("cache"))
     )
     const statics = options.staticReply
     const replies = statics === undefined ? undefined : yield* StaticReply.make(statics.replies)

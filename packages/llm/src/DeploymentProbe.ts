@@ -64,6 +64,6 @@ export const make = (
           : provider.probe(context)
       }
     }),
-    (e) => Errors.withConfigPaths(e, Errors.under(`deployments.${index}.probe`))
+    (e) => Errors.withConfigPaths(e, Errors.configPathUnder(`deployments.${index}.probe`))
   )
 }

@@ -526,11 +526,11 @@ export const make = (
 
     const cache = extras.cache === undefined ? undefined : yield* Effect.mapError(
       ResponseCache.make<Chat.ChatRequest, Chat.ChatResponse>({ name: "chat", fields: cacheFields, ...extras.cache }),
-      (e) => Errors.withConfigPaths(e, Errors.under("cache"))
+      (e) => Errors.withConfigPaths(e, Errors.configPathUnder("cache"))
     )
     const replies = yield* (extras.staticReplies !== undefined || config.staticReplies === undefined
       ? StaticReply.make(extras.staticReplies)
-      : Effect.mapError(StaticReply.make(config.staticReplies), (e) => Errors.withConfigPaths(e, Errors.under("staticReplies"))))
+      : Effect.mapError(StaticReply.make(config.staticReplies), (e) => Errors.withConfigPaths(e, Errors.configPathUnder("staticReplies"))))
     const defaultMaxOutput = config.defaultMaxOutputTokens ?? 1024
     const maxWaitBeforeFallback = config.maxWaitBeforeFallback === undefined
       ? 1_000
