@@ -1,7 +1,6 @@
 /**
  * A Redis URL that cannot connect anywhere is a configuration error naming
- * its field, found before any connection: not a `TypeError` thrown out of
- * the layer, and not a store left degraded for ever as if Redis were down.
+ * its field, found before any connection: not a defect out of the layer, and not a store left degraded for ever as if Redis were down.
  * No error repeats the URL, which may carry a password.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -28,7 +27,9 @@ describe("a Redis URL that cannot connect anywhere", () => {
     ["http://:hunter2@localhost:6379", "url", `the scheme is "http"`],
     ["redis://:hunter2@localhost:0", "url", "port 0"],
     ["redis://:hunter2@localhost:6379/first", "url", "the database must be a number"],
-    ["not a url at all", "url", "this is not a URL"]
+    ["not a url at all", "url", "this is not a URL"],
+    ["redis://:hunter2%zz@localhost:6379", "url", "not valid percent-encoding"],
+    ["redis://us%E0%A4%A:hunter2@localhost:6379", "url", "not valid percent-encoding"]
   ])("%s fails with InvalidConfigError at %s, without the password", ([url, path, detail]) =>
     Effect.gen(function*() {
       const e = yield* failureOf({ url: Redacted.make(url) })
@@ -48,6 +49,9 @@ describe("a Redis URL that cannot connect anywhere", () => {
       const bad = yield* failureOf({ cluster: ["redis://127.0.0.1:7000", "redis://:s3cret@[oops"] })
       expect(bad).toMatchObject({ path: "cluster.1" })
       expect(bad.message).not.toContain("s3cret")
+      const badPassword = yield* failureOf({ cluster: ["redis://127.0.0.1:7000", "redis://:s3cret%C3%28@127.0.0.1:7001"] })
+      expect(badPassword).toMatchObject({ path: "cluster.1" })
+      expect(badPassword.detail).toContain("percent-encoding")
       expect(yield* failureOf({ cluster: [] })).toMatchObject({ path: "cluster", detail: "give at least one node to start from" })
     }))
 

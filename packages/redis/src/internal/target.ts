@@ -1,10 +1,11 @@
 /**
  * Where the store connects, checked before any connection is made. A URL
- * that cannot be parsed made `new URL` throw a `TypeError` out of the
- * layer, and one that parses but cannot connect (port 99999, no host, an
- * empty cluster) left the store degraded to local state for ever, logging
- * "unreachable" as if Redis were down. Both are configuration errors: an
- * `InvalidConfigError` naming the field, before anything starts.
+ * that cannot be parsed (or whose user or password is not valid
+ * percent-encoding) made the layer fail with a defect from `new URL` or
+ * `decodeURIComponent`, and one that parses but cannot connect (port 99999,
+ * no host, an empty cluster) left the store degraded to local state for
+ * ever, logging "unreachable" as if Redis were down. Both are configuration
+ * errors: an `InvalidConfigError` naming the field, before anything starts.
  *
  * No error repeats the URL: it may carry a password.
  *
@@ -44,8 +45,14 @@ const parse = (url: string, path: string): Either.Either<URL, Errors.InvalidConf
   if (parsed.port === "0") return Either.left(invalid(path, `${expected}; port 0 is not a port to connect to`))
   const db = parsed.pathname.replace(/^\//, "")
   if (db !== "" && !/^\d+$/.test(db)) return Either.left(invalid(path, `${expected}; the database must be a number`))
+  // ioredis and `credentialsOf` decode both; a bad escape would be a `URIError` defect there.
+  if (!decodes(parsed.username) || !decodes(parsed.password)) {
+    return Either.left(invalid(path, `${expected}; the user or password is not valid percent-encoding`))
+  }
   return Either.right(parsed)
 }
+
+const decodes = (encoded: string): boolean => Either.isRight(Either.try(() => decodeURIComponent(encoded)))
 
 const nodeOf = (url: URL): Node => ({ host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(url.port || "6379") })
 
