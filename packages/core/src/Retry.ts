@@ -372,17 +372,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, Errors.Inval
         : call === undefined
         ? retryOnResult
         : (value) => retryOnResult(value) || call(value)
-    const deployment = name ?? "retry"
+    const charge = { deployment: name ?? "retry" }
     const service: Service = {
       execute: <A, E, R>(
         effect: Effect.Effect<A, E, R>,
         options?: ExecuteOptions<A>
       ): Effect.Effect<A, E | Errors.BudgetExhaustedError, R> => {
         // Each run reaches the provider: the request's budget pays for it (a policy inside takes the charge over).
+        const chargeRun = options?.chargesEachRun === true ? AttemptCharge.checked : AttemptCharge.charged
         const each = Effect.withFiberRuntime<A, E | Errors.BudgetExhaustedError, R>((fiber) =>
-          options?.chargesEachRun === true
-            ? AttemptCharge.checked(fiber, { deployment }, effect)
-            : AttemptCharge.charged(fiber, { deployment }, effect)
+          chargeRun(fiber, charge, effect)
         )
         const retried = executeRecorded(each, rejectsOf(options?.retryOnResult))
         if (budget === undefined) return retried

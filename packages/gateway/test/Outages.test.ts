@@ -65,9 +65,8 @@ interface Figures {
   readonly earlyCalls: number | undefined
   /** CPU of this process (load, gateway and upstream together) per request. */
   readonly cpuMsPerRequest: number
-  readonly stream: boolean
-  /** Streams of the outage whose client got more tokens than one stream has: cut after output, then continued. */
-  readonly continuedStreams: number
+  /** Streams of the outage whose client got more tokens than one stream has: cut after output, then continued; undefined without streams. */
+  readonly continuedStreams: number | undefined
 }
 const figures: Array<Figures> = []
 
@@ -179,8 +178,7 @@ const runScenario = (scenario: Scenario) =>
       tookBackMs: round(Load.tookBackAfter(samples, "primary", outageEnd), 0),
       earlyCalls: callsBeforeRetryAfter(log, Math.max(250, p50NormalMs)),
       cpuMsPerRequest: round((cpu.user + cpu.system) / 1000 / samples.length, 2),
-      stream: scenario.stream,
-      continuedStreams: during.filter((s) => s.answered && s.tokens > streamTokens).length
+      continuedStreams: scenario.stream ? during.filter((s) => s.answered && s.tokens > streamTokens).length : undefined
     }
     figures.push(result)
     const failed = samples.filter((s) => !s.answered)
@@ -215,7 +213,7 @@ describe(`real-time outages of the primary at ${rate} requests/s`, () => {
   afterAll(() => {
     const header = "| the primary | requests | answered | primary calls / request (outage) | p50 normal | p50 breaker open | primary back after | calls inside Retry-After | CPU / request | streams cut after a token, ended whole | time judged |"
     const rows = figures.map((f) =>
-      `| ${f.scenario} | ${f.requests} | ${f.answeredPct} % | ${f.primaryCallsPerRequest} | ${f.p50NormalMs} ms | ${f.p50SettledMs} ms | ${f.tookBackMs} ms | ${f.earlyCalls ?? "-"} | ${f.cpuMsPerRequest} ms | ${f.stream ? f.continuedStreams : "-"} | ${fitToTime(f) ? "yes" : "no: machine too loaded"} |`
+      `| ${f.scenario} | ${f.requests} | ${f.answeredPct} % | ${f.primaryCallsPerRequest} | ${f.p50NormalMs} ms | ${f.p50SettledMs} ms | ${f.tookBackMs} ms | ${f.earlyCalls ?? "-"} | ${f.cpuMsPerRequest} ms | ${f.continuedStreams ?? "-"} | ${fitToTime(f) ? "yes" : "no: machine too loaded"} |`
     )
     console.log([header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", ...rows].join("\n"))
   })
