@@ -424,6 +424,8 @@ const fallsBackBeforeWork = (e: Errors.ResilienceError): e is Errors.ResilienceE
 const fallsBackOn = (fallbackAfterTimeout: boolean) => fallbackAfterTimeout ? fallsBackAfterTimeout : fallsBackBeforeWork
 
 const outputTokens = (response: Chat.ChatResponse): number | undefined => response.usage?.outputTokens
+const totalTokens = (response: Chat.ChatResponse): number | undefined =>
+  response.usage === undefined ? undefined : response.usage.inputTokens + response.usage.outputTokens
 
 const called: Answering = {
   streams: false,
@@ -616,7 +618,7 @@ export const make = (
             },
             {
               tokens: promptTokens + maxOutput,
-              usage: (r) => (r.usage === undefined ? undefined : r.usage.inputTokens + r.usage.outputTokens),
+              usage: totalTokens,
               work: outputTokens,
               estimatedCostUsd: estimateCost(d, promptTokens, maxOutput),
               costUsd: (r) => actualCost(d, r.usage),
@@ -655,7 +657,8 @@ export const make = (
 
         const route = routeFor(options)
         if (route._tag === "BadRequestError") return Effect.fail(route)
-        const [first, ...rest] = eligible(route.handles)
+        const steps = eligible(route.handles)
+        const first = steps[0]
         if (first === undefined) {
           return Effect.fail(
             new Errors.BadRequestError({
@@ -668,11 +671,14 @@ export const make = (
           hasNext && maxWaitBeforeFallback !== Infinity ? Deadline.maxWait(maxWaitBeforeFallback)(self) : self
         let chain: Fallback.Chain<Chat.ChatResponse, Errors.ResilienceError, never> = Fallback.primaryAnswer(
           first.config.name,
-          beforeFallback(step(first, true), rest.length > 0)
+          beforeFallback(step(first, true), steps.length > 1)
         )
         const fallsBack = fallsBackOn(options.fallbackAfterTimeout ?? config.fallbackAfterTimeout ?? true)
-        for (const [i, h] of rest.entries()) {
-          chain = Fallback.orElseWhen(chain, h.config.name, fallsBack, () => beforeFallback(step(h, false), i < rest.length - 1))
+        for (let i = 1; i < steps.length; i++) {
+          const h = steps[i]
+          if (h === undefined) continue
+          const hasNext = i < steps.length - 1
+          chain = Fallback.orElseWhen(chain, h.config.name, fallsBack, () => beforeFallback(step(h, false), hasNext))
         }
         for (const h of largerWindows) {
           if (incompatibility(h, request, promptTokens) !== undefined || answering.refuses(h) !== undefined) continue
