@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import type * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type * as Chat from "./Chat.js"
@@ -86,7 +87,9 @@ export const collector = (): Collector => {
 export const collect = <E, R>(chunks: Stream.Stream<Chat.ChatChunk, E, R>): Effect.Effect<Chat.ChatResponse, E, R> =>
   Effect.suspend(() => {
     const answer = collector()
-    return Effect.map(Stream.runForEach(chunks, (chunk) => Effect.sync(() => answer.add(chunk))), () => answer.response())
+    // By the chunk of chunks: `runForEach` runs an `Effect.forEach` for each one.
+    const addAll = (batch: Chunk.Chunk<Chat.ChatChunk>) => Effect.sync(() => { for (const chunk of batch) answer.add(chunk) })
+    return Effect.map(Stream.runForEachChunk(chunks, addAll), () => answer.response())
   })
 
 /**

@@ -327,7 +327,9 @@ type Handler = (request: Chat.ChatRequest, arrivedAt: number, streamed: boolean)
 const readInto = (
   chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
   watch: StreamWatch
-): Effect.Effect<void, Errors.ResilienceError> => Stream.runForEach(chunks, (chunk) => Effect.sync(() => watch.onChunk(chunk)))
+): Effect.Effect<void, Errors.ResilienceError> =>
+  // By the chunk of chunks: `runForEach` runs an `Effect.forEach` for each one.
+  Stream.runForEachChunk(chunks, (batch) => Effect.sync(() => { for (const chunk of batch) watch.onChunk(chunk) }))
 
 /** Runs a streamed request's `read` and records how it ended. */
 const streamedRequest = (

@@ -458,7 +458,7 @@ export const make = (options: Options): Effect.Effect<Service> =>
             const delayOf = (i: number): Effect.Effect<number> =>
               i === 0
                 ? Effect.succeed(decision.latencyMs)
-                : Effect.flatMap(next, (a) => Effect.map(next, (b) => FaultScript.sample(shape.interChunk, a, b)))
+                : Effect.sync(() => FaultScript.sample(shape.interChunk, prng.number(), prng.number()))
             const chunked = Stream.unfoldEffect(0, (i): Effect.Effect<
               Option.Option<readonly [Chat.ChatChunk, number]>,
               Errors.ResilienceError
