@@ -33,8 +33,10 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as OpenAiWire from "@resilient-ai/llm/OpenAiWire"
 import * as Translate from "@resilient-ai/llm/Translate"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Endpoint from "./Endpoint.js"
@@ -75,25 +77,23 @@ const sse = (
     const created = Math.floor(nowMs / 1000)
     let usage: Chat.Usage | undefined
     let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }
-    const body = Stream.mapEffect(
-      Stream.filter(chunks, (chunk) => {
+    // One stage for what could be a filter and a map: each stage of a stream costs every chunk a pull of its own.
+    const body = Stream.mapChunks(chunks, (batch) =>
+      Chunk.filterMap(batch, (chunk) => {
         if (chunk.usage !== undefined) usage = chunk.usage
         last = { id: chunk.id, model: chunk.model }
         const { usage: _, ...rest } = chunk
         // A chunk that carried only the usage has nothing left to send.
         return Object.keys(rest).some((k) => k !== "id" && k !== "model" && k !== "created")
-      }),
-      (chunk) => {
-        const { usage: _, ...rest } = chunk
-        return Effect.map(Translate.toOpenAiChunk(rest, { created }), event)
-      }
+          ? Option.some(event(Translate.toOpenAiChunkAt(rest, created)))
+          : Option.none()
+      }))
+    const end = Stream.suspend(() =>
+      Stream.fromIterable(
+        includeUsage && usage !== undefined ? [event(Translate.toOpenAiChunkAt({ ...last, usage }, created)), done] : [done]
+      )
     )
-    const closing = Stream.suspend(() =>
-      includeUsage && usage !== undefined
-        ? Stream.fromEffect(Effect.map(Translate.toOpenAiChunk({ ...last, usage }, { created }), event))
-        : Stream.empty
-    )
-    return Stream.concat(Stream.concat(body, closing), Stream.make(done)).pipe(
+    return Stream.concat(body, end).pipe(
       Stream.catchAll((error) =>
         Stream.make(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
       )

@@ -123,6 +123,15 @@ export const toOpenAiResponse = (response: Chat.ChatResponse): Effect.Effect<Ope
 export const fromOpenAiChunk: (chunk: OpenAiWire.ChatCompletionChunk) => Chat.ChatChunk = openAi.fromChunk
 
 /**
+ * One neutral chunk → one OpenAI stream chunk with `created` (seconds), as
+ * {@link toOpenAiChunk} makes it: for a stream that read the clock once.
+ *
+ * @since 0.1.0
+ * @category OpenAI
+ */
+export const toOpenAiChunkAt: (chunk: Chat.ChatChunk, created: number) => OpenAiWire.ChatCompletionChunk = openAi.toChunk
+
+/**
  * One neutral chunk → one OpenAI stream chunk. A chunk with only `usage`
  * becomes OpenAI's closing usage chunk (`choices: []`). `created` is the
  * chunk's own, else `options.created`, else now.
