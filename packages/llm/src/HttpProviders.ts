@@ -133,25 +133,22 @@ const rejectFiltered = (response: Chat.ChatResponse, origin: ErrorMapping.Origin
 /** Decodes the data of guarded SSE events; a failure after content is a stream interruption. */
 const decodeEvents = <A, E>(
   events: Stream.Stream<Sse.Event, E>,
-  decode: (data: unknown) => Effect.Effect<ReadonlyArray<A>, CallError>,
+  decode: (data: unknown) => Effect.Effect<A, CallError>,
   origin: ErrorMapping.Origin
 ): Stream.Stream<A, E | CallError> =>
-  events.pipe(
-    Stream.mapAccumEffect(0, (delivered, event) => {
-      const parsed: Effect.Effect<ReadonlyArray<A>, CallError> = Option.match(
-        Option.liftThrowable((s: string): unknown => JSON.parse(s))(event.data),
-        {
-          onNone: () => Effect.fail(ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)),
-          onSome: decode
-        }
-      )
-      return parsed.pipe(
-        Effect.mapError((e): CallError => (delivered > 0 ? StreamGuard.interrupted(e, delivered, origin) : e)),
-        Effect.map((chunks) => [delivered + chunks.length, chunks] as const)
-      )
-    }),
-    Stream.flattenIterables
-  )
+  Stream.mapAccumEffect(events, 0, (delivered, event) => {
+    const parsed: Effect.Effect<A, CallError> = Option.match(
+      Option.liftThrowable((s: string): unknown => JSON.parse(s))(event.data),
+      {
+        onNone: () => Effect.fail(ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)),
+        onSome: decode
+      }
+    )
+    return parsed.pipe(
+      Effect.mapError((e): CallError => (delivered > 0 ? StreamGuard.interrupted(e, delivered, origin) : e)),
+      Effect.map((decoded) => [delivered + 1, decoded] as const)
+    )
+  })
 
 /**
  * What differs between the wire formats; the call and the stream around it
@@ -167,7 +164,7 @@ interface WireFormat<W, E> {
   readonly decodeResponse: (json: unknown) => Effect.Effect<W, ParseResult.ParseError>
   readonly fromResponse: (wire: W) => Effect.Effect<Chat.ChatResponse, CallError>
   readonly decodeEvent: (data: unknown) => Effect.Effect<E, ParseResult.ParseError>
-  /** Decoded events → chunks (stateful for Anthropic). */
+  /** Decoded events → chunks (stateful for Anthropic; OpenAI's events are decoded as chunks, a stage less). */
   readonly toChunks: (events: Stream.Stream<E, CallError>) => Stream.Stream<Chat.ChatChunk, CallError>
 }
 
@@ -209,10 +206,7 @@ const fromWire = <W, E>(
         StreamGuard.forKind(wire.kind, guardOptions(options, origin))
       )
       const decoded = decodeEvents(events, (data) =>
-        Effect.map(
-          Effect.mapError(wire.decodeEvent(data), (e) => ErrorMapping.malformed(e, origin)),
-          (event) => [event]
-        ), origin)
+        Effect.mapError(wire.decodeEvent(data), (e) => ErrorMapping.malformed(e, origin)), origin)
       return { chunks: wire.toChunks(decoded), rateLimit: RateLimitHeaders.parse(response.headers, now) }
     })
   }
@@ -315,8 +309,8 @@ export const openAiCompatible = (
         stream ? { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } } : body),
     decodeResponse: OpenAiWire.decodeResponse,
     fromResponse: Translate.fromOpenAiResponse,
-    decodeEvent: OpenAiWire.decodeChunk,
-    toChunks: (events) => Stream.map(events, Translate.fromOpenAiChunk)
+    decodeEvent: (data) => Effect.map(OpenAiWire.decodeChunk(data), Translate.fromOpenAiChunk),
+    toChunks: (chunks) => chunks
   })
 }
 
