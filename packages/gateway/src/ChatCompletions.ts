@@ -34,7 +34,6 @@ import type * as Chat from "@resilient-ai/llm/Chat"
 import * as OpenAiWire from "@resilient-ai/llm/OpenAiWire"
 import * as Translate from "@resilient-ai/llm/Translate"
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -71,9 +70,10 @@ const done = encoder.encode("data: [DONE]\n\n")
 const sse = (
   chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
   includeUsage: boolean,
-  model: string
+  model: string,
+  nowMs: number
 ): Stream.Stream<Uint8Array> =>
-  Stream.unwrap(Effect.map(Clock.currentTimeMillis, (nowMs) => {
+  Stream.suspend(() => {
     const created = Math.floor(nowMs / 1000)
     let usage: Chat.Usage | undefined
     let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }
@@ -98,7 +98,7 @@ const sse = (
         Stream.make(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
       )
     )
-  }))
+  })
 
 /**
  * OpenAI's chat completions wire format for the Endpoint.
@@ -112,7 +112,7 @@ export const wire: Endpoint.Wire<OpenAiWire.ChatCompletionRequest> = {
   toChat: Translate.fromOpenAiRequest,
   streams: (request) => request.stream === true,
   response: Translate.toOpenAiResponse,
-  stream: (chunks, request, route) => sse(chunks, request.stream_options?.include_usage === true, route.model),
+  stream: (chunks, request, route, nowMs) => sse(chunks, request.stream_options?.include_usage === true, route.model, nowMs),
   error: errorResponse
 }
 

@@ -13,6 +13,7 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import { Errors as CoreErrors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
+import * as Channel from "effect/Channel"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -38,11 +39,16 @@ export interface Wire<Req> {
   readonly streams: (request: Req) => boolean
   /** The whole answer as the wire's response body. */
   readonly response: (response: Chat.ChatResponse) => Effect.Effect<unknown, Errors.BadRequestError>
-  /** The chunks as the wire's SSE bytes, a failure after the first chunk as the wire's error event. */
+  /**
+   * The chunks as the wire's SSE bytes, a failure after the first chunk as
+   * the wire's error event. `nowMs` is when the answer started (the stream's
+   * `created`, an error's time).
+   */
   readonly stream: (
     chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
     request: Req,
-    route: ModelRoutes.Route
+    route: ModelRoutes.Route,
+    nowMs: number
   ) => Stream.Stream<Uint8Array>
   /** An error reply in the wire's error body. */
   readonly error: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse
@@ -105,23 +111,30 @@ const streamed = <Req>(
     Effect.matchEffect(options.models.client.streamStarted(request, route.options), {
       onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
       onSuccess: (started) =>
-        Effect.succeed(
-          HttpServerResponse.stream(Stream.concat(wire.stream(started.chunks, wireRequest, route), charged(spend, started.result)), {
+        Effect.map(Clock.currentTimeMillis, (nowMs) =>
+          HttpServerResponse.stream(thenCharged(wire.stream(started.chunks, wireRequest, route, nowMs), spend, started.result), {
             contentType: "text/event-stream",
             headers: { "cache-control": "no-cache", "x-accel-buffering": "no", ...answeredBy(started.start) }
-          })
-        )
+          }))
     }))
 
 /**
- * After the last byte, the request's cost to its gateway key's spend (a
- * stream that broke charges nothing more). The charge is read by the
- * handler: the server writes the body outside the handler's context.
+ * `bytes`, then, after the last byte, the request's cost to its gateway
+ * key's spend (a stream that broke charges nothing more). The charge is read
+ * by the handler: the server writes the body outside the handler's context.
+ * It follows the bytes' channel as an effect, not as a stream concatenated
+ * to them (`Stream.onEnd` drains a stream of its own, a stage more for the
+ * whole response).
  */
-const charged = (
+const thenCharged = (
+  bytes: Stream.Stream<Uint8Array>,
   spend: ClientLimits.Charge,
   result: Effect.Effect<ResilientClient.ChatResult, Errors.ResilienceError>
-): Stream.Stream<never> => Stream.execute(Effect.ignore(Effect.flatMap(result, (r) => spend.charge(r.costUsd))))
+): Stream.Stream<Uint8Array> =>
+  Stream.fromChannel(Channel.zipRight(
+    Stream.toChannel(bytes),
+    Channel.fromEffect(Effect.ignore(Effect.flatMap(result, (r) => spend.charge(r.costUsd))))
+  ))
 
 const untranslatable = (detail: string): OpenAiErrors.ErrorReply =>
   OpenAiErrors.reply(502, `The upstream answer cannot be written in this format: ${detail}`, "server_error", "untranslatable_response")

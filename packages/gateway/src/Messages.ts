@@ -23,7 +23,6 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as AnthropicWire from "@resilient-ai/llm/AnthropicWire"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as Translate from "@resilient-ai/llm/Translate"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -83,13 +82,12 @@ export const errorResponse = (reply: OpenAiErrors.ErrorReply): HttpServerRespons
 const encoder = new TextEncoder()
 const event = (type: string, data: unknown): Uint8Array => encoder.encode(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
 
-const sse = (chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, model: string): Stream.Stream<Uint8Array> =>
-  Stream.unwrap(Effect.map(Clock.currentTimeMillis, (now) =>
-    Stream.map(Translate.toAnthropicStream(chunks), (e) => event(e.type, e)).pipe(
-      Stream.catchAll((error) =>
-        Stream.make(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
-      )
-    )))
+const sse = (chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, model: string, now: number): Stream.Stream<Uint8Array> =>
+  Stream.map(Translate.toAnthropicStream(chunks), (e) => event(e.type, e)).pipe(
+    Stream.catchAll((error) =>
+      Stream.make(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
+    )
+  )
 
 /**
  * Anthropic's Messages wire format for the endpoint.
@@ -103,7 +101,7 @@ export const wire: Endpoint.Wire<AnthropicWire.MessagesRequest> = {
   toChat: Translate.fromAnthropicRequest,
   streams: (request) => request.stream === true,
   response: Translate.toAnthropicResponse,
-  stream: (chunks, _request, route) => sse(chunks, route.model),
+  stream: (chunks, _request, route, nowMs) => sse(chunks, route.model, nowMs),
   error: errorResponse
 }
 
