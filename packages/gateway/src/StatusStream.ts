@@ -39,6 +39,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -262,7 +263,16 @@ export const make = (options: Options): Effect.Effect<Service, Errors.InvalidCon
     }
     // Subscribed before `make` returns, so no transition of the gateway's first requests is missed.
     const feed = yield* events.subscribe
-    yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(feed), onEvent))
+    // Taken from the queue in batches, not as a stream: a stream's stages cost every request's events
+    // about 30 Effect ops more (6 % of what a whole answer through the gateway runs). The wait for the
+    // next batch suspends the fiber, so the loop needs no `Effect.forever` yield of its own.
+    const drainFeed: Effect.Effect<never> = Effect.suspend(() =>
+      Effect.flatMap(
+        Queue.takeBetween(feed, 1, Number.MAX_SAFE_INTEGER),
+        (batch) => Effect.zipRight(Effect.forEach(batch, onEvent, { discard: true }), drainFeed)
+      )
+    )
+    yield* Effect.forkScoped(drainFeed)
 
     const connection = Effect.gen(function*() {
       // Subscribed before the hello is read: what happens in between arrives after it (a transition twice at worst, which `seq` dedupes).
