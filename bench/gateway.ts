@@ -41,40 +41,10 @@ import { fork, type ChildProcess } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import { fileURLToPath } from "node:url"
-import { completion } from "./completion.js"
+import { listen, startGateway, upstream } from "./servers.js"
 
 type Role = "upstream" | "proxy" | "gateway"
 type Message = { readonly port: number } | { readonly cpuMicros: number }
-
-const chunk = (delta: object, finish: string | null) =>
-  `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 1, model: "bench", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
-const streamBody = chunk({ role: "assistant", content: "Hel" }, null) + chunk({ content: "lo!" }, null) + chunk({}, "stop") +
-  `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 1, model: "bench", choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })}\n\n` +
-  "data: [DONE]\n\n"
-
-const listen = (server: Http.Server): Promise<number> =>
-  new Promise((resolve) => {
-    server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => {
-      const address = server.address()
-      resolve(typeof address === "object" && address !== null ? address.port : 0)
-    })
-  })
-
-const upstream = (): Promise<number> =>
-  listen(Http.createServer((request, response) => {
-    let body = ""
-    request.setEncoding("utf8")
-    request.on("data", (c: string) => (body += c))
-    request.on("end", () => {
-      if (body.includes("\"stream\":true")) {
-        response.writeHead(200, { "content-type": "text/event-stream" })
-        response.end(streamBody)
-      } else {
-        response.writeHead(200, { "content-type": "application/json" })
-        response.end(completion)
-      }
-    })
-  }))
 
 const proxy = (upstreamPort: number): Promise<number> => {
   const agent = new Http.Agent({ keepAlive: true, maxSockets: 256 })
@@ -92,35 +62,9 @@ const proxy = (upstreamPort: number): Promise<number> => {
 }
 
 const gateway = async (upstreamPort: number): Promise<number> => {
-  const { Gateway, GatewayConfig } = await import("@resilient-ai/gateway")
-  const { ConfigProvider, Effect, Exit, Scope } = await import("effect")
-  const keys = ["K1", "K2", "K3"].map((env, i) => ({ name: `key-${i + 1}`, env }))
-  const program = Effect.gen(function*() {
-    const config = yield* GatewayConfig.decode({
-      deployments: [{
-        name: "up",
-        provider: "openai",
-        model: "bench",
-        baseUrl: `http://127.0.0.1:${upstreamPort}/v1`,
-        keys,
-        probe: false,
-        policy: {
-          attemptTimeout: "10 seconds",
-          retry: { maxRetries: 2 },
-          circuitBreaker: {},
-          rateLimiter: { requestsPerMinute: 100_000_000 },
-          bulkhead: { maxConcurrent: 1000, maxQueue: 1000 }
-        }
-      }],
-      cascade: ["up"],
-      gateway: { port: 0 }
-    })
-    return yield* Gateway.start({ config }, { proxyFromEnvironment: false })
-  }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["K1", "sk-1"], ["K2", "sk-2"], ["K3", "sk-3"]]))))
-  const scope = Effect.runSync(Scope.make())
-  const service = await Effect.runPromise(Scope.extend(program, scope))
-  process.once("disconnect", () => void Effect.runPromise(Scope.close(scope, Exit.void)))
-  return service.port
+  const started = await startGateway(upstreamPort)
+  process.once("disconnect", () => void started.close())
+  return started.port
 }
 
 /** A child process: serves its role, reports its port, then its CPU time when asked. */
