@@ -194,6 +194,17 @@ export interface Service {
  */
 export class CircuitBreaker extends Context.Tag("@resilient-ai/core/CircuitBreaker")<CircuitBreaker, Service>() {}
 
+/**
+ * What a breaker uses where its options are silent: 5 failures in a row
+ * open it; a failure-rate window's rates count from 10 calls on. Exported
+ * for what draws a breaker against its thresholds (the gateway's
+ * dashboard), so the numbers live here only.
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaults = { failures: 5, minimumCalls: 10 } as const
+
 const TriggerSchema = Schema.Union(
   Schema.Struct({ kind: Schema.Literal("consecutive"), failures: PositiveInt }),
   Schema.Struct({
@@ -207,7 +218,7 @@ const TriggerSchema = Schema.Union(
       })
     ),
     threshold: Ratio,
-    minimumCalls: Schema.optionalWith(PositiveInt, { default: () => 10 }),
+    minimumCalls: Schema.optionalWith(PositiveInt, { default: () => defaults.minimumCalls }),
     slowCallRateThreshold: Schema.optional(Ratio)
   })
 )
@@ -215,7 +226,7 @@ const TriggerSchema = Schema.Union(
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
   trigger: Schema.optionalWith(TriggerSchema, {
-    default: () => ({ kind: "consecutive", failures: 5 }) as const
+    default: () => ({ kind: "consecutive", failures: defaults.failures }) as const
   }),
   openDuration: Schema.optional(Schema.Unknown),
   permittedCallsInHalfOpen: Schema.optionalWith(PositiveInt, { default: () => 1 }),

@@ -4,6 +4,7 @@
  * counter, and events as transitions. No state, no clock: `StatusStream`
  * owns those.
  */
+import { CircuitBreaker } from "@resilient-ai/core"
 import type { AttemptEvents } from "@resilient-ai/core"
 import type * as ClientConfig from "@resilient-ai/llm/ClientConfig"
 import * as Palette from "@resilient-ai/testkit/Palette"
@@ -11,22 +12,18 @@ import type * as MetricPair from "effect/MetricPair"
 import type { Second, Thresholds, Transition } from "../StatusStream.js"
 import * as MetricState from "effect/MetricState"
 
-/** The breaker's own defaults (CircuitBreaker: 5 in a row; 10 calls before a rate counts). */
-const defaultFailures = 5
-const defaultMinimumCalls = 10
-
 /** The thresholds of a configured deployment; null when it has no breaker. */
 export const thresholds = (deployment: ClientConfig.Deployment): Thresholds | null => {
   const breaker = deployment.policy?.circuitBreaker
   if (breaker === false) return null
   const trigger = breaker?.trigger
-  if (trigger === undefined) return { kind: "consecutive", failures: defaultFailures }
+  if (trigger === undefined) return { kind: "consecutive", failures: CircuitBreaker.defaults.failures }
   if (trigger.kind === "consecutive") return { kind: "consecutive", failures: trigger.failures }
   return {
     kind: "failure-rate",
     failureRate: trigger.threshold,
     slowCallRate: trigger.slowCallRateThreshold ?? null,
-    minimumCalls: trigger.minimumCalls ?? defaultMinimumCalls
+    minimumCalls: trigger.minimumCalls ?? CircuitBreaker.defaults.minimumCalls
   }
 }
 
