@@ -331,7 +331,8 @@ export const interrupted = (
   chunksReceived: number,
   origin: ErrorMapping.Origin = {}
 ): Errors.StreamInterruptedError => {
-  if (cause instanceof Errors.StreamInterruptedError) return cause
+  // By tag: an error built by a second copy of the core package is another class.
+  if (Errors.isResilienceError(cause) && cause._tag === "StreamInterruptedError") return cause
   const tag = stringField(cause, "_tag") ?? "UnknownError"
   const text = stringField(cause, "detail") ?? stringField(cause, "message") ?? (typeof cause === "string" ? cause : "")
   const status = Predicate.isRecord(cause) && typeof cause["status"] === "number" ? cause["status"] : undefined

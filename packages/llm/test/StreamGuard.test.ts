@@ -397,4 +397,13 @@ describe("StreamGuard.MidStreamPolicy", () => {
       deployment: "d"
     })
   })
+
+  it("interrupted keeps a StreamInterruptedError built by a second copy of the core package (matched by tag)", async () => {
+    // A query string makes vite load the module a second time: another class, as a second installed copy would be.
+    const path = "../../core/src/Errors.js?second-copy"
+    const copy: typeof Errors = await import(/* @vite-ignore */ path)
+    const foreign = new copy.StreamInterruptedError({ chunksReceived: 3, detail: "ConnectionError: reset" })
+    expect(foreign instanceof Errors.StreamInterruptedError).toBe(false)
+    expect(StreamGuard.interrupted(foreign, 5)).toBe(foreign)
+  })
 })
