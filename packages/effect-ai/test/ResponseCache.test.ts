@@ -2,6 +2,7 @@ import * as LanguageModel from "@effect/ai/LanguageModel"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as ResilientLanguageModel from "../src/ResilientLanguageModel.js"
@@ -90,6 +91,34 @@ describe("the response cache in front of the chain (rule 18)", () => {
         { cache: {} }
       )
       expect(result.map((r) => r.text)).toEqual(["slow", "slow", "slow"])
+      expect(calls(received)).toBe(1)
+    }))
+
+  it.scopedLive("a streamText that stops reading does not hold up an identical call waiting on the same flight", () =>
+    Effect.gen(function*() {
+      // 40 deltas, more than the stream's buffer of 16: the flight must not block on a reader that is gone.
+      const deltas = Array.from({ length: 40 }, (_, i) => `w${i} `)
+      const { received, result } = yield* withModel(
+        (path) => (path === "/v1/responses" ? { _tag: "Stream", deltas } : ok("unused")),
+        Effect.all([
+          // Reads slowly, then stops after two parts.
+          LanguageModel.streamText({ prompt: "hello" }).pipe(
+            Stream.tap(() => Effect.sleep("200 millis")),
+            Stream.take(2),
+            Stream.runCollect
+          ),
+          Effect.sleep("30 millis").pipe(
+            Effect.zipRight(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" }))),
+            Effect.map((parts) => textOf(parts)),
+            Effect.timeout("3 seconds"),
+            Effect.either
+          )
+        ], { concurrency: "unbounded" }),
+        { cascade: ["gpt"] },
+        { cache: {} }
+      )
+      expect(Chunk.size(result[0])).toBe(2)
+      expect(result[1]).toEqual(Either.right(deltas.join("")))
       expect(calls(received)).toBe(1)
     }))
 

@@ -845,6 +845,10 @@ export const make = (
             start: undefined,
             firstKeys: new Map()
           }
+          // The chain may outlive this caller: with a cache, an identical request waits on the same flight. A caller
+          // that stops reading shuts its buffer, so the flight's chunks no longer wait for room there (16 of them
+          // would hold it, and the request waiting on it, for ever); they are still gathered into its answer.
+          yield* Effect.addFinalizer(() => sink.mailbox.shutdown)
           const tracing = fiber.getFiberRef(FiberRef.currentTracerEnabled)
           const recordedAnswer = recorded(respond(fiber, request, options, tracing, streamedTo(sink, exclude)))
           const answered = tracing

@@ -231,6 +231,25 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
       expect(calls).toEqual(["primary/p1"])
     }))
 
+  it.scoped("a caller that stops reading does not hold up an identical request waiting on the same flight", () =>
+    Effect.gen(function*() {
+      // 40 chunks, more than the stream's buffer of 16: the flight must not block on a reader that is gone.
+      const { calls, layer } = scripted({ primary: [{ _tag: "ok", chunks: 40, everyMs: 10 }] })
+      const client = yield* Effect.flatMap(ClientConfig.decode(config()), (decoded) =>
+        ResilientClient.make(decoded, { cache: { timeToLive: "1 minute" } })).pipe(
+          Effect.provide(layer),
+          Effect.provide(StateStore.layerMemory),
+          Effect.withConfigProvider(env)
+        )
+      const first = yield* Effect.fork(Stream.runCollect(Stream.take(client.stream(request), 3)))
+      const second = yield* Effect.fork(Effect.either(streamText(client)))
+      yield* TestClock.adjust("10 seconds")
+      expect(Chunk.size(yield* Fiber.join(first))).toBe(3)
+      const whole = yield* Fiber.join(second)
+      expect(whole).toEqual(Either.right(Array.from({ length: 40 }, (_, i) => String.fromCharCode(97 + i)).join("")))
+      expect(calls).toEqual(["primary/p1"])
+    }))
+
   it.scoped("a streamed attempt is traced as chat's is: a ResilientClient.attempt span under a ResilientClient.stream span", () =>
     Effect.gen(function*() {
       const seen: Array<string> = []

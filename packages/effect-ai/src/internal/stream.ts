@@ -199,6 +199,10 @@ export const through = <P extends AnyPart, E, R>(
 ): Stream.Stream<P, E, R> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const mailbox = yield* Mailbox.make<P, E>(16)
+    // The chain may outlive this caller: with a cache, an identical call waits on the same flight. A caller that
+    // stops reading shuts its buffer, so the flight's parts no longer wait for room there (16 of them would hold
+    // it, and the call waiting on it, for ever); they are still gathered for the cache's entry.
+    yield* Effect.addFinalizer(() => mailbox.shutdown)
     // What reached the caller, kept only for what reads it: the cache's entry, a continuation's prefix.
     const continueWithPrefix = streamCall.midStreamPolicy === "continue-with-prefix"
     const keeps = (streamCall.cache !== undefined && streamCall.key !== undefined) || continueWithPrefix
