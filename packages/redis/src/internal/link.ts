@@ -38,8 +38,17 @@ export type CasReply =
  * KEYS[1] the slot; ARGV[1] the version the caller's state came from;
  * ARGV[2] the new state, or "" to only read; ARGV[3] the TTL in ms.
  * Replies `{version}` when the caller is current (and wrote, if it asked),
- * `{version, state}` otherwise (state "" when the slot does not exist).
- * The state is a JSON string: Lua never looks inside it.
+ * `{version, state}` otherwise (state "" when the slot does not exist, its
+ * version 0). The state is a JSON string: Lua never looks inside it.
+ *
+ * A slot written afresh (its first write, or after Redis lost the key to a
+ * restart or its TTL) starts its versions at Redis's clock in microseconds,
+ * not at 1: a process that still holds a version of the lost key must never
+ * find it again in the new one, or its compare-and-set would pass and write
+ * its stale state over what the others wrote since. A key's versions grow
+ * by one a write, far slower than its clock, so a later key's first version
+ * is above every version of the earlier ones (a 16-digit number, exact in a
+ * double; written with `%d`, as Lua's own conversion would round it).
  */
 export const casScript = `
 local cur = redis.call('HMGET', KEYS[1], 'v', 's')
@@ -48,8 +57,13 @@ if v ~= tonumber(ARGV[1]) then
   return {v, cur[2] or ''}
 end
 if ARGV[2] ~= '' then
-  v = v + 1
-  redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[2])
+  if cur[1] then
+    v = v + 1
+  else
+    local t = redis.call('TIME')
+    v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 's', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return {v}

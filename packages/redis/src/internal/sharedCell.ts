@@ -36,7 +36,9 @@
  * - Every operation has `operationMillis` to be answered; after that, or at
  *   once while the link is down, it runs on the local state, as the memory
  *   store would, and keeps that state for the next one. A script that answers
- *   late still counts: its write happened, and the slot takes its state.
+ *   late still counts: its write happened, and the slot takes its state,
+ *   with the steps taken on local state meanwhile applied again on it (the
+ *   next script writes them).
  * - When Redis has lost the key (restarted without persistence, or the TTL
  *   ran out), the local state is written back rather than started afresh: an
  *   open breaker stays open across a Redis restart.
@@ -103,7 +105,8 @@ export const makeCounters = (): Counters => ({ awaited: 0, answered: 0, scripts:
 
 export const makeCell = <S>(
   key: string,
-  link: Link,
+  /** What a cell asks of the link: its state, its scripts, and telling it they failed. */
+  link: Pick<Link, "up" | "lost" | "cas">,
   options: CellOptions,
   empty: S,
   decode: (json: string) => S | undefined,
@@ -120,6 +123,26 @@ export const makeCell = <S>(
   let queue: Array<Op<S>> = []
   let sending: ReadonlyArray<Op<S>> = []
   let inFlight = false
+  /**
+   * Steps applied to the local state (the link down) while a script was out:
+   * its late answer replaces `state`, so they are applied again on it, and
+   * the next script writes them. Steps of the script's own batch are not
+   * here: its answer has them.
+   */
+  let localSteps: Array<(state: S) => S> = []
+
+  /** A step just applied to the local state, kept for the answer of a script still out. */
+  const remember = (step: (state: S) => S) => {
+    if (inFlight) localSteps.push(step)
+  }
+
+  /** `state` as Redis answered it, with the local steps taken meanwhile applied again. */
+  const answered = (remote: S) => {
+    let s = remote
+    for (const step of localSteps) s = step(s)
+    localSteps = []
+    state = s
+  }
 
   const fresh = (now: number) => now >= seenAt && now - seenAt < options.refreshMillis
 
@@ -134,6 +157,8 @@ export const makeCell = <S>(
   const settleLocally = (op: Op<S>) => {
     if (op.settled) return
     state = op.apply(state)
+    // An op of the batch that is out is in its script: its answer has it.
+    if (!sending.includes(op)) remember(op.next)
     finish(op)
   }
 
@@ -147,11 +172,13 @@ export const makeCell = <S>(
   const takeReply = (reply: CasReply & { readonly _tag: "current" }, base: S) => {
     const remote = reply.json === undefined ? undefined : decode(reply.json)
     // A key that is gone (or unreadable) is rebuilt from what this process knows.
-    state = remote === undefined ? base : remote
+    answered(remote === undefined ? base : remote)
     version = reply.version
   }
 
   const send = (batch: ReadonlyArray<Op<S>>, tries: number, readAt: number) => {
+    // The local steps taken so far are in `state`, so in this script's write.
+    localSteps = []
     const base = state
     let next = base
     for (const op of batch) next = op.apply(next)
@@ -163,7 +190,7 @@ export const makeCell = <S>(
         seenAt = now
         if (reply._tag === "written") {
           version = reply.version
-          state = next
+          answered(next)
           for (const op of batch) finish(op)
           return done()
         }
@@ -186,6 +213,8 @@ export const makeCell = <S>(
       },
       (error: unknown) => {
         link.lost(`a Redis command failed (${error instanceof Error ? error.message : String(error)})`)
+        // No answer replaces the local state: the steps taken meanwhile are in it already.
+        localSteps = []
         for (const op of batch) settleLocally(op)
         done()
       }
@@ -231,6 +260,7 @@ export const makeCell = <S>(
     const [result, next] = step(state)
     state = next
     view = next
+    remember((s) => step(s)[1])
     counters.answered++
     return Exit.succeed(result)
   }
@@ -300,6 +330,7 @@ export const makeCell = <S>(
     if (!link.up()) {
       state = step(state)
       view = state
+      remember(step)
       return Exit.void
     }
     behind(now, step)
