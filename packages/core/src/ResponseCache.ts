@@ -160,9 +160,12 @@ export interface Store<A> {
   /**
    * Cross-process single-flight, for a shared store: claims the computation
    * of `key` for at most `holdMillis`. `Leader`: compute, then `set` the
-   * answer (which ends the claim) or `release` it; `Landed`: another holder's
-   * answer, read once it landed; `Unclaimed`: the store cannot say (trouble),
-   * compute as if alone.
+   * answer and `release` the claim (released whatever `set` did);
+   * `Landed`: another holder's fresh answer, read once it landed (an
+   * expired entry is not one: it is what is being computed again);
+   * `Unclaimed`: the store cannot say (trouble), compute as if alone. It
+   * runs in an uninterruptible region, so that a won claim always reaches
+   * its release: it must make its waits for another holder interruptible.
    */
   readonly claim?: (key: string, holdMillis: number) => Effect.Effect<Claim<A>>
   /** Reads an entry; counts as a use for eviction. */
@@ -478,23 +481,29 @@ export const make = <Req, Res>(
         Effect.sync(() => land(key, flight, exit))
       )
 
-    /** The flight's work on a custom store: claim the key across processes when the store can, then compute or take what landed. */
+    /**
+     * The flight's work on a custom store: claim the key across processes when the store can, then
+     * compute or take what landed. The claim is taken and its release tied to the computation in one
+     * uninterruptible region (the store waits on another holder interruptibly): a flight interrupted
+     * the moment its claim is won still lets it go, instead of holding every other process up for
+     * `claimFor`. The release follows every computation, a stored answer's too: a store that could
+     * not store it (an answer its schema cannot encode, a failed write) must not keep the claim.
+     */
     const claimed = <E, R>(key: string, flight: Flight<Res>, compute: Effect.Effect<Res, E, R>): Effect.Effect<Res, E, R> => {
-      const alone = Effect.onExit(compute, (exit) => finish(key, flight, exit))
-      if (store.claim === undefined) return alone
-      return Effect.flatMap(store.claim(key, o.claimFor), (claim): Effect.Effect<Res, E, R> => {
-        if (claim._tag === "Unclaimed") return alone
-        if (claim._tag === "Landed") {
-          flight.landed = claim.entry
-          return Effect.sync(() => {
-            land(key, flight, Exit.succeed(claim.entry.value))
-            return claim.entry.value
-          })
-        }
-        // A stored answer ends the claim; anything else lets it go for the next process to compute.
-        return Effect.onExit(compute, (exit) =>
-          Effect.zipRight(finish(key, flight, exit), keeps(exit) ? Effect.void : claim.release))
-      })
+      const claim = store.claim
+      if (claim === undefined) return Effect.onExit(compute, (exit) => finish(key, flight, exit))
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(claim(key, o.claimFor), (claimed): Effect.Effect<Res, E, R> => {
+          if (claimed._tag === "Unclaimed") return Effect.onExit(restore(compute), (exit) => finish(key, flight, exit))
+          if (claimed._tag === "Landed") {
+            flight.landed = claimed.entry
+            return Effect.sync(() => {
+              land(key, flight, Exit.succeed(claimed.entry.value))
+              return claimed.entry.value
+            })
+          }
+          return Effect.onExit(restore(compute), (exit) => Effect.zipRight(finish(key, flight, exit), claimed.release))
+        }))
     }
 
     const leave = (key: string, flight: Flight<Res>): Effect.Effect<void> =>

@@ -7,9 +7,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Errors from "@resilient-ai/core/Errors"
 import * as ResponseCache from "@resilient-ai/core/ResponseCache"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import { Redis } from "ioredis"
-import { type Instance, instances, realSleep, redisUrl } from "./stores.js"
+import { startRedisServer } from "./redisServer.js"
+import { type Instance, instances, realSleep, redisServerBinary, redisUrl } from "./stores.js"
 
 const Answer = Schema.Struct({ text: Schema.String })
 type Answer = typeof Answer.Type
@@ -101,4 +103,65 @@ describe.skipIf(redisUrl === "")("the response cache on Redis", () => {
       // Not the claim's 10 s: B took over as soon as A let go.
       expect(performance.now() - started).toBeLessThan(2000)
     }))
+
+  it.scopedLive("an expired entry is not another holder's answer: a waiter gets what the holder computes, not the stale entry", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* instances(2)
+      const cacheA = yield* cacheOn(a!, { timeToLive: "100 millis", maxStale: "1 hour" })
+      const cacheB = yield* cacheOn(b!, { timeToLive: "100 millis", maxStale: "1 hour" })
+      const calls = { n: 0 }
+      yield* cacheA.get({ prompt: "again" }, upstream(calls, 1, "old"))
+      yield* realSleep(200)
+      // Expired, kept for stale-if-error: A computes it again and holds the claim while B asks.
+      const [fromA, fromB] = yield* Effect.all([
+        cacheA.get({ prompt: "again" }, upstream(calls, 300, "new")),
+        Effect.zipRight(realSleep(50), cacheB.get({ prompt: "again" }, upstream(calls, 300, "new")))
+      ], { concurrency: "unbounded" })
+      expect(fromA.value.text).toBe("new")
+      expect(fromB).toMatchObject({ value: { text: "new" } })
+      expect(fromB.source).not.toBe("stale")
+      expect(calls.n).toBe(2)
+    }))
+
+  it.scopedLive("an answer the store cannot encode still lets the claim go: the next instance computes at once", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* instances(2)
+      const cacheA = yield* cacheOn(a!, { claimFor: "10 seconds" })
+      const cacheB = yield* cacheOn(b!, { claimFor: "10 seconds" })
+      const calls = { n: 0 }
+      // An answer its schema cannot encode (the upstream broke its own contract): never stored.
+      const unencodable = Effect.as(realSleep(100), JSON.parse("{\"text\": 42}") as Answer)
+      const started = performance.now()
+      const [, fromB] = yield* Effect.all([
+        cacheA.get({ prompt: "bad" }, unencodable),
+        Effect.zipRight(realSleep(20), cacheB.get({ prompt: "bad" }, upstream(calls, 1)))
+      ], { concurrency: "unbounded" })
+      expect(fromB.source).toBe("computed")
+      // Not the claim's 10 s: B took over as soon as A's computation ended.
+      expect(performance.now() - started).toBeLessThan(2000)
+    }))
+})
+
+describe.skipIf(!redisServerBinary)("the response cache on a Redis that stalls", () => {
+  it.scopedLive("a claim won just as its only caller left is let go: the next instance does not wait for claimFor", () =>
+    Effect.gen(function*() {
+      // A server of its own: writes are paused on it, which would slow every other test's.
+      const server = yield* Effect.acquireRelease(Effect.promise(() => startRedisServer()), (s) => Effect.promise(() => s.dispose()))
+      const [a, b] = yield* instances(2, { url: server.url })
+      const cacheA = yield* cacheOn(a!, { claimFor: "5 seconds" })
+      const cacheB = yield* cacheOn(b!, { claimFor: "5 seconds" })
+      const admin = yield* Effect.acquireRelease(Effect.sync(() => new Redis(server.url)), (r) => Effect.promise(() => r.quit()))
+      const calls = { n: 0 }
+      // The claim's SET NX waits on the server while the only caller leaves; Redis takes it once writes resume.
+      yield* Effect.promise(() => admin.call("CLIENT", "PAUSE", "300", "WRITE"))
+      const leaving = yield* Effect.fork(cacheA.get({ prompt: "gone" }, upstream(calls, 10, "a")))
+      yield* realSleep(100)
+      yield* Fiber.interrupt(leaving)
+      yield* realSleep(400)
+      expect(yield* Effect.promise(() => admin.exists(`${a!.prefix}cache:chat:{gone}:claim`))).toBe(0)
+      const started = performance.now()
+      const fromB = yield* cacheB.get({ prompt: "gone" }, upstream(calls, 10, "b"))
+      expect(fromB).toMatchObject({ source: "computed", value: { text: "b" } })
+      expect(performance.now() - started).toBeLessThan(1000)
+    }), 20_000)
 })

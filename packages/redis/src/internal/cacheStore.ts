@@ -53,6 +53,8 @@ export const makeCacheStore = <A, I>(
   const decode = Schema.decodeUnknownOption(json)
   const encode = Schema.encodeOption(json)
 
+  const currentMillis = Effect.clockWith((clock) => clock.currentTimeMillis)
+
   /** One command within the store's timeout; `None` on any trouble (and the link learns of it). */
   const command = <B>(run: () => Promise<B>): Effect.Effect<Option.Option<B>> =>
     link.up()
@@ -88,16 +90,18 @@ export const makeCacheStore = <A, I>(
       }
     )
     const wait: Effect.Effect<ResponseCache.Claim<A>> = Effect.flatMap(
-      command(() => link.client.multi().get(entryKey(key)).exists(claimKey(key)).exec()),
-      (replies): Effect.Effect<ResponseCache.Claim<A>> => {
+      Effect.zip(command(() => link.client.multi().get(entryKey(key)).exists(claimKey(key)).exec()), currentMillis),
+      ([replies, now]): Effect.Effect<ResponseCache.Claim<A>> => {
         if (Option.isNone(replies) || replies.value === null) return Effect.succeed({ _tag: "Unclaimed" })
         const [entry, held] = replies.value
         const raw = entry?.[1]
         const landed = typeof raw === "string" ? decode(raw) : Option.none()
-        if (Option.isSome(landed)) return Effect.succeed({ _tag: "Landed", entry: landed.value })
+        // Only a fresh entry is the holder's answer: an expired one, kept for stale-if-error, is what it computes again.
+        if (Option.isSome(landed) && now < landed.value.expiresAt) return Effect.succeed({ _tag: "Landed", entry: landed.value })
         // The holder let go (its computation failed) or died (its claim expired): try to take over.
         if (held?.[1] === 0) return attempt
-        return Effect.zipRight(Effect.sleep(options.pollMillis), wait)
+        // The caller claims uninterruptibly; waiting on another holder is what it may be interrupted in.
+        return Effect.zipRight(Effect.interruptible(Effect.sleep(options.pollMillis)), wait)
       }
     )
     return attempt
@@ -107,7 +111,7 @@ export const makeCacheStore = <A, I>(
     claim,
     get: read,
     set: (key, entry) =>
-      Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
+      Effect.flatMap(currentMillis, (now) => {
         const encoded = encode(entry)
         if (Option.isNone(encoded)) return Effect.void
         const left = entry.staleUntil - now
