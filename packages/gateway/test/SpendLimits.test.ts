@@ -59,6 +59,21 @@ describe("spend limits per gateway key (ClientLimits, rule 36)", () => {
       expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(429)
     })))
 
+  it.live("a stream cut and continued elsewhere (continue-with-prefix) ends whole and is charged its continuation's cost", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        deploymentFields: pricey,
+        client: { midStreamPolicy: "continue-with-prefix" },
+        // Every primary stream is cut after its opening event and one token: the backup continues each.
+        primary: { script: [{ _tag: "StreamStall", from: 0, to: Number.MAX_SAFE_INTEGER, rate: 1, afterChunks: 2, as: "cut" }] },
+        gateway: { gatewayKeys: [{ name: "team-a", env: "GATEWAY_KEY_TEAM_A", spendLimit: { usd: 1, per: "1 hour" } }] }
+      })
+      const streamed = yield* post(`${gateway.url}/v1/chat/completions`, body({ stream: true }), asA)
+      expect(streamed.status).toBe(200)
+      expect(streamed.text.trimEnd().endsWith("data: [DONE]")).toBe(true)
+      expect((yield* post(`${gateway.url}/v1/chat/completions`, body(), asA)).status).toBe(429)
+    })))
+
   it.live("a request refused for its spend takes nothing from the key's requests per minute: the key is told it is out of money each time", () =>
     Effect.scoped(Effect.gen(function*() {
       const { gateway } = yield* harness({

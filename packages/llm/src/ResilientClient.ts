@@ -171,8 +171,9 @@ export interface StartedStream {
   readonly chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
   /**
    * The request's result (usage, cost, attempts) once the stream has ended;
-   * its failure if it broke. With `continue-with-prefix`, the first stream's:
-   * a continuation is a request of its own.
+   * its failure if it broke. With `continue-with-prefix`, a stream cut and
+   * continued elsewhere has the continuation's result: the usage and cost of
+   * the request that finished the answer (the cut part's are not known).
    */
   readonly result: Effect.Effect<ChatResult, Errors.ResilienceError>
 }
@@ -976,33 +977,49 @@ export const make = (
       if (refused !== undefined) return Effect.fail(refused)
       const started = startThrough(request, options, undefined)
       if (midStream !== "continue-with-prefix") return started
-      return Effect.map(started, (first) => ({ ...first, chunks: continuedAfterCut(request, options, first.chunks) }))
+      return Effect.flatMap(started, (first) => continuedAfterCut(request, options, first))
     }
 
-    /** `continue-with-prefix`: a cut stream is continued by the next deployment, asked to go on from what was written. */
+    /**
+     * `continue-with-prefix`: a cut stream is continued by the next deployment, asked to go on from what was written.
+     * The request's result is then the continuation's (what the cut part cost is not known: it charges nothing).
+     */
     const continuedAfterCut = (
       request: Chat.ChatRequest,
       options: ChatOptions,
-      chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>
-    ): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      Stream.suspend(() => {
-        let written = ""
-        const first = Stream.tap(chunks, (c) => Effect.sync(() => { written += c.text ?? "" }))
-        return Stream.catchTag(first, "StreamInterruptedError", (interrupted) =>
-          written === ""
-            ? Stream.fail(interrupted)
-            : Stream.unwrapScoped(Effect.map(
-              startThrough({
-                ...request,
-                messages: [
-                  ...request.messages,
-                  { role: "assistant", content: written },
-                  { role: "user", content: StreamGuard.continuationInstruction }
-                ]
-                // The deployment that was cut is not asked again: the next one continues.
-              }, options, interrupted.deployment),
-              (continued) => continued.chunks
-            )))
+      first: StartedStream
+    ): Effect.Effect<StartedStream, never, Scope.Scope> =>
+      Effect.gen(function*() {
+        const afterCut = yield* Deferred.make<ChatResult, Errors.ResilienceError>()
+        // A caller that leaves before the cut is settled gets no result, as the first stream's does.
+        yield* Effect.addFinalizer(() => Deferred.interrupt(afterCut))
+        const chunks = Stream.suspend(() => {
+          let written = ""
+          const read = Stream.tap(first.chunks, (c) => Effect.sync(() => { written += c.text ?? "" }))
+          return Stream.catchTag(read, "StreamInterruptedError", (interrupted) =>
+            written === ""
+              ? Stream.zipRight(Stream.fromEffect(Deferred.fail(afterCut, interrupted)), Stream.fail(interrupted))
+              : Stream.unwrapScoped(Effect.matchCauseEffect(
+                startThrough({
+                  ...request,
+                  messages: [
+                    ...request.messages,
+                    { role: "assistant", content: written },
+                    { role: "user", content: StreamGuard.continuationInstruction }
+                  ]
+                  // The deployment that was cut is not asked again: the next one continues.
+                }, options, interrupted.deployment),
+                {
+                  onFailure: (cause) => Effect.zipRight(Deferred.failCause(afterCut, cause), Effect.failCause(cause)),
+                  onSuccess: (continued) => Effect.as(Deferred.completeWith(afterCut, continued.result), continued.chunks)
+                }
+              )))
+        })
+        return {
+          start: first.start,
+          chunks,
+          result: Effect.catchTag(first.result, "StreamInterruptedError", () => Deferred.await(afterCut))
+        }
       })
 
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>

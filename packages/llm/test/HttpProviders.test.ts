@@ -394,6 +394,33 @@ describe("ResilientClient over real HTTP", () => {
       expect(asked[0]?.at(-2)?.content).toBe("half an ")
     }).pipe(Effect.provide(transport)))
 
+  it.scoped("continue-with-prefix: the request's result is the continuation's, its usage and cost included", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => sse(res, [delta("half an ")], "cut"))
+      const usage = { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 7, completion_tokens: 1, total_tokens: 8 } }
+      const { url: backup } = yield* upstream((_, __, res) => sse(res, [delta("answer", "stop"), usage], "done"))
+      const c = yield* client({ ...config(primary, backup), midStreamPolicy: "continue-with-prefix" })
+      const started = yield* c.streamStarted(request)
+      expect(started.start.deployment).toBe("primary")
+      const text = Chunk.toReadonlyArray(yield* Stream.runCollect(started.chunks)).map((x) => x.text ?? "").join("")
+      expect(text).toBe("half an answer")
+      const result = yield* started.result
+      expect(result.deployment).toBe("backup")
+      expect(result.usage).toMatchObject({ inputTokens: 7, outputTokens: 1 })
+    }).pipe(Effect.provide(transport)))
+
+  it.scoped("continue-with-prefix: a cut no deployment can continue fails the result as it fails the stream", () =>
+    Effect.gen(function*() {
+      const { url: primary } = yield* upstream((_, __, res) => sse(res, [delta("half an ")], "cut"))
+      const { url: backup } = yield* upstream((_, __, res) => json(res, 503, { error: { message: "down" } }))
+      const c = yield* client({ ...config(primary, backup), midStreamPolicy: "continue-with-prefix" })
+      const started = yield* c.streamStarted(request)
+      const streamError = yield* Effect.flip(Stream.runDrain(started.chunks))
+      const resultError = yield* Effect.flip(started.result)
+      expect(streamError._tag).toBe("ProviderUnavailableError")
+      expect(resultError).toBe(streamError)
+    }).pipe(Effect.provide(transport)))
+
   it.scoped("rate-limit headers move traffic to another key before a 429", () =>
     Effect.gen(function*() {
       const keys: Array<string | undefined> = []
