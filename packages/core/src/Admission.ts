@@ -4,8 +4,8 @@
  * offer one {@link Gate}. A gate's `acquire` gives a {@link Permit} for one
  * call, or a typed refusal that says when to come back; the permit's
  * `release` takes the outcome of the call it admitted (its `Exit`: success,
- * failure and its tag, interruption) and the time it ended (the permit knows
- * when it started, so the duration follows). resilience4j's
+ * failure and its tag, interruption), the time it ended and the time it
+ * began (after every gate, so a duration counts no wait in our own gates). resilience4j's
  * `tryAcquirePermission` / `onSuccess` / `onError` is the model.
  *
  * Each policy's own `execute` is {@link execute} over its gate, and `Policy`
@@ -66,9 +66,13 @@ export interface Permit {
   /**
    * The outcome of the admitted call, which ended at epoch ms `now`: gives
    * back what the permit holds and learns what the outcome says. Runs
-   * uninterruptibly, exactly once per permit; never fails.
+   * uninterruptibly, exactly once per permit; never fails. `started` is when
+   * the call itself began, once every gate had admitted it: the time it
+   * waited in the gates after this one (a bulkhead's queue, a limiter's
+   * tokens) is ours, not the provider's. A call refused by a later gate
+   * never began: `started` is `now`.
    */
-  readonly release: (exit: Exit.Exit<unknown, unknown>, now: number) => Effect.Effect<void>
+  readonly release: (exit: Exit.Exit<unknown, unknown>, now: number, started: number) => Effect.Effect<void>
 }
 
 /**
@@ -160,7 +164,10 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
           if (done === undefined) {
             // A store that suspends, or a wait: go on when it is done.
             return Effect.matchCauseEffect(acquired, {
-              onFailure: (cause) => releaseAll(held, Exit.failCause(cause), clock.unsafeCurrentTimeMillis()),
+              onFailure: (cause) => {
+                const now = clock.unsafeCurrentTimeMillis()
+                return releaseAll(held, Exit.failCause(cause), now, now)
+              },
               onSuccess: (permit) => {
                 held.push(permit)
                 context.now = clock.unsafeCurrentTimeMillis()
@@ -168,13 +175,15 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
               }
             })
           }
-          if (Exit.isFailure(done)) return releaseAll(held, Exit.failCause(done.cause), context.now)
+          if (Exit.isFailure(done)) return releaseAll(held, Exit.failCause(done.cause), context.now, context.now)
           held.push(done.value)
         }
         return run()
       }
 
       const run = (): Effect.Effect<A, E | E1, R> => {
+        // Read again after the last wait in a gate (`context.now`): the call begins now.
+        const started = context.now
         let body: Effect.Effect<A, E, R>
         try {
           body = use(held[held.length - 1], fiber)
@@ -184,26 +193,27 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
         }
         // Done at once (an `Exit`): released in this op, with no handler and no timer.
         const done = exitOf(body)
-        if (done !== undefined) return releaseAll(held, done, clock.unsafeCurrentTimeMillis())
+        if (done !== undefined) return releaseAll(held, done, clock.unsafeCurrentTimeMillis(), started)
         const limit = timeout?.(fiber, context.now)
         if (limit !== undefined && internalTimeout.hasChildren(fiber)) {
           // Interrupting a fiber with children of its own would stop them too: the timeout's own fiber instead.
-          return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined)
+          return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined, started)
         }
         const settle = limit === undefined ? undefined : internalTimeout.arm(fiber, Duration.millis(limit.millis), limit.onTimeout)
-        return ended(restore(body), settle)
+        return ended(restore(body), settle, started)
       }
 
       /** Releases every permit with how `body` ended: its timeout's error if the timer fired first (rule 19). */
       const ended = <E2>(
         body: Effect.Effect<A, E2, R>,
-        settle: (() => Effect.Effect<never, E1> | undefined) | undefined
+        settle: (() => Effect.Effect<never, E1> | undefined) | undefined,
+        started: number
       ): Effect.Effect<A, E2 | E1, R> => {
         const settled = <X>(exit: Exit.Exit<A, X>): Effect.Effect<A, X | E1> => {
           const timedOut = settle?.()
           return timedOut === undefined
-            ? releaseAll(held, exit, clock.unsafeCurrentTimeMillis())
-            : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis()))
+            ? releaseAll(held, exit, clock.unsafeCurrentTimeMillis(), started)
+            : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis(), started))
         }
         return Effect.matchCauseEffect(body, {
           onFailure: (cause) => settled(Exit.failCause(cause)),
@@ -224,13 +234,14 @@ const releaseAll = <P extends Permit, A, E>(
   held: ReadonlyArray<P>,
   exit: Exit.Exit<A, E>,
   now: number,
+  started: number,
   from: number = held.length - 1
 ): Effect.Effect<A, E> => {
   for (let i = from; i >= 0; i--) {
-    const released = held[i]!.release(exit, now)
+    const released = held[i]!.release(exit, now, started)
     if (exitOf(released) === undefined) {
       const next = i - 1
-      return Effect.zipRight(released, Effect.suspend(() => releaseAll(held, exit, now, next)))
+      return Effect.zipRight(released, Effect.suspend(() => releaseAll(held, exit, now, started, next)))
     }
   }
   return exit

@@ -397,13 +397,17 @@ const makeWith = (
     return Option.isSome(failure) ? verdictOf(failure.value) : "failure"
   }
 
-  /** A call admitted at `start`; rule 11: its generation decides whether its outcome counts. */
+  /**
+   * An admitted call; rule 11: its generation decides whether its outcome counts. Its duration runs from when the
+   * call began, after the gates inside the breaker: a wait in our own bulkhead or limiter is not the provider's
+   * slowness (rule 6).
+   */
   class Admitted implements Admission.Permit {
-    constructor(readonly admission: machine.Admitted, readonly start: number) {}
-    release(exit: Exit.Exit<unknown, unknown>, now: number): Effect.Effect<void> {
+    constructor(readonly admission: machine.Admitted) {}
+    release(exit: Exit.Exit<unknown, unknown>, now: number, started: number): Effect.Effect<void> {
       const outcome = outcomeOf(exit)
       calls[outcome].unsafeUpdate(1, [])
-      return published(slot.record(this.admission, outcome, now - this.start, now))
+      return published(slot.record(this.admission, outcome, now - started, now))
     }
   }
   // A disabled breaker admits every call and records nothing.
@@ -427,9 +431,9 @@ const makeWith = (
     return error
   }
 
-  const permitOf = (admission: machine.Admission, now: number): Effect.Effect<Admission.Permit, CircuitOpenError> => {
+  const permitOf = (admission: machine.Admission): Effect.Effect<Admission.Permit, CircuitOpenError> => {
     if (admission._tag === "rejected") return Exit.fail(refusal(admission.rejection))
-    return Exit.succeed(admission.recorded ? new Admitted(admission, now) : unrecorded)
+    return Exit.succeed(admission.recorded ? new Admitted(admission) : unrecorded)
   }
 
   const gate: Admission.Gate<void, Admission.Permit, CircuitOpenError> = {
@@ -437,9 +441,9 @@ const makeWith = (
       const step = slot.admit(now)
       const done = exitOf(step)
       if (done !== undefined && Exit.isSuccess(done) && done.value.transitions.length === 0) {
-        return permitOf(done.value.result, now)
+        return permitOf(done.value.result)
       }
-      return Effect.flatMap(published(step), (admission) => permitOf(admission, now))
+      return Effect.flatMap(published(step), permitOf)
     }
   }
 

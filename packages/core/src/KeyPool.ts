@@ -567,7 +567,10 @@ const makeWith = (
 
   const report = (key: string, outcome: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
     const permit = permits[indexOf.get(key) ?? -1]
-    return permit === undefined ? Effect.void : Effect.clockWith((clock) => permit.release(outcome, clock.unsafeCurrentTimeMillis()))
+    return permit === undefined ? Effect.void : Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        return permit.release(outcome, now, now)
+      })
   }
 
   const feedback = (key: string, f: Feedback): Effect.Effect<void> => {

@@ -524,14 +524,17 @@ const stagesOf = (
       ? budgetOption
       : yield* inStage(problems, "retryBudget")(RetryBudget.make({ ...budgetOption, name }))
     const keyPool = options.keyPool
+    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
+    const limiterOption = options.rateLimiter
+    // Limiter options with a key pool make one limiter per key (below): a local refusal then binds its key only.
+    const limitsPerKey = limiterOption !== undefined && keyPool !== undefined &&
+      !isService<RateLimiter.Service>(limiterOption, "gate")
     const retryOption = options.retry ?? {}
     const retry = retryOption === false
       ? undefined
       : isService<Retry.Service>(retryOption, "execute")
       ? retryOption
-      : yield* inStage(problems, "retry")(Retry.make(retryOptions(retryOption, name, keyPool, retryBudget, emit)))
-    const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
-    const limiterOption = options.rateLimiter
+      : yield* inStage(problems, "retry")(Retry.make(retryOptions(retryOption, name, keyPool, limitsPerKey && keyNames.length > 1, retryBudget, emit)))
     const pauseOnUpstreamRateLimit = options.pauseLimiterOnRateLimit ?? true
     let sharedLimiter: RateLimiter.Service | undefined
     let keyRateLimiters: ReadonlyArray<RateLimiter.Service> | undefined
@@ -845,14 +848,20 @@ const retryOptions = (
   o: Omit<Retry.Options, "name" | "budget">,
   name: string,
   keyPool: KeyPool.Service | undefined,
+  otherKeysHaveLimitsOfTheirOwn: boolean,
   budget: RetryBudget.Service | undefined,
   emit: ((event: AttemptEvents.AttemptEvent) => Effect.Effect<void>) | undefined
 ): Retry.Options => ({
   ...o,
   name,
   ...(keyPool === undefined || o.honorRetryAfter !== undefined ? {} : {
-    // The Retry-After of a 429 belongs to the key that got it: with another healthy key, retry there now.
-    honorRetryAfter: (_: RateLimitError) => Effect.map(keyPool.status, (s) => s.healthy === 0)
+    // The Retry-After of a 429 belongs to the key that got it (rule 24): with another healthy key, retry there now.
+    // A local limiter's binds a key only when each key has a limiter of its own; one limiter for all keys, or a
+    // single key, cannot be escaped, so its Retry-After is obeyed (rule 15) whatever the pool's health says.
+    honorRetryAfter: (e: RateLimitError) =>
+      e.source === "local" && !otherKeysHaveLimitsOfTheirOwn
+        ? Effect.succeed(true)
+        : Effect.map(keyPool.status, (s) => s.healthy === 0)
   }),
   ...(budget === undefined ? {} : { budget }),
   ...(emit === undefined ? {} : {

@@ -72,7 +72,7 @@ const simulate = (
             at: t + timeoutMs,
             release: () => {
               timedOut++
-              Effect.runSync(permit.release(Exit.fail(new Errors.TimeoutError({ phase: "attempt", timeout })), t + timeoutMs))
+              Effect.runSync(permit.release(Exit.fail(new Errors.TimeoutError({ phase: "attempt", timeout })), t + timeoutMs, t))
             }
           })
         } else {
@@ -80,7 +80,7 @@ const simulate = (
             at: t + outcome.millis,
             release: () => {
               answered++
-              Effect.runSync(permit.release(Exit.succeed(outcome.tokens), t + outcome.millis))
+              Effect.runSync(permit.release(Exit.succeed(outcome.tokens), t + outcome.millis, t))
             }
           })
         }
@@ -283,7 +283,7 @@ const closedLoop = (
         due: at + latency(i),
         run: (end) => {
           inFlight--
-          runNow(permit.release(Exit.succeed(undefined), end))
+          runNow(permit.release(Exit.succeed(undefined), end, at))
           schedule({ due: end + thinkMs, run: call })
         }
       })

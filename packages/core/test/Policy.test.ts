@@ -12,6 +12,7 @@ import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
 import * as KeyPool from "../src/KeyPool.js"
 import * as Policy from "../src/Policy.js"
+import * as RateLimiter from "../src/RateLimiter.js"
 import * as RequestBudget from "../src/RequestBudget.js"
 import * as StateStore from "../src/StateStore.js"
 
@@ -184,6 +185,51 @@ describe("Policy: the order of rule 18", () => {
     })))
 })
 
+describe("Policy: a call's duration is the provider's (rule 6)", () => {
+  /** Two calls at once through a breaker that opens on half of 2 calls slower than 1 s: its status once both ended. */
+  const twoCallsAtOnce = (stages: Partial<Policy.Options>, call: () => Effect.Effect<string>, settleIn: Duration.DurationInput) =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({
+        deployment: "primary",
+        retry: false,
+        circuitBreaker: {
+          trigger: { kind: "failure-rate", window: { kind: "count", size: 10 }, threshold: 0.5, minimumCalls: 2, slowCallRateThreshold: 0.5 },
+          slowCallDuration: "1 seconds"
+        },
+        ...stages
+      })
+      const first = yield* Effect.fork(policy.execute(call))
+      const second = yield* Effect.fork(policy.execute(call))
+      yield* TestClock.adjust(settleIn)
+      expect([yield* Fiber.join(first), yield* Fiber.join(second)]).toEqual(["ok", "ok"])
+      return (yield* policy.status).circuitBreaker
+    }))
+
+  it.effect("the time a call waits in our own bulkhead's queue does not make it slow", () =>
+    Effect.gen(function*() {
+      // Each provider call takes 800 ms; the second waits 800 ms for the first's permit: 1.6 s in all, none slow.
+      const breaker = yield* twoCallsAtOnce({ bulkhead: { maxConcurrent: 1, maxQueue: 10 } }, () => Effect.as(Effect.sleep("800 millis"), "ok"), "2 seconds")
+      expect([breaker?.slowCalls, breaker?.state]).toEqual([0, "closed"])
+    }))
+
+  it.effect("the time a call waits for the rate limiter's tokens does not make it slow", () =>
+    Effect.gen(function*() {
+      // The provider answers at once; the second call waits 5 s for a token.
+      const breaker = yield* twoCallsAtOnce(
+        { rateLimiter: { buckets: { requests: { capacity: 1, refillInterval: "5 seconds" } }, maxWait: "10 seconds" } },
+        () => Effect.succeed("ok"),
+        "6 seconds"
+      )
+      expect([breaker?.slowCalls, breaker?.state]).toEqual([0, "closed"])
+    }))
+
+  it.effect("a provider call slower than slowCallDuration is still slow behind a queue", () =>
+    Effect.gen(function*() {
+      const breaker = yield* twoCallsAtOnce({ bulkhead: { maxConcurrent: 1, maxQueue: 10 } }, () => Effect.as(Effect.sleep("1500 millis"), "ok"), "3 seconds")
+      expect([breaker?.slowCalls, breaker?.state]).toEqual([2, "open"])
+    }))
+})
+
 describe("Policy: with a key pool", () => {
   const pool = KeyPool.make({
     name: "openai-keys",
@@ -260,6 +306,45 @@ describe("Policy: with a key pool", () => {
       const result = yield* Effect.either(policy.execute(() => Effect.succeed("never")))
       expect(Either.isLeft(result) && result.left._tag).toBe("NoKeyAvailableError")
       expect((yield* policy.status).circuitBreaker?.state).toBe("closed")
+    })))
+})
+
+describe("Policy: a local limiter's Retry-After with a key pool (rule 15)", () => {
+  const oneRequestPer10s = { buckets: { requests: { capacity: 1, refillInterval: "10 seconds" } }, maxWait: 0 } as const
+
+  /** A second call right after the first is refused by the limiter: it is retried exactly 10 s later, and answered. */
+  const retriedAfterTheLimitersWait = (stages: Pick<Policy.Options, "keyPool" | "rateLimiter">) =>
+    run(Effect.gen(function*() {
+      const policy = yield* Policy.make({ deployment: "primary", retryBudget: false, retry: { ...noJitter, maxRetries: 3 }, ...stages })
+      let calls = 0
+      const call = () => Effect.sync(() => ++calls)
+      yield* policy.execute(call)
+      const second = yield* Effect.fork(policy.execute(call))
+      yield* TestClock.adjust("9999 millis")
+      // Before: retries after 100, 200 and 400 ms of backoff, each refused, and the call failed after 700 ms.
+      expect(Option.isNone(yield* Fiber.poll(second))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(second)).toBe(2)
+      expect(calls).toBe(2)
+    }))
+
+  it.effect("is obeyed exactly: the pool's healthy key does not make the retry come back early", () =>
+    Effect.gen(function*() {
+      const keyPool = yield* Effect.provide(
+        KeyPool.make({ name: "one-key", keys: [{ name: "k1", key: Redacted.make("sk-one") }] }),
+        StateStore.layerMemory
+      )
+      yield* retriedAfterTheLimitersWait({ keyPool, rateLimiter: oneRequestPer10s })
+    }))
+
+  it.effect("is obeyed exactly with one limiter for every key: another healthy key cannot escape it", () =>
+    run(Effect.gen(function*() {
+      const keyPool = yield* KeyPool.make({
+        name: "two-keys",
+        keys: [{ name: "k1", key: Redacted.make("sk-one") }, { name: "k2", key: Redacted.make("sk-two") }]
+      })
+      const rateLimiter = yield* RateLimiter.make({ name: "shared", ...oneRequestPer10s })
+      yield* retriedAfterTheLimitersWait({ keyPool, rateLimiter })
     })))
 })
 
