@@ -396,7 +396,7 @@ export const make = (
           ),
         staticReply: replies === undefined ? undefined : () => Option.map(staticText(request.prompt), textParts),
         restore: restore("streamText"),
-        answered: (answered) => FiberRef.set(currentAnswer, Option.some(answered)),
+        answered: (answered) => FiberRef.set(currentAnswer, answered),
         cache,
         key: AnswerCache.keyOf(request),
         parts: (parts) => parts,

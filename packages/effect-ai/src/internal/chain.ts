@@ -68,6 +68,29 @@ const asOurs = <A, E, R>(
       // Not an `AiError`: a tool handler's own error, or ours already.
       : Effect.fail(e as Exclude<E, AiError.AiError>))
 
+/**
+ * A tool handler's own error, carried through the deployment's `Policy` as
+ * the attempt's value: the provider answered, so the breaker, the adaptive
+ * limit and the key pool learn a success, and the retry and the fallback
+ * chain leave it alone. It fails the call again once out of the policy.
+ */
+interface HandlerFailure<E> {
+  readonly [handlerFailure]: true
+  readonly error: E
+}
+const handlerFailure: unique symbol = Symbol.for("@resilient-ai/effect-ai/HandlerFailure")
+const isHandlerFailure = (u: unknown): u is HandlerFailure<unknown> =>
+  typeof u === "object" && u !== null && handlerFailure in u
+
+/** The attempt, with a tool handler's error (anything not ours) as its value. */
+const handlerFailuresAsValues = <A, E, R>(
+  self: Effect.Effect<A, E | Errors.ResilienceError, R>
+): Effect.Effect<A | HandlerFailure<E>, Errors.ResilienceError, R> =>
+  Effect.catchAll(self, (e) =>
+    Errors.isResilienceError(e)
+      ? Effect.fail(e)
+      : Effect.succeed<HandlerFailure<E>>({ [handlerFailure]: true, error: e as E }))
+
 const costOf = (d: ClientConfig.Deployment, usage: Response.Usage | undefined): number | undefined =>
   d.price === undefined || usage === undefined
     ? undefined
@@ -90,22 +113,26 @@ export const run = <A, E, R>(
     const step = (h: Handle, isFirst: boolean) => {
       const d = h.config
       const detailed = Effect.zipRight(h.used, h.policy.executeDetailed(
-        (current) => Effect.provideService(asOurs(h, current, attempt(h, current)), Policy.CurrentAttempt, current),
+        (current) =>
+          Effect.provideService(handlerFailuresAsValues(asOurs(h, current, attempt(h, current))), Policy.CurrentAttempt, current),
         {
-          usage: (a: A) => tokensOf(call.usage(a)),
-          costUsd: (a: A) => costOf(d, call.usage(a)),
+          // A handler's failure took the place of the answer: its usage is not known.
+          usage: (a: A | HandlerFailure<Exclude<E, AiError.AiError>>) => isHandlerFailure(a) ? undefined : tokensOf(call.usage(a)),
+          costUsd: (a: A | HandlerFailure<Exclude<E, AiError.AiError>>) => isHandlerFailure(a) ? undefined : costOf(d, call.usage(a)),
           ...(call.streams ? { appliesTimeLimit: true } : {})
         }
       ))
-      return Effect.map(detailed, (answer): Fallback.StepAnswer<A> => {
+      return Effect.flatMap(detailed, (answer): Effect.Effect<Fallback.StepAnswer<A>, Exclude<E, AiError.AiError>> => {
         keyOf.set(d.name, answer.keyName)
-        return {
-          value: answer.value,
+        const value = answer.value
+        if (isHandlerFailure(value)) return Effect.fail(value.error)
+        return Effect.succeed({
+          value,
           step: d.name,
           source: isFirst ? (answer.backupKey ? "backup-key" : "primary") : "fallback-provider",
           deployment: d.name,
           ageMs: undefined
-        }
+        })
       })
     }
     // Rule 25: a step with a later step to go to does not sit out a long Retry-After or key wait.

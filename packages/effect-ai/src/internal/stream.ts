@@ -21,7 +21,7 @@
  */
 import * as AiError from "@effect/ai/AiError"
 import * as Response from "@effect/ai/Response"
-import type { Errors } from "@resilient-ai/core"
+import { Errors } from "@resilient-ai/core"
 import { StreamGuard } from "@resilient-ai/llm"
 import type { ClientConfig, ErrorMapping } from "@resilient-ai/llm"
 import * as Cause from "effect/Cause"
@@ -142,7 +142,8 @@ const attemptOn = <P extends AnyPart, E, R>(
       }
       if (Option.isNone(next.left)) return { usage, parts: [] }
       const e = next.left.value
-      if (!AiError.isAiError(e)) return yield* cut(e)
+      // A tool handler's own error is the program's, as `generateText` gives it: no cut, nothing the provider did.
+      if (!AiError.isAiError(e)) return yield* (Errors.isResilienceError(e) ? cut(e) : Effect.fail(e))
       const now = yield* Clock.currentTimeMillis
       return yield* cut(AiErrors.toResilienceError(e, { now, ...origin }))
     }
@@ -155,8 +156,8 @@ export interface StreamCall<P, E, R> {
   readonly staticReply: ((error: Errors.ResilienceError) => Option.Option<ReadonlyArray<NoInfer<P>>>) | undefined
   /** Our errors back to the program's (`AiError`). */
   readonly restore: (error: Exclude<E, AiError.AiError> | Errors.ResilienceError) => E
-  /** Told who answered, in the caller's fiber, once the stream has been read to its end. */
-  readonly answered: (answer: Chain.Answered) => Effect.Effect<void>
+  /** Told who answered, in the caller's fiber, once the stream has been read to its end; `None` when it failed. */
+  readonly answered: (answer: Option.Option<Chain.Answered>) => Effect.Effect<void>
   readonly cache: AnswerCache.Service | undefined
   readonly key: AnswerCache.Key | undefined
   /** The parts this module makes (a cache hit, the end of a cut block) as the call's part type. */
@@ -280,6 +281,9 @@ export const through = <P extends AnyPart, E, R>(
     }))
     return Stream.concat(
       Mailbox.toStream(mailbox),
-      Stream.execute(Effect.suspend(() => (answer === undefined ? Effect.void : streamCall.answered(answer))))
+      Stream.execute(Effect.suspend(() => (answer === undefined ? Effect.void : streamCall.answered(Option.some(answer)))))
+    ).pipe(
+      // A call that failed has no answer to tell, as `generateText`'s does not: the last one told is not kept.
+      Stream.tapErrorCause(() => streamCall.answered(Option.none()))
     )
   }))
