@@ -155,8 +155,11 @@ const measure = async (target: Target, name: string, mode: Row["mode"], concurre
   let stop = false
   const loop = async () => {
     while (!stop) {
+      // Only requests sent inside the window count: one sent during the warm-up (the first burst on fresh
+      // sockets) and answered inside it would put the warm-up's latency in the window's p99.
+      const inWindow = recording
       const ms = await request(target.port, agent, body, mode === "stream")
-      if (recording) latencies.push(ms)
+      if (inWindow && recording) latencies.push(ms)
     }
   }
   const loops = Array.from({ length: concurrency }, loop)
