@@ -175,4 +175,30 @@ describe("the response cache in front of the chain (rule 18)", () => {
       expect(result.fresh).toBe("remembered")
       expect(result.freshAnswer.source).toBe("primary")
     }))
+  for (const midStreamPolicy of ["restart-if-no-output", "continue-with-prefix"] as const) {
+    it.scopedLive(`an identical streamText on a flight that was cut after the first caller's parts is not given that cut (${midStreamPolicy})`, () =>
+      Effect.gen(function*() {
+        const { result } = yield* withModel(
+          // gpt's first stream is cut after its first delta, its next ones are whole; claude continues a cut one.
+          (path, _key, n, request) =>
+            path === "/v1/responses"
+              ? { _tag: "Stream", deltas: ["Hel", "lo", " world"], ...(n === 0 ? { cutAfter: 1 } : {}) }
+              : request.body["stream"] === true
+              ? { _tag: "Stream", deltas: midStreamPolicy === "continue-with-prefix" ? ["lo", " world"] : ["Hello", " world"] }
+              : ok("from claude"),
+          Effect.all([
+            Effect.either(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" }))),
+            Effect.either(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" })))
+          ], { concurrency: 2 }),
+          { config: { midStreamPolicy }, gptPolicy: { retry: false } },
+          { cache: { timeToLive: "1 minute" } }
+        )
+        const [first, second] = result
+        // The first caller had "Hel": with continue-with-prefix claude continues it, else the cut is its answer.
+        if (midStreamPolicy === "continue-with-prefix") expect(Either.map(first, textOf)).toEqual(Either.right("Hello world"))
+        else expect(Either.isLeft(first)).toBe(true)
+        // The second received nothing of the cut stream. Before: it failed with the first caller's cut.
+        expect(Either.map(second, textOf)).toEqual(Either.right("Hello world"))
+      }))
+  }
 })

@@ -250,6 +250,25 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
       expect(calls).toEqual(["primary/p1"])
     }))
 
+  it.scoped("an identical request waiting on a flight that was cut after the first caller's chunks is not given that cut: it received nothing, and is answered by a call of its own", () =>
+    Effect.gen(function*() {
+      const { calls, layer } = scripted({ primary: [{ _tag: "cut" }] })
+      const client = yield* Effect.flatMap(ClientConfig.decode(config()), (decoded) =>
+        ResilientClient.make(decoded, { cache: { timeToLive: "1 minute" } })).pipe(
+          Effect.provide(layer),
+          Effect.provide(StateStore.layerMemory),
+          Effect.withConfigProvider(env)
+        )
+      const first = yield* Effect.fork(Effect.either(streamText(client)))
+      const second = yield* Effect.fork(Effect.either(streamText(client)))
+      yield* TestClock.adjust("10 seconds")
+      const cut = yield* Fiber.join(first)
+      expect(Either.isLeft(cut) && cut.left._tag).toBe("StreamInterruptedError")
+      expect(yield* Fiber.join(second)).toEqual(Either.right("ab"))
+      // Its own call: the primary again (its other key), which answers this time.
+      expect(calls).toEqual(["primary/p1", "primary/p2"])
+    }))
+
   it.scoped("a streamed attempt is traced as chat's is: a ResilientClient.attempt span under a ResilientClient.stream span", () =>
     Effect.gen(function*() {
       const seen: Array<string> = []

@@ -27,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as JSONSchema from "effect/JSONSchema"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { Answered, Method } from "../ResilientLanguageModel.js"
@@ -213,12 +214,25 @@ export const through = <A, E, R>(
           Option.map((value) => ({ value, ageMs: hit.value.ageMs, stale: hit.value.source === "stale" }))
         ))
     let computed: { readonly value: A; readonly answered: Answered } | undefined
-    const compute = Effect.flatMap(run(stale), (answer) => {
-      computed = answer
-      return codec.toEntry(answer.value, degradedSources.has(answer.answered.source))
+    let ranHere = false
+    const compute = Effect.suspend(() => {
+      ranHere = true
+      return Effect.flatMap(run(stale), (answer) => {
+        computed = answer
+        return codec.toEntry(answer.value, degradedSources.has(answer.answered.source))
+      })
     })
+    // A flight cut after its parts reached the caller that started it: a caller that joined it received none of
+    // them, so that cut is not its answer (it may still fall back, rule 28): it runs the chain for itself.
+    const got = Effect.catchIf(
+      Effect.map(cache.get(key, compute), (cached) => ({ cached })),
+      (e) => !ranHere && Predicate.isTagged(e, "StreamInterruptedError"),
+      () => Effect.map(run(stale), (own) => ({ own }))
+    )
     return Effect.flatMap(Clock.currentTimeMillis, (start) =>
-      Effect.flatMap(cache.get(key, compute), (cached) => {
+      Effect.flatMap(got, (result) => {
+        if ("own" in result) return Effect.succeed(result.own)
+        const cached = result.cached
         if (cached.source === "computed" && computed !== undefined) return Effect.succeed(computed)
         return Effect.flatMap(codec.fromEntry(cached.value), (value) =>
           Option.isNone(value)
