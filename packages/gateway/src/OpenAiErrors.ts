@@ -14,6 +14,7 @@
  * | NoKeyAvailableError | 429, `Retry-After` until the first key is back | "no key until T" |
  * | RateLimitError | 429, `Retry-After` from the error | every step was throttled: the client should slow down |
  * | TimeoutError (phase `total`), BudgetExhaustedError (`deadline`) | 504 | the request's own deadline ran out |
+ * | BulkheadFullError | 503 `all_fallbacks_exhausted`, the gateway's `Retry-After` | the last step was at its concurrency limit (a bulkhead, the adaptive limit): said so, not that it failed |
  * | any other fallbackable tag, BudgetExhaustedError | 503 `all_fallbacks_exhausted`, the gateway's `Retry-After` | every step failed; our keys' troubles (401, quota) are not the caller's, so they are not passed as 401/402 |
  * | StreamInterruptedError | 502 | an upstream broke its answer |
  *
@@ -195,15 +196,22 @@ export const fromError = (error: Errors.ResilienceError, context: ErrorContext):
       return exhausted(error, context)
     case "StreamInterruptedError":
       return reply(502, clean(error.message), "server_error", "stream_interrupted")
+    case "BulkheadFullError":
+      // Nothing upstream need have failed: the gateway itself had no room for the request.
+      return exhausted(error, context, `No deployment for model ${context.model} can take the request now`)
     default:
       return exhausted(error, context)
   }
 }
 
-const exhausted = (error: Errors.ResilienceError, context: ErrorContext): ErrorReply =>
+const exhausted = (
+  error: Errors.ResilienceError,
+  context: ErrorContext,
+  what = `All deployments for model ${context.model} failed`
+): ErrorReply =>
   reply(
     503,
-    `All deployments for model ${context.model} failed; try again later. Last error: ${clean(error.message)}`,
+    `${what}; try again later. Last error: ${clean(error.message)}`,
     "server_error",
     "all_fallbacks_exhausted",
     { retryAfterMs: context.retryAfterMs }

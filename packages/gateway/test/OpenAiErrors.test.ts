@@ -37,6 +37,17 @@ describe("OpenAiErrors.fromError: the module's table", () => {
     })
   }
 
+  it("a request no deployment had room for says so, not that every deployment failed", () => {
+    const full = OpenAiErrors.fromError(
+      new Errors.BulkheadFullError({ bulkhead: "primary", reason: "adaptive-limit", maxConcurrent: 50, maxQueue: 0 }),
+      context
+    )
+    expect([full.status, full.body.error.code, full.headers["retry-after"]]).toEqual([503, "all_fallbacks_exhausted", "7"])
+    expect(full.body.error.message).toMatch(/^No deployment for model .+ can take the request now; try again later\. Last error: bulkhead "primary" is at its adaptive limit \(50 running\)/)
+    const failed = OpenAiErrors.fromError(new Errors.ProviderUnavailableError({ status: 503 }), context)
+    expect(failed.body.error.message).toMatch(/^All deployments for model .+ failed; try again later\./)
+  })
+
   it("a provider's text is sanitized: a key in it never reaches the caller", () => {
     const reply = OpenAiErrors.fromError(
       new Errors.BadRequestError({ status: 400, detail: "key sk-proj-AbCdEfGhIjKlMnOpQrStUvWx is not allowed" }),
