@@ -182,8 +182,6 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
       }
 
       const run = (): Effect.Effect<A, E | E1, R> => {
-        // Read again after the last wait in a gate (`context.now`): the call begins now.
-        const started = context.now
         let body: Effect.Effect<A, E, R>
         try {
           body = use(held[held.length - 1], fiber)
@@ -193,27 +191,27 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
         }
         // Done at once (an `Exit`): released in this op, with no handler and no timer.
         const done = exitOf(body)
-        if (done !== undefined) return releaseAll(held, done, clock.unsafeCurrentTimeMillis(), started)
+        // `context.now` was read again after the last wait in a gate: the call began then.
+        if (done !== undefined) return releaseAll(held, done, clock.unsafeCurrentTimeMillis(), context.now)
         const limit = timeout?.(fiber, context.now)
         if (limit !== undefined && internalTimeout.hasChildren(fiber)) {
           // Interrupting a fiber with children of its own would stop them too: the timeout's own fiber instead.
-          return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined, started)
+          return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined)
         }
         const settle = limit === undefined ? undefined : internalTimeout.arm(fiber, Duration.millis(limit.millis), limit.onTimeout)
-        return ended(restore(body), settle, started)
+        return ended(restore(body), settle)
       }
 
       /** Releases every permit with how `body` ended: its timeout's error if the timer fired first (rule 19). */
       const ended = <E2>(
         body: Effect.Effect<A, E2, R>,
-        settle: (() => Effect.Effect<never, E1> | undefined) | undefined,
-        started: number
+        settle: (() => Effect.Effect<never, E1> | undefined) | undefined
       ): Effect.Effect<A, E2 | E1, R> => {
         const settled = <X>(exit: Exit.Exit<A, X>): Effect.Effect<A, X | E1> => {
           const timedOut = settle?.()
           return timedOut === undefined
-            ? releaseAll(held, exit, clock.unsafeCurrentTimeMillis(), started)
-            : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis(), started))
+            ? releaseAll(held, exit, clock.unsafeCurrentTimeMillis(), context.now)
+            : Effect.catchAllCause(timedOut, (c) => releaseAll(held, Exit.failCause(c), clock.unsafeCurrentTimeMillis(), context.now))
         }
         return Effect.matchCauseEffect(body, {
           onFailure: (cause) => settled(Exit.failCause(cause)),

@@ -567,10 +567,11 @@ const makeWith = (
 
   const report = (key: string, outcome: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
     const permit = permits[indexOf.get(key) ?? -1]
-    return permit === undefined ? Effect.void : Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
-        return permit.release(outcome, now, now)
-      })
+    if (permit === undefined) return Effect.void
+    return Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      return permit.release(outcome, now, now)
+    })
   }
 
   const feedback = (key: string, f: Feedback): Effect.Effect<void> => {

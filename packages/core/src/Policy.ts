@@ -526,7 +526,8 @@ const stagesOf = (
     const keyPool = options.keyPool
     const keyNames = keyPool === undefined ? [] : (yield* keyPool.status).keys.map((k) => k.name)
     const limiterOption = options.rateLimiter
-    // Limiter options with a key pool make one limiter per key (below): a local refusal then binds its key only.
+    // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key
+    // (below), and a local refusal then binds its key only (the retry's Retry-After).
     const limitsPerKey = limiterOption !== undefined && keyPool !== undefined &&
       !isService<RateLimiter.Service>(limiterOption, "gate")
     const retryOption = options.retry ?? {}
@@ -540,10 +541,10 @@ const stagesOf = (
     let keyRateLimiters: ReadonlyArray<RateLimiter.Service> | undefined
     if (limiterOption !== undefined && isService<RateLimiter.Service>(limiterOption, "gate")) {
       sharedLimiter = limiterOption
-    } else if (limiterOption !== undefined && keyPool === undefined) {
+    } else if (limiterOption !== undefined && !limitsPerKey) {
       sharedLimiter = yield* inStage(problems, "rateLimiter")(RateLimiter.make({ ...limiterOption, name, ...origin, pauseOnUpstreamRateLimit }))
     } else if (limiterOption !== undefined) {
-      // Providers limit requests and tokens per key: with a key pool, limiter options make one limiter per key.
+      // One limiter per key (`limitsPerKey`).
       keyRateLimiters = yield* inStage(problems, "rateLimiter")(Effect.forEach(keyNames, (keyName) =>
         RateLimiter.make({ ...limiterOption, name: `${name}/${keyName}`, ...origin, pauseOnUpstreamRateLimit })))
     }

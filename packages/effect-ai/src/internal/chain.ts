@@ -50,24 +50,6 @@ export interface Call<A> {
   readonly staticReply: ((error: Errors.ResilienceError) => Option.Option<A>) | undefined
 }
 
-/** The provider's `AiError`s of an attempt as our errors, with the deployment and key they came from. */
-const asOurs = <A, E, R>(
-  h: Handle,
-  attempt: Policy.Attempt,
-  self: Effect.Effect<A, E, R>
-): Effect.Effect<A, Exclude<E, AiError.AiError> | Errors.ResilienceError, R> =>
-  Effect.catchAll(self, (e): Effect.Effect<never, Exclude<E, AiError.AiError> | Errors.ResilienceError> =>
-    AiError.isAiError(e)
-      ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.fail(AiErrors.toResilienceError(e, {
-          now,
-          provider: h.config.provider,
-          deployment: h.config.name,
-          ...(attempt.key === undefined ? {} : { keyName: attempt.key.name })
-        })))
-      // Not an `AiError`: a tool handler's own error, or ours already.
-      : Effect.fail(e as Exclude<E, AiError.AiError>))
-
 /**
  * A tool handler's own error, carried through the deployment's `Policy` as
  * the attempt's value: the provider answered, so the breaker, the adaptive
@@ -82,14 +64,29 @@ const handlerFailure: unique symbol = Symbol.for("@resilient-ai/effect-ai/Handle
 const isHandlerFailure = (u: unknown): u is HandlerFailure<unknown> =>
   typeof u === "object" && u !== null && handlerFailure in u
 
-/** The attempt, with a tool handler's error (anything not ours) as its value. */
-const handlerFailuresAsValues = <A, E, R>(
-  self: Effect.Effect<A, E | Errors.ResilienceError, R>
-): Effect.Effect<A | HandlerFailure<E>, Errors.ResilienceError, R> =>
-  Effect.catchAll(self, (e) =>
-    Errors.isResilienceError(e)
-      ? Effect.fail(e)
-      : Effect.succeed<HandlerFailure<E>>({ [handlerFailure]: true, error: e as E }))
+/**
+ * An attempt's errors as the policy must see them: the provider's `AiError`s
+ * as our errors, with the deployment and key they came from; ours as they
+ * are; anything else (a tool handler's own error) as the attempt's value.
+ */
+const asOurs = <A, E, R>(
+  h: Handle,
+  attempt: Policy.Attempt,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A | HandlerFailure<Exclude<E, AiError.AiError>>, Errors.ResilienceError, R> =>
+  Effect.catchAll(self, (e): Effect.Effect<HandlerFailure<Exclude<E, AiError.AiError>>, Errors.ResilienceError> => {
+    if (AiError.isAiError(e)) {
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.fail(AiErrors.toResilienceError(e, {
+          now,
+          provider: h.config.provider,
+          deployment: h.config.name,
+          ...(attempt.key === undefined ? {} : { keyName: attempt.key.name })
+        })))
+    }
+    if (Errors.isResilienceError(e)) return Effect.fail(e)
+    return Effect.succeed({ [handlerFailure]: true, error: e as Exclude<E, AiError.AiError> })
+  })
 
 const costOf = (d: ClientConfig.Deployment, usage: Response.Usage | undefined): number | undefined =>
   d.price === undefined || usage === undefined
@@ -114,7 +111,7 @@ export const run = <A, E, R>(
       const d = h.config
       const detailed = Effect.zipRight(h.used, h.policy.executeDetailed(
         (current) =>
-          Effect.provideService(handlerFailuresAsValues(asOurs(h, current, attempt(h, current))), Policy.CurrentAttempt, current),
+          Effect.provideService(asOurs(h, current, attempt(h, current)), Policy.CurrentAttempt, current),
         {
           // A handler's failure took the place of the answer: its usage is not known.
           usage: (a: A | HandlerFailure<Exclude<E, AiError.AiError>>) => isHandlerFailure(a) ? undefined : tokensOf(call.usage(a)),
