@@ -4,7 +4,13 @@
  * keeps up with what is asked of it and shrinks when it stops; a call over
  * the limit is refused at once with `BulkheadFullError` (reason
  * `adaptive-limit`), so the fallback chain answers it elsewhere instead of
- * piling it onto a provider that hangs.
+ * piling it onto a provider that hangs. Where nothing else can answer it
+ * (no later step of the chain, rule 25), it waits for a slot instead, first
+ * come first served, as Netflix's `BlockingLimiter` does: refusing it helps
+ * no one (a burst of 100 through a gateway with one deployment of a healthy
+ * 300 ms provider got 50 immediate 503s), and the wait is bounded by how
+ * long a call may run before it counts as hung, so a provider that does
+ * hang still refuses its waiters.
  *
  * Why this shape (the machine is `internal/adaptiveLimitState.ts`):
  * - AIMD over windows, as Netflix's concurrency-limits `AIMDLimit`: a window
@@ -66,6 +72,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
@@ -74,8 +81,11 @@ import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
-import { decodeOptions, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
+import { Permits, waitForPermit } from "./internal/bulkhead.js"
+import { decodeOptions, LimitMillis, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
+import { clockOf } from "./internal/fiberClock.js"
+import * as RequestScope from "./internal/requestScope.js"
 import * as StateStore from "./StateStore.js"
 
 /**
@@ -110,6 +120,14 @@ export interface Options {
    * Default 100 ms; 0 judges every latency.
    */
   readonly minJudgedLatency?: Duration.DurationInput
+  /**
+   * How long a call over the limit waits for a slot when no later step of the fallback chain can take it (rule 25:
+   * the request has no `Deadline.maxWait`), first come first served. Default: as long as a call in flight may run
+   * before it counts as hung (`slowFactor` usual call times, at least `minJudgedLatency`; `initialHangAfter` until a
+   * usual latency is learned). 0: refused at once, as with a later step; `Duration.infinity`: as long as it takes
+   * (the request's deadline still ends it).
+   */
+  readonly maxQueueWait?: Duration.DurationInput
   /** Told every change of the limit. */
   readonly onChange?: (change: Change) => Effect.Effect<void>
 }
@@ -148,6 +166,8 @@ export interface Status {
   /** Calls admitted at once now. */
   readonly limit: number
   readonly running: number
+  /** Calls over the limit waiting for a slot (the last step of a chain). */
+  readonly queued: number
   /** The usual latency learned from calls that went well, ms; undefined before the first. */
   readonly usualMillis: number | undefined
 }
@@ -160,7 +180,10 @@ export interface Service {
   readonly name: string
   /** Tells an adaptive limit from a fixed bulkhead where either may be given. */
   readonly learns: true
-  /** The limit's admission: a permit while the calls in flight are below the limit, else `BulkheadFullError`. */
+  /**
+   * The limit's admission: a permit while the calls in flight are below the limit; over it, `BulkheadFullError`
+   * at once when a later step can take the call, else after waiting for a slot that did not come.
+   */
   readonly gate: Admission.Gate<Request, Admission.Permit, BulkheadFullError>
   readonly execute: <A, E, R>(
     effect: Effect.Effect<A, E, R>,
@@ -188,7 +211,8 @@ const OptionsSchema = Schema.Struct({
   saturation: Schema.optional(Ratio),
   workBase: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "expected a number above zero" }))),
   initialHangAfter: Schema.optional(PositiveMillis),
-  minJudgedLatency: Schema.optional(Millis)
+  minJudgedLatency: Schema.optional(Millis),
+  maxQueueWait: Schema.optional(LimitMillis)
 }).pipe(
   Schema.filter((o) => {
     const min = o.minLimit ?? Math.min(4, o.initialLimit ?? 4)
@@ -227,7 +251,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
       minJudgedMillis: o.minJudgedLatency ?? 100
     }
     const slot = (yield* StateStore.StateStore).adaptiveLimit(o.name, config)
-    return unsafeMake(o.name, config, slot, yield* PubSub.unbounded<Change>(), onChange)
+    return unsafeMake(o.name, config, o.maxQueueWait, slot, yield* PubSub.unbounded<Change>(), onChange)
   })
 
 /** A call in flight: when it started. */
@@ -238,6 +262,7 @@ interface Held {
 const unsafeMake = (
   name: string,
   config: machine.Config,
+  maxQueueWait: number | undefined,
   slot: StateStore.AdaptiveLimitSlot,
   pubsub: PubSub.PubSub<Change>,
   onChange: ((change: Change) => Effect.Effect<void>) | undefined
@@ -249,14 +274,18 @@ const unsafeMake = (
     for (const held of inFlight) if (held.start < start) n++
     return n
   }
-  let limit = config.initialLimit
+  // Admission counts permits: the calls in flight and the waiters just handed a slot that have not begun yet.
+  const permits = new Permits(config.initialLimit, Number.POSITIVE_INFINITY)
   let usualMillis: number | undefined
+  let hangMillis = machine.hangMillis(config, machine.initial(config, 0))
 
   /** One step of the store; the limit and its change taken in, the change told. */
   const stepped = <A, E>(event: machine.Event, now: number, then: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
     const take = ([state, change]: readonly [machine.State, machine.Change | undefined]) => {
-      limit = machine.admitted(state)
+      const limit = machine.admitted(state)
+      if (limit !== permits.capacity) permits.resize(limit)
       usualMillis = state.usualMillis
+      hangMillis = machine.hangMillis(config, state)
       if (change === undefined) return then()
       const named: Change = { name, at: now, ...change }
       const published = PubSub.publish(pubsub, named)
@@ -267,21 +296,46 @@ const unsafeMake = (
     return done !== undefined && Exit.isSuccess(done) ? take(done.value) : Effect.flatMap(step, take)
   }
 
-  const refused = () =>
-    Exit.fail(new BulkheadFullError({ bulkhead: name, reason: "adaptive-limit", maxConcurrent: limit, maxQueue: 0 }))
+  const refused = (waited?: number) =>
+    Exit.fail(
+      new BulkheadFullError({
+        bulkhead: name,
+        reason: "adaptive-limit",
+        maxConcurrent: permits.capacity,
+        maxQueue: 0,
+        ...(waited === undefined ? {} : { waitedMillis: waited })
+      })
+    )
+
+  /** A call over the limit waits for a slot only when nothing after it can serve now (rule 25). */
+  const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
+    RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY ? 0 : maxQueueWait ?? hangMillis
+
+  /** The call holding a slot begins at `start`. */
+  const begin = (request: Request, start: number): Effect.Effect<Admission.Permit> => {
+    const held: Held = { start }
+    inFlight.add(held)
+    const permit: Admission.Permit = {
+      release: (exit, end) => {
+        inFlight.delete(held)
+        permits.release()
+        return stepped(outcomeOf(exit, end - held.start, request), end, () => Exit.void)
+      }
+    }
+    return stepped({ _tag: "Admitted", inFlight: inFlight.size }, start, () => Exit.succeed(permit))
+  }
 
   const gate: Admission.Gate<Request, Admission.Permit, BulkheadFullError> = {
-    acquire: (request, { now }) => {
-      if (inFlight.size >= limit) return stepped({ _tag: "Refused" }, now, refused)
-      const held: Held = { start: now }
-      inFlight.add(held)
-      const permit: Admission.Permit = {
-        release: (exit, end) => {
-          inFlight.delete(held)
-          return stepped(outcomeOf(exit, end - held.start, request), end, () => Exit.void)
-        }
-      }
-      return stepped({ _tag: "Admitted", inFlight: inFlight.size }, now, () => Exit.succeed(permit))
+    acquire: (request, { fiber, now, restore }) => {
+      if (permits.tryTake()) return begin(request, now)
+      const wait = queueWait(fiber)
+      const waiter = wait > 0 ? permits.enqueue() : undefined
+      if (waiter === undefined) return stepped({ _tag: "OverLimit" }, now, () => refused())
+      return stepped({ _tag: "OverLimit" }, now, () =>
+        Effect.flatMap(
+          waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
+          () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis())
+        ))
     }
   }
 
@@ -297,7 +351,11 @@ const unsafeMake = (
 
   const status: Effect.Effect<Status> = Effect.flatMap(
     Clock.currentTimeMillis,
-    (now) => Effect.map(stepped({ _tag: "Read" }, now, () => Exit.void), () => ({ name, limit, running: inFlight.size, usualMillis }))
+    (now) =>
+      Effect.map(
+        stepped({ _tag: "Read" }, now, () => Exit.void),
+        () => ({ name, limit: permits.capacity, running: inFlight.size, queued: permits.queued, usualMillis })
+      )
   )
 
   return { name, learns: true, gate, execute, status, subscribe: PubSub.subscribe(pubsub) }

@@ -32,7 +32,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
-import { Permits, type Waiter } from "./internal/bulkhead.js"
+import { Permits, waitForPermit } from "./internal/bulkhead.js"
 import { decodeOptions, LimitMillis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
 /**
@@ -152,37 +152,6 @@ const unsafeMake = (
   const rejected = (reason: "queue-full" | "queue-timeout") =>
     Exit.fail(new BulkheadFullError({ bulkhead: name, reason, maxConcurrent, maxQueue }))
 
-  // Suspends until `waiter` is granted a permit or its wait runs out. The
-  // register function takes one parameter, so effect adds no AbortController
-  // and no canceler: a waiter that gives up is reconciled by `leave` from its
-  // own state, whatever the order of grant and interruption.
-  const settled = (waiter: Waiter): Effect.Effect<void, BulkheadFullError> =>
-    Effect.async<void, BulkheadFullError>((resume) => {
-      const settle = () => resume(waiter.state === "granted" ? Exit.void : rejected("queue-timeout"))
-      if (waiter.state === "waiting") {
-        waiter.onSettle = settle
-      } else {
-        settle()
-      }
-    })
-
-  // The wait limit: a timer fiber on effect's Clock (so TestClock drives it)
-  // that removes the waiter in the same synchronous step as it decides the
-  // timeout, so a permit arriving in that instant is never lost. Not
-  // `Effect.timeout`: the waiter is reconciled from its state, not from
-  // which fiber of a race finished first.
-  const wait = (waiter: Waiter, restore: Admission.Restore) =>
-    maxQueueWait === undefined
-      ? restore(settled(waiter))
-      : Effect.flatMap(
-        Effect.fork(Effect.interruptible(Effect.zipRight(Effect.sleep(maxQueueWait), Effect.sync(() => permits.expire(waiter))))),
-        (timer) =>
-          Effect.ensuring(
-            restore(settled(waiter)),
-            Effect.fiberIdWith((id) => timer.interruptAsFork(id))
-          )
-      )
-
   // One permit object serves every call: a permit is a count, and it comes back however the call ended.
   const permit: Admission.Permit = {
     release: () => {
@@ -198,14 +167,7 @@ const unsafeMake = (
       if (maxQueueWait === 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
       const waiter = permits.enqueue()
       if (waiter === undefined) return rejected("queue-full")
-      return Effect.matchCauseEffect(wait(waiter, restore), {
-        onFailure: (cause) => {
-          // Interrupted or timed out: a permit handed over in that same instant goes on to the next waiter.
-          permits.leave(waiter)
-          return Exit.failCause(cause)
-        },
-        onSuccess: () => granted
-      })
+      return Effect.as(waitForPermit(permits, waiter, restore, maxQueueWait, () => rejected("queue-timeout")), permit)
     }
   }
 

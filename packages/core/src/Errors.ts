@@ -113,6 +113,8 @@ export class BulkheadFullError extends Schema.TaggedError<BulkheadFullError>()("
   reason: Schema.Literal("queue-full", "queue-timeout", "adaptive-limit"),
   maxConcurrent: Schema.Number,
   maxQueue: Schema.Number,
+  /** How long the call waited for a slot of the adaptive limit before it gave up; absent when it was refused at once. */
+  waitedMillis: Schema.optional(Schema.Number),
   ...Origin
 }) {
   override get message(): string {
@@ -122,7 +124,9 @@ export class BulkheadFullError extends Schema.TaggedError<BulkheadFullError>()("
       case "queue-timeout":
         return `bulkhead "${this.bulkhead}": no permit within the queue's wait limit`
       case "adaptive-limit":
-        return `bulkhead "${this.bulkhead}" is at its adaptive limit (${this.maxConcurrent} running)`
+        return this.waitedMillis === undefined
+          ? `bulkhead "${this.bulkhead}" is at its adaptive limit (${this.maxConcurrent} running)`
+          : `bulkhead "${this.bulkhead}" is at its adaptive limit (${this.maxConcurrent} running) and no slot freed within ${Math.round(this.waitedMillis)} ms`
     }
   }
 }
@@ -324,11 +328,15 @@ export const invalidConfig = (component: string, error: ParseResult.ParseError):
   const keyOf = (path: ReadonlyArray<PropertyKey>) => path.map(String).join(".")
   // A union such as `false | { ... }` reports "expected false" at the field and the real problem inside it:
   // an issue with a deeper one under it is dropped; issues at one path (a union's members) are one problem.
-  const deepest = issues.filter((issue) =>
-    !issues.some((other) =>
-      other.path.length > issue.path.length && issue.path.every((step, i) => other.path[i] === step)
-    )
-  )
+  const under = (outer: ReadonlyArray<PropertyKey>, inner: ReadonlyArray<PropertyKey>) =>
+    inner.length > outer.length && outer.every((step, i) => inner[i] === step)
+  // A union of objects (`{ maxConcurrent } | { adaptive }`) whose every member failed: the member that does not take
+  // the input's keys says its own field is missing and the input's key unexpected, next to the real problem found
+  // under that key by the member that does take it. That missing field is not what was meant.
+  const misfits = issues.filter((issue) => issue._tag === "Unexpected" && issues.some((other) => under(issue.path, other.path)))
+  const strayMissing = (issue: ParseResult.ArrayFormatterIssue) =>
+    issue._tag === "Missing" && misfits.some((u) => u.path.length === issue.path.length && under(u.path.slice(0, -1), issue.path))
+  const deepest = issues.filter((issue) => !issues.some((other) => under(issue.path, other.path)) && !strayMissing(issue))
   const byPath = new Map<string, Array<ParseResult.ArrayFormatterIssue>>()
   for (const issue of deepest) {
     const key = keyOf(issue.path)

@@ -2,8 +2,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
+import * as TestClock from "effect/TestClock"
 import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
+import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
 import { exitOf } from "../src/internal/done.js"
 import * as StateStore from "../src/StateStore.js"
@@ -97,6 +100,8 @@ const setUp = (initialLimit = 5) =>
     const limit = yield* AdaptiveLimit.make({
       name: "primary",
       initialLimit,
+      // Refused at once, as where a later step of the chain can take the call (rule 25): these runs count refusals.
+      maxQueueWait: 0,
       onChange: (change) => Effect.sync(() => changes.push(change))
     }).pipe(Effect.provide(StateStore.layerMemory))
     return { limit, changes }
@@ -296,10 +301,10 @@ const closedLoop = (
     return Effect.succeed({ calls, refused, stalls: Math.floor(until / stallEvery), peakInFlight })
   })
 
-/** A limit on its default options, its changes recorded. */
+/** A limit on its default options (but refusing at once, as with a later step: these runs count refusals), its changes recorded. */
 const onDefaults = Effect.gen(function*() {
   const changes: Array<AdaptiveLimit.Change> = []
-  const limit = yield* AdaptiveLimit.make({ name: "up", onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
+  const limit = yield* AdaptiveLimit.make({ name: "up", maxQueueWait: 0, onChange: (change) => Effect.sync(() => changes.push(change)) }).pipe(
     Effect.provide(StateStore.layerMemory)
   )
   return { changes, limit }
@@ -339,5 +344,89 @@ describe("AdaptiveLimit over a fast provider (rule 29)", () => {
       expect(run.calls).toBeGreaterThan(100_000 + 10_000)
       expect(changes.filter((c) => c.to < c.from)).toEqual([])
       expect(run.refused).toBe(0)
+    }))
+})
+
+describe("AdaptiveLimit: a call over the limit that nothing after it can serve waits for a slot (rules 29 and 25)", () => {
+  const make = (options: Omit<AdaptiveLimit.Options, "name">) =>
+    AdaptiveLimit.make({ name: "only", ...options }).pipe(Effect.provide(StateStore.layerMemory))
+
+  it.effect("first come first served; the same call with a later step to go to (a maxWait) is refused at once", () =>
+    Effect.gen(function*() {
+      const limit = yield* make({ initialLimit: 2 })
+      const began: Array<string> = []
+      const call = (name: string) => limit.execute(Effect.zipRight(Effect.sync(() => began.push(name)), Effect.as(Effect.sleep("1 second"), name)))
+      const fibers = [yield* Effect.fork(call("a")), yield* Effect.fork(call("b"))]
+      yield* TestClock.adjust("10 millis")
+      fibers.push(yield* Effect.fork(call("c")))
+      yield* TestClock.adjust("10 millis")
+      fibers.push(yield* Effect.fork(call("d")))
+      yield* TestClock.adjust("10 millis")
+      expect(began).toEqual(["a", "b"])
+      expect(yield* limit.status).toMatchObject({ limit: 2, running: 2, queued: 2 })
+      const refused = yield* Effect.flip(Deadline.maxWait(1_000)(call("e")))
+      expect(refused).toMatchObject({ _tag: "BulkheadFullError", reason: "adaptive-limit", maxConcurrent: 2 })
+      expect(refused).toEqual(expect.not.objectContaining({ waitedMillis: expect.anything() }))
+      yield* TestClock.adjust("1 second")
+      expect(began).toEqual(["a", "b", "c", "d"])
+      yield* TestClock.adjust("1 second")
+      expect(yield* Effect.all(fibers.map(Fiber.join))).toEqual(["a", "b", "c", "d"])
+      expect(yield* limit.status).toMatchObject({ running: 0, queued: 0 })
+    }))
+
+  it.effect("the wait lasts as long as a call may run before it counts as hung (10 s before a usual latency is learned, then 3 usual call times); maxQueueWait sets it", () =>
+    Effect.gen(function*() {
+      const limit = yield* make({ initialLimit: 1 })
+      const hold = limit.execute(Effect.sleep("1 minute"))
+      yield* Effect.fork(hold)
+      yield* TestClock.adjust("1 milli")
+      const waiter = yield* Effect.fork(Effect.flip(limit.execute(Effect.void)))
+      yield* TestClock.adjust("9999 millis")
+      expect(yield* limit.status).toMatchObject({ queued: 1 })
+      yield* TestClock.adjust("1 milli")
+      const gaveUp = yield* Fiber.join(waiter)
+      expect(gaveUp).toMatchObject({ _tag: "BulkheadFullError", reason: "adaptive-limit", waitedMillis: 10_000 })
+      expect(gaveUp.message).toBe(`bulkhead "only" is at its adaptive limit (1 running) and no slot freed within 10000 ms`)
+
+      // Answers of 200 ms, one after another, over a window: the usual latency is learned (and the limit kept at 1).
+      const learnt = yield* make({ initialLimit: 1, maxLimit: 1 })
+      for (let i = 0; i < 6; i++) {
+        const fiber = yield* Effect.fork(learnt.execute(Effect.sleep("200 millis")))
+        yield* TestClock.adjust("200 millis")
+        yield* Fiber.join(fiber)
+      }
+      expect((yield* learnt.status).usualMillis).toBe(200)
+      yield* Effect.fork(learnt.execute(Effect.sleep("1 minute")))
+      yield* TestClock.adjust("1 milli")
+      const second = yield* Effect.fork(Effect.flip(learnt.execute(Effect.void)))
+      yield* TestClock.adjust("599 millis")
+      expect(second.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 milli")
+      expect(yield* Fiber.join(second)).toMatchObject({ waitedMillis: 600 })
+
+      const set = yield* make({ initialLimit: 1, maxQueueWait: "2 seconds" })
+      yield* Effect.fork(set.execute(Effect.sleep("1 minute")))
+      yield* TestClock.adjust("1 milli")
+      const third = yield* Effect.fork(Effect.flip(set.execute(Effect.void)))
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(third)).toMatchObject({ waitedMillis: 2_000 })
+    }))
+
+  it.effect("a waiter that is interrupted leaves the queue, and the slot goes to the one behind it", () =>
+    Effect.gen(function*() {
+      const limit = yield* make({ initialLimit: 1 })
+      const first = yield* Effect.fork(limit.execute(Effect.as(Effect.sleep("1 second"), "first")))
+      yield* TestClock.adjust("1 milli")
+      const leaving = yield* Effect.fork(limit.execute(Effect.succeed("leaving")))
+      const behind = yield* Effect.fork(limit.execute(Effect.as(Effect.sleep("1 second"), "behind")))
+      yield* TestClock.adjust("1 milli")
+      expect(yield* limit.status).toMatchObject({ running: 1, queued: 2 })
+      yield* Fiber.interrupt(leaving)
+      expect(yield* limit.status).toMatchObject({ running: 1, queued: 1 })
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(first)).toBe("first")
+      expect(yield* limit.status).toMatchObject({ running: 1, queued: 0 })
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(behind)).toBe("behind")
     }))
 })

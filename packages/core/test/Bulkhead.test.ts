@@ -374,6 +374,26 @@ describe("Bulkhead", () => {
       expect(waiter.state).toBe("granted")
       expect(permits.running).toBe(1)
     })
+
+    it("a capacity that grows hands its room to the waiters, oldest first; one that shrinks takes permits back as they are released", () => {
+      const permits = new Permits(1, Number.POSITIVE_INFINITY)
+      permits.tryTake()
+      const [a, b, c] = [permits.enqueue(), permits.enqueue(), permits.enqueue()]
+      if (a === undefined || b === undefined || c === undefined) return expect.fail("queue should have room")
+      permits.resize(3)
+      expect([a.state, b.state, c.state]).toEqual(["granted", "granted", "waiting"])
+      expect(permits.running).toBe(3)
+      // A newcomer does not pass the waiter that is still queued.
+      expect(permits.tryTake()).toBe(false)
+      permits.resize(1)
+      permits.release()
+      permits.release()
+      expect(c.state).toBe("waiting")
+      expect(permits.running).toBe(1)
+      permits.release()
+      expect(c.state).toBe("granted")
+      expect(permits.running).toBe(1)
+    })
   })
 
   type Op =

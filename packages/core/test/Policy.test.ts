@@ -425,18 +425,26 @@ describe("Policy: registry", () => {
       expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "TimeoutError", phase: "total" })
     }))
 
-  it.effect("bulkhead: { adaptive }: an adaptive limit in the bulkhead's place; over it a call is refused at once, and a bad option names its path", () =>
+  it.effect("bulkhead: { adaptive }: an adaptive limit in the bulkhead's place; over it a call with a later step to go to is refused at once, one without waits for a slot, and a bad option names its path", () =>
     Effect.gen(function*() {
       const policy = yield* run(Policy.make({ deployment: "a", retry: false, bulkhead: { adaptive: { initialLimit: 2 } } }))
       const slow = policy.execute(() => Effect.as(Effect.sleep("1 second"), "ok"))
       const first = yield* Effect.fork(slow)
       const second = yield* Effect.fork(slow)
       yield* TestClock.adjust("10 millis")
-      const third = yield* Effect.flip(slow)
+      // Rule 25: a step of a chain with a later step runs under a `maxWait`.
+      const third = yield* Effect.flip(Deadline.maxWait(1_000)(slow))
       expect(third).toMatchObject({ _tag: "BulkheadFullError", reason: "adaptive-limit", maxConcurrent: 2 })
-      expect((yield* policy.status).adaptiveLimit).toMatchObject({ name: "a", limit: 2, running: 2 })
-      yield* TestClock.adjust("1 second")
+      expect(third).toEqual(expect.not.objectContaining({ waitedMillis: expect.anything() }))
+      expect((yield* policy.status).adaptiveLimit).toMatchObject({ name: "a", limit: 2, running: 2, queued: 0 })
+      const last = yield* Effect.fork(slow)
+      yield* TestClock.adjust("10 millis")
+      expect((yield* policy.status).adaptiveLimit).toMatchObject({ limit: 2, running: 2, queued: 1 })
+      yield* TestClock.adjust("980 millis")
       expect([yield* Fiber.join(first), yield* Fiber.join(second)]).toEqual(["ok", "ok"])
+      expect((yield* policy.status).adaptiveLimit).toMatchObject({ running: 1, queued: 0 })
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(last)).toBe("ok")
       const bad = yield* Effect.exit(run(Policy.make({ deployment: "a", bulkhead: { adaptive: { minLimit: 0 } } })))
       expect(Exit.isFailure(bad) && bad.cause).toMatchObject({ error: { _tag: "InvalidConfigError", path: "bulkhead.adaptive.minLimit" } })
     }))

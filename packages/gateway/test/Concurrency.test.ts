@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Http from "node:http"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
-import { harness } from "./support/harness.js"
+import { get, harness } from "./support/harness.js"
 
 const body = JSON.stringify({ model: "primary", messages: [{ role: "user", content: "hi" }] })
 
@@ -52,6 +52,22 @@ const heapMb = () => {
 }
 
 describe("concurrency", () => {
+  it.live("a burst of 100 through one deployment of a healthy 300 ms upstream, its adaptive limit at the initial 50: every request is answered, those over the limit after waiting for a slot (rule 29)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({
+        primary: { latency: { kind: "uniform", minMs: 280, maxMs: 300 } },
+        // The config file's default bulkhead: the adaptive limit, starting at 50.
+        primaryPolicy: { retry: false },
+        client: { cascade: ["primary"] }
+      })
+      const { outcomes } = yield* burst(gateway.port, 100)
+      expect(outcomes.filter((o) => o !== "200")).toEqual([])
+      const status = yield* get(`${gateway.url}/status`)
+      const primary = (status.json as { deployments: ReadonlyArray<{ name: string; adaptiveLimit: unknown }> }).deployments
+        .find((d) => d.name === "primary")
+      expect(primary?.adaptiveLimit).toMatchObject({ running: 0, queued: 0 })
+    })), 60_000)
+
   it.live("1 000 concurrent requests while the primary fails half of them: each gets an answer or a typed error, none hangs, and the heap does not grow from one burst to the next", () =>
     Effect.scoped(Effect.gen(function*() {
       const { gateway, chaos } = yield* harness({

@@ -156,7 +156,12 @@ const PolicyData = Schema.Struct({
           workBase: opt(Schema.Number),
           initialHangAfter: opt(DurationData),
           /** Default 100 ms: no latency shorter is judged a hang or a slow window (a process's stall is not congestion). */
-          minJudgedLatency: opt(DurationData)
+          minJudgedLatency: opt(DurationData),
+          /**
+           * How long a call over the limit waits for a slot on the cascade's last deployment (earlier ones refuse it
+           * at once, so the next deployment takes it). Default: as long as a call may run before it counts as hung.
+           */
+          maxQueueWait: opt(LimitData)
         })
       })
     )

@@ -466,7 +466,7 @@ describe("ResilientClient: configuration", () => {
       "deployments.0.policy.circuitBreaker.trigger.threshold"
     ))
 
-  it.effect("bulkhead: { adaptive } in the config file makes the deployment's adaptive limit (minJudgedLatency too); a bad value names its path", () =>
+  it.effect("bulkhead: { adaptive } in the config file makes the deployment's adaptive limit (minJudgedLatency and maxQueueWait too); a bad value names its path", () =>
     Effect.gen(function*() {
       const withAdaptive = (adaptive: object) => ({
         ...baseConfig,
@@ -476,12 +476,44 @@ describe("ResilientClient: configuration", () => {
       const status = yield* withClient(
         layer,
         (client) => client.deployments[0]!.policy.status,
-        withAdaptive({ initialLimit: 3, minJudgedLatency: "0 millis" })
+        withAdaptive({ initialLimit: 3, minJudgedLatency: "0 millis", maxQueueWait: "2 seconds" })
       )
       expect(status.adaptiveLimit).toMatchObject({ name: "gpt-4o", limit: 3, running: 0 })
       expect(status.bulkhead).toBeUndefined()
       yield* failsWith(withAdaptive({ minLimit: 0 }), "deployments.0.policy.bulkhead.adaptive.minLimit")
       yield* failsWith(withAdaptive({ minJudgedLatency: "-5 millis" }), "deployments.0.policy.bulkhead.adaptive.minJudgedLatency")
+      yield* failsWith(withAdaptive({ maxQueueWait: "soon" }), "deployments.0.policy.bulkhead.adaptive.maxQueueWait")
+    }))
+
+  it.effect("a burst over the adaptive limit: the earlier deployment hands its excess to the next at once, the last one queues it, and every request is answered", () =>
+    Effect.gen(function*() {
+      const slow = (text: string): Behaviour => (_, context) => Effect.as(Effect.sleep("300 millis"), answer(`${text} via ${context.keyName}`, context.model))
+      const limited = (names: ReadonlyArray<string>) => ({
+        ...baseConfig,
+        deployments: baseConfig.deployments.filter((d) => names.includes(d.name)).map((d) => ({
+          ...d,
+          policy: { retry: false, bulkhead: { adaptive: { initialLimit: 4, maxLimit: 4 } } }
+        })),
+        cascade: names
+      })
+      const burst = (client: ResilientClient.Service) =>
+        Effect.gen(function*() {
+          const fiber = yield* Effect.fork(Effect.all(Array.from({ length: 10 }, () => client.chat(request)), { concurrency: "unbounded" }))
+          yield* TestClock.adjust("1 second")
+          return yield* Fiber.join(fiber)
+        })
+
+      // One deployment: 4 run, 6 wait for a slot (3 rounds of 300 ms), none is refused.
+      const alone = scripted({ "gpt-4o": slow("primary") })
+      const answers = yield* withClient(alone.layer, burst, limited(["gpt-4o"]))
+      expect(answers.map((a) => a.deployment)).toEqual(Array(10).fill("gpt-4o"))
+      expect(Math.max(...answers.map((a) => a.latencyMs))).toBe(900)
+
+      // Two: the primary's excess goes to the backup at once (rule 25), whose own excess waits there.
+      const both = scripted({ "gpt-4o": slow("primary"), claude: slow("backup") })
+      const cascaded = yield* withClient(both.layer, burst, limited(["gpt-4o", "claude"]))
+      const byDeployment = cascaded.map((a) => `${a.deployment} ${a.latencyMs}`).sort()
+      expect(byDeployment).toEqual([...Array(4).fill("claude 300"), ...Array(2).fill("claude 600"), ...Array(4).fill("gpt-4o 300")])
     }))
 
   it.effect("the key pool's settings come from the config file (keyHealth), and a bad one names its path there", () =>

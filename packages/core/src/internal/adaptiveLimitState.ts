@@ -227,8 +227,8 @@ export type Event =
   | Outcome
   /** A call was admitted; `inFlight` calls are in flight with it. */
   | { readonly _tag: "Admitted"; readonly inFlight: number }
-  /** A call was refused: the calls in flight are at the limit. */
-  | { readonly _tag: "Refused" }
+  /** A call found the calls in flight at the limit: refused, or waiting for a slot. */
+  | { readonly _tag: "OverLimit" }
   /** Nothing to record: the limit is read. */
   | { readonly _tag: "Read" }
 
@@ -245,7 +245,7 @@ export const step = (
     ? state
     : event._tag === "Admitted"
     ? admit(config, state, event.inFlight)
-    : event._tag === "Refused"
+    : event._tag === "OverLimit"
     ? (state.pressed ? state : { ...state, pressed: true })
     : record(config, state, event, now)
   return advance(config, recorded, now, inFlightSince)

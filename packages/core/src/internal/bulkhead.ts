@@ -21,8 +21,13 @@
  * and the wait limit is decided in the same synchronous step that removes
  * the waiter from the queue.
  *
+ * The capacity is fixed for a `Bulkhead` and moves with an `AdaptiveLimit`
+ * ({@link Permits.resize}); both wait here, with {@link waitForPermit}.
+ *
  * @internal
  */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 
 /** @internal */
 export type WaiterState =
@@ -58,15 +63,16 @@ export class Permits {
   private head: Waiter | undefined = undefined
   private tail: Waiter | undefined = undefined
 
-  constructor(readonly maxConcurrent: number, readonly maxQueue: number) {}
+  constructor(public capacity: number, readonly maxQueue: number) {}
 
   /**
    * Takes a free permit if there is one. No check of the queue is needed:
-   * a permit freed while someone waits goes to that waiter, so a non-empty
-   * queue implies `running === maxConcurrent` and a newcomer cannot barge.
+   * a permit freed while someone waits goes to that waiter, and room a
+   * larger capacity adds goes to the waiters first, so a non-empty queue
+   * implies `running >= capacity` and a newcomer cannot barge.
    */
   tryTake(): boolean {
-    if (this.running < this.maxConcurrent) {
+    if (this.running < this.capacity) {
       this.running++
       return true
     }
@@ -90,16 +96,27 @@ export class Permits {
     return waiter
   }
 
-  /** Gives a permit back: to the oldest waiter if there is one (direct hand-off), else to the pool. */
+  /**
+   * Gives a permit back: to the oldest waiter if there is one (direct
+   * hand-off), else to the pool. A capacity that shrank below the permits
+   * held takes it back instead.
+   */
   release(): void {
     const waiter = this.head
-    if (waiter === undefined) {
+    if (waiter === undefined || this.running > this.capacity) {
       this.running--
       return
     }
-    this.unlink(waiter)
-    waiter.state = "granted"
-    waiter.onSettle?.()
+    this.grant(waiter)
+  }
+
+  /** A new capacity: the room it adds goes to the waiters, oldest first; a smaller one takes permits back as they are released. */
+  resize(capacity: number): void {
+    this.capacity = capacity
+    while (this.running < capacity && this.head !== undefined) {
+      this.running++
+      this.grant(this.head)
+    }
   }
 
   /** The wait limit of `waiter` ran out: it leaves the queue, unless a permit reached it first. */
@@ -126,6 +143,12 @@ export class Permits {
     }
   }
 
+  private grant(waiter: Waiter): void {
+    this.unlink(waiter)
+    waiter.state = "granted"
+    waiter.onSettle?.()
+  }
+
   private unlink(waiter: Waiter): void {
     if (waiter.prev === undefined) {
       this.head = waiter.next
@@ -141,4 +164,43 @@ export class Permits {
     waiter.next = undefined
     this.queued--
   }
+}
+
+/**
+ * Waits in `permits`' queue as `waiter` (the caller's interruptibility
+ * given back by `restore`) until a permit is handed to it, or fails with
+ * `timedOut()` when `maxWaitMillis` runs out first (no limit: undefined). A
+ * waiter interrupted or timed out leaves the queue, and a permit handed to
+ * it in that same instant goes on to the next waiter.
+ *
+ * The wait limit is a timer fiber on effect's Clock (so TestClock drives it)
+ * that removes the waiter in the same synchronous step as it decides the
+ * timeout, so a permit arriving in that instant is never lost. Not
+ * `Effect.timeout`: the waiter is reconciled from its state, not from which
+ * fiber of a race finished first.
+ */
+export const waitForPermit = <E>(
+  permits: Permits,
+  waiter: Waiter,
+  restore: <A, E1, R>(self: Effect.Effect<A, E1, R>) => Effect.Effect<A, E1, R>,
+  maxWaitMillis: number | undefined,
+  timedOut: () => Exit.Exit<never, E>
+): Effect.Effect<void, E> => {
+  // The register function takes one parameter, so effect adds no AbortController and no canceler: a waiter that
+  // gives up is reconciled by `leave` from its own state, whatever the order of grant and interruption.
+  const settled = Effect.async<void, E>((resume) => {
+    const settle = () => resume(waiter.state === "granted" ? Exit.void : timedOut())
+    if (waiter.state === "waiting") {
+      waiter.onSettle = settle
+    } else {
+      settle()
+    }
+  })
+  const wait = maxWaitMillis === undefined
+    ? restore(settled)
+    : Effect.flatMap(
+      Effect.fork(Effect.interruptible(Effect.zipRight(Effect.sleep(maxWaitMillis), Effect.sync(() => permits.expire(waiter))))),
+      (timer) => Effect.ensuring(restore(settled), Effect.fiberIdWith((id) => timer.interruptAsFork(id)))
+    )
+  return Effect.onError(wait, () => Effect.sync(() => permits.leave(waiter)))
 }

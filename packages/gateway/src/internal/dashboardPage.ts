@@ -127,7 +127,7 @@ function tile(d) {
     t.appendChild(row("bulkhead in use / queued", d.bulkhead.running + "/" + d.bulkhead.maxConcurrent + " · " + d.bulkhead.queued + "/" + d.bulkhead.maxQueue));
   }
   if (d.adaptiveLimit !== null) {
-    t.appendChild(row("adaptive limit", d.adaptiveLimit.running + " / " + d.adaptiveLimit.limit));
+    t.appendChild(row("adaptive limit", d.adaptiveLimit.running + " / " + d.adaptiveLimit.limit + (d.adaptiveLimit.queued > 0 ? " · " + d.adaptiveLimit.queued + " waiting" : "")));
   }
   var lim = function (name, l) {
     // A bucket refills continuously: show whole requests and tokens.
