@@ -95,10 +95,12 @@ const gatewayHeapFlag = "--max-semi-space-size=32"
 const start = (role: Role, upstreamPort = 0): Promise<Target> =>
   new Promise((resolve, reject) => {
     const proc = fork(fileURLToPath(import.meta.url), ["--role", role, "--upstream-port", String(upstreamPort)], {
+      // tsx for this file only: the packages resolve to their built JavaScript (`dist`), which is what
+      // `npm run gateway` runs. Loaded from source through tsx, every named closure the gateway makes
+      // per request also goes through esbuild's `__name` (an `Object.defineProperty` each).
       execArgv: [
         "--import",
         "tsx",
-        "--conditions=source",
         // As `npm run gateway` runs it.
         ...(role === "gateway" ? [gatewayHeapFlag] : []),
         ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])

@@ -44,7 +44,7 @@ const start = (
   script = bench
 ): Promise<{ process: ChildProcess; port: number }> =>
   new Promise((resolve) => {
-    const child = fork(script, ["--role", role, "--upstream-port", String(upstreamPort)], { execArgv: ["--import", "tsx", "--conditions=source", ...flags] })
+    const child = fork(script, ["--role", role, "--upstream-port", String(upstreamPort)], { execArgv: ["--import", "tsx", ...flags] })
     child.once("message", (m: Message) => resolve({ process: child, port: "port" in m ? m.port : 0 }))
   })
 

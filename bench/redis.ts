@@ -6,7 +6,7 @@
  * at concurrency 1 and 100.
  *
  *   npm run bench:redis                      # starts a redis-server of its own (or uses REDIS_URL)
- *   node --conditions=source --import tsx bench/redis.ts --calls 5000
+ *   node --import tsx bench/redis.ts --calls 5000
  *
  * The call suspends on I/O (resolves on the next `setImmediate`), as real
  * calls do. The policy is the overhead bench's: a key pool of 3 keys, a
