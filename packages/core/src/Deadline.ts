@@ -19,7 +19,8 @@ import * as RequestScope from "./internal/requestScope.js"
  * rule 25), or the enclosing limit if that one is shorter: a fallback chain
  * sets it on every step that has a later step to fall back to. A
  * Retry-After or a wait for a key longer than this ends the step at once
- * with its error, so the caller can go elsewhere.
+ * with its error, so the caller can go elsewhere; an adaptive limit
+ * refuses a call over it at once instead of queueing it (rule 29).
  *
  * @since 0.1.0
  * @category combinators

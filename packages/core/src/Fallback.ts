@@ -19,6 +19,13 @@
  * attempt of every step draws from one budget, and the answer says how many
  * attempts were made, what they cost and which errors they met.
  *
+ * A step that has a later step to go to runs under `Deadline.maxWait`
+ * (docs/semantics.md rule 25): that is what tells its policies to hand a
+ * long wait on instead of sitting it out (a Retry-After, a cooling key) and
+ * its adaptive limit to refuse a call over the limit at once instead of
+ * queueing it. `ResilientClient`'s cascade and the `@effect/ai` layer set it
+ * on every such step; a chain built here sets it where its steps are made.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
