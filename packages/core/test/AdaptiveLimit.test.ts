@@ -1,8 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
 import * as AdaptiveLimit from "../src/AdaptiveLimit.js"
@@ -412,6 +416,32 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
       expect(yield* Fiber.join(third)).toMatchObject({ waitedMillis: 2_000 })
     }))
 
+  it.effect("a limit that grows lets waiters in at once, oldest first", () =>
+    Effect.gen(function*() {
+      const limit = yield* make({ initialLimit: 1, minLimit: 1, maxLimit: 4, window: "100 millis" })
+      const began: Array<string> = []
+      const gates = new Map<string, Deferred.Deferred<void>>()
+      const call = (name: string) =>
+        Effect.gen(function*() {
+          const gate = yield* Deferred.make<void>()
+          gates.set(name, gate)
+          return yield* Effect.fork(limit.execute(Effect.zipRight(Effect.sync(() => began.push(name)), Deferred.await(gate))))
+        })
+      yield* call("a")
+      yield* TestClock.adjust("1 milli")
+      yield* call("b")
+      yield* call("c")
+      yield* call("d")
+      yield* TestClock.adjust("100 millis")
+      expect(began).toEqual(["a"])
+      // "a" answers after a window in which calls pressed against the limit: the slot goes to "b", and the limit
+      // doubles, which lets "c" in at once; "d" waits for the next slot.
+      yield* Deferred.succeed(gates.get("a")!, undefined)
+      yield* TestClock.adjust("1 milli")
+      expect(began).toEqual(["a", "b", "c"])
+      expect(yield* limit.status).toMatchObject({ limit: 2, running: 2, queued: 1 })
+    }))
+
   it.effect("a waiter that is interrupted leaves the queue, and the slot goes to the one behind it", () =>
     Effect.gen(function*() {
       const limit = yield* make({ initialLimit: 1 })
@@ -429,4 +459,132 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
       yield* TestClock.adjust("1 second")
       expect(yield* Fiber.join(behind)).toBe("behind")
     }))
+})
+
+describe("AdaptiveLimit's queue (property)", () => {
+  type Op =
+    | { readonly _tag: "arrive"; readonly laterStep: boolean }
+    | { readonly _tag: "finish"; readonly pick: number; readonly how: "succeed" | "drop" | "die" }
+    | { readonly _tag: "interrupt"; readonly pick: number }
+    | { readonly _tag: "tick"; readonly millis: number }
+
+  const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
+    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("arrive" as const), laterStep: FastCheck.boolean() }), weight: 5 },
+    {
+      arbitrary: FastCheck.record({
+        _tag: FastCheck.constant("finish" as const),
+        pick: FastCheck.nat(),
+        // Mostly answers, so that limits grow (with callers waiting) as often as they shrink.
+        how: FastCheck.constantFrom("succeed" as const, "succeed" as const, "succeed" as const, "drop" as const, "die" as const)
+      }),
+      weight: 4
+    },
+    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("interrupt" as const), pick: FastCheck.nat() }), weight: 1 },
+    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("tick" as const), millis: FastCheck.integer({ min: 1, max: 150 }) }), weight: 2 }
+  )
+
+  it.effect.prop(
+    "random arrivals (with and without a later step), outcomes that move the limit, interruptions and clock steps: no slot idle while a call waits, first come first served, waits within their limit, nothing leaked",
+    {
+      initialLimit: FastCheck.integer({ min: 1, max: 3 }),
+      maxQueueWait: FastCheck.option(FastCheck.integer({ min: 0, max: 400 }), { nil: undefined, freq: 2 }),
+      ops: FastCheck.array(op, { minLength: 8, maxLength: 60 })
+    },
+    ({ initialLimit, maxQueueWait, ops }) =>
+      Effect.gen(function*() {
+        // A short window and no latency floor, so the limit moves within a run: halved by drops and hangs, doubled when pressed.
+        const limit = yield* AdaptiveLimit.make({
+          name: "prop",
+          initialLimit,
+          minLimit: 1,
+          maxLimit: 4,
+          window: "100 millis",
+          minJudgedLatency: 0,
+          initialHangAfter: "300 millis",
+          ...(maxQueueWait === undefined ? {} : { maxQueueWait })
+        }).pipe(Effect.provide(StateStore.layerMemory))
+        const running = new Set<number>()
+        const started: Array<number> = []
+        const calls: Array<{
+          readonly id: number
+          readonly laterStep: boolean
+          readonly arrivedAt: number
+          readonly gate: Deferred.Deferred<void, Errors.ProviderUnavailableError>
+          readonly fiber: Fiber.RuntimeFiber<void, Errors.ProviderUnavailableError | Errors.BulkheadFullError>
+        }> = []
+        const settle = TestClock.adjust(0)
+        const check = Effect.gen(function*() {
+          // Reading the status moves the limit when a window has ended, and a waiter handed a slot then begins on the next turn.
+          yield* limit.status
+          yield* settle
+          const status = yield* limit.status
+          const now = yield* Clock.currentTimeMillis
+          // Every slot held is a running body: none leaked, none lost.
+          expect(status.running).toBe(running.size)
+          // A freed slot, or room a larger limit adds, goes to a waiter at once.
+          if (status.queued > 0) expect(status.running).toBeGreaterThanOrEqual(status.limit)
+          const waiting: Array<number> = []
+          for (const call of calls) {
+            const exit = yield* Fiber.poll(call.fiber)
+            if (Option.isNone(exit) && !started.includes(call.id)) {
+              // Only a call with no later step waits.
+              expect(call.laterStep).toBe(false)
+              waiting.push(call.id)
+              if (maxQueueWait !== undefined) expect(now - call.arrivedAt).toBeLessThan(maxQueueWait)
+            }
+          }
+          expect(status.queued).toBe(waiting.length)
+          // First come first served: no later call has begun while an earlier one waits.
+          const lastStarted = Math.max(-1, ...started)
+          for (const id of waiting) expect(id).toBeGreaterThan(lastStarted)
+        })
+        for (const o of ops) {
+          switch (o._tag) {
+            case "arrive": {
+              const id = calls.length
+              const gate = yield* Deferred.make<void, Errors.ProviderUnavailableError>()
+              const body = Effect.acquireUseRelease(
+                Effect.sync(() => {
+                  running.add(id)
+                  started.push(id)
+                }),
+                () => Deferred.await(gate),
+                () => Effect.sync(() => running.delete(id))
+              )
+              const call = o.laterStep ? Deadline.maxWait(1_000)(limit.execute(body)) : limit.execute(body)
+              calls.push({ id, laterStep: o.laterStep, arrivedAt: yield* Clock.currentTimeMillis, gate, fiber: yield* Effect.fork(call) })
+              yield* settle
+              break
+            }
+            case "finish": {
+              const call = calls[o.pick % Math.max(calls.length, 1)]
+              if (call !== undefined) {
+                yield* o.how === "succeed"
+                  ? Deferred.succeed(call.gate, undefined)
+                  : o.how === "drop"
+                  ? Deferred.fail(call.gate, new Errors.ProviderUnavailableError({ status: 503 }))
+                  : Deferred.die(call.gate, "bug")
+              }
+              yield* settle
+              break
+            }
+            case "interrupt": {
+              const call = calls[o.pick % Math.max(calls.length, 1)]
+              if (call !== undefined) yield* Fiber.interrupt(call.fiber)
+              yield* settle
+              break
+            }
+            case "tick": {
+              yield* TestClock.adjust(o.millis)
+              break
+            }
+          }
+          yield* check
+        }
+        yield* Effect.forEach(calls, (call) => Fiber.interrupt(call.fiber), { discard: true })
+        expect(yield* limit.status).toMatchObject({ running: 0, queued: 0 })
+        expect(running.size).toBe(0)
+      }),
+    { timeout: 30_000, fastCheck: { numRuns: 40 } }
+  )
 })
