@@ -85,6 +85,7 @@ import { Permits, waitForPermit } from "./internal/bulkhead.js"
 import { decodeOptions, LimitMillis, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
+import * as metrics from "./internal/metrics.js"
 import * as RequestScope from "./internal/requestScope.js"
 import * as StateStore from "./StateStore.js"
 
@@ -276,6 +277,13 @@ const unsafeMake = (
   }
   // Admission counts permits: the calls in flight and the waiters just handed a slot that have not begun yet.
   const permits = new Permits(config.initialLimit, Number.POSITIVE_INFINITY)
+  const limitGauge = metrics.gauge("resilient_ai_adaptive_limit", "the calls an adaptive limit admits at once now", { limit: name })
+  const queuedGauge = metrics.gauge(
+    "resilient_ai_adaptive_limit_queued",
+    "calls over an adaptive limit waiting for a slot (the last step of a chain)",
+    { limit: name }
+  )
+  limitGauge.unsafeUpdate(config.initialLimit, [])
   let usualMillis: number | undefined
   let hangMillis = machine.hangMillis(config, machine.initial(config, 0))
 
@@ -283,7 +291,12 @@ const unsafeMake = (
   const stepped = <A, E>(event: machine.Event, now: number, then: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
     const take = ([state, change]: readonly [machine.State, machine.Change | undefined]) => {
       const limit = machine.admitted(state)
-      if (limit !== permits.capacity) permits.resize(limit)
+      if (limit !== permits.capacity) {
+        permits.resize(limit)
+        // A shared store may have moved it without a change seen here: the gauge follows every step that moves it.
+        limitGauge.unsafeUpdate(limit, [])
+        queuedGauge.unsafeUpdate(permits.queued, [])
+      }
       usualMillis = state.usualMillis
       hangMillis = machine.hangMillis(config, state)
       if (change === undefined) return then()
@@ -331,11 +344,12 @@ const unsafeMake = (
       const wait = queueWait(fiber)
       const waiter = wait > 0 ? permits.enqueue() : undefined
       if (waiter === undefined) return stepped({ _tag: "OverLimit" }, now, () => refused())
-      return stepped({ _tag: "OverLimit" }, now, () =>
-        Effect.flatMap(
-          waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
-          () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis())
-        ))
+      queuedGauge.unsafeUpdate(permits.queued, [])
+      const waited = Effect.ensuring(
+        waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
+        Effect.sync(() => queuedGauge.unsafeUpdate(permits.queued, []))
+      )
+      return stepped({ _tag: "OverLimit" }, now, () => Effect.flatMap(waited, () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis())))
     }
   }
 

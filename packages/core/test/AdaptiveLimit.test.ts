@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
@@ -355,9 +356,14 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
   const make = (options: Omit<AdaptiveLimit.Options, "name">) =>
     AdaptiveLimit.make({ name: "only", ...options }).pipe(Effect.provide(StateStore.layerMemory))
 
-  it.effect("first come first served; the same call with a later step to go to (a maxWait) is refused at once", () =>
+  it.effect("first come first served; the same call with a later step to go to (a maxWait) is refused at once; the limit and the calls waiting are metrics", () =>
     Effect.gen(function*() {
-      const limit = yield* make({ initialLimit: 2 })
+      const limit = yield* AdaptiveLimit.make({ name: "fifo", initialLimit: 2 }).pipe(Effect.provide(StateStore.layerMemory))
+      const gauge = (name: string) =>
+        Effect.map(Metric.snapshot, (pairs) => {
+          const pair = pairs.find((p) => p.metricKey.name === name && p.metricKey.tags.some((t) => t.key === "limit" && t.value === "fifo"))
+          return pair !== undefined && "value" in pair.metricState ? pair.metricState.value : undefined
+        })
       const began: Array<string> = []
       const call = (name: string) => limit.execute(Effect.zipRight(Effect.sync(() => began.push(name)), Effect.as(Effect.sleep("1 second"), name)))
       const fibers = [yield* Effect.fork(call("a")), yield* Effect.fork(call("b"))]
@@ -368,11 +374,13 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
       yield* TestClock.adjust("10 millis")
       expect(began).toEqual(["a", "b"])
       expect(yield* limit.status).toMatchObject({ limit: 2, running: 2, queued: 2 })
+      expect([yield* gauge("resilient_ai_adaptive_limit"), yield* gauge("resilient_ai_adaptive_limit_queued")]).toEqual([2, 2])
       const refused = yield* Effect.flip(Deadline.maxWait(1_000)(call("e")))
       expect(refused).toMatchObject({ _tag: "BulkheadFullError", reason: "adaptive-limit", maxConcurrent: 2 })
       expect(refused).toEqual(expect.not.objectContaining({ waitedMillis: expect.anything() }))
       yield* TestClock.adjust("1 second")
       expect(began).toEqual(["a", "b", "c", "d"])
+      expect(yield* gauge("resilient_ai_adaptive_limit_queued")).toBe(0)
       yield* TestClock.adjust("1 second")
       expect(yield* Effect.all(fibers.map(Fiber.join))).toEqual(["a", "b", "c", "d"])
       expect(yield* limit.status).toMatchObject({ running: 0, queued: 0 })
