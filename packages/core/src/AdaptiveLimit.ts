@@ -302,7 +302,8 @@ const unsafeMake = (
       if (change === undefined) return then()
       const named: Change = { name, at: now, ...change }
       const published = PubSub.publish(pubsub, named)
-      return Effect.zipRight(onChange === undefined ? published : Effect.zipRight(published, onChange(named)), then())
+      // `then` only once the change is told: what it does (take a slot, join the queue) must not happen if telling dies.
+      return Effect.flatMap(onChange === undefined ? published : Effect.zipRight(published, onChange(named)), then)
     }
     const step = slot.step(event, now, inFlightSince)
     const done = exitOf(step)
@@ -320,9 +321,16 @@ const unsafeMake = (
       })
     )
 
-  /** A call over the limit waits for a slot only when nothing after it can serve now (rule 25). */
-  const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number =>
-    RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY ? 0 : maxQueueWait ?? hangMillis
+  /**
+   * How long a call over the limit arriving at `now` may wait for a slot: only when nothing after it can serve
+   * now (rule 25), and never past the request's deadline, when a slot would be no use to it.
+   */
+  const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number): number => {
+    if (RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY) return 0
+    const wait = maxQueueWait ?? hangMillis
+    const deadline = RequestScope.deadlineOf(fiber)
+    return deadline === undefined ? wait : Math.min(wait, deadline - now)
+  }
 
   /** The call holding a slot begins at `start`. */
   const begin = (request: Request, start: number): Effect.Effect<Admission.Permit> => {
@@ -335,22 +343,38 @@ const unsafeMake = (
         return stepped(outcomeOf(exit, end - held.start, request), end, () => Exit.void)
       }
     }
-    return stepped({ _tag: "Admitted", inFlight: inFlight.size }, start, () => Exit.succeed(permit))
+    const admitted = stepped({ _tag: "Admitted", inFlight: inFlight.size }, start, () => Exit.succeed(permit))
+    // A step that dies (a store's, an `onChange`'s defect) hands no permit to release: the slot is given back here.
+    const giveBack = () => {
+      inFlight.delete(held)
+      permits.release()
+    }
+    const done = exitOf(admitted)
+    if (done === undefined) return Effect.onError(admitted, () => Effect.sync(giveBack))
+    if (Exit.isFailure(done)) giveBack()
+    return done
+  }
+
+  /** A call over the limit: refused, or queued (after the step, so a step that dies leaves no waiter behind). */
+  const overLimit = (request: Request, { fiber, now, restore }: Admission.Context): Effect.Effect<Admission.Permit, BulkheadFullError> => {
+    // The step may have raised the limit: room it made is this call's, no waiter being ahead of it.
+    if (permits.tryTake()) return begin(request, now)
+    const wait = queueWait(fiber, now)
+    const waiter = wait > 0 ? permits.enqueue() : undefined
+    if (waiter === undefined) return refused()
+    queuedGauge.unsafeUpdate(permits.queued, [])
+    const waited = Effect.ensuring(
+      waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
+      Effect.sync(() => queuedGauge.unsafeUpdate(permits.queued, []))
+    )
+    return Effect.flatMap(waited, () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis()))
   }
 
   const gate: Admission.Gate<Request, Admission.Permit, BulkheadFullError> = {
-    acquire: (request, { fiber, now, restore }) => {
-      if (permits.tryTake()) return begin(request, now)
-      const wait = queueWait(fiber)
-      const waiter = wait > 0 ? permits.enqueue() : undefined
-      if (waiter === undefined) return stepped({ _tag: "OverLimit" }, now, () => refused())
-      queuedGauge.unsafeUpdate(permits.queued, [])
-      const waited = Effect.ensuring(
-        waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
-        Effect.sync(() => queuedGauge.unsafeUpdate(permits.queued, []))
-      )
-      return stepped({ _tag: "OverLimit" }, now, () => Effect.flatMap(waited, () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis())))
-    }
+    acquire: (request, context) =>
+      permits.tryTake()
+        ? begin(request, context.now)
+        : stepped({ _tag: "OverLimit" }, context.now, () => overLimit(request, context))
   }
 
   const execute = <A, E, R>(

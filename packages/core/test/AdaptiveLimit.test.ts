@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -448,6 +449,48 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
       yield* TestClock.adjust("1 milli")
       expect(began).toEqual(["a", "b", "c"])
       expect(yield* limit.status).toMatchObject({ limit: 2, running: 2, queued: 1 })
+    }))
+
+  it.effect("a wait never outlasts the request's deadline: it gives up at the deadline, even with no wait limit of its own, and a deadline already passed refuses at once", () =>
+    Effect.gen(function*() {
+      for (const maxQueueWait of [undefined, Duration.infinity]) {
+        const limit = yield* make({ initialLimit: 1, ...(maxQueueWait === undefined ? {} : { maxQueueWait }) })
+        const holder = yield* Effect.fork(limit.execute(Effect.sleep("1 minute")))
+        yield* TestClock.adjust("10 millis")
+        const waiter = yield* Effect.fork(Effect.flip(Deadline.within(1_000)(limit.execute(Effect.succeed("ok")))))
+        yield* TestClock.adjust("999 millis")
+        expect(waiter.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 milli")
+        expect(yield* Fiber.join(waiter)).toMatchObject({ _tag: "BulkheadFullError", waitedMillis: 1_000 })
+        const late = yield* Effect.flip(Deadline.at(0)(limit.execute(Effect.succeed("ok"))))
+        expect(late).toEqual(expect.not.objectContaining({ waitedMillis: expect.anything() }))
+        yield* Fiber.interrupt(holder)
+      }
+    }))
+
+  it.effect("a step that dies (an onChange with a defect) leaves no slot taken and no waiter behind", () =>
+    Effect.gen(function*() {
+      const limit = yield* make({ initialLimit: 2, minLimit: 1, onChange: () => Effect.dieMessage("listener bug") })
+      const down = new Errors.ProviderUnavailableError({ status: 503 })
+      yield* Effect.fork(Effect.exit(limit.execute(Effect.zipRight(Effect.sleep("100 millis"), Effect.fail(down)))))
+      const b = yield* Effect.fork(limit.execute(Effect.sleep("2 seconds")))
+      yield* TestClock.adjust("200 millis")
+      const c = yield* Effect.fork(limit.execute(Effect.sleep("2 seconds")))
+      yield* TestClock.adjust("900 millis")
+      // Over the limit; its step closes the window with a drop, and telling the change dies.
+      const d = yield* Effect.exit(limit.execute(Effect.succeed("d")))
+      expect(Exit.isFailure(d) && Cause.isDie(d.cause)).toBe(true)
+      expect(yield* limit.status).toMatchObject({ running: 2, queued: 0 })
+      yield* TestClock.adjust("2 seconds")
+      yield* Effect.all([Fiber.join(b), Fiber.join(c)])
+      // Admitted, then its step dies the same way: the slot it took comes back.
+      const dying = yield* make({ initialLimit: 2, minLimit: 1, window: "10 millis", onChange: () => Effect.dieMessage("listener bug") })
+      yield* Effect.exit(dying.execute(Effect.fail(down)))
+      yield* TestClock.adjust("20 millis")
+      const admittedThenDied = yield* Effect.exit(dying.execute(Effect.succeed("e")))
+      expect(Exit.isFailure(admittedThenDied) && Cause.isDie(admittedThenDied.cause)).toBe(true)
+      expect(yield* dying.status).toMatchObject({ running: 0, queued: 0 })
+      expect(yield* dying.execute(Effect.succeed("f"))).toBe("f")
     }))
 
   it.effect("a waiter that is interrupted leaves the queue, and the slot goes to the one behind it", () =>
