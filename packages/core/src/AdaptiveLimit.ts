@@ -81,7 +81,7 @@ import type * as Scope from "effect/Scope"
 import * as Admission from "./Admission.js"
 import { breakerVerdict, BulkheadFullError, type InvalidConfigError } from "./Errors.js"
 import * as machine from "./internal/adaptiveLimitState.js"
-import { Permits, waitForPermit } from "./internal/bulkhead.js"
+import { Permits, waitForPermit, waitLimit } from "./internal/bulkhead.js"
 import { decodeOptions, LimitMillis, Millis, PositiveInt, PositiveMillis, Ratio } from "./internal/config.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
@@ -325,12 +325,8 @@ const unsafeMake = (
    * How long a call over the limit arriving at `now` may wait for a slot: only when nothing after it can serve
    * now (rule 25), and never past the request's deadline, when a slot would be no use to it.
    */
-  const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number): number => {
-    if (RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY) return 0
-    const wait = maxQueueWait ?? hangMillis
-    const deadline = RequestScope.deadlineOf(fiber)
-    return deadline === undefined ? wait : Math.min(wait, deadline - now)
-  }
+  const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number): number =>
+    RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY ? 0 : waitLimit(maxQueueWait ?? hangMillis, fiber, now) ?? 0
 
   /** The call holding a slot begins at `start`. */
   const begin = (request: Request, start: number): Effect.Effect<Admission.Permit> => {

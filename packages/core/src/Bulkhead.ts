@@ -32,7 +32,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Admission from "./Admission.js"
 import { BulkheadFullError, type InvalidConfigError } from "./Errors.js"
-import { Permits, waitForPermit } from "./internal/bulkhead.js"
+import { Permits, waitForPermit, waitLimit } from "./internal/bulkhead.js"
 import { decodeOptions, LimitMillis, NonNegativeInt, PositiveInt } from "./internal/config.js"
 
 /**
@@ -162,12 +162,13 @@ const unsafeMake = (
   const granted: Effect.Effect<Admission.Permit> = Exit.succeed(permit)
 
   const gate: Admission.Gate<void, Admission.Permit, BulkheadFullError> = {
-    acquire: (_, { restore }) => {
+    acquire: (_, { fiber, now, restore }) => {
       if (permits.tryTake()) return granted
-      if (maxQueueWait === 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
+      const wait = waitLimit(maxQueueWait, fiber, now)
+      if (wait !== undefined && wait <= 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
       const waiter = permits.enqueue()
       if (waiter === undefined) return rejected("queue-full")
-      return Effect.as(waitForPermit(permits, waiter, restore, maxQueueWait, () => rejected("queue-timeout")), permit)
+      return Effect.as(waitForPermit(permits, waiter, restore, wait, () => rejected("queue-timeout")), permit)
     }
   }
 

@@ -12,6 +12,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Bulkhead from "../src/Bulkhead.js"
+import * as Deadline from "../src/Deadline.js"
 import { BulkheadFullError, InvalidConfigError } from "../src/Errors.js"
 import { Permits } from "../src/internal/bulkhead.js"
 
@@ -105,6 +106,21 @@ describe("Bulkhead", () => {
       yield* Fiber.join(holder)
       expect(state.started).toEqual(["holder", "waiter", "newcomer"])
       expect(state.max).toBe(1)
+    }))
+
+  it.effect("a queued caller gives up at the request's deadline, whatever its maxQueueWait; one whose deadline has passed is refused at once", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "b", maxConcurrent: 1, maxQueue: 5 })
+      const holder = yield* Effect.fork(bulkhead.execute(Effect.never))
+      yield* settle
+      const waiter = yield* Effect.fork(Effect.flip(Deadline.within(1_000)(bulkhead.execute(Effect.void))))
+      yield* TestClock.adjust("999 millis")
+      expect(waiter.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 milli")
+      expect(yield* Fiber.join(waiter)).toMatchObject({ _tag: "BulkheadFullError", reason: "queue-timeout" })
+      expect(yield* Effect.flip(Deadline.at(0)(bulkhead.execute(Effect.void)))).toMatchObject({ reason: "queue-timeout" })
+      expect(yield* bulkhead.status).toMatchObject({ running: 1, queued: 0 })
+      yield* Fiber.interrupt(holder)
     }))
 
   it.effect("a full queue refuses at once with queue-full, and the refused call never runs", () =>

@@ -28,6 +28,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as RequestScope from "./requestScope.js"
 
 /** @internal */
 export type WaiterState =
@@ -203,4 +205,18 @@ export const waitForPermit = <E>(
       (timer) => Effect.ensuring(restore(settled), Effect.fiberIdWith((id) => timer.interruptAsFork(id)))
     )
   return Effect.onError(wait, () => Effect.sync(() => permits.leave(waiter)))
+}
+
+/**
+ * How long a caller arriving at `now` on `fiber` may wait for a permit:
+ * `maxWaitMillis` (undefined: no limit of its own), and never past the
+ * request's deadline, after which a permit is no use to it.
+ */
+export const waitLimit = (
+  maxWaitMillis: number | undefined,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  now: number
+): number | undefined => {
+  const deadline = RequestScope.deadlineOf(fiber)
+  return deadline === undefined ? maxWaitMillis : Math.min(maxWaitMillis ?? Number.POSITIVE_INFINITY, deadline - now)
 }
