@@ -352,7 +352,10 @@ const unsafeMake = (
   }
 
   /** A call over the limit: refused, or queued (after the step, so a step that dies leaves no waiter behind). */
-  const overLimit = (request: Request, { fiber, now, restore }: Admission.Context): Effect.Effect<Admission.Permit, BulkheadFullError> => {
+  const overLimit = (request: Request, context: Admission.Context): Effect.Effect<Admission.Permit, BulkheadFullError> => {
+    const { fiber, restore } = context
+    // After the step, which a shared store takes time over: the deadline's distance and a start are from then.
+    const now = Math.max(context.now, clockOf(fiber).unsafeCurrentTimeMillis())
     // The step may have raised the limit: room it made is this call's, no waiter being ahead of it.
     if (permits.tryTake()) return begin(request, now)
     const wait = queueWait(fiber, now)

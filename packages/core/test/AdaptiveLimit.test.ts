@@ -468,6 +468,34 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
       }
     }))
 
+  it.effect("on a store whose steps take time, the wait still ends at the request's deadline, counted from the step's end", () =>
+    Effect.gen(function*() {
+      const memory = StateStore.makeMemory()
+      // A store 100 ms away for every step but reads, as a shared store on a slow network would be.
+      const slow: StateStore.Service = {
+        ...memory,
+        adaptiveLimit: (name, config) => {
+          const slot = memory.adaptiveLimit(name, config)
+          return {
+            step: (event, now, inFlightSince) =>
+              event._tag === "Read" ? slot.step(event, now, inFlightSince) : Effect.zipRight(Effect.sleep("100 millis"), slot.step(event, now, inFlightSince))
+          }
+        }
+      }
+      const limit = yield* AdaptiveLimit.make({ name: "far", initialLimit: 1 }).pipe(Effect.provideService(StateStore.StateStore, slow))
+      const holder = yield* Effect.fork(limit.execute(Effect.sleep("1 minute")))
+      yield* TestClock.adjust("100 millis")
+      const waiter = yield* Effect.fork(Effect.flip(Deadline.within(1_000)(limit.execute(Effect.void))))
+      yield* TestClock.adjust("999 millis")
+      expect(waiter.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 milli")
+      expect(yield* Fiber.join(waiter)).toMatchObject({ _tag: "BulkheadFullError", waitedMillis: 900 })
+      // The holder's release takes its step's 100 ms too.
+      const stopped = yield* Effect.fork(Fiber.interrupt(holder))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(stopped)
+    }))
+
   it.effect("a step that dies (an onChange with a defect) leaves no slot taken and no waiter behind", () =>
     Effect.gen(function*() {
       const limit = yield* make({ initialLimit: 2, minLimit: 1, onChange: () => Effect.dieMessage("listener bug") })
