@@ -284,8 +284,8 @@ const unsafeMake = (
     { limit: name }
   )
   limitGauge.unsafeUpdate(config.initialLimit, [])
-  let usualMillis: number | undefined
-  let hangMillis = machine.hangMillis(config, machine.initial(config, 0))
+  // The state the last step returned: what status shows, and how long a waiter may wait.
+  let last = machine.initial(config, 0)
 
   /** One step of the store; the limit and its change taken in, the change told. */
   const stepped = <A, E>(event: machine.Event, now: number, then: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
@@ -297,8 +297,7 @@ const unsafeMake = (
         limitGauge.unsafeUpdate(limit, [])
         queuedGauge.unsafeUpdate(permits.queued, [])
       }
-      usualMillis = state.usualMillis
-      hangMillis = machine.hangMillis(config, state)
+      last = state
       if (change === undefined) return then()
       const named: Change = { name, at: now, ...change }
       const published = PubSub.publish(pubsub, named)
@@ -326,25 +325,26 @@ const unsafeMake = (
    * now (rule 25), and never past the request's deadline, when a slot would be no use to it.
    */
   const queueWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number): number =>
-    RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY ? 0 : waitLimit(maxQueueWait ?? hangMillis, fiber, now) ?? 0
+    RequestScope.maxWaitOf(fiber) !== Number.POSITIVE_INFINITY
+      ? 0
+      : waitLimit(maxQueueWait ?? machine.hangMillis(config, last), fiber, now)
 
   /** The call holding a slot begins at `start`. */
   const begin = (request: Request, start: number): Effect.Effect<Admission.Permit> => {
     const held: Held = { start }
     inFlight.add(held)
+    const giveBack = () => {
+      inFlight.delete(held)
+      permits.release()
+    }
     const permit: Admission.Permit = {
       release: (exit, end) => {
-        inFlight.delete(held)
-        permits.release()
+        giveBack()
         return stepped(outcomeOf(exit, end - held.start, request), end, () => Exit.void)
       }
     }
     const admitted = stepped({ _tag: "Admitted", inFlight: inFlight.size }, start, () => Exit.succeed(permit))
     // A step that dies (a store's, an `onChange`'s defect) hands no permit to release: the slot is given back here.
-    const giveBack = () => {
-      inFlight.delete(held)
-      permits.release()
-    }
     const done = exitOf(admitted)
     if (done === undefined) return Effect.onError(admitted, () => Effect.sync(giveBack))
     if (Exit.isFailure(done)) giveBack()
@@ -363,7 +363,7 @@ const unsafeMake = (
     if (waiter === undefined) return refused()
     queuedGauge.unsafeUpdate(permits.queued, [])
     const waited = Effect.ensuring(
-      waitForPermit(permits, waiter, restore, wait === Number.POSITIVE_INFINITY ? undefined : wait, () => refused(wait)),
+      waitForPermit(permits, waiter, restore, wait, () => refused(wait)),
       Effect.sync(() => queuedGauge.unsafeUpdate(permits.queued, []))
     )
     return Effect.flatMap(waited, () => begin(request, clockOf(fiber).unsafeCurrentTimeMillis()))
@@ -391,7 +391,7 @@ const unsafeMake = (
     (now) =>
       Effect.map(
         stepped({ _tag: "Read" }, now, () => Exit.void),
-        () => ({ name, limit: permits.capacity, running: inFlight.size, queued: permits.queued, usualMillis })
+        () => ({ name, limit: permits.capacity, running: inFlight.size, queued: permits.queued, usualMillis: last.usualMillis })
       )
   )
 

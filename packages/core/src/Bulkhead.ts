@@ -117,8 +117,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
         config.name,
         config.maxConcurrent,
         config.maxQueue ?? 0,
-        // `Duration.infinity`: no wait limit, the same as none given.
-        config.maxQueueWait === Infinity ? undefined : config.maxQueueWait
+        // None given: no wait limit, as `Duration.infinity`.
+        config.maxQueueWait ?? Number.POSITIVE_INFINITY
       )
   )
 
@@ -145,7 +145,7 @@ const unsafeMake = (
   name: string,
   maxConcurrent: number,
   maxQueue: number,
-  maxQueueWait: number | undefined
+  maxQueueWait: number
 ): Service => {
   const permits = new Permits(maxConcurrent, maxQueue)
 
@@ -165,7 +165,7 @@ const unsafeMake = (
     acquire: (_, { fiber, now, restore }) => {
       if (permits.tryTake()) return granted
       const wait = waitLimit(maxQueueWait, fiber, now)
-      if (wait !== undefined && wait <= 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
+      if (wait <= 0) return rejected(permits.queued >= maxQueue ? "queue-full" : "queue-timeout")
       const waiter = permits.enqueue()
       if (waiter === undefined) return rejected("queue-full")
       return Effect.as(waitForPermit(permits, waiter, restore, wait, () => rejected("queue-timeout")), permit)

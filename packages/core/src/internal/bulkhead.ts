@@ -171,7 +171,7 @@ export class Permits {
 /**
  * Waits in `permits`' queue as `waiter` (the caller's interruptibility
  * given back by `restore`) until a permit is handed to it, or fails with
- * `timedOut()` when `maxWaitMillis` runs out first (no limit: undefined). A
+ * `timedOut()` when `maxWaitMillis` runs out first (no limit: `Infinity`). A
  * waiter interrupted or timed out leaves the queue, and a permit handed to
  * it in that same instant goes on to the next waiter.
  *
@@ -185,7 +185,7 @@ export const waitForPermit = <E>(
   permits: Permits,
   waiter: Waiter,
   restore: <A, E1, R>(self: Effect.Effect<A, E1, R>) => Effect.Effect<A, E1, R>,
-  maxWaitMillis: number | undefined,
+  maxWaitMillis: number,
   timedOut: () => Exit.Exit<never, E>
 ): Effect.Effect<void, E> => {
   // The register function takes one parameter, so effect adds no AbortController and no canceler: a waiter that
@@ -198,7 +198,7 @@ export const waitForPermit = <E>(
       settle()
     }
   })
-  const wait = maxWaitMillis === undefined
+  const wait = maxWaitMillis === Number.POSITIVE_INFINITY
     ? restore(settled)
     : Effect.flatMap(
       Effect.fork(Effect.interruptible(Effect.zipRight(Effect.sleep(maxWaitMillis), Effect.sync(() => permits.expire(waiter))))),
@@ -209,14 +209,10 @@ export const waitForPermit = <E>(
 
 /**
  * How long a caller arriving at `now` on `fiber` may wait for a permit:
- * `maxWaitMillis` (undefined: no limit of its own), and never past the
+ * `maxWaitMillis` (`Infinity`: no limit of its own), and never past the
  * request's deadline, after which a permit is no use to it.
  */
-export const waitLimit = (
-  maxWaitMillis: number | undefined,
-  fiber: Fiber.RuntimeFiber<unknown, unknown>,
-  now: number
-): number | undefined => {
+export const waitLimit = (maxWaitMillis: number, fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number): number => {
   const deadline = RequestScope.deadlineOf(fiber)
-  return deadline === undefined ? maxWaitMillis : Math.min(maxWaitMillis ?? Number.POSITIVE_INFINITY, deadline - now)
+  return deadline === undefined ? maxWaitMillis : Math.min(maxWaitMillis, deadline - now)
 }
