@@ -16,6 +16,7 @@ import * as Deadline from "../src/Deadline.js"
 import * as Errors from "../src/Errors.js"
 import { exitOf } from "../src/internal/done.js"
 import * as StateStore from "../src/StateStore.js"
+import * as GatedScript from "./support/gatedScript.js"
 
 /** What the provider does with call `i` sent at `t` ms: answers `tokens` after `millis`, or hangs. */
 type Behaviour = (i: number, t: number) => { readonly millis: number; readonly tokens: number } | "hang"
@@ -541,33 +542,20 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
 })
 
 describe("AdaptiveLimit's queue (property)", () => {
-  type Op =
-    | { readonly _tag: "arrive"; readonly laterStep: boolean }
-    | { readonly _tag: "finish"; readonly pick: number; readonly how: "succeed" | "drop" | "die" }
-    | { readonly _tag: "interrupt"; readonly pick: number }
-    | { readonly _tag: "tick"; readonly millis: number }
-
-  const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
-    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("arrive" as const), laterStep: FastCheck.boolean() }), weight: 5 },
-    {
-      arbitrary: FastCheck.record({
-        _tag: FastCheck.constant("finish" as const),
-        pick: FastCheck.nat(),
-        // Mostly answers, so that limits grow (with callers waiting) as often as they shrink.
-        how: FastCheck.constantFrom("succeed" as const, "succeed" as const, "succeed" as const, "drop" as const, "die" as const)
-      }),
-      weight: 4
-    },
-    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("interrupt" as const), pick: FastCheck.nat() }), weight: 1 },
-    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("tick" as const), millis: FastCheck.integer({ min: 1, max: 150 }) }), weight: 2 }
-  )
+  const script = GatedScript.steps({
+    arrival: FastCheck.record({ laterStep: FastCheck.boolean() }),
+    // Mostly answers, so that limits grow (with callers waiting) as often as they shrink.
+    how: FastCheck.constantFrom("succeed" as const, "succeed" as const, "succeed" as const, "fail" as const, "die" as const),
+    millis: FastCheck.integer({ min: 1, max: 150 }),
+    weights: { arrive: 5, finish: 4, interrupt: 1, tick: 2 }
+  })
 
   it.effect.prop(
     "random arrivals (with and without a later step), outcomes that move the limit, interruptions and clock steps: no slot idle while a call waits, first come first served, waits within their limit, nothing leaked",
     {
       initialLimit: FastCheck.integer({ min: 1, max: 3 }),
       maxQueueWait: FastCheck.option(FastCheck.integer({ min: 0, max: 400 }), { nil: undefined, freq: 2 }),
-      ops: FastCheck.array(op, { minLength: 8, maxLength: 60 })
+      ops: FastCheck.array(script, { minLength: 8, maxLength: 60 })
     },
     ({ initialLimit, maxQueueWait, ops }) =>
       Effect.gen(function*() {
@@ -582,87 +570,39 @@ describe("AdaptiveLimit's queue (property)", () => {
           initialHangAfter: "300 millis",
           ...(maxQueueWait === undefined ? {} : { maxQueueWait })
         }).pipe(Effect.provide(StateStore.layerMemory))
-        const running = new Set<number>()
-        const started: Array<number> = []
-        const calls: Array<{
-          readonly id: number
-          readonly laterStep: boolean
-          readonly arrivedAt: number
-          readonly gate: Deferred.Deferred<void, Errors.ProviderUnavailableError>
-          readonly fiber: Fiber.RuntimeFiber<void, Errors.ProviderUnavailableError | Errors.BulkheadFullError>
-        }> = []
-        const settle = TestClock.adjust(0)
-        const check = Effect.gen(function*() {
-          // Reading the status moves the limit when a window has ended, and a waiter handed a slot then begins on the next turn.
-          yield* limit.status
-          yield* settle
-          const status = yield* limit.status
-          const now = yield* Clock.currentTimeMillis
-          // Every slot held is a running body: none leaked, none lost.
-          expect(status.running).toBe(running.size)
-          // A freed slot, or room a larger limit adds, goes to a waiter at once.
-          if (status.queued > 0) expect(status.running).toBeGreaterThanOrEqual(status.limit)
-          const waiting: Array<number> = []
-          for (const call of calls) {
-            const exit = yield* Fiber.poll(call.fiber)
-            if (Option.isNone(exit) && !started.includes(call.id)) {
-              // Only a call with no later step waits.
-              expect(call.laterStep).toBe(false)
-              waiting.push(call.id)
-              if (maxQueueWait !== undefined) expect(now - call.arrivedAt).toBeLessThan(maxQueueWait)
-            }
-          }
-          expect(status.queued).toBe(waiting.length)
-          // First come first served: no later call has begun while an earlier one waits.
-          const lastStarted = Math.max(-1, ...started)
-          for (const id of waiting) expect(id).toBeGreaterThan(lastStarted)
-        })
-        for (const o of ops) {
-          switch (o._tag) {
-            case "arrive": {
-              const id = calls.length
-              const gate = yield* Deferred.make<void, Errors.ProviderUnavailableError>()
-              const body = Effect.acquireUseRelease(
-                Effect.sync(() => {
-                  running.add(id)
-                  started.push(id)
-                }),
-                () => Deferred.await(gate),
-                () => Effect.sync(() => running.delete(id))
-              )
-              const call = o.laterStep ? Deadline.maxWait(1_000)(limit.execute(body)) : limit.execute(body)
-              calls.push({ id, laterStep: o.laterStep, arrivedAt: yield* Clock.currentTimeMillis, gate, fiber: yield* Effect.fork(call) })
-              yield* settle
-              break
-            }
-            case "finish": {
-              const call = calls[o.pick % Math.max(calls.length, 1)]
-              if (call !== undefined) {
-                yield* o.how === "succeed"
-                  ? Deferred.succeed(call.gate, undefined)
-                  : o.how === "drop"
-                  ? Deferred.fail(call.gate, new Errors.ProviderUnavailableError({ status: 503 }))
-                  : Deferred.die(call.gate, "bug")
+        const check = (calls: ReadonlyArray<GatedScript.Call<{ readonly laterStep: boolean }>>, ran: GatedScript.Ran) =>
+          Effect.gen(function*() {
+            // Reading the status moves the limit when a window has ended, and a waiter handed a slot then begins on the next turn.
+            yield* limit.status
+            yield* TestClock.adjust(0)
+            const status = yield* limit.status
+            const now = yield* Clock.currentTimeMillis
+            // Every slot held is a running body: none leaked, none lost.
+            expect(status.running).toBe(ran.running.size)
+            // A freed slot, or room a larger limit adds, goes to a waiter at once.
+            if (status.queued > 0) expect(status.running).toBeGreaterThanOrEqual(status.limit)
+            const waiting: Array<number> = []
+            for (const call of calls) {
+              const exit = yield* Fiber.poll(call.fiber)
+              if (Option.isNone(exit) && !ran.started.includes(call.id)) {
+                // Only a call with no later step waits.
+                expect(call.arrival.laterStep).toBe(false)
+                waiting.push(call.id)
+                if (maxQueueWait !== undefined) expect(now - call.arrivedAt).toBeLessThan(maxQueueWait)
               }
-              yield* settle
-              break
             }
-            case "interrupt": {
-              const call = calls[o.pick % Math.max(calls.length, 1)]
-              if (call !== undefined) yield* Fiber.interrupt(call.fiber)
-              yield* settle
-              break
-            }
-            case "tick": {
-              yield* TestClock.adjust(o.millis)
-              break
-            }
-          }
-          yield* check
-        }
-        yield* Effect.forEach(calls, (call) => Fiber.interrupt(call.fiber), { discard: true })
+            expect(status.queued).toBe(waiting.length)
+            // First come first served: no later call has begun while an earlier one waits.
+            const lastStarted = Math.max(-1, ...ran.started)
+            for (const id of waiting) expect(id).toBeGreaterThan(lastStarted)
+          })
+        const ran = yield* GatedScript.run(ops, {
+          through: ({ laterStep }, body) => laterStep ? Deadline.maxWait(1_000)(limit.execute(body)) : limit.execute(body),
+          failure: new Errors.ProviderUnavailableError({ status: 503 }),
+          check
+        })
         expect(yield* limit.status).toMatchObject({ running: 0, queued: 0 })
-        expect(running.size).toBe(0)
+        expect(ran.running.size).toBe(0)
       }),
     { timeout: 30_000, fastCheck: { numRuns: 40 } }
   )

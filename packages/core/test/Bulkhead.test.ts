@@ -15,6 +15,7 @@ import * as Bulkhead from "../src/Bulkhead.js"
 import * as Deadline from "../src/Deadline.js"
 import { BulkheadFullError, InvalidConfigError } from "../src/Errors.js"
 import { Permits } from "../src/internal/bulkhead.js"
+import * as GatedScript from "./support/gatedScript.js"
 
 /** Lets every forked fiber run until it is done or suspended (no time passes). */
 const settle = TestClock.adjust(0)
@@ -412,25 +413,12 @@ describe("Bulkhead", () => {
     })
   })
 
-  type Op =
-    | { readonly _tag: "arrive" }
-    | { readonly _tag: "finish"; readonly pick: number; readonly how: "succeed" | "fail" | "die" }
-    | { readonly _tag: "interrupt"; readonly pick: number }
-    | { readonly _tag: "tick"; readonly millis: number }
-
-  const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
-    { arbitrary: FastCheck.constant({ _tag: "arrive" } as const), weight: 4 },
-    {
-      arbitrary: FastCheck.record({
-        _tag: FastCheck.constant("finish" as const),
-        pick: FastCheck.nat(),
-        how: FastCheck.constantFrom("succeed" as const, "fail" as const, "die" as const)
-      }),
-      weight: 3
-    },
-    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("interrupt" as const), pick: FastCheck.nat() }), weight: 2 },
-    { arbitrary: FastCheck.record({ _tag: FastCheck.constant("tick" as const), millis: FastCheck.oneof(FastCheck.integer({ min: 1, max: 5 }), FastCheck.integer({ min: 1, max: 150 })) }), weight: 1 }
-  )
+  const script = GatedScript.steps({
+    arrival: FastCheck.constant(undefined),
+    how: FastCheck.constantFrom("succeed" as const, "fail" as const, "die" as const),
+    millis: FastCheck.oneof(FastCheck.integer({ min: 1, max: 5 }), FastCheck.integer({ min: 1, max: 150 })),
+    weights: { arrive: 4, finish: 3, interrupt: 2, tick: 1 }
+  })
 
   it.effect.prop(
     "random arrivals, completions, interruptions and timeouts never exceed maxConcurrent, keep FIFO and never leak a permit",
@@ -438,88 +426,45 @@ describe("Bulkhead", () => {
       maxConcurrent: FastCheck.integer({ min: 1, max: 3 }),
       maxQueue: FastCheck.integer({ min: 0, max: 3 }),
       maxQueueWait: FastCheck.option(FastCheck.integer({ min: 0, max: 400 }), { nil: undefined, freq: 3 }),
-      ops: FastCheck.array(op, { minLength: 8, maxLength: 30 })
+      ops: FastCheck.array(script, { minLength: 8, maxLength: 30 })
     },
     ({ maxConcurrent, maxQueue, maxQueueWait, ops }) =>
       Effect.gen(function*() {
         const bulkhead = yield* Bulkhead.make({ name: "prop", maxConcurrent, maxQueue, maxQueueWait })
-        const { body, state } = probe()
-        const calls: Array<{
-          readonly id: string
-          readonly arrivedAt: number
-          readonly gate: Deferred.Deferred<void, string>
-          readonly fiber: Fiber.RuntimeFiber<void, string | BulkheadFullError>
-        }> = []
-        const check = Effect.gen(function*() {
-          const status = yield* bulkhead.status
-          const now = yield* Clock.currentTimeMillis
-          expect(state.running).toBeLessThanOrEqual(maxConcurrent)
-          // once settled, every permit held is a running body: none leaked
-          expect(status.running).toBe(state.running)
-          expect(status.queued).toBeLessThanOrEqual(maxQueue)
-          // no idle permit while someone waits (a lost hand-off would show here)
-          if (status.queued > 0) expect(status.running).toBe(maxConcurrent)
-          const waiting: Array<number> = []
-          for (const call of calls) {
-            const exit = yield* Fiber.poll(call.fiber)
-            const started = state.started.includes(call.id)
-            if (Option.isNone(exit) && !started) {
-              waiting.push(Number(call.id))
-              // a waiter is still queued only while its wait limit has not run out
-              if (maxQueueWait !== undefined) expect(now - call.arrivedAt).toBeLessThan(maxQueueWait)
-            }
-            if (Option.isSome(exit) && Exit.isFailure(exit.value)) {
-              const error = Cause.failureOption(exit.value.cause)
-              if (Option.isSome(error) && error.value instanceof BulkheadFullError && error.value.reason === "queue-timeout") {
-                expect(maxQueueWait).toBeDefined()
-                expect(now - call.arrivedAt).toBeGreaterThanOrEqual(maxQueueWait ?? Infinity)
+        const check = (calls: ReadonlyArray<GatedScript.Call<undefined>>, ran: GatedScript.Ran) =>
+          Effect.gen(function*() {
+            const status = yield* bulkhead.status
+            const now = yield* Clock.currentTimeMillis
+            expect(ran.running.size).toBeLessThanOrEqual(maxConcurrent)
+            // once settled, every permit held is a running body: none leaked
+            expect(status.running).toBe(ran.running.size)
+            expect(status.queued).toBeLessThanOrEqual(maxQueue)
+            // no idle permit while someone waits (a lost hand-off would show here)
+            if (status.queued > 0) expect(status.running).toBe(maxConcurrent)
+            const waiting: Array<number> = []
+            for (const call of calls) {
+              const exit = yield* Fiber.poll(call.fiber)
+              if (Option.isNone(exit) && !ran.started.includes(call.id)) {
+                waiting.push(call.id)
+                // a waiter is still queued only while its wait limit has not run out
+                if (maxQueueWait !== undefined) expect(now - call.arrivedAt).toBeLessThan(maxQueueWait)
+              }
+              if (Option.isSome(exit) && Exit.isFailure(exit.value)) {
+                const error = Cause.failureOption(exit.value.cause)
+                if (Option.isSome(error) && error.value instanceof BulkheadFullError && error.value.reason === "queue-timeout") {
+                  expect(maxQueueWait).toBeDefined()
+                  expect(now - call.arrivedAt).toBeGreaterThanOrEqual(maxQueueWait ?? Infinity)
+                }
               }
             }
-          }
-          expect(status.queued).toBe(waiting.length)
-          // FIFO: no call that arrived later has started while an earlier one still waits
-          const lastStarted = Math.max(-1, ...state.started.map(Number))
-          for (const id of waiting) expect(id).toBeGreaterThan(lastStarted)
-        })
-        for (const o of ops) {
-          switch (o._tag) {
-            case "arrive": {
-              const id = String(calls.length)
-              const gate = yield* Deferred.make<void, string>()
-              const arrivedAt = yield* Clock.currentTimeMillis
-              const fiber = yield* Effect.fork(bulkhead.execute(body(id, Deferred.await(gate))))
-              calls.push({ id, arrivedAt, gate, fiber })
-              yield* settle
-              break
-            }
-            case "finish": {
-              const call = calls[o.pick % Math.max(calls.length, 1)]
-              if (call !== undefined) {
-                yield* o.how === "succeed"
-                  ? Deferred.succeed(call.gate, undefined)
-                  : o.how === "fail"
-                  ? Deferred.fail(call.gate, "boom")
-                  : Deferred.die(call.gate, "bug")
-              }
-              yield* settle
-              break
-            }
-            case "interrupt": {
-              const call = calls[o.pick % Math.max(calls.length, 1)]
-              if (call !== undefined) yield* Fiber.interrupt(call.fiber)
-              yield* settle
-              break
-            }
-            case "tick": {
-              yield* TestClock.adjust(o.millis)
-              break
-            }
-          }
-          yield* check
-        }
-        yield* Effect.forEach(calls, (call) => Fiber.interrupt(call.fiber), { discard: true })
+            expect(status.queued).toBe(waiting.length)
+            // FIFO: no call that arrived later has started while an earlier one still waits
+            const lastStarted = Math.max(-1, ...ran.started)
+            for (const id of waiting) expect(id).toBeGreaterThan(lastStarted)
+          })
+        const ran = yield* GatedScript.run(ops, { through: (_, body) => bulkhead.execute(body), failure: "boom", check })
         expect(yield* bulkhead.status).toMatchObject({ running: 0, queued: 0 })
-        expect(state.running).toBe(0)
+        expect(ran.running.size).toBe(0)
         // every permit is back: maxConcurrent calls are admitted at once again
         const again = yield* Effect.forEach(
           Array.from({ length: maxConcurrent }, () => 0),
