@@ -39,6 +39,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Endpoint from "./Endpoint.js"
+import { sseBody } from "./internal/sseBody.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -73,31 +74,27 @@ const sse = (
   model: string,
   nowMs: number
 ): Stream.Stream<Uint8Array> =>
-  Stream.suspend(() => {
+  sseBody(chunks, () => {
     const created = Math.floor(nowMs / 1000)
     let usage: Chat.Usage | undefined
     let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }
-    // One stage for what could be a filter and a map: each stage of a stream costs every chunk a pull of its own.
-    const body = Stream.mapChunks(chunks, (batch) =>
-      Chunk.filterMap(batch, (chunk) => {
-        if (chunk.usage !== undefined) usage = chunk.usage
-        last = { id: chunk.id, model: chunk.model }
-        const { usage: _, ...rest } = chunk
-        // A chunk that carried only the usage has nothing left to send.
-        return Object.keys(rest).some((k) => k !== "id" && k !== "model" && k !== "created")
-          ? Option.some(event(Translate.toOpenAiChunkAt(rest, created)))
-          : Option.none()
-      }))
-    const end = Stream.suspend(() =>
-      Stream.fromIterable(
-        includeUsage && usage !== undefined ? [event(Translate.toOpenAiChunkAt({ ...last, usage }, created)), done] : [done]
-      )
-    )
-    return Stream.concat(body, end).pipe(
-      Stream.catchAll((error) =>
-        Stream.make(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
-      )
-    )
+    return {
+      write: (batch) =>
+        Chunk.filterMap(batch, (chunk) => {
+          if (chunk.usage !== undefined) usage = chunk.usage
+          last = { id: chunk.id, model: chunk.model }
+          const { usage: _, ...rest } = chunk
+          // A chunk that carried only the usage has nothing left to send.
+          return Object.keys(rest).some((k) => k !== "id" && k !== "model" && k !== "created")
+            ? Option.some(event(Translate.toOpenAiChunkAt(rest, created)))
+            : Option.none()
+        }),
+      end: () =>
+        includeUsage && usage !== undefined
+          ? Chunk.make(event(Translate.toOpenAiChunkAt({ ...last, usage }, created)), done)
+          : Chunk.of(done),
+      failed: (error) => Chunk.of(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
+    }
   })
 
 /**

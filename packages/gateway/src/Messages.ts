@@ -23,10 +23,12 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as AnthropicWire from "@resilient-ai/llm/AnthropicWire"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import * as Translate from "@resilient-ai/llm/Translate"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Endpoint from "./Endpoint.js"
+import { sseBody } from "./internal/sseBody.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -83,11 +85,15 @@ const encoder = new TextEncoder()
 const event = (type: string, data: unknown): Uint8Array => encoder.encode(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
 
 const sse = (chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, model: string, now: number): Stream.Stream<Uint8Array> =>
-  Stream.map(Translate.toAnthropicStream(chunks), (e) => event(e.type, e)).pipe(
-    Stream.catchAll((error) =>
-      Stream.make(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
-    )
-  )
+  sseBody(chunks, () => {
+    const encoder = Translate.makeAnthropicStreamEncoder()
+    const bytes = (events: ReadonlyArray<AnthropicWire.StreamEvent>) => Chunk.map(Chunk.unsafeFromArray(events), (e) => event(e.type, e))
+    return {
+      write: (batch) => Chunk.flatMap(batch, (chunk) => bytes(encoder.step(chunk))),
+      end: () => bytes(encoder.end()),
+      failed: (error) => Chunk.of(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
+    }
+  })
 
 /**
  * Anthropic's Messages wire format for the endpoint.

@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import type * as Either from "effect/Either"
 import type * as Effect from "effect/Effect"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -678,6 +679,16 @@ export const decodeResponse: (u: unknown) => Effect.Effect<Message, ParseResult.
  */
 export const decodeStreamEvent: (u: unknown) => Effect.Effect<StreamEvent, ParseResult.ParseError> =
   Schema.decodeUnknown(StreamEvent, parseOptions)
+
+/**
+ * {@link decodeStreamEvent} as an `Either`, for a reader that decodes a
+ * stream's events synchronously.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeStreamEventEither: (u: unknown) => Either.Either<StreamEvent, ParseResult.ParseError> =
+  Schema.decodeUnknownEither(StreamEvent, parseOptions)
 
 /**
  * @since 0.1.0

@@ -21,9 +21,11 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Headers from "@effect/platform/Headers"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Errors, Timeout } from "@resilient-ai/core"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
@@ -34,6 +36,7 @@ import type * as Chat from "./Chat.js"
 import * as ErrorMapping from "./ErrorMapping.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import * as Provider from "./Provider.js"
+import * as anthropicStream from "./internal/anthropicStream.js"
 import * as Secrets from "./internal/secrets.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as Sse from "./Sse.js"
@@ -109,6 +112,8 @@ const send = (
     )
   )
 
+const parseJson = Option.liftThrowable((s: string): unknown => JSON.parse(s))
+
 const readJson = (
   response: HttpClientResponse.HttpClientResponse,
   origin: ErrorMapping.Origin
@@ -117,7 +122,7 @@ const readJson = (
     Effect.mapError(response.text, (e): CallError =>
       e.reason === "Decode" ? ErrorMapping.malformed(e, { ...origin, status: response.status }) : ErrorMapping.connectionError(e, origin)),
     (text) =>
-      Option.match(Option.liftThrowable((s: string): unknown => JSON.parse(s))(text), {
+      Option.match(parseJson(text), {
         onNone: () => Effect.fail(ErrorMapping.malformed(`not JSON: ${text.slice(0, 120)}`, { ...origin, status: response.status })),
         onSome: Effect.succeed
       })
@@ -130,31 +135,42 @@ const rejectFiltered = (response: Chat.ChatResponse, origin: ErrorMapping.Origin
     ? Effect.fail(new Errors.ContentFilterError({ ...origin, detail: response.refusal ?? "the provider filtered the answer" }))
     : Effect.succeed(response)
 
-/** Decodes the data of guarded SSE events; a failure after content is a stream interruption. */
-const decodeEvents = <A, E>(
-  events: Stream.Stream<Sse.Event, E>,
-  decode: (data: unknown) => Effect.Effect<A, CallError>,
+/**
+ * How a stream's bytes become chunks, in its guard's one stage: SSE events
+ * (`Sse.makeByteDecoder`), their data parsed as JSON and read by the wire
+ * format's `read` (made for each run of the stream). A chunk that cannot be
+ * read is a `MalformedResponseError`; the guard makes it a
+ * `StreamInterruptedError` once content reached the caller.
+ */
+const sseFraming = (
+  read: () => (data: unknown, out: Array<Chat.ChatChunk>) => CallError | undefined,
   origin: ErrorMapping.Origin
-): Stream.Stream<A, E | CallError> =>
-  Stream.mapAccumEffect(events, 0, (delivered, event) => {
-    const parsed: Effect.Effect<A, CallError> = Option.match(
-      Option.liftThrowable((s: string): unknown => JSON.parse(s))(event.data),
-      {
-        onNone: () => Effect.fail(ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)),
-        onSome: decode
-      }
-    )
-    return parsed.pipe(
-      Effect.mapError((e): CallError => (delivered > 0 ? StreamGuard.interrupted(e, delivered, origin) : e)),
-      Effect.map((decoded) => [delivered + 1, decoded] as const)
-    )
-  })
+) =>
+(): StreamGuard.Framing<Uint8Array, Sse.Event, Chat.ChatChunk, CallError> => {
+  const bytes = Sse.makeByteDecoder()
+  const readData = read()
+  return {
+    frame: (input) => {
+      if (input.length === 1) return bytes.feed(Chunk.unsafeHead(input))
+      const events: Array<Sse.Event> = []
+      for (const piece of input) for (const event of bytes.feed(piece)) events.push(event)
+      return events
+    },
+    flush: bytes.end,
+    emit: (event, out) => {
+      const json = parseJson(event.data)
+      return Option.isNone(json)
+        ? ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)
+        : readData(json.value, out)
+    }
+  }
+}
 
 /**
  * What differs between the wire formats; the call and the stream around it
  * are the same for both (`fromWire`).
  */
-interface WireFormat<W, E> {
+interface WireFormat<W> {
   readonly kind: Provider.Kind
   /** The request with its headers and the key, around a JSON body. */
   readonly build: (body: unknown, context: Provider.CallContext) => HttpClientRequest.HttpClientRequest
@@ -163,16 +179,18 @@ interface WireFormat<W, E> {
   readonly encode: (request: Chat.ChatRequest, stream: boolean) => Effect.Effect<unknown, CallError>
   readonly decodeResponse: (json: unknown) => Effect.Effect<W, ParseResult.ParseError>
   readonly fromResponse: (wire: W) => Effect.Effect<Chat.ChatResponse, CallError>
-  readonly decodeEvent: (data: unknown) => Effect.Effect<E, ParseResult.ParseError>
-  /** Decoded events → chunks (stateful for Anthropic; OpenAI's events are decoded as chunks, a stage less). */
-  readonly toChunks: (events: Stream.Stream<E, CallError>) => Stream.Stream<Chat.ChatChunk, CallError>
+  /**
+   * A stream's reader: an event's data (parsed JSON) → the chunks it means, appended to `out`, or the
+   * error it is. One per run of the stream (Anthropic's remembers the message and its tool calls).
+   */
+  readonly streamReader: (origin: ErrorMapping.Origin) => () => (data: unknown, out: Array<Chat.ChatChunk>) => CallError | undefined
 }
 
-const fromWire = <W, E>(
+const fromWire = <W>(
   client: HttpClient.HttpClient,
   target: Provider.Target,
   options: Options,
-  wire: WireFormat<W, E>
+  wire: WireFormat<W>
 ): Provider.Provider => {
   const firstByte = Duration.decode(options.firstByteTimeout ?? "60 seconds")
 
@@ -200,14 +218,15 @@ const fromWire = <W, E>(
       const response = yield* send(client, sse, origin, firstByte, "first-token")
       yield* expectEventStream(response, origin)
       const now = yield* Clock.currentTimeMillis
-      const events = response.stream.pipe(
+      const chunks = response.stream.pipe(
         Stream.mapError((e): CallError => ErrorMapping.connectionError(e, origin)),
-        Sse.decode(),
-        StreamGuard.forKind(wire.kind, guardOptions(options, origin))
+        StreamGuard.guardFramed(
+          StreamGuard.protocolOf(wire.kind),
+          sseFraming(wire.streamReader(origin), origin),
+          guardOptions(options, origin)
+        )
       )
-      const decoded = decodeEvents(events, (data) =>
-        Effect.mapError(wire.decodeEvent(data), (e) => ErrorMapping.malformed(e, origin)), origin)
-      return { chunks: wire.toChunks(decoded), rateLimit: RateLimitHeaders.parse(response.headers, now) }
+      return { chunks, rateLimit: RateLimitHeaders.parse(response.headers, now) }
     })
   }
 
@@ -309,8 +328,12 @@ export const openAiCompatible = (
         stream ? { ...body, stream_options: { ...(body.stream_options ?? {}), include_usage: true } } : body),
     decodeResponse: OpenAiWire.decodeResponse,
     fromResponse: Translate.fromOpenAiResponse,
-    decodeEvent: (data) => Effect.map(OpenAiWire.decodeChunk(data), Translate.fromOpenAiChunk),
-    toChunks: (chunks) => chunks
+    streamReader: (origin) => () => (data, out) => {
+      const chunk = OpenAiWire.decodeChunkEither(data)
+      if (Either.isLeft(chunk)) return ErrorMapping.malformed(chunk.left, origin)
+      out.push(Translate.fromOpenAiChunk(chunk.right))
+      return undefined
+    }
   })
 }
 
@@ -340,8 +363,18 @@ export const anthropic = (
     encode: (request, stream) => Translate.toAnthropicRequest({ ...request, stream }, translateOptions),
     decodeResponse: AnthropicWire.decodeResponse,
     fromResponse: (message) => Effect.succeed(Translate.fromAnthropicResponse(message)),
-    decodeEvent: AnthropicWire.decodeStreamEvent,
-    toChunks: Translate.fromAnthropicStream
+    streamReader: (origin) => () => {
+      let state = anthropicStream.initialStreamState
+      return (data, out) => {
+        const event = AnthropicWire.decodeStreamEventEither(data)
+        if (Either.isLeft(event)) return ErrorMapping.malformed(event.left, origin)
+        const step = anthropicStream.stepStreamEvent(state, event.right)
+        if (Errors.isResilienceError(step)) return step
+        state = step[0]
+        for (const chunk of step[1]) out.push(chunk)
+        return undefined
+      }
+    }
   })
 }
 

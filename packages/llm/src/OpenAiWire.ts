@@ -16,6 +16,7 @@
  *
  * @since 0.1.0
  */
+import type * as Either from "effect/Either"
 import type * as Effect from "effect/Effect"
 import type * as ParseResult from "effect/ParseResult"
 import type { ParseOptions } from "effect/SchemaAST"
@@ -603,6 +604,16 @@ export const decodeResponse: (u: unknown) => Effect.Effect<ChatCompletion, Parse
  */
 export const decodeChunk: (u: unknown) => Effect.Effect<ChatCompletionChunk, ParseResult.ParseError> =
   Schema.decodeUnknown(ChatCompletionChunk, parseOptions)
+
+/**
+ * {@link decodeChunk} as an `Either`, for a reader that decodes a stream's
+ * events synchronously (an effect per event costs a stream a few ops each).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeChunkEither: (u: unknown) => Either.Either<ChatCompletionChunk, ParseResult.ParseError> =
+  Schema.decodeUnknownEither(ChatCompletionChunk, parseOptions)
 
 /**
  * Decodes an error body.

@@ -65,6 +65,7 @@ import * as CompleteLater from "./CompleteLater.js"
 import * as DeploymentPolicies from "./DeploymentPolicies.js"
 import * as DeploymentProbe from "./DeploymentProbe.js"
 import { firstProblem } from "./internal/requestProblems.js"
+import { scopedStream } from "./internal/scopedStream.js"
 import * as Provider from "./Provider.js"
 import * as StreamGuard from "./StreamGuard.js"
 
@@ -999,7 +1000,7 @@ export const make = (
           return Stream.catchTag(read, "StreamInterruptedError", (interrupted) =>
             written === ""
               ? Stream.zipRight(Stream.fromEffect(Deferred.fail(afterCut, interrupted)), Stream.fail(interrupted))
-              : Stream.unwrapScoped(Effect.matchCauseEffect(
+              : scopedStream(Effect.matchCauseEffect(
                 startThrough({
                   ...request,
                   messages: [
@@ -1023,7 +1024,7 @@ export const make = (
       })
 
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      Stream.unwrapScoped(Effect.map(streamStarted(request, options), (started) => started.chunks))
+      scopedStream(Effect.map(streamStarted(request, options), (started) => started.chunks))
 
     const staticAnswer = (request: Chat.ChatRequest, error: Errors.ResilienceError, start: number): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((inner) => {
@@ -1071,20 +1072,18 @@ export const make = (
         })
       })
 
-    /** A failure before any chunk reached the caller is answered by the static reply, streamed as an answer is. */
+    /**
+     * A failure before any chunk reached the caller is answered by the static reply, streamed as an answer is.
+     * Nothing reaches the caller before the stream started (its first chunk is in hand by then), and every
+     * failure after it comes after that chunk: so the stream's start decides, with no check on every chunk.
+     */
     const streamOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      Stream.unwrap(Effect.clockWith((clock) =>
-        Effect.map(clock.currentTimeMillis, (start) => {
-          let delivered = false
-          return stream(request, options).pipe(
-            Stream.tap(() => Effect.sync(() => void (delivered = true))),
-            Stream.catchAll((error) =>
-              delivered
-                ? Stream.fail(error)
-                : Stream.fromIterableEffect(Effect.map(staticAnswer(request, error, start), (r) => Chunks.fromResponse(r.response)))
-            )
-          )
-        })
+      scopedStream(Effect.clockWith((clock) =>
+        Effect.flatMap(clock.currentTimeMillis, (start) =>
+          Effect.matchEffect(streamStarted(request, options), {
+            onFailure: (error) => Effect.map(staticAnswer(request, error, start), (r) => Stream.fromIterable(Chunks.fromResponse(r.response))),
+            onSuccess: (started) => Effect.succeed(started.chunks)
+          }))
       ))
 
     return {

@@ -187,11 +187,37 @@ export const makeDecoder = (options: DecodeOptions = {}): Decoder => {
 }
 
 /**
- * Decodes a stream of bytes (or text) into events. Bytes are decoded as
- * UTF-8 across chunk boundaries; a string chunk is taken as already decoded
- * text (bytes of an unfinished character before it become U+FFFD). Upstream
- * failures pass through untouched; state is fresh for every run of the
- * stream.
+ * A push decoder over bytes (or text): feed the pieces of a stream as they
+ * come, then `end`. Bytes are decoded as UTF-8 across piece boundaries; a
+ * string piece is taken as already decoded text (bytes of an unfinished
+ * character before it become U+FFFD). Stateful: use one per stream.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeByteDecoder = (options: DecodeOptions = {}): {
+  /** Decodes the next piece; returns the events it completed. */
+  readonly feed: (piece: Uint8Array | string) => ReadonlyArray<Event>
+  /** The stream ended: the events its last bytes complete, then a pending event per `endOfStream`; resets. */
+  readonly end: () => ReadonlyArray<Event>
+} => {
+  const decoder = makeDecoder(options)
+  // The BOM is the text decoder's business (exactly one, at the start).
+  const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
+  return {
+    feed: (piece) => decoder.feed(typeof piece === "string" ? utf8.decode() + piece : utf8.decode(piece, { stream: true })),
+    end: () => {
+      const rest = decoder.feed(utf8.decode())
+      const pending = decoder.end()
+      return rest.length === 0 ? pending : pending.length === 0 ? rest : [...rest, ...pending]
+    }
+  }
+}
+
+/**
+ * Decodes a stream of bytes (or text) into events, as {@link makeByteDecoder}
+ * does. Upstream failures pass through untouched; state is fresh for every
+ * run of the stream.
  *
  * @since 0.1.0
  * @category decoding
@@ -200,23 +226,14 @@ export const decode =
   (options: DecodeOptions = {}) =>
   <E, R>(self: Stream.Stream<Uint8Array | string, E, R>): Stream.Stream<Event, E, R> =>
     Stream.suspend(() => {
-      const decoder = makeDecoder(options)
-      // The BOM is the text decoder's business (exactly one, at the start).
-      const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
-      const text = (piece: Uint8Array | string): string =>
-        typeof piece === "string" ? utf8.decode() + piece : utf8.decode(piece, { stream: true })
+      const decoder = makeByteDecoder(options)
       return self.pipe(
         Stream.mapChunks((chunk) => {
           const out: Array<Event> = []
-          for (const piece of chunk) for (const event of decoder.feed(text(piece))) out.push(event)
+          for (const piece of chunk) for (const event of decoder.feed(piece)) out.push(event)
           return Chunk.unsafeFromArray(out)
         }),
-        Stream.concat(
-          Stream.suspend(() => {
-            const rest = decoder.feed(utf8.decode())
-            return Stream.fromIterable([...rest, ...decoder.end()])
-          })
-        )
+        Stream.concat(Stream.suspend(() => Stream.fromIterable(decoder.end())))
       )
     })
 

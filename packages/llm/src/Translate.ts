@@ -286,6 +286,20 @@ export const toAnthropicStream: <E, R>(
 ) => Stream.Stream<AnthropicWire.StreamEvent, E, R> = anthropicStreamOut.toStream
 
 /**
+ * What {@link toAnthropicStream} runs over its chunks, for a writer that
+ * encodes them in a stage of its own (the gateway's event stream): `step`
+ * gives the events a chunk adds, `end` those after the last one. Stateful:
+ * one per message.
+ *
+ * @since 0.1.0
+ * @category Anthropic
+ */
+export const makeAnthropicStreamEncoder: () => {
+  readonly step: (chunk: Chat.ChatChunk) => ReadonlyArray<AnthropicWire.StreamEvent>
+  readonly end: () => ReadonlyArray<AnthropicWire.StreamEvent>
+} = anthropicStreamOut.makeEncoder
+
+/**
  * A stream of Anthropic events → neutral chunks.
  *
  * @since 0.1.0

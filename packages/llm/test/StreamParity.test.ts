@@ -231,6 +231,45 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
       expect(calls).toEqual(["primary/p1"])
     }))
 
+  it.scoped("a caller that stops reading ends its request: the provider's stream is closed when the reader stops, not read to its end", () =>
+    Effect.gen(function*() {
+      const read: Array<number> = []
+      let closedAt: number | undefined
+      const providers = Layer.succeed(Provider.Providers, {
+        forTarget: (target) => ({
+          kind: target.kind,
+          chat: () => Effect.die("not asked"),
+          stream: (_, context) =>
+            Effect.succeed({
+              // 40 chunks, one every 10 ms; what the reader never asked for must not be produced.
+              chunks: Stream.ensuring(
+                Stream.mapEffect(Stream.range(0, 39), (i) =>
+                  Effect.as(Effect.delay(Effect.sync(() => read.push(i)), Duration.millis(10)), {
+                    id: "r",
+                    model: context.model,
+                    text: String(i)
+                  })),
+                Effect.flatMap(TestClock.currentTimeMillis, (now) => Effect.sync(() => void (closedAt = now)))
+              ),
+              rateLimit: undefined
+            })
+        })
+      })
+      const client = yield* clientOn(providers, config())
+      for (const take of [(c: ResilientClient.Service) => c.stream(request), (c: ResilientClient.Service) => c.streamOrStatic(request)]) {
+        read.length = 0
+        closedAt = undefined
+        const started = yield* TestClock.currentTimeMillis
+        const first = yield* Effect.fork(Stream.runCollect(Stream.take(take(client), 3)))
+        yield* TestClock.adjust("1 second")
+        expect(Chunk.toReadonlyArray(yield* Fiber.join(first)).map((c) => c.text)).toEqual(["0", "1", "2"])
+        // The attempt reads one chunk ahead of its caller at most, and stops with it.
+        expect(read.length).toBeLessThanOrEqual(4)
+        expect(closedAt).toBeDefined()
+        expect((closedAt ?? Infinity) - started).toBeLessThanOrEqual(40)
+      }
+    }))
+
   it.scoped("a caller that stops reading does not hold up an identical request waiting on the same flight", () =>
     Effect.gen(function*() {
       // 40 chunks, more than the stream's buffer of 16: the flight must not block on a reader that is gone.

@@ -6,7 +6,8 @@ import { finishReasonFrom, type UsageCounts, usageFrom } from "./anthropicTransl
 
 const PROVIDER = "anthropic"
 
-// Anthropic stream events → Chat chunks: a small state machine for Stream.mapAccumEffect.
+// Anthropic stream events → Chat chunks: a small synchronous state machine (a provider's reader runs it inside
+// its stream guard's stage; `Translate.fromAnthropicStream` through `Stream.mapAccumEffect`).
 
 interface OpenToolCall {
   /** The index of the call among the message's tool calls. */
@@ -48,7 +49,7 @@ const withToolCall = (state: StreamState, block: number, call: OpenToolCall): St
 const present = <A>(value: A | null | undefined, fallback: A | null | undefined): A | null | undefined =>
   value === undefined || value === null ? fallback : value
 
-const nothing = (state: StreamState): Effect.Effect<Step> => Effect.succeed([state, []])
+const nothing = (state: StreamState): Step => [state, []]
 
 /**
  * One Anthropic event → the chunks it means, and the next state. Block
@@ -58,41 +59,41 @@ const nothing = (state: StreamState): Effect.Effect<Step> => Effect.succeed([sta
  * `message_start`'s input counts and `message_delta`'s final counts.
  * Thinking deltas and unknown events are skipped; an `error` event fails.
  */
-export const fromStreamEvent = (
+export const stepStreamEvent = (
   state: StreamState,
   event: AnthropicWire.StreamEvent
-): Effect.Effect<Step, Errors.StreamInterruptedError> => {
+): Step | Errors.StreamInterruptedError => {
   if (AnthropicWire.isMessageStartEvent(event)) {
     const message = event.message
-    return Effect.succeed(emit(
+    return emit(
       { ...state, id: message.id, model: message.model, usage: message.usage },
       [{ role: "assistant", text: "" }]
-    ))
+    )
   }
   if (AnthropicWire.isContentBlockStartEvent(event)) {
     const block = event.content_block
     if (AnthropicWire.isTextBlock(block)) {
-      return block.text === "" ? nothing(state) : Effect.succeed(emit(state, [{ text: block.text }]))
+      return block.text === "" ? nothing(state) : emit(state, [{ text: block.text }])
     }
     if (AnthropicWire.isToolUseBlock(block)) {
       const index = state.toolCalls.size
       const input = Object.keys(block.input).length === 0 ? "" : JSON.stringify(block.input)
-      return Effect.succeed(emit(
+      return emit(
         withToolCall(state, event.index, { index, hasInput: input !== "" }),
         [{ toolCalls: [{ index, id: block.id, name: block.name, arguments: input }] }]
-      ))
+      )
     }
     return nothing(state)
   }
   if (AnthropicWire.isContentBlockDeltaEvent(event)) {
     const delta = event.delta
-    if (AnthropicWire.isTextDelta(delta)) return Effect.succeed(emit(state, [{ text: delta.text }]))
+    if (AnthropicWire.isTextDelta(delta)) return emit(state, [{ text: delta.text }])
     const call = state.toolCalls.get(event.index)
     if (AnthropicWire.isInputJsonDelta(delta) && call !== undefined && delta.partial_json !== "") {
-      return Effect.succeed(emit(
+      return emit(
         withToolCall(state, event.index, { ...call, hasInput: true }),
         [{ toolCalls: [{ index: call.index, arguments: delta.partial_json }] }]
-      ))
+      )
     }
     return nothing(state)
   }
@@ -100,10 +101,10 @@ export const fromStreamEvent = (
     const call = state.toolCalls.get(event.index)
     return call === undefined || call.hasInput
       ? nothing(state)
-      : Effect.succeed(emit(
+      : emit(
         withToolCall(state, event.index, { ...call, hasInput: true }),
         [{ toolCalls: [{ index: call.index, arguments: "{}" }] }]
-      ))
+      )
   }
   if (AnthropicWire.isMessageDeltaEvent(event)) {
     const usage = event.usage
@@ -120,19 +121,26 @@ export const fromStreamEvent = (
     const reason = event.delta.stop_reason
     return reason === undefined || reason === null
       ? nothing(next)
-      : Effect.succeed(emit(next, [{ finishReason: finishReasonFrom(reason) }]))
+      : emit(next, [{ finishReason: finishReasonFrom(reason) }])
   }
   if (AnthropicWire.isMessageStopEvent(event)) {
-    return state.usage === undefined ? nothing(state) : Effect.succeed(emit(state, [{ usage: usageFrom(state.usage) }]))
+    return state.usage === undefined ? nothing(state) : emit(state, [{ usage: usageFrom(state.usage) }])
   }
   if (AnthropicWire.isErrorEvent(event)) {
-    return Effect.fail(
-      new Errors.StreamInterruptedError({
-        provider: PROVIDER,
-        detail: `${event.error.type}: ${event.error.message}`,
-        chunksReceived: state.emitted
-      })
-    )
+    return new Errors.StreamInterruptedError({
+      provider: PROVIDER,
+      detail: `${event.error.type}: ${event.error.message}`,
+      chunksReceived: state.emitted
+    })
   }
   return nothing(state)
+}
+
+/** {@link stepStreamEvent} for `Stream.mapAccumEffect`. */
+export const fromStreamEvent = (
+  state: StreamState,
+  event: AnthropicWire.StreamEvent
+): Effect.Effect<Step, Errors.StreamInterruptedError> => {
+  const step = stepStreamEvent(state, event)
+  return Errors.isResilienceError(step) ? Effect.fail(step) : Effect.succeed(step)
 }

@@ -18,88 +18,99 @@ type OpenBlock =
  * usage of a neutral stream comes on its last chunk, after the finish
  * reason).
  */
+export const makeEncoder = (): {
+  /** The events a chunk adds. */
+  readonly step: (chunk: Chat.ChatChunk) => ReadonlyArray<AnthropicWire.StreamEvent>
+  /** The events after the last chunk. */
+  readonly end: () => ReadonlyArray<AnthropicWire.StreamEvent>
+} => {
+  let started = false
+  let open: OpenBlock | undefined
+  let blocks = 0
+  let finishReason: Chat.FinishReason | undefined
+  let usage: Chat.Usage | undefined
+
+  const close = (events: Array<AnthropicWire.StreamEvent>) => {
+    if (open === undefined) return
+    events.push({ type: "content_block_stop", index: open.index })
+    open = undefined
+  }
+
+  const step = (chunk: Chat.ChatChunk): ReadonlyArray<AnthropicWire.StreamEvent> => {
+    const events: Array<AnthropicWire.StreamEvent> = []
+    if (!started) {
+      started = true
+      events.push({
+        type: "message_start",
+        message: {
+          id: chunk.id,
+          type: "message",
+          role: "assistant",
+          model: chunk.model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          // The prompt's count arrives with the neutral stream's last chunk: `message_delta` carries it.
+          usage: { input_tokens: 0, output_tokens: 0 }
+        }
+      })
+    }
+    if (chunk.text !== undefined && chunk.text !== "") {
+      if (open?.kind !== "text") {
+        close(events)
+        open = { kind: "text", index: blocks++ }
+        events.push({ type: "content_block_start", index: open.index, content_block: { type: "text", text: "" } })
+      }
+      events.push({ type: "content_block_delta", index: open.index, delta: { type: "text_delta", text: chunk.text } })
+    }
+    for (const delta of chunk.toolCalls ?? []) {
+      if (open?.kind !== "tool" || open.call !== delta.index) {
+        close(events)
+        open = { kind: "tool", index: blocks++, call: delta.index }
+        events.push({
+          type: "content_block_start",
+          index: open.index,
+          content_block: { type: "tool_use", id: delta.id ?? "", name: delta.name ?? "", input: {} }
+        })
+      }
+      if (delta.arguments !== undefined && delta.arguments !== "") {
+        events.push({
+          type: "content_block_delta",
+          index: open.index,
+          delta: { type: "input_json_delta", partial_json: delta.arguments }
+        })
+      }
+    }
+    if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
+    if (chunk.usage !== undefined) usage = chunk.usage
+    return events
+  }
+
+  const end = (): ReadonlyArray<AnthropicWire.StreamEvent> => {
+    if (!started) return []
+    const events: Array<AnthropicWire.StreamEvent> = []
+    close(events)
+    const counts = usageTo(usage ?? { inputTokens: 0, outputTokens: 0 })
+    events.push(
+      {
+        type: "message_delta",
+        delta: { stop_reason: finishReasonTo(finishReason ?? "stop"), stop_sequence: null },
+        usage: counts
+      },
+      { type: "message_stop" }
+    )
+    return events
+  }
+
+  return { step, end }
+}
+
+/** {@link makeEncoder} over a stream, fresh for every run. */
 export const toStream = <E, R>(
   chunks: Stream.Stream<Chat.ChatChunk, E, R>
 ): Stream.Stream<AnthropicWire.StreamEvent, E, R> =>
   Stream.suspend(() => {
-    let started = false
-    let open: OpenBlock | undefined
-    let blocks = 0
-    let finishReason: Chat.FinishReason | undefined
-    let usage: Chat.Usage | undefined
-
-    const close = (events: Array<AnthropicWire.StreamEvent>) => {
-      if (open === undefined) return
-      events.push({ type: "content_block_stop", index: open.index })
-      open = undefined
-    }
-
-    const step = (chunk: Chat.ChatChunk): ReadonlyArray<AnthropicWire.StreamEvent> => {
-      const events: Array<AnthropicWire.StreamEvent> = []
-      if (!started) {
-        started = true
-        events.push({
-          type: "message_start",
-          message: {
-            id: chunk.id,
-            type: "message",
-            role: "assistant",
-            model: chunk.model,
-            content: [],
-            stop_reason: null,
-            stop_sequence: null,
-            // The prompt's count arrives with the neutral stream's last chunk: `message_delta` carries it.
-            usage: { input_tokens: 0, output_tokens: 0 }
-          }
-        })
-      }
-      if (chunk.text !== undefined && chunk.text !== "") {
-        if (open?.kind !== "text") {
-          close(events)
-          open = { kind: "text", index: blocks++ }
-          events.push({ type: "content_block_start", index: open.index, content_block: { type: "text", text: "" } })
-        }
-        events.push({ type: "content_block_delta", index: open.index, delta: { type: "text_delta", text: chunk.text } })
-      }
-      for (const delta of chunk.toolCalls ?? []) {
-        if (open?.kind !== "tool" || open.call !== delta.index) {
-          close(events)
-          open = { kind: "tool", index: blocks++, call: delta.index }
-          events.push({
-            type: "content_block_start",
-            index: open.index,
-            content_block: { type: "tool_use", id: delta.id ?? "", name: delta.name ?? "", input: {} }
-          })
-        }
-        if (delta.arguments !== undefined && delta.arguments !== "") {
-          events.push({
-            type: "content_block_delta",
-            index: open.index,
-            delta: { type: "input_json_delta", partial_json: delta.arguments }
-          })
-        }
-      }
-      if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
-      if (chunk.usage !== undefined) usage = chunk.usage
-      return events
-    }
-
-    const end = (): ReadonlyArray<AnthropicWire.StreamEvent> => {
-      if (!started) return []
-      const events: Array<AnthropicWire.StreamEvent> = []
-      close(events)
-      const counts = usageTo(usage ?? { inputTokens: 0, outputTokens: 0 })
-      events.push(
-        {
-          type: "message_delta",
-          delta: { stop_reason: finishReasonTo(finishReason ?? "stop"), stop_sequence: null },
-          usage: counts
-        },
-        { type: "message_stop" }
-      )
-      return events
-    }
-
+    const { end, step } = makeEncoder()
     return Stream.concat(
       Stream.mapConcat(chunks, step),
       Stream.suspend(() => Stream.fromIterable(end()))
