@@ -37,9 +37,8 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Endpoint from "./Endpoint.js"
-import { sseBody } from "./internal/sseBody.js"
+import type * as SseWriter from "./internal/sseWriter.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -69,33 +68,31 @@ const done = encoder.encode("data: [DONE]\n\n")
  * failure as an error event.
  */
 const sse = (
-  chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
   includeUsage: boolean,
   model: string,
   nowMs: number
-): Stream.Stream<Uint8Array> =>
-  sseBody(chunks, () => {
-    const created = Math.floor(nowMs / 1000)
-    let usage: Chat.Usage | undefined
-    let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }
-    return {
-      write: (batch) =>
-        Chunk.filterMap(batch, (chunk) => {
-          if (chunk.usage !== undefined) usage = chunk.usage
-          last = { id: chunk.id, model: chunk.model }
-          const { usage: _, ...rest } = chunk
-          // A chunk that carried only the usage has nothing left to send.
-          return Object.keys(rest).some((k) => k !== "id" && k !== "model" && k !== "created")
-            ? Option.some(event(Translate.toOpenAiChunkAt(rest, created)))
-            : Option.none()
-        }),
-      end: () =>
-        includeUsage && usage !== undefined
-          ? Chunk.make(event(Translate.toOpenAiChunkAt({ ...last, usage }, created)), done)
-          : Chunk.of(done),
-      failed: (error) => Chunk.of(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
-    }
-  })
+): SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError> => {
+  const created = Math.floor(nowMs / 1000)
+  let usage: Chat.Usage | undefined
+  let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }
+  return {
+    write: (batch) =>
+      Chunk.filterMap(batch, (chunk) => {
+        if (chunk.usage !== undefined) usage = chunk.usage
+        last = { id: chunk.id, model: chunk.model }
+        const { usage: _, ...rest } = chunk
+        // A chunk that carried only the usage has nothing left to send.
+        return Object.keys(rest).some((k) => k !== "id" && k !== "model" && k !== "created")
+          ? Option.some(event(Translate.toOpenAiChunkAt(rest, created)))
+          : Option.none()
+      }),
+    end: () =>
+      includeUsage && usage !== undefined
+        ? Chunk.make(event(Translate.toOpenAiChunkAt({ ...last, usage }, created)), done)
+        : Chunk.of(done),
+    failed: (error) => Chunk.of(event(OpenAiErrors.fromError(error, { now: nowMs, model, retryAfterMs: 1_000 }).body))
+  }
+}
 
 /**
  * OpenAI's chat completions wire format for the Endpoint.
@@ -109,7 +106,7 @@ export const wire: Endpoint.Wire<OpenAiWire.ChatCompletionRequest> = {
   toChat: Translate.fromOpenAiRequest,
   streams: (request) => request.stream === true,
   response: Translate.toOpenAiResponse,
-  stream: (chunks, request, route, nowMs) => sse(chunks, request.stream_options?.include_usage === true, route.model, nowMs),
+  stream: (request, route, nowMs) => sse(request.stream_options?.include_usage === true, route.model, nowMs),
   error: errorResponse
 }
 

@@ -13,18 +13,17 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import { Errors as CoreErrors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
-import * as Channel from "effect/Channel"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as ClientLimits from "./ClientLimits.js"
 import * as Health from "./Health.js"
 import type * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 import * as body from "./internal/body.js"
+import * as SseWriter from "./internal/sseWriter.js"
 
 /**
  * What a wire format brings to the endpoint.
@@ -40,16 +39,15 @@ export interface Wire<Req> {
   /** The whole answer as the wire's response body. */
   readonly response: (response: Chat.ChatResponse) => Effect.Effect<unknown, Errors.BadRequestError>
   /**
-   * The chunks as the wire's SSE bytes, a failure after the first chunk as
-   * the wire's error event. `nowMs` is when the answer started (the stream's
-   * `created`, an error's time).
+   * How the chunks are written as the wire's SSE bytes, a failure after the
+   * first chunk as the wire's error event. `nowMs` is when the answer
+   * started (the stream's `created`, an error's time).
    */
   readonly stream: (
-    chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
     request: Req,
     route: ModelRoutes.Route,
     nowMs: number
-  ) => Stream.Stream<Uint8Array>
+  ) => SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError>
   /** An error reply in the wire's error body. */
   readonly error: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse
 }
@@ -96,9 +94,11 @@ const failure = (models: ModelRoutes.Service, route: ModelRoutes.Route, error: E
 
 /**
  * A streamed answer: its first chunk (or failure) is awaited before the
- * status and the who-answered headers are chosen. The stream lives in the
- * request's scope, which the server closes when the response has been
- * written or the client went away.
+ * status and the who-answered headers are chosen. The chunks are written on
+ * the Node response by the handler itself (`SseWriter.writeTo`), in the
+ * request's scope, which the server closes when the handler is done or the
+ * client went away; after the last byte the request's cost goes to its
+ * gateway key's spend (a stream that broke charges nothing more).
  */
 const streamed = <Req>(
   wire: Wire<Req>,
@@ -106,35 +106,22 @@ const streamed = <Req>(
   route: ModelRoutes.Route,
   wireRequest: Req,
   request: Chat.ChatRequest
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest | Scope.Scope> =>
   Effect.flatMap(ClientLimits.Spend, (spend) =>
     Effect.matchEffect(options.models.client.streamStarted(request, route.options), {
       onFailure: (error) => Effect.map(failure(options.models, route, error), wire.error),
       onSuccess: (started) =>
-        Effect.map(Clock.currentTimeMillis, (nowMs) =>
-          HttpServerResponse.stream(thenCharged(wire.stream(started.chunks, wireRequest, route, nowMs), spend, started.result), {
-            contentType: "text/event-stream",
-            headers: { "cache-control": "no-cache", "x-accel-buffering": "no", ...answeredBy(started.start) }
-          }))
+        Effect.gen(function*() {
+          const nowMs = yield* Clock.currentTimeMillis
+          const headers = { ...streamHeaders, ...answeredBy(started.start) }
+          const response = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
+          const charged = Effect.ignore(Effect.flatMap(started.result, (r) => spend.charge(r.costUsd)))
+          yield* SseWriter.writeTo(response, 200, headers, started.chunks, wire.stream(wireRequest, route, nowMs), charged)
+          return HttpServerResponse.empty({ status: 200, headers })
+        })
     }))
 
-/**
- * `bytes`, then, after the last byte, the request's cost to its gateway
- * key's spend (a stream that broke charges nothing more). The charge is read
- * by the handler: the server writes the body outside the handler's context.
- * It follows the bytes' channel as an effect, not as a stream concatenated
- * to them (`Stream.onEnd` drains a stream of its own, a stage more for the
- * whole response).
- */
-const thenCharged = (
-  bytes: Stream.Stream<Uint8Array>,
-  spend: ClientLimits.Charge,
-  result: Effect.Effect<ResilientClient.ChatResult, Errors.ResilienceError>
-): Stream.Stream<Uint8Array> =>
-  Stream.fromChannel(Channel.zipRight(
-    Stream.toChannel(bytes),
-    Channel.fromEffect(Effect.ignore(Effect.flatMap(result, (r) => spend.charge(r.costUsd))))
-  ))
+const streamHeaders = { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" }
 
 const untranslatable = (detail: string): OpenAiErrors.ErrorReply =>
   OpenAiErrors.reply(502, `The upstream answer cannot be written in this format: ${detail}`, "server_error", "untranslatable_response")

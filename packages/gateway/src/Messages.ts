@@ -26,9 +26,8 @@ import * as Translate from "@resilient-ai/llm/Translate"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Endpoint from "./Endpoint.js"
-import { sseBody } from "./internal/sseBody.js"
+import type * as SseWriter from "./internal/sseWriter.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -84,16 +83,15 @@ export const errorResponse = (reply: OpenAiErrors.ErrorReply): HttpServerRespons
 const encoder = new TextEncoder()
 const event = (type: string, data: unknown): Uint8Array => encoder.encode(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
 
-const sse = (chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>, model: string, now: number): Stream.Stream<Uint8Array> =>
-  sseBody(chunks, () => {
-    const encoder = Translate.makeAnthropicStreamEncoder()
-    const bytes = (events: ReadonlyArray<AnthropicWire.StreamEvent>) => Chunk.map(Chunk.unsafeFromArray(events), (e) => event(e.type, e))
-    return {
-      write: (batch) => Chunk.flatMap(batch, (chunk) => bytes(encoder.step(chunk))),
-      end: () => bytes(encoder.end()),
-      failed: (error) => Chunk.of(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
-    }
-  })
+const sse = (model: string, now: number): SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError> => {
+  const encoder = Translate.makeAnthropicStreamEncoder()
+  const bytes = (events: ReadonlyArray<AnthropicWire.StreamEvent>) => Chunk.map(Chunk.unsafeFromArray(events), (e) => event(e.type, e))
+  return {
+    write: (batch) => Chunk.flatMap(batch, (chunk) => bytes(encoder.step(chunk))),
+    end: () => bytes(encoder.end()),
+    failed: (error) => Chunk.of(event("error", errorBody(OpenAiErrors.fromError(error, { now, model, retryAfterMs: 1_000 }))))
+  }
+}
 
 /**
  * Anthropic's Messages wire format for the endpoint.
@@ -107,7 +105,7 @@ export const wire: Endpoint.Wire<AnthropicWire.MessagesRequest> = {
   toChat: Translate.fromAnthropicRequest,
   streams: (request) => request.stream === true,
   response: Translate.toAnthropicResponse,
-  stream: (chunks, _request, route, nowMs) => sse(chunks, route.model, nowMs),
+  stream: (_request, route, nowMs) => sse(route.model, nowMs),
   error: errorResponse
 }
 
