@@ -38,7 +38,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Endpoint from "./Endpoint.js"
-import type * as SseWriter from "./internal/sseWriter.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -71,7 +70,7 @@ const sse = (
   includeUsage: boolean,
   model: string,
   nowMs: number
-): SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError> => {
+): Endpoint.StreamWriter<Chat.ChatChunk, Errors.ResilienceError> => {
   const created = Math.floor(nowMs / 1000)
   let usage: Chat.Usage | undefined
   let last: { readonly id: string; readonly model: string } = { id: "chatcmpl-gateway", model }

@@ -13,6 +13,7 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import { Errors as CoreErrors } from "@resilient-ai/core"
 import type * as Chat from "@resilient-ai/llm/Chat"
 import type * as ResilientClient from "@resilient-ai/llm/ResilientClient"
+import type * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -24,6 +25,23 @@ import type * as ModelRoutes from "./ModelRoutes.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 import * as body from "./internal/body.js"
 import * as SseWriter from "./internal/sseWriter.js"
+
+/**
+ * How a stream of answer chunks is written as the bytes of an event stream,
+ * for one response (a writer holds its state: the usage held back, the open
+ * content block).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamWriter<A, E> {
+  /** The bytes of a batch of chunks. */
+  readonly write: (batch: Chunk.Chunk<A>) => Chunk.Chunk<Uint8Array>
+  /** The bytes after the last chunk (`[DONE]`, `message_stop`). */
+  readonly end: () => Chunk.Chunk<Uint8Array>
+  /** The bytes of a failure after the first chunk (an error event); nothing follows them. */
+  readonly failed: (error: E) => Chunk.Chunk<Uint8Array>
+}
 
 /**
  * What a wire format brings to the endpoint.
@@ -47,7 +65,7 @@ export interface Wire<Req> {
     request: Req,
     route: ModelRoutes.Route,
     nowMs: number
-  ) => SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError>
+  ) => StreamWriter<Chat.ChatChunk, Errors.ResilienceError>
   /** An error reply in the wire's error body. */
   readonly error: (reply: OpenAiErrors.ErrorReply) => HttpServerResponse.HttpServerResponse
 }

@@ -27,7 +27,6 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Endpoint from "./Endpoint.js"
-import type * as SseWriter from "./internal/sseWriter.js"
 import * as OpenAiErrors from "./OpenAiErrors.js"
 
 /**
@@ -83,7 +82,7 @@ export const errorResponse = (reply: OpenAiErrors.ErrorReply): HttpServerRespons
 const encoder = new TextEncoder()
 const event = (type: string, data: unknown): Uint8Array => encoder.encode(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
 
-const sse = (model: string, now: number): SseWriter.Writer<Chat.ChatChunk, Errors.ResilienceError> => {
+const sse = (model: string, now: number): Endpoint.StreamWriter<Chat.ChatChunk, Errors.ResilienceError> => {
   const encoder = Translate.makeAnthropicStreamEncoder()
   const bytes = (events: ReadonlyArray<AnthropicWire.StreamEvent>) => Chunk.map(Chunk.unsafeFromArray(events), (e) => event(e.type, e))
   return {

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import type { StreamWriter } from "../src/Endpoint.js"
 import * as SseWriter from "../src/internal/sseWriter.js"
 
 const megabyte = new Uint8Array(1 << 20).fill(120)
@@ -17,7 +18,7 @@ const run = (pauseMs: number) =>
   Effect.async<{ readonly pulledWhilePaused: number; readonly received: number; readonly afterRuns: number; readonly ended: boolean }>((resume) => {
     let pulled = 0
     let afterRuns = 0
-    const writer: SseWriter.Writer<number, never> = {
+    const writer: StreamWriter<number, never> = {
       write: (batch) => Chunk.map(batch, () => megabyte),
       end: () => Chunk.of(new TextEncoder().encode("END")),
       failed: () => Chunk.empty()

@@ -5,20 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-
-/**
- * How a stream of answer chunks is written as the bytes of an event stream,
- * for one response (a writer holds its state: the usage held back, the open
- * content block).
- */
-export interface Writer<A, E> {
-  /** The bytes of a batch of chunks. */
-  readonly write: (batch: Chunk.Chunk<A>) => Chunk.Chunk<Uint8Array>
-  /** The bytes after the last chunk (`[DONE]`, `message_stop`). */
-  readonly end: () => Chunk.Chunk<Uint8Array>
-  /** The bytes of a failure after the first chunk (an error event); nothing follows them. */
-  readonly failed: (error: E) => Chunk.Chunk<Uint8Array>
-}
+import type { StreamWriter as Writer } from "../Endpoint.js"
 
 /** Waits until `response` takes more bytes, or is gone. */
 const drained = (response: Http.ServerResponse): Effect.Effect<void> =>
