@@ -328,8 +328,19 @@ const readInto = (
   chunks: Stream.Stream<Chat.ChatChunk, Errors.ResilienceError>,
   watch: StreamWatch
 ): Effect.Effect<void, Errors.ResilienceError> =>
-  // By the chunk of chunks: `runForEach` runs an `Effect.forEach` for each one.
-  Stream.runForEachChunk(chunks, (batch) => Effect.sync(() => { for (const chunk of batch) watch.onChunk(chunk) }))
+  // Pulled in the request's own fiber, by the chunk of chunks: `Stream.runForEachChunk` runs the stream in a fiber
+  // of its own with a scope and two `Deferred`s (about 500 Effect ops a stream), and `runForEach` an
+  // `Effect.forEach` for each chunk.
+  Effect.scoped(Effect.flatMap(Stream.toPull(chunks), (pull) => {
+    const loop: Effect.Effect<void, Errors.ResilienceError> = Effect.matchEffect(pull, {
+      onSuccess: (batch) => {
+        for (const chunk of batch) watch.onChunk(chunk)
+        return loop
+      },
+      onFailure: (end) => (end._tag === "None" ? Effect.void : Effect.fail(end.value))
+    })
+    return loop
+  }))
 
 /** Runs a streamed request's `read` and records how it ended. */
 const streamedRequest = (
