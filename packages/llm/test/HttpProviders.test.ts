@@ -9,6 +9,7 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Http from "node:http"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as ClientConfig from "../src/ClientConfig.js"
 import * as HttpProviders from "../src/HttpProviders.js"
 import * as HttpTransport from "../src/HttpTransport.js"
@@ -280,6 +281,44 @@ describe("HttpProviders: streams over real HTTP", () => {
       expect(error).toMatchObject({ _tag: "StreamInterruptedError" })
       expect(error._tag === "StreamInterruptedError" && error.detail).toMatch(/TimeoutError/)
     })).pipe(Effect.provide(transport)))
+})
+
+describe("HttpProviders: streams through another HttpClient (the platform's fetch client) read as through ours", () => {
+  // The providers take any `HttpClient`: the stream guard reads the answer's `stream`, whoever made it.
+  it.scoped("chunks to [DONE], a cut after content, an Anthropic stream", () =>
+    Effect.gen(function*() {
+      const { url } = yield* upstream((req, _, res) => {
+        if (req.url?.includes("/v1/messages") === true) {
+          res.writeHead(200, { "content-type": "text/event-stream" })
+          res.end(
+            [
+              ["message_start", { type: "message_start", message: { id: "m1", type: "message", role: "assistant", model: "m", content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 0 } } }],
+              ["content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }],
+              ["content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hi" } }],
+              ["content_block_stop", { type: "content_block_stop", index: 0 }],
+              ["message_delta", { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 1 } }],
+              ["message_stop", { type: "message_stop" }]
+            ].map(([event, data]) => `event: ${String(event)}\ndata: ${JSON.stringify(data)}\n\n`).join("")
+          )
+          return
+        }
+        if (req.headers["x-cut"] === "yes") return sse(res, [delta("partial ")], "cut")
+        sse(res, [delta("Hel"), delta("lo"), delta("", "stop")], "done")
+      })
+      const whole = Chunk.toReadonlyArray(yield* Stream.runCollect(Provider.chunksOf((yield* openAiOn(url)).stream(request, context))))
+      expect(whole.map((c) => c.text ?? "").join("")).toBe("Hello")
+      expect(whole.at(-1)?.finishReason).toBe("stop")
+      const cutting = yield* openAiOn(url, { headers: { "x-cut": "yes" } })
+      const received: Array<string> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(Provider.chunksOf(cutting.stream(request, context)), (c) => Effect.sync(() => received.push(c.text ?? "")))
+      )
+      expect(received).toEqual(["partial "])
+      expect(error).toMatchObject({ _tag: "StreamInterruptedError", chunksReceived: 1 })
+      const anthropic = Chunk.toReadonlyArray(yield* Stream.runCollect(Provider.chunksOf((yield* providerOn("anthropic", url)).stream(request, context))))
+      expect(anthropic.map((c) => c.text ?? "").join("")).toBe("Hi")
+      expect(anthropic.find((c) => c.finishReason !== undefined)?.finishReason).toBe("stop")
+    }).pipe(Effect.provide(FetchHttpClient.layer)))
 })
 
 describe("HttpProviders: health probes ask for the model list", () => {
