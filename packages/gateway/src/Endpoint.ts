@@ -134,7 +134,7 @@ const streamed = <Req>(
           const headers = { ...streamHeaders, ...answeredBy(started.start) }
           const response = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
           const charged = Effect.ignore(Effect.flatMap(started.result, (r) => spend.charge(r.costUsd)))
-          yield* SseWriter.writeTo(response, 200, headers, started.chunks, wire.stream(wireRequest, route, nowMs), charged)
+          yield* SseWriter.writeTo(response, headers, started.chunks, wire.stream(wireRequest, route, nowMs), charged)
           return HttpServerResponse.empty({ status: 200, headers })
         })
     }))

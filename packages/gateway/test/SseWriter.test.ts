@@ -29,7 +29,7 @@ const run = (pauseMs: number) =>
     })
     const server = Http.createServer((_, response) => {
       Effect.runFork(Effect.scoped(
-        SseWriter.writeTo(response, 200, { "content-type": "text/event-stream" }, chunks, writer, Effect.sync(() => void afterRuns++))
+        SseWriter.writeTo(response, { "content-type": "text/event-stream" }, chunks, writer, Effect.sync(() => void afterRuns++))
       ))
     })
     server.listen(0, "127.0.0.1", () => {

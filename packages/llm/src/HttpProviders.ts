@@ -21,7 +21,6 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Headers from "@effect/platform/Headers"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Errors, Timeout } from "@resilient-ai/core"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -37,6 +36,7 @@ import * as ErrorMapping from "./ErrorMapping.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import * as Provider from "./Provider.js"
 import * as anthropicStream from "./internal/anthropicStream.js"
+import { parseEventData, parseJson } from "./internal/json.js"
 import * as Secrets from "./internal/secrets.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as Sse from "./Sse.js"
@@ -112,8 +112,6 @@ const send = (
     )
   )
 
-const parseJson = Option.liftThrowable((s: string): unknown => JSON.parse(s))
-
 const readJson = (
   response: HttpClientResponse.HttpClientResponse,
   origin: ErrorMapping.Origin
@@ -151,14 +149,13 @@ const sseFraming = (
   const readData = read()
   return {
     frame: (input) => {
-      if (input.length === 1) return bytes.feed(Chunk.unsafeHead(input))
       const events: Array<Sse.Event> = []
       for (const piece of input) for (const event of bytes.feed(piece)) events.push(event)
       return events
     },
     flush: bytes.end,
     emit: (event, out) => {
-      const json = parseJson(event.data)
+      const json = parseEventData(event.data)
       return Option.isNone(json)
         ? ErrorMapping.malformed(`event data is not JSON: ${event.data.slice(0, 120)}`, origin)
         : readData(json.value, out)

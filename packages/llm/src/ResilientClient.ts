@@ -1023,8 +1023,11 @@ export const make = (
         }
       })
 
+    const startedChunks = (request: Chat.ChatRequest, options: ChatOptions) =>
+      Effect.map(streamStarted(request, options), (started) => started.chunks)
+
     const stream = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
-      scopedStream(Effect.map(streamStarted(request, options), (started) => started.chunks))
+      scopedStream(startedChunks(request, options))
 
     const staticAnswer = (request: Chat.ChatRequest, error: Errors.ResilienceError, start: number): Effect.Effect<ChatResult> =>
       Effect.withFiberRuntime((inner) => {
@@ -1080,10 +1083,8 @@ export const make = (
     const streamOrStatic = (request: Chat.ChatRequest, options: ChatOptions = {}): Stream.Stream<Chat.ChatChunk, Errors.ResilienceError> =>
       scopedStream(Effect.clockWith((clock) =>
         Effect.flatMap(clock.currentTimeMillis, (start) =>
-          Effect.matchEffect(streamStarted(request, options), {
-            onFailure: (error) => Effect.map(staticAnswer(request, error, start), (r) => Stream.fromIterable(Chunks.fromResponse(r.response))),
-            onSuccess: (started) => Effect.succeed(started.chunks)
-          }))
+          Effect.catchAll(startedChunks(request, options), (error) =>
+            Effect.map(staticAnswer(request, error, start), (r) => Stream.fromIterable(Chunks.fromResponse(r.response)))))
       ))
 
     return {

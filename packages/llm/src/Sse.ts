@@ -206,11 +206,7 @@ export const makeByteDecoder = (options: DecodeOptions = {}): {
   const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
   return {
     feed: (piece) => decoder.feed(typeof piece === "string" ? utf8.decode() + piece : utf8.decode(piece, { stream: true })),
-    end: () => {
-      const rest = decoder.feed(utf8.decode())
-      const pending = decoder.end()
-      return rest.length === 0 ? pending : pending.length === 0 ? rest : [...rest, ...pending]
-    }
+    end: () => [...decoder.feed(utf8.decode()), ...decoder.end()]
   }
 }
 

@@ -46,6 +46,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as ErrorMapping from "./ErrorMapping.js"
+import { parseEventData } from "./internal/json.js"
 import { scopedStream } from "./internal/scopedStream.js"
 import type * as Sse from "./Sse.js"
 
@@ -162,9 +163,6 @@ export interface Protocol<A, E> {
  */
 export type ProtocolError = ErrorMapping.MappedError | Errors.MalformedResponseError
 
-const parseJson = (data: string): Option.Option<unknown> =>
-  Option.liftThrowable((s: string): unknown => JSON.parse(s))(data)
-
 const nonEmptyString = (u: unknown): boolean => typeof u === "string" && u !== ""
 const nonEmptyArray = (u: unknown): boolean => Array.isArray(u) && u.length > 0
 
@@ -203,7 +201,7 @@ export const openAi: Protocol<Sse.Event, ProtocolError> = {
     const options = { ...context.origin, now: context.now }
     if (event.event === "error") return error(ErrorMapping.fromStreamError("openai", event.data, options))
     if (event.data.trim() === "[DONE]") return terminator(false)
-    const json = parseJson(event.data)
+    const json = parseEventData(event.data)
     if (Option.isNone(json)) return error(notJson(event.data, context))
     const e = Predicate.isRecord(json.value) ? json.value["error"] : undefined
     if (e !== undefined && e !== null) return error(ErrorMapping.fromStreamError("openai", event.data, options))
@@ -227,7 +225,7 @@ export const anthropic: Protocol<Sse.Event, ProtocolError> = {
   classify: (event, context) => {
     let name = event.event
     if (name === undefined) {
-      const json = parseJson(event.data)
+      const json = parseEventData(event.data)
       if (Option.isNone(json)) return error(notJson(event.data, context))
       const type = Predicate.isRecord(json.value) ? json.value["type"] : undefined
       name = typeof type === "string" ? type : ""

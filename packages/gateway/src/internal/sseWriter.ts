@@ -10,17 +10,17 @@ import type { StreamWriter as Writer } from "../Endpoint.js"
 /** Waits until `response` takes more bytes, or is gone (a client that left: its `close` may have come already). */
 const drained = (response: Http.ServerResponse): Effect.Effect<void> =>
   response.destroyed ? Effect.void : Effect.async<void>((resume) => {
-    const done = () => {
+    const stop = () => {
       response.off("drain", done)
       response.off("close", done)
+    }
+    const done = () => {
+      stop()
       resume(Effect.void)
     }
     response.on("drain", done)
     response.on("close", done)
-    return Effect.sync(() => {
-      response.off("drain", done)
-      response.off("close", done)
-    })
+    return Effect.sync(stop)
   })
 
 const send = (response: Http.ServerResponse, bytes: Chunk.Chunk<Uint8Array>): Effect.Effect<void> => {
@@ -30,8 +30,8 @@ const send = (response: Http.ServerResponse, bytes: Chunk.Chunk<Uint8Array>): Ef
 }
 
 /**
- * Writes `chunks` through `writer` on the Node `response` (whose status and
- * headers are written first), in the caller's fiber, then ends it and runs
+ * Writes `chunks` through `writer` on the Node `response` (a 200 with
+ * `headers`, written first), in the caller's fiber, then ends it and runs
  * `after`; a failure of the chunks is written as `writer.failed` says, and
  * `after` runs then too. A defect or an interruption ends the response
  * where it stands.
@@ -43,20 +43,19 @@ const send = (response: Http.ServerResponse, bytes: Chunk.Chunk<Uint8Array>): Ef
  * Pulled here, a streamed answer through the gateway runs 1,124 Effect ops
  * and 2 fibers instead of 1,547 and 3 (`npm run bench:gateway-cost`). The
  * server skips a response that is already ended, so the handler's own
- * `HttpServerResponse` (the same status and headers) is only what its
+ * `HttpServerResponse` (the same 200 and headers) is only what its
  * middleware sees. A client that leaves interrupts the handler, and with it
  * this loop, as it interrupted the server's writer.
  */
 export const writeTo = <A, E>(
   response: Http.ServerResponse,
-  status: number,
   headers: Readonly<Record<string, string>>,
   chunks: Stream.Stream<A, E>,
   writer: Writer<A, E>,
   after: Effect.Effect<void>
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.flatMap(Stream.toPull(chunks), (pull) => {
-    response.writeHead(status, headers)
+    response.writeHead(200, headers)
     const finish = (bytes: Chunk.Chunk<Uint8Array>): Effect.Effect<void> =>
       Effect.zipRight(
         send(response, bytes),
