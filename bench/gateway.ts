@@ -14,6 +14,12 @@
  *   answered at once);
  * - proxy: a plain Node reverse proxy (`http.request` piped both ways over a
  *   keep-alive agent): the floor, what any proxy costs;
+ * - platform-server: `@effect/platform`'s Node HTTP server, the server the
+ *   gateway is built on, answering what the upstream would by itself (no
+ *   upstream call): what the server alone costs;
+ * - platform-proxy: the plain reverse proxy on that server and the
+ *   platform's undici client (the body forwarded, the answer's bytes
+ *   streamed back, nothing parsed): the floor of any gateway on this stack;
  * - gateway: `@resilient-ai/gateway` with the full policy stack on the one
  *   deployment (key pool of 3 keys, per-key rate limiter with a budget no run
  *   exhausts, bulkhead, circuit breaker, retry with its budget, 10 s attempt
@@ -41,9 +47,9 @@ import { fork, type ChildProcess } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import { fileURLToPath } from "node:url"
-import { listen, startGateway, upstream } from "./servers.js"
+import { listen, platformProxy, platformServer, startGateway, upstream } from "./servers.js"
 
-type Role = "upstream" | "proxy" | "gateway"
+type Role = "upstream" | "proxy" | "platform-server" | "platform-proxy" | "gateway"
 type Message = { readonly port: number } | { readonly cpuMicros: number }
 
 const proxy = (upstreamPort: number): Promise<number> => {
@@ -69,7 +75,15 @@ const gateway = async (upstreamPort: number): Promise<number> => {
 
 /** A child process: serves its role, reports its port, then its CPU time when asked. */
 const child = async (role: Role, upstreamPort: number) => {
-  const port = role === "upstream" ? await upstream() : role === "proxy" ? await proxy(upstreamPort) : await gateway(upstreamPort)
+  const port = role === "upstream"
+    ? await upstream()
+    : role === "proxy"
+    ? await proxy(upstreamPort)
+    : role === "platform-server"
+    ? await platformServer()
+    : role === "platform-proxy"
+    ? await platformProxy(upstreamPort)
+    : await gateway(upstreamPort)
   process.send?.({ port } satisfies Message)
   process.on("message", () => {
     const cpu = process.cpuUsage()
@@ -101,8 +115,8 @@ const start = (role: Role, upstreamPort = 0): Promise<Target> =>
       execArgv: [
         "--import",
         "tsx",
-        // As `npm run gateway` runs it.
-        ...(role === "gateway" ? [gatewayHeapFlag] : []),
+        // As `npm run gateway` runs it; the platform's servers too, so that the floor is measured as the gateway is.
+        ...(role === "gateway" || role.startsWith("platform") ? [gatewayHeapFlag] : []),
         ...(role === "gateway" && process.env["GW_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : [])
       ]
     })
@@ -195,7 +209,13 @@ const main = async () => {
   const only = onlyAt < 0 ? undefined : process.argv[onlyAt + 1]
   const [warmupMs, windowMs] = quick ? [300, 700] : [1_000, 2_500]
   const up = await start("upstream")
-  const targets = { direct: up, proxy: await start("proxy", up.port), gateway: await start("gateway", up.port) }
+  const targets = {
+    direct: up,
+    proxy: await start("proxy", up.port),
+    "platform-server": await start("platform-server"),
+    "platform-proxy": await start("platform-proxy", up.port),
+    gateway: await start("gateway", up.port)
+  }
   // V8 compiles a server's hot paths over its first few thousand requests; a gateway serves for hours.
   const jitWarmMs = quick ? 1_500 : 4_000
   for (const [name, target] of Object.entries(targets)) {

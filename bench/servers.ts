@@ -1,8 +1,19 @@
 /**
  * The servers the gateway benchmarks run: an instant OpenAI-compatible
- * upstream on loopback, and the gateway in front of it with the full policy
- * stack (`bench/gateway.ts`, `bench/gatewayCost.ts`).
+ * upstream on loopback, the gateway in front of it with the full policy
+ * stack (`bench/gateway.ts`, `bench/gatewayCost.ts`), and the floor of the
+ * stack the gateway is built on: `@effect/platform`'s Node HTTP server,
+ * answering by itself or forwarding through the platform's HTTP client.
  */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Http from "node:http"
 import { completion } from "./completion.js"
 
@@ -23,6 +34,8 @@ export const listen = (server: Http.Server): Promise<number> =>
     })
   })
 
+const streams = (body: string): boolean => body.includes("\"stream\":true")
+
 /** The upstream: a fixed `chat.completion`, or `streamBody` to a request with `"stream":true`. */
 export const upstream = (): Promise<number> =>
   listen(Http.createServer((request, response) => {
@@ -30,7 +43,7 @@ export const upstream = (): Promise<number> =>
     request.setEncoding("utf8")
     request.on("data", (c: string) => (body += c))
     request.on("end", () => {
-      if (body.includes("\"stream\":true")) {
+      if (streams(body)) {
         response.writeHead(200, { "content-type": "text/event-stream" })
         response.end(streamBody)
       } else {
@@ -39,6 +52,62 @@ export const upstream = (): Promise<number> =>
       }
     })
   }))
+
+/**
+ * Serves `app` on a Node server of its own, with tracing off as the gateway
+ * runs (a span per request otherwise halves what the platform serves);
+ * resolves with the port.
+ */
+const servePlatform = (
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest | HttpClient.HttpClient>
+): Promise<number> => {
+  const server = Http.createServer()
+  const served = HttpServer.serve(app).pipe(
+    Layer.provide(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1", backlog: 4096 })),
+    Layer.provide(NodeHttpClient.layerUndici)
+  )
+  Effect.runFork(Layer.launch(served).pipe(Effect.withTracerEnabled(false)))
+  return new Promise((resolve) => {
+    const report = () => {
+      const address = server.address()
+      resolve(typeof address === "object" && address !== null ? address.port : 0)
+    }
+    if (server.listening) report()
+    else server.once("listening", report)
+  })
+}
+
+/**
+ * The platform's server alone: `@effect/platform`'s Node HTTP server reads
+ * the body and answers what the upstream would, calling nobody. No proxy
+ * built on this server can answer faster or take less CPU than this.
+ */
+export const platformServer = (): Promise<number> =>
+  servePlatform(Effect.gen(function*() {
+    const body = yield* (yield* HttpServerRequest.HttpServerRequest).text
+    return streams(body)
+      ? HttpServerResponse.text(streamBody, { contentType: "text/event-stream" })
+      : HttpServerResponse.text(completion, { contentType: "application/json" })
+  }).pipe(Effect.orDie))
+
+/**
+ * The plain reverse proxy again, on the platform: its Node HTTP server reads
+ * the body and forwards it through its undici client; the answer's bytes are
+ * streamed back as they come. It parses nothing and applies no policy: the
+ * floor of any gateway built on this stack.
+ */
+export const platformProxy = (upstreamPort: number): Promise<number> => {
+  const url = `http://127.0.0.1:${upstreamPort}/v1/chat/completions`
+  return servePlatform(Effect.gen(function*() {
+    const body = yield* (yield* HttpServerRequest.HttpServerRequest).text
+    const client = yield* HttpClient.HttpClient
+    const answer = yield* client.execute(HttpClientRequest.bodyText(HttpClientRequest.post(url), body, "application/json"))
+    return HttpServerResponse.stream(answer.stream, {
+      status: answer.status,
+      contentType: answer.headers["content-type"] ?? "application/json"
+    })
+  }).pipe(Effect.orDie))
+}
 
 /**
  * The gateway in front of `upstreamPort`, model `up`: one deployment with
