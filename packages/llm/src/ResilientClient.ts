@@ -740,12 +740,23 @@ export const make = (
       if (cache === undefined) return runChain(request, options, tracing, answering, identity)
       const start = nowOf(fiber)
       let computed: ChatResult | undefined
-      return Effect.flatMap(
-        cache.get(request, runChain(request, options, tracing, answering, (r) => {
+      let ranHere = false
+      const compute = Effect.suspend(() => {
+        ranHere = true
+        return runChain(request, options, tracing, answering, (r) => {
           computed = r
           return r.response
-        })),
-        (cached) =>
+        })
+      })
+      return Effect.matchEffect(cache.get(request, compute), {
+        // Rule 28: a flight cut after its chunks reached the caller that started it is that caller's cut. One that
+        // joined it received none of them, so the cut is not its answer: it runs the chain for itself (and may
+        // still fall back), past the cache, whose flight it was.
+        onFailure: (e) =>
+          !ranHere && e._tag === "StreamInterruptedError"
+            ? runChain(request, options, tracing, answering, identity)
+            : Effect.fail(e),
+        onSuccess: (cached) =>
           Effect.succeed<ChatResult>(
             cached.source === "computed" && computed !== undefined ? computed : {
               response: cached.value,
@@ -763,7 +774,7 @@ export const make = (
               ageMs: cached.ageMs
             }
           )
-      )
+      })
     }
 
     /** `tapBoth` of the metrics: a success is recorded, a failure counted (not a defect or an interruption). */

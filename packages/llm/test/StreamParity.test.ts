@@ -68,7 +68,11 @@ const scripted = (scripts: Record<string, ReadonlyArray<Outcome>>) => {
           return Effect.succeed({
             chunks: Stream.concat(
               Stream.make(chunk({ role: "assistant" }), chunk({ text: "partial" })),
-              Stream.fail(new Errors.StreamInterruptedError({ chunksReceived: 2, deployment: context.deployment }))
+              // The cut comes 10 ms after the content: time for an identical request to join the flight.
+              Stream.fromEffect(Effect.delay(
+                Effect.fail(new Errors.StreamInterruptedError({ chunksReceived: 2, deployment: context.deployment })),
+                Duration.millis(10)
+              ))
             ),
             rateLimit: undefined
           })
@@ -114,12 +118,15 @@ const config = (policy: Record<string, unknown> = {}) => ({
 
 const request: Chat.ChatRequest = { model: "any", messages: [{ role: "user", content: "hi" }] }
 
-const clientOn = (providers: Layer.Layer<Provider.Providers>, c: unknown) =>
-  Effect.flatMap(ClientConfig.decode(c), (decoded) => ResilientClient.make(decoded)).pipe(
+const clientOn = (providers: Layer.Layer<Provider.Providers>, c: unknown, extras: ResilientClient.Extras = {}) =>
+  Effect.flatMap(ClientConfig.decode(c), (decoded) => ResilientClient.make(decoded, extras)).pipe(
     Effect.provide(providers),
     Effect.provide(StateStore.layerMemory),
     Effect.withConfigProvider(env)
   )
+
+/** A client of `config()` with a response cache. */
+const cachedClientOn = (providers: Layer.Layer<Provider.Providers>) => clientOn(providers, config(), { cache: { timeToLive: "1 minute" } })
 
 /** Runs `self` while the test clock moves on by `by`. */
 const inTime = <A, E>(self: Effect.Effect<A, E>, by: Duration.DurationInput = "5 seconds") =>
@@ -217,12 +224,7 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
   it.scoped("an answer from the cache is handed on as a stream", () =>
     Effect.gen(function*() {
       const { calls, layer } = scripted({})
-      const client = yield* Effect.flatMap(ClientConfig.decode(config()), (decoded) =>
-        ResilientClient.make(decoded, { cache: { timeToLive: "1 minute" } })).pipe(
-          Effect.provide(layer),
-          Effect.provide(StateStore.layerMemory),
-          Effect.withConfigProvider(env)
-        )
+      const client = yield* cachedClientOn(layer)
       const first = yield* inTime(client.chat(request))
       expect(first.source).toBe("primary")
       const chunks = Chunk.toReadonlyArray(yield* inTime(Stream.runCollect(client.stream(request))))
@@ -274,12 +276,7 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
     Effect.gen(function*() {
       // 40 chunks, more than the stream's buffer of 16: the flight must not block on a reader that is gone.
       const { calls, layer } = scripted({ primary: [{ _tag: "ok", chunks: 40, everyMs: 10 }] })
-      const client = yield* Effect.flatMap(ClientConfig.decode(config()), (decoded) =>
-        ResilientClient.make(decoded, { cache: { timeToLive: "1 minute" } })).pipe(
-          Effect.provide(layer),
-          Effect.provide(StateStore.layerMemory),
-          Effect.withConfigProvider(env)
-        )
+      const client = yield* cachedClientOn(layer)
       const first = yield* Effect.fork(Stream.runCollect(Stream.take(client.stream(request), 3)))
       const second = yield* Effect.fork(Effect.either(streamText(client)))
       yield* TestClock.adjust("10 seconds")
@@ -292,19 +289,32 @@ describe("ResilientClient: a stream gets what chat gets (one code path)", () => 
   it.scoped("an identical request waiting on a flight that was cut after the first caller's chunks is not given that cut: it received nothing, and is answered by a call of its own", () =>
     Effect.gen(function*() {
       const { calls, layer } = scripted({ primary: [{ _tag: "cut" }] })
-      const client = yield* Effect.flatMap(ClientConfig.decode(config()), (decoded) =>
-        ResilientClient.make(decoded, { cache: { timeToLive: "1 minute" } })).pipe(
-          Effect.provide(layer),
-          Effect.provide(StateStore.layerMemory),
-          Effect.withConfigProvider(env)
-        )
+      const client = yield* cachedClientOn(layer)
       const first = yield* Effect.fork(Effect.either(streamText(client)))
       const second = yield* Effect.fork(Effect.either(streamText(client)))
       yield* TestClock.adjust("10 seconds")
       const cut = yield* Fiber.join(first)
       expect(Either.isLeft(cut) && cut.left._tag).toBe("StreamInterruptedError")
       expect(yield* Fiber.join(second)).toEqual(Either.right("ab"))
-      // Its own call: the primary again (its other key), which answers this time.
+      // It did wait on the first request's flight (the cut came 10 ms after the content)...
+      expect((yield* client.cacheStatus ?? Effect.die("no cache")).coalesced).toBe(1)
+      // ...then made its own call: the primary again (its other key), which answers this time.
+      expect(calls).toEqual(["primary/p1", "primary/p2"])
+    }))
+
+  it.scoped("a whole-answer request that joined a stream's flight cut after the streamer's chunks is answered by a call of its own", () =>
+    Effect.gen(function*() {
+      const { calls, layer } = scripted({ primary: [{ _tag: "cut" }] })
+      const client = yield* cachedClientOn(layer)
+      const streamed = yield* Effect.fork(Effect.either(streamText(client)))
+      // The stream's flight is under way (its content handed on, its cut 10 ms away) when the whole-answer request comes.
+      yield* TestClock.adjust("1 millis")
+      const whole = yield* Effect.fork(Effect.either(client.chat(request)))
+      yield* TestClock.adjust("10 seconds")
+      const cut = yield* Fiber.join(streamed)
+      expect(Either.isLeft(cut) && cut.left._tag).toBe("StreamInterruptedError")
+      expect(Either.map(yield* Fiber.join(whole), (r) => r.response.text)).toEqual(Either.right("ab"))
+      expect((yield* client.cacheStatus ?? Effect.die("no cache")).coalesced).toBe(1)
       expect(calls).toEqual(["primary/p1", "primary/p2"])
     }))
 
