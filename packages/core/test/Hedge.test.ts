@@ -23,6 +23,7 @@ import * as Hedge from "../src/Hedge.js"
 import * as LatencyTracker from "../src/LatencyTracker.js"
 import * as RetryBudget from "../src/RetryBudget.js"
 import * as StateStore from "../src/StateStore.js"
+import * as Timeout from "../src/Timeout.js"
 
 /** What attempt `index` does: answer (or fail) after `after` ms, or never; its interruption finalizer may take time. */
 interface Step {
@@ -159,11 +160,13 @@ describe("Hedge", () => {
       const bad = new BadRequestError({ status: 400 })
       const h = harness([{ after: "never" }, { after: 20, error: bad }])
       const hedge = yield* Hedge.make({ delay: "100 millis", maxExtraAttempts: 2 })
-      const fiber = yield* Effect.fork(Effect.exit(hedge.execute(h.attempt)))
+      // The log is read as execute returns, in the fiber that ran it: that fiber's end would interrupt its
+      // children anyway, so only a log read before it tells that execute itself stopped the others.
+      const fiber = yield* Effect.fork(Effect.map(Effect.exit(hedge.execute(h.attempt)), (exit) => ({ exit, log: [...h.log] })))
       yield* TestClock.adjust(120)
-      const exit = yield* Fiber.join(fiber)
+      const { exit, log } = yield* Fiber.join(fiber)
       expect(exit).toEqual(Exit.fail(bad))
-      expect(h.log).toEqual(["interrupted 0 @120"])
+      expect(log).toEqual(["interrupted 0 @120"])
       yield* TestClock.adjust(1000)
       expect(h.launches.length).toBe(2) // no attempt 2 at 220
 
@@ -199,12 +202,12 @@ describe("Hedge", () => {
     Effect.gen(function*() {
       const h = harness([{ after: 30 }, { after: 20 }, { after: 10 }])
       const hedge = yield* Hedge.make({ delay: 0, maxExtraAttempts: 2 })
-      const fiber = yield* Effect.fork(hedge.execute(h.attempt))
+      const fiber = yield* Effect.fork(Effect.map(hedge.execute(h.attempt), (value) => ({ value, log: [...h.log] })))
       yield* TestClock.adjust(0)
       expect(h.launches).toEqual([{ index: 0, at: 0 }, { index: 1, at: 0 }, { index: 2, at: 0 }])
       yield* TestClock.adjust(10)
-      expect(yield* Fiber.join(fiber)).toBe("r2")
-      expect(h.log).toEqual(["interrupted 0 @10", "interrupted 1 @10"])
+      // Read as execute returns: the losers were stopped by execute, not by the end of the fiber that ran it.
+      expect(yield* Fiber.join(fiber)).toEqual({ value: "r2", log: ["interrupted 0 @10", "interrupted 1 @10"] })
     }))
 
   it.effect("all fail: catchAll sees attempt 0's error, Cause.failures has all of them in launch order", () =>
@@ -254,16 +257,20 @@ describe("Hedge", () => {
       expect(h.launches.length).toBe(1)
     }))
 
-  it.effect("interrupting execute interrupts every running attempt and awaits them", () =>
+  it.effect("interrupting execute interrupts every running attempt and awaits them, on a fiber that goes on", () =>
     Effect.gen(function*() {
       const h = harness([{ after: "never", finalizerMillis: 5 }, { after: "never" }])
       const hedge = yield* Hedge.make({ delay: "100 millis" })
-      const fiber = yield* Effect.fork(hedge.execute(h.attempt))
-      yield* TestClock.adjust(100)
-      const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+      // The attempt timeout interrupts execute on this very fiber and takes its interruption back: the fiber goes on,
+      // so nothing but execute stops the attempts it forked. The log is read the moment the timeout returns.
+      const fiber = yield* Effect.fork(
+        Effect.map(Effect.either(Timeout.attempt("150 millis")(hedge.execute(h.attempt))), (result) => ({ result, log: [...h.log].sort() }))
+      )
+      yield* TestClock.adjust(150)
       yield* TestClock.adjust(5)
-      yield* Fiber.join(interrupting)
-      expect([...h.log].sort()).toEqual(["interrupted 0 @105", "interrupted 1 @100"])
+      const { result, log } = yield* Fiber.join(fiber)
+      expect(Either.isLeft(result) && result.left._tag).toBe("TimeoutError")
+      expect(log).toEqual(["interrupted 0 @155", "interrupted 1 @150"])
     }))
 
   describe("budget", () => {

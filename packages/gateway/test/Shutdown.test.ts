@@ -49,6 +49,8 @@ describe("graceful shutdown", () => {
         (r) => r === "refused"
       )
       expect(refused).toBe("refused")
+      // Refused while the stream still goes on (10 chunks 50 ms apart), not only once it has ended.
+      expect(reading.unsafePoll()).toBeNull()
       const read = yield* Fiber.join(reading)
       expect(read.status).toBe(200)
       expect(read.text).toContain("word10")
