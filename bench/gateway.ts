@@ -19,7 +19,7 @@
  *   upstream call): what the server alone costs;
  * - platform-proxy: the plain reverse proxy on that server and the
  *   platform's undici client (the body forwarded, the answer's bytes
- *   streamed back, nothing parsed): the floor of any gateway on this stack;
+ *   streamed back, nothing parsed): a proxy written plainly on this stack;
  * - gateway: `@resilient-ai/gateway` with the full policy stack on the one
  *   deployment (key pool of 3 keys, per-key rate limiter with a budget no run
  *   exhausts, bulkhead, circuit breaker, retry with its budget, 10 s attempt

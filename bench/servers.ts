@@ -93,8 +93,10 @@ export const platformServer = (): Promise<number> =>
 /**
  * The plain reverse proxy again, on the platform: its Node HTTP server reads
  * the body and forwards it through its undici client; the answer's bytes are
- * streamed back as they come. It parses nothing and applies no policy: the
- * floor of any gateway built on this stack.
+ * streamed back as they come. It parses nothing and applies no policy: what
+ * a proxy written plainly on the platform's server and client costs before
+ * it does anything (the gateway's providers call undici's `dispatch` instead,
+ * and its handler writes streams on the Node response itself).
  */
 export const platformProxy = (upstreamPort: number): Promise<number> => {
   const url = `http://127.0.0.1:${upstreamPort}/v1/chat/completions`
