@@ -148,6 +148,16 @@ describe("RateLimiter: waiting", () => {
       expect((yield* Fiber.join(waiter)).waited).toBe(750)
     })))
 
+  it.effect("a wait of exactly maxWait is within it: granted after that wait", () =>
+    withStore(Effect.gen(function*() {
+      const limiter = yield* perSecond("750 millis")
+      yield* TestClock.adjust(250)
+      yield* limiter.acquire()
+      const waiter = yield* Effect.fork(limiter.acquire())
+      yield* TestClock.adjust(750)
+      expect((yield* Fiber.join(waiter)).waited).toBe(750)
+    })))
+
   it.effect("a wait beyond maxWait is rejected at once and leaves no reservation", () =>
     withStore(Effect.gen(function*() {
       const limiter = yield* perSecond("500 millis")

@@ -597,39 +597,41 @@ describe("ResilientClient: configuration", () => {
       expect(broken.message).toMatch(/not valid JSON/)
     }))
 
-  it.effect("a growing open duration is data: { initial, factor, max } per consecutive opening", () => {
-    const { layer } = scripted({ "gpt-4o": failing(down), claude: ok("b"), deepseek: ok("c") })
-    const config = {
-      ...baseConfig,
-      deployments: [
-        {
-          ...baseConfig.deployments[0],
-          policy: {
-            retry: false,
-            circuitBreaker: {
-              trigger: { kind: "consecutive", failures: 1 },
-              openDuration: { initial: "10 seconds", factor: 3, max: "1 minute" }
-            }
+  for (
+    const [openDuration, expected] of [
+      [{ initial: "10 seconds", factor: 3, max: "1 minute" }, [10_000, 30_000, 60_000]], // 90 s capped at max
+      [{ initial: "10 seconds", max: "1 minute" }, [10_000, 20_000, 40_000, 60_000]] // the factor is 2 unless given
+    ] as const
+  ) {
+    it.effect(`a growing open duration is data: ${JSON.stringify(openDuration)} per consecutive opening`, () => {
+      const { layer } = scripted({ "gpt-4o": failing(down), claude: ok("b"), deepseek: ok("c") })
+      const config = {
+        ...baseConfig,
+        deployments: [
+          {
+            ...baseConfig.deployments[0],
+            policy: { retry: false, circuitBreaker: { trigger: { kind: "consecutive", failures: 1 }, openDuration } }
+          },
+          ...baseConfig.deployments.slice(1)
+        ]
+      }
+      return withClient(layer, (client) =>
+        Effect.gen(function*() {
+          const breaker = client.deployments[0]!.policy.circuitBreaker!
+          const openFor = Effect.gen(function*() {
+            yield* client.chat(request) // the primary fails (or its half-open trial does): open again
+            const { retryAt } = yield* breaker.status
+            return (retryAt ?? 0) - (yield* TestClock.currentTimeMillis)
+          })
+          const seen: Array<number> = []
+          for (let i = 0; i < expected.length; i++) {
+            seen.push(yield* openFor)
+            yield* TestClock.adjust(seen[i]!)
           }
-        },
-        ...baseConfig.deployments.slice(1)
-      ]
-    }
-    return withClient(layer, (client) =>
-      Effect.gen(function*() {
-        const breaker = client.deployments[0]!.policy.circuitBreaker!
-        const openFor = Effect.gen(function*() {
-          yield* client.chat(request) // the primary fails (or its half-open trial does): open again
-          const { retryAt } = yield* breaker.status
-          return (retryAt ?? 0) - (yield* TestClock.currentTimeMillis)
-        })
-        expect(yield* openFor).toBe(10_000)
-        yield* TestClock.adjust("10 seconds")
-        expect(yield* openFor).toBe(30_000)
-        yield* TestClock.adjust("30 seconds")
-        expect(yield* openFor).toBe(60_000) // 90 s capped at max
-      }), config)
-  })
+          expect(seen).toEqual(expected)
+        }), config)
+    })
+  }
 
   it.effect("a growing open duration with a factor below 1 names the field", () =>
     failsWith(
