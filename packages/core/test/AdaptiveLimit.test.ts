@@ -541,6 +541,77 @@ describe("AdaptiveLimit: a call over the limit that nothing after it can serve w
     }))
 })
 
+describe("AdaptiveLimit: where its verdicts begin (rule 29)", () => {
+  const down = new Errors.ProviderUnavailableError({ status: 503 })
+  const recorded = (options: Omit<AdaptiveLimit.Options, "name" | "onChange">) =>
+    Effect.gen(function*() {
+      const changes: Array<AdaptiveLimit.Change> = []
+      const limit = yield* AdaptiveLimit.make({
+        name: "edges",
+        ...options,
+        onChange: (change) => Effect.sync(() => changes.push(change))
+      }).pipe(Effect.provide(StateStore.layerMemory))
+      return { limit, changes }
+    })
+  /** `seconds` windows of 1 s pass, the limit read at the end of each (a read closes a window that is over). */
+  const windowsPass = (limit: AdaptiveLimit.Service, seconds: number) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < seconds; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* limit.status
+      }
+    })
+  /** A window of 1 s in which `n` calls of 100 ms, sent at once, all end well; the limit is read at its end. */
+  const windowOfCalls = (limit: AdaptiveLimit.Service, n: number) =>
+    Effect.gen(function*() {
+      const calls = yield* Effect.forEach(Array.from({ length: n }), () => Effect.fork(limit.execute(Effect.sleep("100 millis"))))
+      yield* TestClock.adjust("100 millis")
+      yield* Effect.forEach(calls, Fiber.join, { discard: true })
+      yield* TestClock.adjust("900 millis")
+      yield* limit.status
+    })
+
+  it.effect("one hung call alone does not cut the limit, however long it hangs; a second one hung as long does", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* recorded({ initialLimit: 10 })
+      yield* Effect.fork(limit.execute(Effect.never))
+      // Three times the 10 s a call may run before it counts as hung (no usual latency learned yet).
+      yield* windowsPass(limit, 30)
+      expect(changes).toEqual([])
+      expect(yield* limit.status).toMatchObject({ limit: 10, running: 1 })
+      // Two calls in flight with nothing ending well, both for 10 s: that is a hang.
+      yield* Effect.fork(limit.execute(Effect.never))
+      yield* windowsPass(limit, 11)
+      expect(changes.map((c) => [c.from, c.to, c.reason])).toEqual([[10, 4, "hang"]])
+    }))
+
+  it.effect("after drops, the first raise goes at once to half the highest limit that held, not to twice the cut limit", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* recorded({ initialLimit: 40 })
+      // The 40 it starts at holds; three windows with a drop halve it to 5.
+      for (let i = 0; i < 3; i++) {
+        yield* Effect.exit(limit.execute(Effect.fail(down)))
+        yield* windowsPass(limit, 1)
+      }
+      expect(changes.map((c) => [c.from, c.to, c.reason])).toEqual([[40, 20, "drop"], [20, 10, "drop"], [10, 5, "drop"]])
+      // A window with all 5 slots in flight, every call ending well: raised to 40 / 2 = 20, not 5 × 2 = 10.
+      yield* windowOfCalls(limit, 5)
+      expect(changes.slice(3).map((c) => [c.from, c.to, c.reason])).toEqual([[5, 20, "pressed"]])
+      expect((yield* limit.status).limit).toBe(20)
+    }))
+
+  it.effect("exactly 80 % of the limit in flight presses against it (saturation is reached at, not above, 80 %)", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* recorded({ initialLimit: 10 })
+      // 7 of 10 in flight: not pressed, the limit is left alone.
+      yield* windowOfCalls(limit, 7)
+      expect(changes).toEqual([])
+      // 8 of 10 in flight, all ending well: pressed, and the limit doubles.
+      yield* windowOfCalls(limit, 8)
+      expect(changes.map((c) => [c.from, c.to, c.reason])).toEqual([[10, 20, "pressed"]])
+    }))
+})
+
 describe("AdaptiveLimit's queue (property)", () => {
   const script = GatedScript.steps({
     arrival: FastCheck.record({ laterStep: FastCheck.boolean() }),

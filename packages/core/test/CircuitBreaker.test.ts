@@ -284,6 +284,21 @@ describe("CircuitBreaker: half-open in failure-rate mode (rules 9-10)", () => {
       expect(yield* stateOf(b)).toBe("open")
     })))
 
+  it.effect("K trials that all succeed but are all slower than slowCallDuration re-open it: the slow-call rate is judged in half-open too", () =>
+    run(Effect.gen(function*() {
+      const b = yield* opened(2, {
+        trigger: { ...rateTrigger, slowCallRateThreshold: 0.5 },
+        slowCallDuration: "1 seconds"
+      })
+      const first = yield* timed(b, 1001, "ok")
+      expect(first).toEqual(Either.right(undefined))
+      expect(yield* stateOf(b)).toBe("half-open") // the verdict waits for the second trial
+      yield* timed(b, 1001, "ok")
+      // No trial failed, both were slow: 100 % slow >= 50 %.
+      const status = yield* b.status
+      expect([status.state, status.openings]).toEqual(["open", 2])
+    })))
+
   it.effect("it is a budget, not a concurrency limit: a finished trial does not free a slot", () =>
     run(Effect.gen(function*() {
       const b = yield* opened(2)

@@ -135,6 +135,25 @@ describe("Fallback: running", () => {
       ])
     }))
 
+  it.effect.each([
+    ["AuthError (a key refused: another deployment has other keys)", new Errors.AuthError({ status: 401, keyName: "prod-1" })],
+    ["NoKeyAvailableError (every key out: another deployment may have one)", new Errors.NoKeyAvailableError({ pool: "openai", availableAt: 60_000 })]
+  ] as const)("%s goes to the next step that takes any fallbackable error", ([, error]) =>
+    Effect.gen(function*() {
+      const failing: Effect.Effect<string, Errors.AuthError | Errors.NoKeyAvailableError> = Effect.fail(error)
+      const answer = yield* Fallback.primary({ name: "p" }, failing).pipe(
+        Fallback.orElseFallbackable({ name: "backup", deployment: "anthropic" }, () => Effect.succeed("backup")),
+        Fallback.run,
+        Effect.either
+      )
+      expect(answer).toEqual(Either.right(expect.objectContaining({
+        value: "backup",
+        source: "fallback-provider",
+        step: "backup",
+        fallbacks: [{ from: "p", to: "backup", tag: error._tag }]
+      })))
+    }))
+
   it.effect("fallbacks are published as events", () =>
     Effect.gen(function*() {
       const events = yield* AttemptEvents.AttemptEvents
@@ -303,6 +322,23 @@ describe("Fallback: one budget per request", () => {
       // The first run: the policy's call and its retry (2 calls); the breaker opens; the retry's 3 more runs are refused by it.
       expect(counter.calls).toBe(2)
       expect(answer).toMatchObject({ value: "CircuitOpenError", attempts: 2 })
+    }).pipe(Effect.provide(StateStore.layerMemory)))
+
+  it.effect("a cache step answers a request whose budget is spent: orCache takes over a BudgetExhaustedError", () =>
+    Effect.gen(function*() {
+      const a = yield* failingPolicy("a", 10)
+      const { counter, down } = countCalls()
+      const answer = yield* runForked(
+        Fallback.primary({ name: "a" }, a.execute(down)).pipe(
+          Fallback.orCache("cache", Effect.succeed(Option.some({ value: "cached", ageMs: 5_000, stale: true }))),
+          Fallback.orStatic("static", (e) => e._tag),
+          (chain) => Fallback.run(chain, { maxAttempts: 2 })
+        )
+      )
+      // The first attempt and one retry; the second retry is refused by the budget, and the cache answers.
+      expect(counter.calls).toBe(2)
+      expect(answer).toMatchObject({ value: "cached", source: "stale-cache", step: "cache", ageMs: 5_000, attempts: 2 })
+      expect(answer.fallbacks.map((f) => `${f.from}->${f.to}:${f.tag}`)).toEqual(["a->cache:BudgetExhaustedError"])
     }).pipe(Effect.provide(StateStore.layerMemory)))
 
   it.effect("money: an attempt whose estimated cost would pass maxCostUsd is refused", () =>

@@ -278,6 +278,23 @@ describe("RateLimiter: pause", () => {
       yield* limiter.acquire()
     })))
 
+  it.effect("used alone, an upstream 429 met by a call it admitted makes later acquisitions wait until its Retry-After has passed", () =>
+    withStore(Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make({ name: "alone-429", requestsPerMinute: 100, maxWait: "10 seconds" })
+      const upstream429 = new RateLimitError({ source: "upstream", retryAfter: Duration.seconds(3) })
+      // The call is answered 429 after 1 s: no grant before 1 s + 3 s.
+      const call = yield* Effect.fork(Effect.flip(limiter.execute(Effect.delay(Effect.fail(upstream429), "1 second"))))
+      yield* TestClock.adjust(1000)
+      expect(yield* Fiber.join(call)).toBe(upstream429)
+      const first = yield* Effect.fork(limiter.acquire())
+      yield* TestClock.adjust(1000)
+      const second = yield* Effect.fork(limiter.acquire())
+      yield* TestClock.adjust(1999)
+      expect([yield* isDone(first), yield* isDone(second)]).toEqual([false, false])
+      yield* TestClock.adjust(1)
+      expect([(yield* Fiber.join(first)).waited, (yield* Fiber.join(second)).waited]).toEqual([3000, 2000])
+    })))
+
   it.effect("a pause that arrives while a call waits holds its grant back until the pause ends", () =>
     withStore(Effect.gen(function*() {
       const limiter = yield* perSecond("10 seconds")

@@ -83,6 +83,21 @@ describe("bad inputs: each gets its status and OpenAI error body, and the gatewa
       yield* stillServes(gateway.url)
     })))
 
+  it.live("a body of exactly maxBodyBytes is served, whether it comes chunked or its content-length says so", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { gateway } = yield* harness({ gateway: { maxBodyBytes: 1024 } })
+      const empty = JSON.stringify({ model: "primary", messages: [{ role: "user", content: "" }] })
+      const body = JSON.stringify({ model: "primary", messages: [{ role: "user", content: "x".repeat(1024 - empty.length) }] })
+      expect(Buffer.byteLength(body)).toBe(1024)
+      // Chunked first: no content-length, so only the count of the bytes read decides.
+      const chunked = yield* postChunked(`${gateway.url}/v1/chat/completions`, [body.slice(0, 300), body.slice(300, 700), body.slice(700)])
+      expect(chunked.status).toBe(200)
+      expect(JSON.parse(chunked.text)).toMatchObject({ object: "chat.completion" })
+      const declared = yield* post(`${gateway.url}/v1/chat/completions`, body)
+      expect(declared.status).toBe(200)
+      expect(declared.json).toMatchObject({ object: "chat.completion" })
+    })))
+
   it.live("an unknown route → 404 in OpenAI's shape", () =>
     Effect.scoped(Effect.gen(function*() {
       const { gateway } = yield* harness()

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
+import { StateStore } from "@resilient-ai/core"
 import * as Effect from "effect/Effect"
+import * as TestClock from "effect/TestClock"
+import * as ClientLimits from "../src/ClientLimits.js"
 import { harness, post } from "./support/harness.js"
 
 const body = (extra: Record<string, unknown> = {}) =>
@@ -89,6 +92,20 @@ describe("spend limits per gateway key (ClientLimits, rule 36)", () => {
         expect(refused.json).toMatchObject({ error: { code: "insufficient_quota" } })
       }
     })))
+
+  it.effect("a request refused for its rate gives back the spend it was let in with: the key's last micro-dollar still lets it in once its rate allows", () =>
+    Effect.gen(function*() {
+      const limits = yield* ClientLimits.make([{ name: "team-a", requestsPerMinute: 1, spendLimit: { usd: 1, per: "1 hour" } }])
+      const outcome = Effect.match(limits.admit("team-a"), { onFailure: (e) => e.body.error.code, onSuccess: () => "admitted" })
+      // The first request is charged all but one micro-dollar of the hour's 1 USD.
+      const first = yield* limits.admit("team-a")
+      yield* first.charge(0.999999)
+      // The second is let in by its spend (a micro-dollar is left), then refused for the key's rate.
+      expect(yield* outcome).toBe("rate_limit_exceeded")
+      // A minute on the rate allows one more, and the micro-dollar the refused request held is back to let it in.
+      yield* TestClock.adjust("1 minute")
+      expect(yield* outcome).toBe("admitted")
+    }).pipe(Effect.provide(StateStore.layerMemory)))
 
   it.live("a key within its budget is served request after request", () =>
     Effect.scoped(Effect.gen(function*() {
