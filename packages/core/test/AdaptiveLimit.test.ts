@@ -610,6 +610,30 @@ describe("AdaptiveLimit: where its verdicts begin (rule 29)", () => {
       yield* windowOfCalls(limit, 8)
       expect(changes.map((c) => [c.from, c.to, c.reason])).toEqual([[10, 20, "pressed"]])
     }))
+
+  it.effect("calls ending well at exactly 80 % of the rate they were admitted at kept up (the boundary is inclusive); one fewer is not, and the limit is left alone", () =>
+    Effect.gen(function*() {
+      const { changes, limit } = yield* recorded({ initialLimit: 50 })
+      // A window in which all 50 slots are taken at once (pressed), `well` of them end well after 100 ms and the
+      // rest answer a bad request, which says nothing of the provider's capacity (neither a success nor a drop).
+      const bad = new Errors.BadRequestError({ status: 400 })
+      const windowEndingWell = (well: number) =>
+        Effect.gen(function*() {
+          const calls = yield* Effect.forEach(Array.from({ length: 50 }), (_, i) =>
+            Effect.fork(Effect.exit(limit.execute(Effect.zipRight(Effect.sleep("100 millis"), i < well ? Effect.void : Effect.fail(bad))))))
+          yield* TestClock.adjust("100 millis")
+          yield* Effect.forEach(calls, Fiber.join, { discard: true })
+          yield* TestClock.adjust("900 millis")
+          yield* limit.status
+        })
+      // 39 of 50 (78 %) end well: the provider did not keep up, the limit is left alone though calls pressed on it.
+      yield* windowEndingWell(39)
+      expect(changes).toEqual([])
+      expect((yield* limit.status).limit).toBe(50)
+      // 40 of 50 (80 %) end well: it kept up, and the limit doubles.
+      yield* windowEndingWell(40)
+      expect(changes.map((c) => [c.from, c.to, c.reason])).toEqual([[50, 100, "pressed"]])
+    }))
 })
 
 describe("AdaptiveLimit's queue (property)", () => {

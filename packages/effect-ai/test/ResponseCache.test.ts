@@ -1,14 +1,37 @@
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as ResilientLanguageModel from "../src/ResilientLanguageModel.js"
 import { answered, ok, runWith, status, textOf, withModel } from "./support/layer.js"
 
 const calls = (received: ReadonlyArray<{ readonly path: string }>) => received.filter((r) => r.path !== "/v1/models").length
+
+/** The effect-ai cache's lookups that found no fresh entry (each starts a flight or joins the one in flight), from its metric. */
+const misses = Effect.map(Metric.snapshot, (pairs) =>
+  pairs
+    .filter((p) =>
+      p.metricKey.name === "resilient_ai_cache_lookups_total" &&
+      p.metricKey.tags.some((t) => t.key === "cache" && t.value === "effect-ai") &&
+      p.metricKey.tags.some((t) => t.key === "outcome" && t.value === "miss")
+    )
+    .reduce((n, p) => n + ("count" in p.metricState ? Number(p.metricState.count) : 0), 0))
+
+/** Yields to the other fibers until `done` holds, at most `turns` times: whether it came to hold. */
+const eventually = (done: Effect.Effect<boolean>, turns = 1_000) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < turns; i++) {
+      if (yield* done) return true
+      yield* Effect.yieldNow()
+    }
+    return yield* done
+  })
 
 describe("the response cache in front of the chain (rule 18)", () => {
   it.scopedLive("an identical generateText is answered from the cache, with no HTTP call; another prompt is not", () =>
@@ -176,29 +199,62 @@ describe("the response cache in front of the chain (rule 18)", () => {
       expect(result.freshAnswer.source).toBe("primary")
     }))
   for (const midStreamPolicy of ["restart-if-no-output", "continue-with-prefix"] as const) {
-    it.scopedLive(`an identical streamText on a flight that was cut after the first caller's parts is not given that cut (${midStreamPolicy})`, () =>
+    it.scopedLive(`an identical streamText that joined a flight cut after the first caller's parts is not given that cut (${midStreamPolicy})`, () =>
       Effect.gen(function*() {
+        // gpt's first stream sends its first delta, is held open until the test releases it, then is cut; its next
+        // ones are whole. Each gpt call notes whether that cut had happened when it arrived. Claude continues a cut one.
+        let release!: () => void
+        const held = new Promise<void>((resolve) => (release = resolve))
+        let cut = false
+        const gptAfterCut: Array<boolean> = []
         const { result } = yield* withModel(
-          // gpt's first stream is cut after its first delta, its next ones are whole; claude continues a cut one.
-          (path, _key, n, request) =>
-            path === "/v1/responses"
-              ? { _tag: "Stream", deltas: ["Hel", "lo", " world"], ...(n === 0 ? { cutAfter: 1 } : {}) }
-              : request.body["stream"] === true
+          (path, _key, n, request) => {
+            if (path === "/v1/responses") {
+              gptAfterCut.push(cut)
+              return {
+                _tag: "Stream",
+                deltas: ["Hel", "lo", " world"],
+                ...(n === 0 ? { cutAfter: 1, holdUntil: held, onCut: () => (cut = true) } : {})
+              }
+            }
+            return request.body["stream"] === true
               ? { _tag: "Stream", deltas: midStreamPolicy === "continue-with-prefix" ? ["lo", " world"] : ["Hello", " world"] }
-              : ok("from claude"),
-          Effect.all([
-            Effect.either(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" }))),
-            Effect.either(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" })))
-          ], { concurrency: 2 }),
+              : ok("from claude")
+          },
+          Effect.gen(function*() {
+            const firstPart = yield* Deferred.make<void>()
+            const first = yield* Effect.fork(Effect.either(Stream.runCollect(
+              LanguageModel.streamText({ prompt: "hello" }).pipe(
+                Stream.tap((part) => (part.type === "text-delta" ? Deferred.succeed(firstPart, undefined) : Effect.void))
+              )
+            )))
+            // The first caller has "Hel"; the flight it started is held open upstream: the second starts while it runs.
+            yield* Deferred.await(firstPart)
+            const before = yield* misses
+            const second = yield* Effect.fork(Effect.either(Stream.runCollect(LanguageModel.streamText({ prompt: "hello" }))))
+            // The second's lookup misses while that flight is in flight: it joins it, with no call of its own.
+            const missed = yield* eventually(Effect.map(misses, (n) => n > before))
+            const whileHeld = {
+              missed,
+              cut,
+              firstReading: first.unsafePoll() === null,
+              secondWaiting: second.unsafePoll() === null,
+              gptCalls: gptAfterCut.length
+            }
+            release()
+            return { whileHeld, first: yield* Fiber.join(first), second: yield* Fiber.join(second) }
+          }),
           { config: { midStreamPolicy }, gptPolicy: { retry: false } },
           { cache: { timeToLive: "1 minute" } }
         )
-        const [first, second] = result
+        expect(result.whileHeld).toEqual({ missed: true, cut: false, firstReading: true, secondWaiting: true, gptCalls: 1 })
         // The first caller had "Hel": with continue-with-prefix claude continues it, else the cut is its answer.
-        if (midStreamPolicy === "continue-with-prefix") expect(Either.map(first, textOf)).toEqual(Either.right("Hello world"))
-        else expect(Either.isLeft(first)).toBe(true)
+        if (midStreamPolicy === "continue-with-prefix") expect(Either.map(result.first, textOf)).toEqual(Either.right("Hello world"))
+        else expect(Either.isLeft(result.first)).toBe(true)
         // The second received nothing of the cut stream. Before: it failed with the first caller's cut.
-        expect(Either.map(second, textOf)).toEqual(Either.right("Hello world"))
+        expect(Either.map(result.second, textOf)).toEqual(Either.right("Hello world"))
+        // Its own call came only once the flight it joined was cut: a request that had not joined would have made it at once.
+        expect(gptAfterCut).toEqual([false, true])
       }))
   }
 })

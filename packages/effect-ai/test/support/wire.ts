@@ -22,7 +22,15 @@ export interface Received {
 export type Answer =
   | { readonly _tag: "Status"; readonly status: number; readonly headers?: Record<string, string>; readonly body: unknown }
   | { readonly _tag: "Ok"; readonly text: string; readonly delayMs?: number }
-  | { readonly _tag: "Stream"; readonly deltas: ReadonlyArray<string>; readonly cutAfter?: number }
+  | {
+    readonly _tag: "Stream"
+    readonly deltas: ReadonlyArray<string>
+    readonly cutAfter?: number
+    /** Holds the stream open after what it sends until this settles; then it ends, or is cut 20 ms later. */
+    readonly holdUntil?: Promise<unknown>
+    /** Told when the cut stream's socket is destroyed. */
+    readonly onCut?: () => void
+  }
 
 export interface Upstream {
   readonly url: string
@@ -131,8 +139,17 @@ const answer = (path: string, body: Record<string, unknown>, a: Answer, res: Ser
   const opening = 2
   const upTo = a.cutAfter === undefined ? events.length : opening + a.cutAfter
   for (const event of events.slice(0, upTo)) res.write(event)
-  if (a.cutAfter === undefined) res.end()
-  else setTimeout(() => res.destroy(), 20)
+  const finish = () => {
+    if (a.cutAfter === undefined) res.end()
+    else {
+      setTimeout(() => {
+        res.destroy()
+        a.onCut?.()
+      }, 20)
+    }
+  }
+  if (a.holdUntil === undefined) finish()
+  else void a.holdUntil.then(finish)
 }
 
 /** The upstream, closed with the test's scope. */
