@@ -47,6 +47,11 @@
  *   retry, no rate limiter and no key pool.
  * - Opt-in only (`--stack`), our policies one at a time: ours-breaker,
  *   ours-key-pool, ours-limiter, ours-bulkhead, ours-retry.
+ * - Opt-in only, the floor under any timeout on effect's runtime:
+ *   effect-bracket (`uninterruptibleMask` + `restore` + a handler of the
+ *   exit: what a timeout needs to see its own fiber interrupted and go on),
+ *   node-timer (a 10 s `setTimeout` set and cleared per call), and
+ *   effect-timeoutFail (effect's own timeout, for comparison).
  *
  * Method
  * - Each (stack, body) is measured in its own Node process (a fresh V8,
@@ -112,7 +117,15 @@ type BodyName = (typeof bodyNames)[number]
 const mainStacks = ["bare", "ours", "ours-timeout", "cockatiel", "opossum"] as const
 /** Our policies one at a time: only when named by `--stack` (they explain a figure, they are not one). */
 const extraStacks = ["ours-breaker", "ours-key-pool", "ours-limiter", "ours-bulkhead", "ours-retry"] as const
-const stackNames = [...mainStacks, ...extraStacks] as const
+/**
+ * What any timeout on effect's runtime pays, opt-in too: the floor under
+ * `ours-timeout` (a timeout must see its own fiber's interruption, and set
+ * and clear a timer), and effect's own `Effect.timeoutFail` beside it.
+ */
+const floorStacks = ["effect-bracket", "node-timer", "effect-timeoutFail"] as const
+const stackNames = [...mainStacks, ...extraStacks, ...floorStacks] as const
+/** The width of the stack column: the longest name and two spaces. */
+const stackWidth = Math.max(...stackNames.map((s) => s.length)) + 2
 type StackName = (typeof stackNames)[number]
 
 const CONCURRENCIES = [1, 100] as const
@@ -562,6 +575,30 @@ const stacks: Record<StackName, { readonly label: string; readonly make: () => P
       )
       return ourPolicy((self) => retry.execute(self))
     }
+  },
+  "effect-bracket": {
+    label: "floor: uninterruptibleMask + restore + a handler of the exit, the least code that outlives its own fiber's interruption",
+    make: async () =>
+      ourPolicy((self) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.matchCauseEffect(restore(self), { onFailure: Effect.failCause, onSuccess: Effect.succeed })
+        )
+      )
+  },
+  "node-timer": {
+    label: "floor: a 10 s setTimeout set before the call and cleared after it (no handler: not a timeout)",
+    make: async () =>
+      ourPolicy((self) =>
+        Effect.suspend(() => {
+          const timer = setTimeout(() => {}, 10_000)
+          return Effect.tap(self, () => clearTimeout(timer))
+        })
+      )
+  },
+  "effect-timeoutFail": {
+    label: "effect's Effect.timeoutFail, 10 s (a fiber for the call and one for the timer)",
+    make: async () =>
+      ourPolicy((self) => Effect.timeoutFail(self, { duration: "10 seconds", onTimeout: () => "timeout" }))
   }
 }
 
@@ -654,12 +691,12 @@ const printTable = (rows: ReadonlyArray<Row>) => {
     rows.find((r) => r.stack === stack && r.body === body && r.concurrency === c)?.nsPerCall
   process.stdout.write(
     `\noverhead over bare, µs per call (median of ${ROUNDS} rounds; the bare row is the body itself)\n` +
-      `${"stack".padEnd(16)}${"body".padEnd(6)}${"conc 1".padStart(9)}${"conc 100".padStart(10)}\n`
+      `${"stack".padEnd(stackWidth)}${"body".padEnd(6)}${"conc 1".padStart(9)}${"conc 100".padStart(10)}\n`
   )
   for (const stack of stackNames) {
     for (const body of bodyNames) {
       if (!rows.some((r) => r.stack === stack && r.body === body)) continue
-      process.stdout.write(`${stack.padEnd(16)}${body.padEnd(6)}${us(at(stack, body, 1))}${us(at(stack, body, 100), 10)}\n`)
+      process.stdout.write(`${stack.padEnd(stackWidth)}${body.padEnd(6)}${us(at(stack, body, 1))}${us(at(stack, body, 100), 10)}\n`)
     }
   }
   // The peers' bare call differs from ours on exit and io (a promise, not an effect): show it.
@@ -675,7 +712,7 @@ const printTable = (rows: ReadonlyArray<Row>) => {
   if (peerBares.length > 0) process.stdout.write(`(the peers' own bare call, promise form, conc 1 / 100: ${peerBares.join("; ")} µs)\n`)
   process.stdout.write("\n")
   for (const stack of stackNames) {
-    if (rows.some((r) => r.stack === stack)) process.stdout.write(`${stack.padEnd(14)}${stacks[stack].label}\n`)
+    if (rows.some((r) => r.stack === stack)) process.stdout.write(`${stack.padEnd(stackWidth)}${stacks[stack].label}\n`)
   }
 }
 
@@ -693,6 +730,17 @@ const printTargets = (rows: ReadonlyArray<Row>) => {
   for (const c of CONCURRENCIES) {
     const timeout = at("ours-timeout", "io", c)
     check(`attempt timeout alone ≤ 0.5 µs on io, conc ${c}`, `${us(timeout, 0)} µs`, timeout === undefined ? undefined : timeout <= 500)
+  }
+  for (const c of CONCURRENCIES) {
+    const bracket = at("effect-bracket", "io", c)
+    const timer = at("node-timer", "io", c)
+    if (bracket !== undefined && timer !== undefined) {
+      process.stdout.write(
+        `  ${"floor".padEnd(13)}any timeout on io, conc ${c}: bracket ${us(bracket, 0)} + timer ${us(timer, 0)} = ${
+          us(bracket + timer, 0)
+        } µs\n`
+      )
+    }
   }
   for (const c of CONCURRENCIES) {
     const ours = at("ours", "io", c)
@@ -761,7 +809,7 @@ const main = () => {
   const start = performance.now()
   const width = String(jobs.length).length
   for (const [i, { body, stack }] of jobs.entries()) {
-    process.stdout.write(`[${String(i + 1).padStart(width)}/${jobs.length}] ${body.padEnd(5)} ${stack.padEnd(14)} ... `)
+    process.stdout.write(`[${String(i + 1).padStart(width)}/${jobs.length}] ${body.padEnd(5)} ${stack.padEnd(stackWidth)} ... `)
     const t0 = performance.now()
     const result = runChild(stack, body)
     const seconds = ((performance.now() - t0) / 1000).toFixed(1)

@@ -21,7 +21,6 @@
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -198,7 +197,7 @@ const admit = <Request, P extends Permit, Refusal, A, E, R, E1 = never>(
           // Interrupting a fiber with children of its own would stop them too: the timeout's own fiber instead.
           return ended(restore(internalTimeout.timeout(limit.millis, limit.onTimeout, false)(body)), undefined)
         }
-        const settle = limit === undefined ? undefined : internalTimeout.arm(fiber, Duration.millis(limit.millis), limit.onTimeout)
+        const settle = limit === undefined ? undefined : internalTimeout.arm(fiber, limit.millis, limit.onTimeout)
         return ended(restore(body), settle)
       }
 

@@ -49,6 +49,7 @@ import {
   withConfigPaths
 } from "./Errors.js"
 import { decodeOptions, PositiveLimitMillis } from "./internal/config.js"
+import * as DeadlineQueue from "./internal/deadlineQueue.js"
 import { exitOf } from "./internal/done.js"
 import { clockOf } from "./internal/fiberClock.js"
 import * as RequestScope from "./internal/requestScope.js"
@@ -405,6 +406,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfigErro
     }
     const plan = planOf(order.map(stageOf))
     const timedMillis = attemptMillis === undefined || attemptMillis === Infinity ? undefined : attemptMillis
+    if (timedMillis !== undefined) DeadlineQueue.register(timedMillis)
     const context: AttemptContext = {
       name,
       provider: options.provider,

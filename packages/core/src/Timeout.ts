@@ -24,6 +24,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Deadline from "./Deadline.js"
 import { TimeoutError } from "./Errors.js"
+import * as DeadlineQueue from "./internal/deadlineQueue.js"
 import * as internal from "./internal/timeout.js"
 
 /**
@@ -51,8 +52,10 @@ export type Timeout = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A
 
 const timed = (phase: "attempt" | "total", timeout: Duration.Duration, options: Options | undefined): Timeout => {
   const { deployment, provider } = options ?? {}
+  const millis = Duration.toMillis(timeout)
+  DeadlineQueue.register(millis)
   return internal.timeout(
-    Duration.toMillis(timeout),
+    millis,
     () => new TimeoutError({ phase, timeout, provider, deployment }, true),
     options?.disconnect === true
   )
@@ -108,5 +111,6 @@ export const failWith = <E1>(
 ): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | E1, R> => {
   const timeout = Duration.decode(duration)
   if (!Duration.isFinite(timeout)) return (self) => self
+  // Not given a shared timer: its callers derive the duration from a deadline, a new one at each call.
   return internal.timeout(Duration.toMillis(timeout), onTimeout, false)
 }

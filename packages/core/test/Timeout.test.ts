@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -506,4 +508,86 @@ describe("Timeout.total", () => {
       expect(Duration.toMillis(error.timeout)).toBe(5000)
       expect(yield* Ref.get(finalized)).toEqual(Option.some(5000))
     }))
+})
+
+/**
+ * On effect's live clock every deadline of a configured duration shares one
+ * Node timer (`internal/deadlineQueue.ts`). These run on real timers, on
+ * purpose: what is tested is how the deadlines meet Node's timer, and what
+ * keeps a process alive.
+ */
+describe("Timeout on effect's live clock: one Node timer per configured duration", () => {
+  const hung = Effect.async<never>(() => {})
+  /** Real milliseconds until `timed(hung)` fails, with the error's tag. */
+  const failure = (timed: Timeout.Timeout) =>
+    Effect.suspend(() => {
+      const start = performance.now()
+      return Effect.map(Effect.either(timed(hung)), (result) => ({
+        tag: Either.isLeft(result) ? result.left._tag : "no timeout",
+        ms: performance.now() - start
+      }))
+    })
+
+  it.live("a hung call fails at its own deadline, not at the deadline of an earlier call that ended in time", () =>
+    Effect.gen(function*() {
+      const timed = Timeout.attempt("80 millis")
+      // Its timer is set for 80 ms from now, and stays set when the call ends.
+      expect(yield* timed(Effect.succeed(1).pipe(Effect.delay("1 millis")))).toBe(1)
+      yield* Effect.sleep("30 millis")
+      const { ms, tag } = yield* failure(timed)
+      expect(tag).toBe("TimeoutError")
+      // 1 ms of slack: Node may wake a timer that much before performance.now() says it is due.
+      expect(ms).toBeGreaterThanOrEqual(79)
+    }))
+
+  it.live("deadlines of one duration, set one after another, each fire at their own time, in the order they were set", () =>
+    Effect.gen(function*() {
+      const timed = Timeout.attempt("60 millis")
+      const ended: Array<number> = []
+      const fibers: Array<Fiber.RuntimeFiber<{ readonly tag: string; readonly ms: number }>> = []
+      for (let i = 0; i < 4; i++) {
+        fibers.push(yield* Effect.fork(Effect.tap(failure(timed), () => Effect.sync(() => ended.push(i)))))
+        yield* Effect.sleep("15 millis")
+      }
+      const results = yield* Fiber.joinAll(fibers)
+      for (const { ms, tag } of results) {
+        expect(tag).toBe("TimeoutError")
+        expect(ms).toBeGreaterThanOrEqual(59)
+      }
+      expect(ended).toEqual([0, 1, 2, 3])
+    }))
+
+  /** Runs `support/timeoutProcess.ts` in its own Node process; resolves with what it printed and how long it lived after. */
+  const runProcess = (mode: "ended" | "hung") =>
+    Effect.async<{ readonly printed: string; readonly code: number | null; readonly livedAfterMs: number }>((resume) => {
+      const repo = fileURLToPath(new URL("../../..", import.meta.url))
+      const file = fileURLToPath(new URL("./support/timeoutProcess.ts", import.meta.url))
+      const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", file, mode], {
+        cwd: repo,
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      let printed = ""
+      let printedAt = performance.now()
+      child.stdout.on("data", (data: Buffer) => {
+        printed += data.toString()
+        printedAt = performance.now()
+      })
+      child.on("exit", (code) => resume(Effect.succeed({ printed: printed.trim(), code, livedAfterMs: performance.now() - printedAt })))
+      return Effect.sync(() => child.kill())
+    })
+
+  it.live("a process whose calls all ended in time exits at once, not when their 10 s timer would have fired", () =>
+    Effect.gen(function*() {
+      const { code, livedAfterMs, printed } = yield* runProcess("ended")
+      expect(printed).toBe("done")
+      expect(code).toBe(0)
+      expect(livedAfterMs).toBeLessThan(3000)
+    }), 30_000)
+
+  it.live("a call still running keeps the process alive until its timeout fires, though an earlier call's end let the timer go", () =>
+    Effect.gen(function*() {
+      const { code, printed } = yield* runProcess("hung")
+      expect(printed).toBe("TimeoutError")
+      expect(code).toBe(0)
+    }), 30_000)
 })

@@ -11,7 +11,7 @@
  * earlier version here still ran the effect in one fiber of its own; around
  * a call that resolves on the next `setImmediate` that fork cost 28-40 µs of
  * CPU a call, sequentially and at 100 concurrent fibers (2-core VM, busy),
- * more than all the other policies together. Here: 2.0-2.8 µs.
+ * more than all the other policies together. Here: 1.3-1.9 µs.
  *
  * How, with no fiber per call:
  * - an `Exit` is returned as it is: it has completed, nothing of it can run
@@ -42,14 +42,16 @@
  * (`addFinalizer` in `internal/fiberRuntime.ts` saves and restores it), and
  * it is what makes the fork unnecessary.
  *
- * What the 2-3 µs are, measured: the mask, `restore` and handler frames
- * about 1.2 µs (the least any handler that must run while its own fiber is
- * interrupted costs), the timer 0.2 µs at 100 concurrent calls and 1 µs
- * sequentially (Node drops and rebuilds its timer list for the duration
- * each time it empties). One timer shared by every deadline of a duration
- * would save the timer list work, but only while it stays set between
- * calls, which would keep the process alive up to a timeout after the last
- * call.
+ * What the 1.3-1.9 µs are, measured: the mask, `restore` and handler
+ * frames 0.8-1.0 µs (the least any handler that must run while its own
+ * fiber is interrupted costs: the `effect-bracket` row of
+ * `bench/overhead.ts`), and the timer. On effect's live clock a configured
+ * duration's deadlines share one Node timer (`deadlineQueue.ts`), which
+ * took the whole timeout from 2.3-2.5 to 1.7-1.9 µs a call at concurrency
+ * 1 and from 1.6 to 1.3-1.4 µs at 100 (interleaved runs of
+ * `bench/overhead.ts --quick --body io --stack ours-timeout`, 2-core VM,
+ * 2026-12-06): a timer per call makes Node drop and rebuild its timer list
+ * for the duration each time the list empties.
  *
  * Two cases keep `Effect.timeoutFail`'s fibers; they are rare, and there
  * the cost is not what matters:
@@ -70,7 +72,7 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
-import type * as Clock from "effect/Clock"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -80,6 +82,7 @@ import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as DeadlineQueue from "./deadlineQueue.js"
 import { clockOf } from "./fiberClock.js"
 
 /**
@@ -133,24 +136,35 @@ const hasScheduler = (clock: Clock.Clock): clock is Clock.Clock & WithScheduler 
 const isClockScheduler = (u: unknown): u is Clock.ClockScheduler =>
   Predicate.hasProperty(u, "unsafeSchedule") && Predicate.isFunction(u.unsafeSchedule)
 
-let lastClock: Clock.Clock | undefined
-let lastScheduler: Clock.ClockScheduler | undefined
-
 /**
  * The clock's scheduler when the clock hands it out at once (the live clock,
- * a virtual clock): its timers fire as the clock's `sleep` would wake. The
- * last clock seen and its scheduler are kept: a fiber's clock changes only
- * when one is provided.
+ * a virtual clock): its timers fire as the clock's `sleep` would wake.
  */
-const schedulerOf = (clock: Clock.Clock): Clock.ClockScheduler | undefined => {
-  if (clock === lastClock) return lastScheduler
-  lastClock = clock
-  lastScheduler = undefined
+const ownScheduler = (clock: Clock.Clock): Clock.ClockScheduler | undefined => {
   if (!hasScheduler(clock)) return undefined
   const scheduler = clock.scheduler()
   if (!Exit.isExit(scheduler) || !Exit.isSuccess(scheduler)) return undefined
   const value: unknown = scheduler.value
-  if (isClockScheduler(value)) lastScheduler = value
+  return isClockScheduler(value) ? value : undefined
+}
+
+/** effect's live clock's scheduler (Node's `setTimeout` behind it): there, configured durations share a timer. */
+const liveScheduler = globalValue(
+  Symbol.for("@resilient-ai/core/internal/timeout/liveScheduler"),
+  () => ownScheduler(Clock.make())
+)
+
+let lastClock: Clock.Clock | undefined
+let lastScheduler: Clock.ClockScheduler | undefined
+
+/**
+ * {@link ownScheduler}, for the last clock seen: a fiber's clock changes
+ * only when one is provided.
+ */
+const schedulerOf = (clock: Clock.Clock): Clock.ClockScheduler | undefined => {
+  if (clock === lastClock) return lastScheduler
+  lastClock = clock
+  lastScheduler = ownScheduler(clock)
   return lastScheduler
 }
 
@@ -166,15 +180,22 @@ export const hasChildren = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolea
 }
 
 /**
- * Runs `task` after `duration` on `clock`; returns its canceller. A clock
- * without a scheduler (`TestClock`) is slept on by a fiber of its own (its
- * `sleep` needs nothing from the caller's fiber), started on the scheduler's
- * next turn: an effect done by then leaves no sleep on the clock.
+ * Runs `task` after `millis` on `clock`; returns its canceller. On effect's
+ * live clock a configured duration shares one Node timer with every other
+ * deadline of that duration (`deadlineQueue.ts`). A clock without a
+ * scheduler (`TestClock`) is slept on by a fiber of its own (its `sleep`
+ * needs nothing from the caller's fiber), started on the scheduler's next
+ * turn: an effect done by then leaves no sleep on the clock.
  */
-const startTimer = (clock: Clock.Clock, duration: Duration.Duration, task: () => void): () => unknown => {
+const startTimer = (clock: Clock.Clock, millis: number, task: () => void): () => unknown => {
   const scheduler = schedulerOf(clock)
-  if (scheduler !== undefined) return scheduler.unsafeSchedule(task, duration)
-  const sleeper = Effect.runFork(Effect.zipRight(clock.sleep(duration), Effect.sync(task)), { immediate: false })
+  if (scheduler !== undefined) {
+    const queue = scheduler === liveScheduler ? DeadlineQueue.of(millis) : undefined
+    return queue === undefined ? scheduler.unsafeSchedule(task, Duration.millis(millis)) : queue.schedule(task)
+  }
+  const sleeper = Effect.runFork(Effect.zipRight(clock.sleep(Duration.millis(millis)), Effect.sync(task)), {
+    immediate: false
+  })
   return () => sleeper.unsafeInterruptAsFork(FiberId.none)
 }
 
@@ -188,12 +209,12 @@ const startTimer = (clock: Clock.Clock, duration: Duration.Duration, task: () =>
  */
 export const arm = <E1>(
   caller: Fiber.RuntimeFiber<unknown, unknown>,
-  duration: Duration.Duration,
+  millis: number,
   onTimeout: () => E1
 ): () => Effect.Effect<never, E1> | undefined => {
   let settled = false
   let firedAs: FiberId.FiberId | undefined
-  const cancel = startTimer(clockOf(caller), duration, () => {
+  const cancel = startTimer(clockOf(caller), millis, () => {
     if (settled) return
     firedAs = FiberId.unsafeMake()
     caller.unsafeInterruptAsFork(firedAs)
@@ -219,7 +240,7 @@ export const timeout = <E1>(millis: number, onTimeout: () => E1, disconnect: boo
       // The fiber running this mask, read without a `withFiberRuntime` (one op less).
       const caller = Fiber.getCurrentFiber()
       if (Option.isNone(caller) || hasChildren(caller.value)) return restore(Effect.timeoutFail(self, { duration, onTimeout }))
-      const settle = arm(caller.value, duration, onTimeout)
+      const settle = arm(caller.value, millis, onTimeout)
       return Effect.matchCauseEffect(restore(self), {
         onFailure: (cause): Effect.Effect<never, E | E1> => settle() ?? Exit.failCause(cause),
         onSuccess: (value): Effect.Effect<A, E1> => settle() ?? Exit.succeed(value)
