@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { vi } from "vitest"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as Cause from "effect/Cause"
@@ -13,9 +14,11 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Scheduler from "effect/Scheduler"
 import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
+import * as DeadlineQueue from "../src/internal/deadlineQueue.js"
 import { TimeoutError } from "../src/Errors.js"
 import * as Timeout from "../src/Timeout.js"
 
@@ -590,4 +593,72 @@ describe("Timeout on effect's live clock: one Node timer per configured duration
       expect(printed).toBe("TimeoutError")
       expect(code).toBe(0)
     }), 30_000)
+})
+
+describe("Timeout on effect's live clock: what the shared timer must survive", () => {
+  const hung = Effect.async<never>(() => {})
+  const tagOf = (result: Either.Either<unknown, { readonly _tag: string }>) => Either.isLeft(result) ? result.left._tag : "no timeout"
+
+  it("timers faked and restored in one process (vi.useFakeTimers): a timeout fires under fake time, and under real time after", async () => {
+    const timed = Timeout.attempt("200 millis")
+    const io = Effect.async<number>((resume) => {
+      setTimeout(() => resume(Effect.succeed(1)), 10)
+    })
+    try {
+      vi.useFakeTimers()
+      const ended = Effect.runPromise(timed(io))
+      await vi.advanceTimersByTimeAsync(10)
+      expect(await ended).toBe(1)
+      vi.useRealTimers()
+      // A timer left by a fake `setTimeout` never fires under the real one.
+      const start = performance.now()
+      expect(tagOf(await Effect.runPromise(Effect.either(timed(hung))))).toBe("TimeoutError")
+      expect(performance.now() - start).toBeLessThan(2000)
+      // And the real timer this leaves behind never fires under fake time.
+      expect(await Effect.runPromise(timed(Effect.succeed(2).pipe(Effect.delay("1 millis"))))).toBe(2)
+      vi.useFakeTimers()
+      let outcome = "pending"
+      void Effect.runPromise(Effect.either(timed(hung))).then((result) => (outcome = tagOf(result)))
+      await vi.advanceTimersByTimeAsync(300)
+      expect(outcome).toBe("TimeoutError")
+    } finally {
+      vi.useRealTimers()
+    }
+  }, 10_000)
+
+  it.live("a timeout's task that starts another attempt on the same duration (a scheduler that runs tasks at once) leaves the deadlines after it on time", () =>
+    Effect.gen(function*() {
+      const timed = Timeout.attempt("200 millis")
+      const start = performance.now()
+      const since = () => performance.now() - start
+      // A times out at 200 ms, inside the timer's own turn, and its retry sets a deadline there.
+      const a = Effect.catchAll(timed(hung), () => Effect.exit(timed(hung)))
+      // B starts at 60 ms: due at 260, not at the 400 of A's retry.
+      const b = Effect.zipRight(
+        Effect.sleep("60 millis"),
+        Effect.suspend(() => {
+          const started = since()
+          return Effect.map(Effect.either(timed(hung)), (result) => ({ tag: tagOf(result), ms: since() - started }))
+        })
+      )
+      const [, timedOut] = yield* Effect.withScheduler(
+        Effect.all([a, b], { concurrency: "unbounded" }),
+        Scheduler.make((task) => task())
+      )
+      expect(timedOut.tag).toBe("TimeoutError")
+      expect(timedOut.ms).toBeGreaterThanOrEqual(199)
+      expect(timedOut.ms).toBeLessThan(300)
+    }), 10_000)
+
+  it("a call hanging at the head does not keep the calls that ended after it: the queue holds a bounded number of entries", () => {
+    DeadlineQueue.register(61_000)
+    const queue = DeadlineQueue.of(61_000)
+    expect(queue).toBeDefined()
+    if (queue === undefined) return
+    const cancelHung = queue.schedule(() => {})
+    for (let i = 0; i < 10_000; i++) queue.schedule(() => {})()
+    expect(queue.held).toBeLessThanOrEqual(2 * 1024 + 1)
+    cancelHung()
+    expect(queue.held).toBe(0)
+  })
 })

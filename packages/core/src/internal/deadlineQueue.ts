@@ -44,20 +44,34 @@ const slackMillis = 1
 /** Node's longest timer; a longer one would fire at once, and effect's live clock never fires it. */
 const maxTimerMillis = 2 ** 31 - 1
 
+/**
+ * Ended entries a queue may hold behind a pending one before it moves the
+ * pending ones down: a call that hangs at the head must not keep every call
+ * that ended after it for a whole duration.
+ */
+const compactAfter = 1024
+
 class DeadlineQueue {
   /**
    * Entries `head` to `tail`, in the order they fall due. Slots before
    * `head` are emptied, and reused from 0 once every entry has ended: at one
    * call at a time the array is never reallocated.
    */
-  private readonly entries: Array<Entry | undefined> = []
+  private entries: Array<Entry | undefined> = []
   private head = 0
   private tail = 0
   /** Entries not yet fired or ended. */
   private pending = 0
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
+  /** `fire` is running its tasks: it sets the timer when they are done. */
+  private firing = false
 
   constructor(private readonly millis: number) {}
+
+  /** Entries held: pending ones and ended ones not yet dropped. */
+  get held(): number {
+    return this.tail - this.head
+  }
 
   /** Runs `task` when `millis` have passed, unless the returned canceller runs first. */
   schedule(task: () => void): () => void {
@@ -65,8 +79,11 @@ class DeadlineQueue {
     this.entries[this.tail++] = entry
     this.pending++
     // A timer already set is due no later than this entry: entries only come later.
-    if (this.timer === undefined) this.timer = setTimeout(this.fire, this.millis)
-    else if (this.pending === 1) this.timer.ref()
+    if (this.timer === undefined) {
+      if (!this.firing) this.timer = setTimeout(this.fire, this.millis)
+    } else if (this.pending === 1) {
+      this.timer.ref()
+    }
     return () => {
       if (entry.task === undefined) return
       entry.task = undefined
@@ -82,34 +99,52 @@ class DeadlineQueue {
     if (this.head === this.tail) {
       this.head = 0
       this.tail = 0
-    } else if (this.head > 1024 && this.head * 2 > this.tail) {
-      // A long-running entry holds the head: move the live ones down instead of growing without end.
-      entries.copyWithin(0, this.head, this.tail)
-      entries.fill(undefined, this.tail - this.head, this.tail)
-      this.tail -= this.head
-      this.head = 0
+      // The slots are reused; after a burst far above what is left, the array is let go.
+      if (entries.length > 4 * compactAfter) this.entries = []
+      return
     }
+    const held = this.tail - this.head
+    if (held - this.pending > compactAfter && held > 2 * this.pending) this.compact()
+  }
+
+  /** Keeps only the pending entries, in order, from slot 0. */
+  private compact(): void {
+    const kept: Array<Entry | undefined> = []
+    for (let i = this.head; i < this.tail; i++) {
+      const entry = this.entries[i]!
+      if (entry.task !== undefined) kept.push(entry)
+    }
+    this.entries = kept
+    this.head = 0
+    this.tail = kept.length
   }
 
   private readonly fire = (): void => {
     this.timer = undefined
-    const now = performance.now()
-    // Fields read at every turn: a task may schedule or cancel (it does not today: it only tells a fiber).
-    while (this.head < this.tail) {
-      const entry = this.entries[this.head]!
-      const task = entry.task
-      if (task !== undefined && entry.at - now > slackMillis) break
-      this.entries[this.head++] = undefined
-      if (task === undefined) continue
-      entry.task = undefined
-      this.pending--
-      task()
+    this.firing = true
+    try {
+      const now = performance.now()
+      // Fields read at every turn: a task may schedule or cancel.
+      while (this.head < this.tail) {
+        const entry = this.entries[this.head]!
+        const task = entry.task
+        if (task !== undefined && entry.at - now > slackMillis) break
+        this.entries[this.head++] = undefined
+        if (task === undefined) continue
+        entry.task = undefined
+        this.pending--
+        task()
+      }
+    } finally {
+      // Set here, after every task, whatever they did: a timer a task would have set is due too late for the head.
+      this.firing = false
+      this.dropEnded()
+      const next = this.head < this.tail ? this.entries[this.head] : undefined
+      if (next !== undefined && this.timer === undefined) {
+        this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(next.at - performance.now())))
+        if (this.pending === 0) this.timer.unref()
+      }
     }
-    this.dropEnded()
-    const next = this.head < this.tail ? this.entries[this.head] : undefined
-    if (next === undefined || this.timer !== undefined) return
-    this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(next.at - now)))
-    if (this.pending === 0) this.timer.unref()
   }
 }
 
@@ -147,6 +182,20 @@ export const register = (millis: number): void => {
   queues.set(millis, new DeadlineQueue(millis))
 }
 
-/** The queue of `millis`, when it was registered. */
-export const of = (millis: number): { readonly schedule: (task: () => void) => () => void } | undefined =>
-  queues.get(millis)
+/**
+ * The timer functions the queues were made for. A test that fakes timers
+ * (`vi.useFakeTimers`) swaps them: a queue's timer set by one would never
+ * fire under the other, so while they are swapped every duration keeps a
+ * timer of its own through the clock's scheduler, which calls the current
+ * `setTimeout`.
+ */
+const native = globalValue(
+  Symbol.for("@resilient-ai/core/internal/deadlineQueue/native"),
+  () => ({ setTimeout: globalThis.setTimeout, now: performance.now })
+)
+
+/** The queue of `millis`, when it was registered and the timers are the native ones. */
+export const of = (
+  millis: number
+): { readonly schedule: (task: () => void) => () => void; readonly held: number } | undefined =>
+  globalThis.setTimeout === native.setTimeout && performance.now === native.now ? queues.get(millis) : undefined
