@@ -149,15 +149,21 @@ class DeadlineQueue {
 }
 
 /**
- * Whether timers here are Node's (`ref` / `unref`): elsewhere (a browser) a
- * timer is a number, and every duration stays with the clock's scheduler.
+ * The timer functions the queues were made for, and whether they are Node's
+ * (`ref` / `unref`: elsewhere, a browser, a timer is a number and every
+ * duration stays with the clock's scheduler). A test that fakes timers
+ * (`vi.useFakeTimers`) swaps them: a queue's timer set by one would never
+ * fire under the other, so while they are swapped every duration keeps a
+ * timer of its own through the clock's scheduler, which calls the current
+ * `setTimeout`.
  */
-const nodeTimers = globalValue(Symbol.for("@resilient-ai/core/internal/deadlineQueue/nodeTimers"), () => {
+const native = globalValue(Symbol.for("@resilient-ai/core/internal/deadlineQueue/native"), () => {
   const timer = setTimeout(() => {}, 0)
   clearTimeout(timer)
   const probe: unknown = timer
-  return Predicate.hasProperty(probe, "unref") && Predicate.isFunction(probe.unref) &&
+  const node = Predicate.hasProperty(probe, "unref") && Predicate.isFunction(probe.unref) &&
     Predicate.hasProperty(probe, "ref") && Predicate.isFunction(probe.ref)
+  return { setTimeout: globalThis.setTimeout, now: performance.now, node }
 })
 
 const queues = globalValue(
@@ -178,24 +184,13 @@ const maxQueues = 64
  * scheduler.
  */
 export const register = (millis: number): void => {
-  if (!nodeTimers || !(millis > 0 && millis <= maxTimerMillis) || queues.has(millis) || queues.size >= maxQueues) return
+  if (!native.node || !(millis > 0 && millis <= maxTimerMillis) || queues.has(millis) || queues.size >= maxQueues) return
   queues.set(millis, new DeadlineQueue(millis))
 }
 
-/**
- * The timer functions the queues were made for. A test that fakes timers
- * (`vi.useFakeTimers`) swaps them: a queue's timer set by one would never
- * fire under the other, so while they are swapped every duration keeps a
- * timer of its own through the clock's scheduler, which calls the current
- * `setTimeout`.
- */
-const native = globalValue(
-  Symbol.for("@resilient-ai/core/internal/deadlineQueue/native"),
-  () => ({ setTimeout: globalThis.setTimeout, now: performance.now })
-)
+/** What a caller sees of a queue. */
+export type Queue = Pick<DeadlineQueue, "schedule" | "held">
 
 /** The queue of `millis`, when it was registered and the timers are the native ones. */
-export const of = (
-  millis: number
-): { readonly schedule: (task: () => void) => () => void; readonly held: number } | undefined =>
+export const of = (millis: number): Queue | undefined =>
   globalThis.setTimeout === native.setTimeout && performance.now === native.now ? queues.get(millis) : undefined
