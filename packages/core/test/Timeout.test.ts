@@ -519,14 +519,20 @@ describe("Timeout.total", () => {
  * purpose: what is tested is how the deadlines meet Node's timer, and what
  * keeps a process alive.
  */
+/** A call that never ends. */
+const hung = Effect.async<never>(() => {})
+
+/** The tag of a timed call's error, or "no timeout" when it returned. */
+const tagOf = (result: Either.Either<unknown, { readonly _tag: string }>) =>
+  Either.isLeft(result) ? result.left._tag : "no timeout"
+
 describe("Timeout on effect's live clock: one Node timer per configured duration", () => {
-  const hung = Effect.async<never>(() => {})
   /** Real milliseconds until `timed(hung)` fails, with the error's tag. */
   const failure = (timed: Timeout.Timeout) =>
     Effect.suspend(() => {
       const start = performance.now()
       return Effect.map(Effect.either(timed(hung)), (result) => ({
-        tag: Either.isLeft(result) ? result.left._tag : "no timeout",
+        tag: tagOf(result),
         ms: performance.now() - start
       }))
     })
@@ -596,8 +602,6 @@ describe("Timeout on effect's live clock: one Node timer per configured duration
 })
 
 describe("Timeout on effect's live clock: what the shared timer must survive", () => {
-  const hung = Effect.async<never>(() => {})
-  const tagOf = (result: Either.Either<unknown, { readonly _tag: string }>) => Either.isLeft(result) ? result.left._tag : "no timeout"
 
   it("timers faked and restored in one process (vi.useFakeTimers): a timeout fires under fake time, and under real time after", async () => {
     const timed = Timeout.attempt("200 millis")
