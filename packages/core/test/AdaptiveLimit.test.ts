@@ -561,10 +561,16 @@ describe("AdaptiveLimit: where its verdicts begin (rule 29)", () => {
         yield* limit.status
       }
     })
-  /** A window of 1 s in which `n` calls of 100 ms, sent at once, all end well; the limit is read at its end. */
-  const windowOfCalls = (limit: AdaptiveLimit.Service, n: number) =>
+  /** A bad request says nothing of the provider's capacity: neither a success nor a drop. */
+  const bad = new Errors.BadRequestError({ status: 400 })
+  /**
+   * A window of 1 s in which `n` calls of 100 ms are sent at once; the first `well` end well, the rest
+   * answer a bad request. The limit is read at its end.
+   */
+  const windowOfCalls = (limit: AdaptiveLimit.Service, n: number, well: number = n) =>
     Effect.gen(function*() {
-      const calls = yield* Effect.forEach(Array.from({ length: n }), () => Effect.fork(limit.execute(Effect.sleep("100 millis"))))
+      const calls = yield* Effect.forEach(Array.from({ length: n }), (_, i) =>
+        Effect.fork(Effect.exit(limit.execute(Effect.zipRight(Effect.sleep("100 millis"), i < well ? Effect.void : Effect.fail(bad))))))
       yield* TestClock.adjust("100 millis")
       yield* Effect.forEach(calls, Fiber.join, { discard: true })
       yield* TestClock.adjust("900 millis")
@@ -614,18 +620,8 @@ describe("AdaptiveLimit: where its verdicts begin (rule 29)", () => {
   it.effect("calls ending well at exactly 80 % of the rate they were admitted at kept up (the boundary is inclusive); one fewer is not, and the limit is left alone", () =>
     Effect.gen(function*() {
       const { changes, limit } = yield* recorded({ initialLimit: 50 })
-      // A window in which all 50 slots are taken at once (pressed), `well` of them end well after 100 ms and the
-      // rest answer a bad request, which says nothing of the provider's capacity (neither a success nor a drop).
-      const bad = new Errors.BadRequestError({ status: 400 })
-      const windowEndingWell = (well: number) =>
-        Effect.gen(function*() {
-          const calls = yield* Effect.forEach(Array.from({ length: 50 }), (_, i) =>
-            Effect.fork(Effect.exit(limit.execute(Effect.zipRight(Effect.sleep("100 millis"), i < well ? Effect.void : Effect.fail(bad))))))
-          yield* TestClock.adjust("100 millis")
-          yield* Effect.forEach(calls, Fiber.join, { discard: true })
-          yield* TestClock.adjust("900 millis")
-          yield* limit.status
-        })
+      // In each window all 50 slots are taken at once (pressed), and `well` of them end well.
+      const windowEndingWell = (well: number) => windowOfCalls(limit, 50, well)
       // 39 of 50 (78 %) end well: the provider did not keep up, the limit is left alone though calls pressed on it.
       yield* windowEndingWell(39)
       expect(changes).toEqual([])
