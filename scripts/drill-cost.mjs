@@ -32,15 +32,16 @@ if (mode === "bytes") {
   const requests = await run()
   let total = 0
   for (const n of byOp.values()) total += n
-  // Bytes: the sum of what each scavenge and mark-compact found allocated since the last one.
-  const trace = execFileSync(process.execPath, ["--max-semi-space-size=64", "--trace-gc", fileURLToPath(import.meta.url), scenario, stack, scale, "bytes"], { encoding: "utf8", maxBuffer: 1 << 28 })
-  let allocatedMb = 0, previous = 0
-  for (const m of trace.matchAll(/(?:Scavenge|Mark-Compact)\S* ([\d.]+) \([\d.]+\) -> ([\d.]+) \(/g)) {
-    allocatedMb += Number(m[1]) - previous
-    previous = Number(m[2])
-  }
+  // Bytes: what V8's own GC trace counts, allocated since the collection before (each collection) and
+  // promoted to the old generation (each scavenge). Promoted bytes are what a scavenge copies twice and a
+  // full collection later frees: the objects that outlive the young generation, really or by V8 keeping
+  // them through a dead object that points at them.
+  const trace = execFileSync(process.execPath, ["--max-semi-space-size=64", "--trace-gc-nvp", fileURLToPath(import.meta.url), scenario, stack, scale, "bytes"], { encoding: "utf8", maxBuffer: 1 << 28 })
+  let allocatedMb = 0, promotedMb = 0
+  for (const m of trace.matchAll(/ allocated=(\d+)/g)) allocatedMb += Number(m[1]) / 2 ** 20
+  for (const m of trace.matchAll(/gc=s .*? promoted=(\d+)/g)) promotedMb += Number(m[1]) / 2 ** 20
   const traced = Number(/requests=(\d+)/.exec(trace)?.[1])
   console.log(`${scenario}/${stack} at scale ${scale}: ${requests} requests`)
   console.log(`effect ops per request: ${(total / requests).toFixed(1)} (${[...byOp].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${(n / requests).toFixed(1)}`).join(", ")})`)
-  console.log(`allocated per request: ${(allocatedMb * 1024 / traced).toFixed(1)} KB`)
+  console.log(`allocated per request: ${(allocatedMb * 1024 / traced).toFixed(1)} KB, promoted: ${(promotedMb * 1024 / traced).toFixed(2)} KB`)
 }

@@ -320,6 +320,13 @@ export interface RunOptions {
 
 type Kind = "model" | "cache" | "stale" | "static" | "failed"
 
+/** One request of the traffic, when it arrived, and whether it asks for a stream. */
+interface Arrival {
+  readonly request: Chat.ChatRequest
+  readonly at: number
+  readonly streamed: boolean
+}
+
 /** Handles one request of the traffic: `streamed` asks for a stream. */
 type Handler = (request: Chat.ChatRequest, arrivedAt: number, streamed: boolean) => Effect.Effect<void>
 
@@ -517,14 +524,41 @@ const traffic = (
       let now = 0
       let sent = 0
       const end = () => {
+        close()
         onProgress?.(1, sent)
         resume(Effect.succeed(sent))
       }
-      // A fiber observer rather than `Effect.ensuring`: it runs when the request's fiber ends,
-      // however it ends, without the mask and the four ops `ensuring` adds to every request.
       const finished = (): void => {
         inflight -= 1
         if (!generating && inflight === 0) end()
+      }
+      /** The wake-ups of the fibers waiting for an arrival; `undefined` ends the fiber. */
+      const idle: Array<(arrival: Arrival | undefined) => void> = []
+      let closed = false
+      const close = (): void => {
+        closed = true
+        for (const wake of idle.splice(0)) wake(undefined)
+      }
+      /** A fiber for `first` that, once its request has ended, serves the next arrival, until the traffic ends. */
+      const start = (first: Arrival): void => {
+        let busy = true
+        const serveNext: Effect.Effect<void> = Effect.async<void>((resume) => {
+          idle.push((arrival) => {
+            busy = arrival !== undefined
+            resume(arrival === undefined ? Effect.void : serve(arrival))
+          })
+        })
+        const serve = (arrival: Arrival): Effect.Effect<void> =>
+          Effect.flatMap(handle(arrival.request, arrival.at, arrival.streamed), () => {
+            busy = false
+            finished()
+            return closed ? Effect.void : serveNext
+          })
+        // A fiber observer rather than `Effect.ensuring` (a mask and four ops): however the fiber ends, a
+        // request it was running has ended.
+        fork(serve(first), { immediate: false }).addObserver(() => {
+          if (busy) finished()
+        })
       }
       let gap = 0
       /** Draws the next gap; false when it falls after the end. */
@@ -539,8 +573,10 @@ const traffic = (
         const streamed = streamRng !== undefined && streamRng.number() < streamShare
         const request = requestFor(sent, rng.number(), streamed)
         inflight += 1
-        const child = fork(handle(request, now, streamed), { immediate: false })
-        child.addObserver(finished)
+        const arrival: Arrival = { request, at: now, streamed }
+        const wake = idle.pop()
+        if (wake === undefined) start(arrival)
+        else wake(arrival)
         sent += 1
         if (onProgress !== undefined && sent % 100 === 0) onProgress(now / scenario.durationMs, sent)
         schedule()
@@ -556,6 +592,7 @@ const traffic = (
       schedule()
       return Effect.sync(() => {
         stopped = true
+        close()
       })
     })
   })
