@@ -1,5 +1,6 @@
-// What one drill request costs, in figures that do not drift with the machine's speed: Effect ops run and
-// bytes allocated per request, for one scenario and stack (`npx tsc -b` first).
+// What one drill request costs, in figures that do not drift with the machine's speed: Effect ops run, and
+// bytes allocated and promoted to V8's old generation per request, for one scenario and stack (`npx tsc -b`
+// first).
 //   node scripts/drill-cost.mjs [scenario=provider-outage] [stack=protected] [scale=0.05]
 // Ops are counted by wrapping the fiber runtime's op handlers (effect 3.x internals, so a measuring tool
 // only); bytes from V8's own GC trace of a second run, in a child process so the counting does not weigh.

@@ -15,10 +15,12 @@ import { ControlledScheduler } from "effect/Scheduler"
 
 const tasks = Number(process.argv[2] ?? 1_000_000)
 const inFlights = process.argv[3] === undefined ? [100, 1000] : [Number(process.argv[3])]
-let inFlight = 0
 
-/** Runs `start(i)` for each task, calling the oldest waiting callback once `inFlight` are waiting. */
-const drive = (start) => {
+/**
+ * Starts `tasks` tasks with `start(scheduler, wait)`, each of them waiting on `wait`, and calls the oldest
+ * waiting callback once more than `inFlight` wait; returns the milliseconds it took.
+ */
+const drive = (inFlight, start) => {
   const scheduler = new ControlledScheduler()
   const waiting = []
   const wait = Effect.async((resume) => {
@@ -38,18 +40,18 @@ const drive = (start) => {
 }
 
 const shapes = {
-  "a root fiber per task": () => {
+  "a root fiber per task": (inFlight) => {
     const fork = Runtime.runFork(Runtime.defaultRuntime)
-    return drive((scheduler, wait) => fork(wait, { scheduler, immediate: false }))
+    return drive(inFlight, (scheduler, wait) => fork(wait, { scheduler, immediate: false }))
   },
-  "fibers that serve the next task": () => {
+  "fibers that serve the next task": (inFlight) => {
     const idle = []
     const next = Effect.async((resume) => {
       idle.push(resume)
     })
     const serve = (wait) => Effect.flatMap(wait, () => Effect.flatMap(next, (more) => (more ? serve(wait) : Effect.void)))
     const fork = Runtime.runFork(Runtime.defaultRuntime)
-    const ms = drive((scheduler, wait) => {
+    const ms = drive(inFlight, (scheduler, wait) => {
       const wake = idle.pop()
       if (wake === undefined) fork(serve(wait), { scheduler, immediate: false })
       else wake(Effect.succeed(true))
@@ -70,13 +72,13 @@ new PerformanceObserver((list) => {
 
 const flushGcEntries = () => new Promise((resolve) => setTimeout(resolve, 50))
 
-for (inFlight of inFlights) {
+for (const inFlight of inFlights) {
   console.log(`${tasks.toLocaleString("en-US")} tasks, ${inFlight} in flight`)
   for (const [name, run] of Object.entries(shapes)) {
     await flushGcEntries()
     gc.minor = 0
     gc.major = 0
-    const ms = run()
+    const ms = run(inFlight)
     await flushGcEntries()
     console.log(
       `  ${name.padEnd(32)} ${((ms * 1000) / tasks).toFixed(2).padStart(6)} µs a task; GC ${gc.minor.toFixed(0)} ms scavenging, ${gc.major.toFixed(0)} ms full`

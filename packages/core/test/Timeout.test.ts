@@ -513,12 +513,6 @@ describe("Timeout.total", () => {
     }))
 })
 
-/**
- * On effect's live clock every deadline of a configured duration shares one
- * Node timer (`internal/deadlineQueue.ts`). These run on real timers, on
- * purpose: what is tested is how the deadlines meet Node's timer, and what
- * keeps a process alive.
- */
 /** A call that never ends. */
 const hung = Effect.async<never>(() => {})
 
@@ -526,6 +520,12 @@ const hung = Effect.async<never>(() => {})
 const tagOf = (result: Either.Either<unknown, { readonly _tag: string }>) =>
   Either.isLeft(result) ? result.left._tag : "no timeout"
 
+/**
+ * On effect's live clock every deadline of a configured duration shares one
+ * Node timer (`internal/deadlineQueue.ts`). These run on real timers, on
+ * purpose: what is tested is how the deadlines meet Node's timer, and what
+ * keeps a process alive.
+ */
 describe("Timeout on effect's live clock: one Node timer per configured duration", () => {
   /** Real milliseconds until `timed(hung)` fails, with the error's tag. */
   const failure = (timed: Timeout.Timeout) =>
@@ -602,7 +602,6 @@ describe("Timeout on effect's live clock: one Node timer per configured duration
 })
 
 describe("Timeout on effect's live clock: what the shared timer must survive", () => {
-
   it("timers faked and restored in one process (vi.useFakeTimers): a timeout fires under fake time, and under real time after", async () => {
     const timed = Timeout.attempt("200 millis")
     const io = Effect.async<number>((resume) => {
