@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-TIMEFORMAT="%U s user, %S s system CPU"
 limit=${2:-0.3}
+TIMEFORMAT="%U s user, %S s system CPU"
 for _ in $(seq 1 "$runs"); do
   while awk -v limit="$limit" '{ exit !($1 >= limit) }' /proc/loadavg; do sleep 5; done
   started="$(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -327,8 +327,8 @@ interface Arrival {
   readonly streamed: boolean
 }
 
-/** Handles one request of the traffic: `streamed` asks for a stream. */
-type Handler = (request: Chat.ChatRequest, arrivedAt: number, streamed: boolean) => Effect.Effect<void>
+/** Handles one request of the traffic. */
+type Handler = (arrival: Arrival) => Effect.Effect<void>
 
 /** Reads a stream to its end, each chunk into `watch`. */
 const readInto = (
@@ -549,7 +549,7 @@ const traffic = (
           })
         })
         const serve = (arrival: Arrival): Effect.Effect<void> =>
-          Effect.flatMap(handle(arrival.request, arrival.at, arrival.streamed), () => {
+          Effect.flatMap(handle(arrival), () => {
             busy = false
             finished()
             return closed ? Effect.void : serveNext
@@ -661,7 +661,7 @@ const protectedStack = (
       }
     }
     const deploymentOf = deploymentsByModel(scenario)
-    const handle: Handler = (request, arrivedAt, streamed) =>
+    const handle: Handler = ({ at: arrivedAt, request, streamed }) =>
       streamed
         ? Effect.suspend(() => {
           const watch = new StreamWatch(clock)
@@ -728,7 +728,7 @@ const baselineStack = (scenario: Scenario, stack: "none" | "naive-retry", record
       const key = keys[turn++ % Math.max(1, keys.length)]
       return { deployment: primary.name, model: primary.model, key: key?.key, keyName: key?.name }
     }
-    const handle: Handler = (request, arrivedAt, streamed) => {
+    const handle: Handler = ({ at: arrivedAt, request, streamed }) => {
       if (streamed) {
         const watch = new StreamWatch(clock)
         // A naive retry reads the stream again from the start, whatever the caller already got.
